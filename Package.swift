@@ -1,0 +1,83 @@
+// swift-tools-version:6.1
+//
+// dotproxy: a DNS-over-TLS forwarding proxy. `DoTCore` is the embeddable library, `dotproxy` the
+// command-line server. Layering follows ../shared/DESIGN.md: the wire format, cache and rate limiter
+// need only NIOCore; sockets (NIOPosix) and GnuTLS stay behind the transport and server layers.
+import PackageDescription
+
+let package = Package(
+    name: "dotproxy",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "DoTCore", targets: ["DoTCore"]),
+        .library(name: "DoTCoreTesting", targets: ["DoTCoreTesting"]),
+        .executable(name: "dotproxy", targets: ["dotproxy"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+    ],
+    targets: [
+        // GnuTLS, found through pkg-config. Only DoTCore's transport layer imports it, internally.
+        .systemLibrary(
+            name: "CGnuTLS",
+            pkgConfig: "gnutls",
+            providers: [.apt(["libgnutls28-dev"])]
+        ),
+        .target(
+            name: "DoTCore",
+            dependencies: [
+                "CGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "DoTCoreTesting",
+            dependencies: [
+                "DoTCore",
+                "CGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "dotproxy",
+            dependencies: [
+                "DoTCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "DoTCoreTests",
+            dependencies: [
+                "DoTCore",
+                "DoTCoreTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "DoTCoreTestingTests",
+            dependencies: ["DoTCore", "DoTCoreTesting"]
+        ),
+        .testTarget(
+            name: "dotproxyTests",
+            dependencies: ["dotproxy", "DoTCore"]
+        ),
+    ]
+)
