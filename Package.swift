@@ -49,7 +49,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            exclude: ["make-test-certificates.sh"]
         ),
         .executableTarget(
             name: "dotproxy",
