@@ -1,0 +1,217 @@
+import Logging
+import NIOCore
+
+/// One TLS connection to an upstream, carrying many queries at once.
+///
+/// It is the last handler of the connection's pipeline (TLS, then frame decoder, then this). Each
+/// query gets an ID unique on this connection, so clients' IDs can never collide; replies are matched
+/// out of order by that ID and by question, and a reply that matches no pending query is dropped and
+/// counted. Writes are flushed once per event-loop tick. Owned by its pool's event loop.
+final class DoTConnection: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum State {
+        case connecting
+        case ready
+        case closed
+    }
+
+    unowned let pool: DoTConnectionPool
+    let identifier: Int
+    private(set) var state: State = .connecting
+    private var context: ChannelHandlerContext?
+    /// Queries waiting for the channel to exist.
+    private var queued: [DoTQuery] = []
+    /// Queries written, keyed by the ID used on this connection.
+    private var pending: [UInt16: DoTQuery] = [:]
+    private var nextID = UInt16.random(in: .min ... .max)
+    private var flushScheduled = false
+    private var idleTask: Scheduled<Void>?
+    private(set) var handshakeCompleted = false
+    private var consecutiveTimeouts = 0
+    private(set) var queriesSent = 0
+    let openedAt = NIODeadline.now()
+    /// Set when the connection must take no new queries (max queries or age reached, suspect).
+    private(set) var isDraining = false
+    private var closeError: UpstreamError?
+
+    init(pool: DoTConnectionPool, identifier: Int) {
+        self.pool = pool
+        self.identifier = identifier
+    }
+
+    var inFlight: Int { queued.count + pending.count }
+    var acceptsQueries: Bool { state != .closed && !isDraining }
+
+    // MARK: Queries
+
+    func enqueue(_ query: DoTQuery) {
+        idleTask?.cancel()
+        idleTask = nil
+        if state == .ready, let context {
+            write(query, context: context)
+        } else {
+            queued.append(query)
+        }
+    }
+
+    private func write(_ query: DoTQuery, context: ChannelHandlerContext) {
+        var id = nextID
+        while pending[id] != nil { id &+= 1 }
+        nextID = id &+ 1
+        query.wire.setInteger(id, at: query.wire.readerIndex)
+        pending[id] = query
+        queriesSent += 1
+        var frame = context.channel.allocator.buffer(capacity: query.wire.readableBytes + 2)
+        frame.writeInteger(UInt16(query.wire.readableBytes))
+        frame.writeImmutableBuffer(query.wire)
+        context.write(wrapOutboundOut(frame), promise: nil)
+        if !flushScheduled {
+            flushScheduled = true
+            context.eventLoop.assumeIsolated().execute { [self] in
+                flushScheduled = false
+                self.context?.flush()
+            }
+        }
+        if let limit = pool.configuration.maximumQueriesPerConnection, queriesSent >= limit { isDraining = true }
+    }
+
+    /// The query's deadline passed: forget it, and close the connection if it looks dead.
+    func expire(_ query: DoTQuery) {
+        if let index = queued.firstIndex(where: { $0 === query }) { queued.remove(at: index) }
+        if let entry = pending.first(where: { $0.value === query }) { pending.removeValue(forKey: entry.key) }
+        consecutiveTimeouts += 1
+        // Two deadlines in a row with no reply in between: a half-open or stuck connection.
+        if consecutiveTimeouts >= 2 || !handshakeCompleted {
+            isDraining = true
+            if inFlight == 0 { close(reason: "upstream stopped answering") }
+        }
+        scheduleIdleCloseIfNeeded()
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+    }
+
+    /// The channel is set up; send what waited for it (TLS holds it until the handshake is done).
+    func connected() {
+        guard state == .connecting, let context else { return }
+        state = .ready
+        let waiting = queued
+        queued.removeAll()
+        for query in waiting where !query.isDone { write(query, context: context) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard let view = try? DNSMessageView(frame) else {
+            pool.statistics.malformedReplies += 1
+            return
+        }
+        guard let query = pending[view.id], view.isResponse,
+            view.questionMatches(query.view, in: frame, otherBuffer: query.wire)
+        else {
+            pool.statistics.unmatchedReplies += 1
+            return
+        }
+        pending.removeValue(forKey: view.id)
+        consecutiveTimeouts = 0
+        var reply = DoTQueryPadding.stripPadding(frame, view: view)
+        if reply.readerIndex == frame.readerIndex && reply.writerIndex == frame.writerIndex {
+            // Unchanged: restore the ID in place.
+            view.setID(query.originalID, in: &reply)
+        } else {
+            reply.setInteger(query.originalID, at: reply.readerIndex)
+        }
+        pool.statistics.replies += 1
+        query.succeed(reply)
+        if isDraining && inFlight == 0 { close(reason: "connection retired") }
+        scheduleIdleCloseIfNeeded()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let completed = event as? TLSHandshakeCompleted {
+            handshakeCompleted = true
+            pool.statistics.handshakes += 1
+            if completed.resumed { pool.statistics.resumedHandshakes += 1 }
+            pool.logger.debug(
+                "TLS handshake done",
+                metadata: [
+                    "upstream": "\(pool.upstream)", "connection": "\(identifier)", "tls": "\(completed.protocolName)",
+                    "cipher": "\(completed.cipherName)", "resumed": "\(completed.resumed)",
+                ])
+        } else if let ticket = event as? TLSSessionTicketReceived {
+            pool.storeResumptionData(ticket.resumptionData)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if closeError == nil { closeError = pool.upstreamError(for: error) }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionClosed(error: closeError ?? UpstreamError(.connectionReset, upstream: pool.upstream.description, detail: "the upstream closed the connection"))
+        context.fireChannelInactive()
+    }
+
+    /// The connection failed or closed: retry each in-flight query once elsewhere if the handshake had
+    /// completed (a reset is normal for idle upstreams), otherwise fail it with the connection's error.
+    func connectionClosed(error: UpstreamError) {
+        guard state != .closed else { return }
+        state = .closed
+        idleTask?.cancel()
+        context = nil
+        let orphans = queued + pending.values.sorted { $0.originalID < $1.originalID }
+        queued.removeAll()
+        pending.removeAll()
+        pool.connectionDidClose(self, error: error)
+        pool.logger.debug(
+            "connection closed",
+            metadata: ["upstream": "\(pool.upstream)", "connection": "\(identifier)", "reason": "\(error.code)", "orphans": "\(orphans.count)"])
+        for query in orphans where !query.isDone {
+            if handshakeCompleted && !query.retried {
+                query.retried = true
+                pool.statistics.retries += 1
+                pool.submit(query)
+            } else {
+                query.fail(error)
+            }
+        }
+    }
+
+    // MARK: Closing
+
+    private func scheduleIdleCloseIfNeeded() {
+        guard inFlight == 0, state == .ready, let context else { return }
+        if isDraining {
+            close(reason: "connection retired")
+            return
+        }
+        idleTask?.cancel()
+        idleTask = context.eventLoop.assumeIsolated().scheduleTask(in: pool.configuration.idleTimeout) { [self] in
+            if self.inFlight == 0 { self.close(reason: "idle") }
+        }
+    }
+
+    /// Closes the connection gracefully (close_notify first).
+    func close(reason: String) {
+        guard let context else { return }
+        if closeError == nil {
+            closeError = UpstreamError(.connectionReset, upstream: pool.upstream.description, detail: reason)
+        }
+        isDraining = true
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension DoTConnection: Sendable {}

@@ -1,0 +1,165 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The connections to one upstream from one event loop.
+///
+/// Queries go to the least loaded connection that has room; a new connection opens only when every
+/// open one is full, so a steady load runs over one pipelined connection. Owned by its event loop.
+final class DoTConnectionPool {
+    let eventLoop: any EventLoop
+    let upstream: UpstreamAddress
+    let configuration: DoTUpstreamTransport.Configuration
+    let tlsContext: TLSClientContext
+    let logger: Logger
+    private let resumptionData: NIOLockedValueBox<[UInt8]?>
+    private var connections: [DoTConnection] = []
+    private var nextIdentifier = 0
+    private var isShutDown = false
+    var statistics = UpstreamStatistics()
+
+    init(
+        eventLoop: any EventLoop, configuration: DoTUpstreamTransport.Configuration, tlsContext: TLSClientContext,
+        resumptionData: NIOLockedValueBox<[UInt8]?>, logger: Logger
+    ) {
+        self.eventLoop = eventLoop
+        self.upstream = configuration.upstream
+        self.configuration = configuration
+        self.tlsContext = tlsContext
+        self.resumptionData = resumptionData
+        self.logger = logger
+    }
+
+    var openConnections: Int { connections.count }
+
+    func submit(_ query: DoTQuery) {
+        guard !isShutDown else {
+            query.fail(UpstreamError(.shutdown, upstream: upstream.description, detail: "the transport is shutting down"))
+            return
+        }
+        if let maximumAge = configuration.maximumConnectionAge {
+            let now = NIODeadline.now()
+            for connection in connections where connection.acceptsQueries && now - connection.openedAt > maximumAge {
+                connection.close(reason: "connection retired after \(maximumAge)")
+            }
+        }
+        var best: DoTConnection?
+        for connection in connections
+        where connection.acceptsQueries && connection.inFlight < configuration.maximumInFlightPerConnection {
+            if best == nil || connection.inFlight < best!.inFlight { best = connection }
+        }
+        if let best {
+            best.enqueue(query)
+        } else if connections.count < configuration.maximumConnectionsPerEventLoop {
+            open().enqueue(query)
+        } else {
+            statistics.overloaded += 1
+            query.fail(
+                UpstreamError(
+                    .overloaded, upstream: upstream.description,
+                    detail: "\(connections.count) connections with \(configuration.maximumInFlightPerConnection) queries each in flight"))
+        }
+    }
+
+    func expire(_ query: DoTQuery) {
+        guard !query.isDone else { return }
+        for connection in connections { connection.expire(query) }
+        statistics.timeouts += 1
+        query.fail(UpstreamError(.timeout, upstream: upstream.description, detail: "no reply before the deadline"))
+    }
+
+    private func open() -> DoTConnection {
+        nextIdentifier += 1
+        let connection = DoTConnection(pool: self, identifier: nextIdentifier)
+        connections.append(connection)
+        statistics.connectionsOpened += 1
+        logger.debug("connecting", metadata: ["upstream": "\(upstream)", "connection": "\(nextIdentifier)"])
+        let address: SocketAddress
+        do {
+            address = try upstream.socketAddress()
+        } catch {
+            connection.connectionClosed(error: UpstreamError(.connectionFailed, upstream: upstream.description, detail: "\(error)"))
+            return connection
+        }
+        let boundConnection = NIOLoopBound(connection, eventLoop: eventLoop)
+        let boundSelf = NIOLoopBound(self, eventLoop: eventLoop)
+        let context = tlsContext
+        let serverName = upstream.verificationName
+        let resumption = resumptionData.withLockedValue { $0 }
+        ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(configuration.connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(GnuTLSHandler(client: context, serverName: serverName, resumptionData: resumption))
+                    try sync.addHandler(DNSStreamFraming.makeDecoder())
+                    try sync.addHandler(boundConnection.value)
+                }
+            }
+            .connect(to: address)
+            .whenComplete { result in
+                let connection = boundConnection.value
+                switch result {
+                case .success:
+                    connection.connected()
+                case .failure(let error):
+                    connection.connectionClosed(error: boundSelf.value.upstreamError(for: error))
+                }
+            }
+        return connection
+    }
+
+    func connectionDidClose(_ connection: DoTConnection, error: UpstreamError) {
+        connections.removeAll { $0 === connection }
+    }
+
+    func storeResumptionData(_ data: [UInt8]) {
+        resumptionData.withLockedValue { $0 = data }
+    }
+
+    /// Translates what the channel reported into an error that names the upstream.
+    func upstreamError(for error: any Error) -> UpstreamError {
+        let name = upstream.description
+        if let error = error as? UpstreamError { return error }
+        if let failure = error as? TLSHandshakeFailure {
+            if failure.pinMismatch {
+                return UpstreamError(.pinMismatch, upstream: name, detail: "no certificate in the chain matches a configured SPKI pin")
+            }
+            if let description = failure.certificateStatusDescription {
+                return UpstreamError(.certificateRejected, upstream: name, detail: description, tlsError: failure.error)
+            }
+            if failure.closedEarly {
+                return UpstreamError(.tlsHandshakeFailed, upstream: name, detail: "the connection closed during the TLS handshake")
+            }
+            return UpstreamError(.tlsHandshakeFailed, upstream: name, detail: failure.error?.description ?? "", tlsError: failure.error)
+        }
+        if let error = error as? GnuTLSError {
+            return UpstreamError(.tlsHandshakeFailed, upstream: name, detail: error.description, tlsError: error)
+        }
+        if let error = error as? NIOConnectionError {
+            let refused = error.connectionErrors.contains { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }
+            return UpstreamError(refused ? .connectionRefused : .connectionFailed, upstream: name, detail: "\(error)")
+        }
+        if let error = error as? IOError, error.errnoCode == ECONNREFUSED {
+            return UpstreamError(.connectionRefused, upstream: name, detail: "\(error)")
+        }
+        if case ChannelError.connectTimeout = error {
+            return UpstreamError(.timeout, upstream: name, detail: "TCP connect timed out")
+        }
+        return UpstreamError(.connectionFailed, upstream: name, detail: "\(error)")
+    }
+
+    func shutdown() {
+        isShutDown = true
+        for connection in connections { connection.close(reason: "shutdown") }
+    }
+}
+
+@available(*, unavailable)
+extension DoTConnectionPool: Sendable {}

@@ -1,0 +1,106 @@
+import NIOCore
+
+/// EDNS(0) padding for queries sent over TLS (RFC 7830, RFC 8467) and its removal from replies.
+///
+/// Padding hides the length of the name asked for. Queries are padded to a multiple of the block size
+/// (128 octets, as RFC 8467 recommends for queries); a query without OPT gets one. Padding in a reply
+/// is meaningless once the reply has left the TLS connection, so it is removed.
+enum DoTQueryPadding {
+    static let optionHeaderLength = 4
+    static let optRecordFixedLength = 11
+
+    /// Returns `message` with an OPT record whose padding makes the length a multiple of `blockSize`.
+    ///
+    /// Any padding already present is replaced. When the OPT record is not the last record (a TSIG
+    /// follows it), the message is returned unchanged, because moving records would break signatures.
+    static func pad(_ message: ByteBuffer, view: DNSMessageView, blockSize: Int) -> ByteBuffer {
+        guard blockSize > 1 else { return message }
+        guard let rebuilt = rebuild(message, view: view, dropPadding: true, defaultUDPSize: 1232, blockSize: blockSize)
+        else { return message }
+        return rebuilt
+    }
+
+    /// Returns `message` without a padding option, or `message` itself when it has none.
+    static func stripPadding(_ message: ByteBuffer, view: DNSMessageView) -> ByteBuffer {
+        guard let optOffset = view.optRecordOffset,
+            optionRange(message, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue) != nil
+        else { return message }
+        return rebuild(message, view: view, dropPadding: true, defaultUDPSize: 1232, blockSize: 0) ?? message
+    }
+
+    /// Finds an option in the OPT RDATA; returns its absolute range.
+    private static func optionRange(_ message: ByteBuffer, optOffset: Int, code: UInt16) -> Range<Int>? {
+        let base = message.readerIndex
+        let rdStart = base + optOffset + optRecordFixedLength
+        guard let rdLength = message.getInteger(at: rdStart - 2, as: UInt16.self) else { return nil }
+        var position = rdStart
+        let end = rdStart + Int(rdLength)
+        while position + optionHeaderLength <= end,
+            let (optionCode, length) = message.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)
+        {
+            let next = position + optionHeaderLength + Int(length)
+            if optionCode == code { return position..<next }
+            position = next
+        }
+        return nil
+    }
+
+    /// Copies the message without its OPT, then appends an OPT with the old options (less padding)
+    /// and, when `blockSize > 0`, padding to the block size.
+    private static func rebuild(
+        _ message: ByteBuffer, view: DNSMessageView, dropPadding: Bool, defaultUDPSize: UInt16, blockSize: Int
+    ) -> ByteBuffer? {
+        let base = message.readerIndex
+        var udpSize = defaultUDPSize
+        var ttl: UInt32 = 0
+        var options = ByteBuffer()
+        var prefixLength = view.length
+        var additionalCount = view.additionalCount
+        if let optOffset = view.optRecordOffset {
+            let start = base + optOffset
+            guard let (_, _, klass, optTTL, rdLength) = message.getMultipleIntegers(
+                at: start, as: (UInt8, UInt16, UInt16, UInt32, UInt16).self),
+                optOffset + optRecordFixedLength + Int(rdLength) == view.length
+            else { return nil }
+            udpSize = klass
+            ttl = optTTL
+            prefixLength = optOffset
+            var position = start + optRecordFixedLength
+            let end = position + Int(rdLength)
+            while position + optionHeaderLength <= end,
+                let (code, length) = message.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)
+            {
+                let next = position + optionHeaderLength + Int(length)
+                if !(dropPadding && code == EDNSOptionCode.padding.rawValue),
+                    let slice = message.getSlice(at: position, length: next - position)
+                {
+                    options.writeImmutableBuffer(slice)
+                }
+                position = next
+            }
+        } else {
+            guard additionalCount < UInt16.max else { return nil }
+            additionalCount += 1
+        }
+        var out = ByteBuffer()
+        let unpadded = prefixLength + optRecordFixedLength + options.readableBytes
+        var paddingLength = 0
+        if blockSize > 0 {
+            let withHeader = unpadded + optionHeaderLength
+            paddingLength = (blockSize - withHeader % blockSize) % blockSize
+        }
+        out.reserveCapacity(unpadded + (blockSize > 0 ? optionHeaderLength + paddingLength : 0))
+        guard let prefix = message.getSlice(at: base, length: prefixLength) else { return nil }
+        out.writeImmutableBuffer(prefix)
+        out.setInteger(additionalCount, at: 10)
+        out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, udpSize, ttl)
+        let rdLength = options.readableBytes + (blockSize > 0 ? optionHeaderLength + paddingLength : 0)
+        out.writeInteger(UInt16(rdLength))
+        out.writeBuffer(&options)
+        if blockSize > 0 {
+            out.writeMultipleIntegers(EDNSOptionCode.padding.rawValue, UInt16(paddingLength))
+            out.writeRepeatingByte(0, count: paddingLength)
+        }
+        return out
+    }
+}

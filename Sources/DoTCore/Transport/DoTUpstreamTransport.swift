@@ -1,0 +1,154 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// An ``UpstreamTransport`` that speaks DNS over TLS (RFC 7858) to one upstream resolver, through
+/// GnuTLS.
+///
+/// Each event loop keeps its own connections to the upstream, so a query is sent and answered on the
+/// loop that asked, without hops. Connections stay open and carry many queries at once, with IDs
+/// rewritten per connection and replies matched out of order. Queries are padded to 128-octet blocks
+/// (RFC 8467) and padding is stripped from replies. A connection reset or closed by the upstream has
+/// its in-flight queries retried once on a fresh connection; the session ticket from the last
+/// connection is offered so reconnects resume. Every query has a deadline that also covers a
+/// connection that never answers.
+public final class DoTUpstreamTransport: UpstreamTransport {
+    /// How the transport behaves; what TLS does is in the ``TLSClientContext``.
+    public struct Configuration: Sendable {
+        /// The upstream resolver.
+        public var upstream: UpstreamAddress
+        /// How long a TCP connect may take.
+        public var connectTimeout: TimeAmount
+        /// Close a connection after this long without queries; shorter than common upstreams' own idle
+        /// timeouts (Unbound and Cloudflare close after about 10 s).
+        public var idleTimeout: TimeAmount
+        /// The most connections each event loop opens to the upstream.
+        public var maximumConnectionsPerEventLoop: Int
+        /// The most queries in flight on one connection; past that a new connection opens, and when
+        /// none may, queries fail at once with ``UpstreamError/Code/overloaded``.
+        public var maximumInFlightPerConnection: Int
+        /// Replace a connection after this many queries, if set.
+        public var maximumQueriesPerConnection: Int?
+        /// Replace a connection after this long, if set.
+        public var maximumConnectionAge: TimeAmount?
+        /// Pad queries to a multiple of this many octets; 0 disables padding.
+        public var paddingBlockSize: Int
+
+        /// Creates a configuration with defaults for everything but the upstream.
+        ///
+        /// - Parameters:
+        ///   - upstream: The upstream resolver.
+        ///   - connectTimeout: How long a TCP connect may take; 2 s.
+        ///   - idleTimeout: Idle time before a connection closes; 8 s.
+        ///   - maximumConnectionsPerEventLoop: Connections per event loop; 4.
+        ///   - maximumInFlightPerConnection: Queries in flight per connection; 256.
+        ///   - maximumQueriesPerConnection: Queries before a connection is replaced; no limit.
+        ///   - maximumConnectionAge: Age before a connection is replaced; no limit.
+        ///   - paddingBlockSize: The padding block; 128 (RFC 8467).
+        public init(
+            upstream: UpstreamAddress, connectTimeout: TimeAmount = .seconds(2), idleTimeout: TimeAmount = .seconds(8),
+            maximumConnectionsPerEventLoop: Int = 4, maximumInFlightPerConnection: Int = 256,
+            maximumQueriesPerConnection: Int? = nil, maximumConnectionAge: TimeAmount? = nil, paddingBlockSize: Int = 128
+        ) {
+            self.upstream = upstream
+            self.connectTimeout = connectTimeout
+            self.idleTimeout = idleTimeout
+            self.maximumConnectionsPerEventLoop = maximumConnectionsPerEventLoop
+            self.maximumInFlightPerConnection = maximumInFlightPerConnection
+            self.maximumQueriesPerConnection = maximumQueriesPerConnection
+            self.maximumConnectionAge = maximumConnectionAge
+            self.paddingBlockSize = paddingBlockSize
+        }
+    }
+
+    /// The configuration in effect.
+    public let configuration: Configuration
+    private let tlsContext: TLSClientContext
+    private let logger: Logger
+    private let resumptionData = NIOLockedValueBox<[UInt8]?>(nil)
+    private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<DoTConnectionPool>]>([:])
+
+    /// Creates a transport. No connection opens until the first query.
+    ///
+    /// - Parameters:
+    ///   - configuration: The upstream and the connection behaviour.
+    ///   - tlsContext: Trust, versions, verification and pins; share one context between transports.
+    ///   - logger: Receives connection events (debug) and warnings.
+    public init(configuration: Configuration, tlsContext: TLSClientContext, logger: Logger = Logger(label: "dotproxy.upstream")) {
+        self.configuration = configuration
+        self.tlsContext = tlsContext
+        var logger = logger
+        logger[metadataKey: "upstream"] = "\(configuration.upstream)"
+        self.logger = logger
+    }
+
+    public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        let view: DNSMessageView
+        do {
+            view = try DNSMessageView(query)
+        } catch {
+            return eventLoop.makeFailedFuture(
+                UpstreamError(.malformedQuery, upstream: configuration.upstream.description, detail: "\(error)"))
+        }
+        let wire = DoTQueryPadding.pad(query, view: view, blockSize: configuration.paddingBlockSize)
+        let promise = eventLoop.makePromise(of: ByteBuffer.self)
+        if eventLoop.inEventLoop {
+            submit(wire: wire, view: view, promise: promise, deadline: deadline, on: eventLoop)
+        } else {
+            eventLoop.execute {
+                self.submit(wire: wire, view: view, promise: promise, deadline: deadline, on: eventLoop)
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func submit(wire: ByteBuffer, view: DNSMessageView, promise: EventLoopPromise<ByteBuffer>, deadline: NIODeadline, on eventLoop: any EventLoop) {
+        let pool = pool(for: eventLoop)
+        let query = DoTQuery(promise: promise, wire: wire, view: view)
+        pool.statistics.queries += 1
+        let boundQuery = NIOLoopBound(query, eventLoop: eventLoop)
+        let boundPool = NIOLoopBound(pool, eventLoop: eventLoop)
+        query.deadlineTask = eventLoop.scheduleTask(deadline: deadline) {
+            boundPool.value.expire(boundQuery.value)
+        }
+        pool.submit(query)
+    }
+
+    /// The pool of `eventLoop`, created on first use; call on that loop.
+    private func pool(for eventLoop: any EventLoop) -> DoTConnectionPool {
+        let key = ObjectIdentifier(eventLoop)
+        return pools.withLockedValue { pools in
+            if let pool = pools[key] { return pool.value }
+            let pool = DoTConnectionPool(
+                eventLoop: eventLoop, configuration: configuration, tlsContext: tlsContext, resumptionData: resumptionData,
+                logger: logger)
+            pools[key] = NIOLoopBound(pool, eventLoop: eventLoop)
+            return pool
+        }
+    }
+
+    /// The counters of every event loop's connections, summed.
+    public func statistics() async -> UpstreamStatistics {
+        var total = UpstreamStatistics()
+        for (loop, pool) in poolsByLoop() {
+            let snapshot = try? await loop.submit {
+                var statistics = pool.value.statistics
+                statistics.openConnections = pool.value.openConnections
+                return statistics
+            }.get()
+            if let snapshot { total = total + snapshot }
+        }
+        return total
+    }
+
+    /// Closes every connection (with close_notify) and fails queries submitted afterwards.
+    public func shutdown() async {
+        for (loop, pool) in poolsByLoop() {
+            try? await loop.submit { pool.value.shutdown() }.get()
+        }
+    }
+
+    private func poolsByLoop() -> [(any EventLoop, NIOLoopBound<DoTConnectionPool>)] {
+        pools.withLockedValue { $0.values.map { ($0.eventLoop, $0) } }
+    }
+}

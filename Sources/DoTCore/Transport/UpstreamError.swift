@@ -1,0 +1,61 @@
+/// Why a query to an upstream resolver failed.
+///
+/// It names the upstream and says what went wrong in a ``code`` that callers can switch on, plus a
+/// ``detail`` for people. The underlying TLS error is kept when there is one.
+public struct UpstreamError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What kind of failure this was.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let description: String
+        private init(_ description: String) { self.description = description }
+
+        /// No reply before the query's deadline (including a connection that never answered).
+        public static let timeout = Code("timeout")
+        /// The upstream refused the TCP connection.
+        public static let connectionRefused = Code("connection refused")
+        /// The TCP connection could not be made for another reason.
+        public static let connectionFailed = Code("connection failed")
+        /// The TLS handshake failed (protocol error, garbage instead of TLS, closed mid-handshake).
+        public static let tlsHandshakeFailed = Code("TLS handshake failed")
+        /// The certificate was rejected: untrusted, expired, or not for the authentication name.
+        public static let certificateRejected = Code("certificate rejected")
+        /// The certificate chain matched none of the configured SPKI pins.
+        public static let pinMismatch = Code("pin mismatch")
+        /// The connection was reset or closed with the query in flight, and the retry failed too.
+        public static let connectionReset = Code("connection reset")
+        /// The reply could not be parsed.
+        public static let malformedReply = Code("malformed reply")
+        /// Too many queries are in flight to this upstream; the query was not sent.
+        public static let overloaded = Code("overloaded")
+        /// The transport is shutting down.
+        public static let shutdown = Code("shutdown")
+        /// The query itself could not be parsed, so it was not sent.
+        public static let malformedQuery = Code("malformed query")
+    }
+
+    /// What kind of failure this was.
+    public var code: Code
+    /// The upstream, as `address:port#name`.
+    public var upstream: String
+    /// A human-readable explanation.
+    public var detail: String
+    /// The TLS error behind the failure, if any.
+    public var tlsError: GnuTLSError?
+
+    /// Creates an error.
+    ///
+    /// - Parameters:
+    ///   - code: What kind of failure.
+    ///   - upstream: The upstream's description.
+    ///   - detail: An explanation.
+    ///   - tlsError: The TLS error behind it.
+    public init(_ code: Code, upstream: String, detail: String = "", tlsError: GnuTLSError? = nil) {
+        self.code = code
+        self.upstream = upstream
+        self.detail = detail
+        self.tlsError = tlsError
+    }
+
+    public var description: String {
+        "upstream \(upstream): \(code)" + (detail.isEmpty ? "" : ": \(detail)")
+    }
+}

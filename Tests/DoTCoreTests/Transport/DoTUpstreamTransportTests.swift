@@ -1,0 +1,218 @@
+import DoTCore
+import DoTCoreTesting
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The DoT transport against the in-process GnuTLS server on 127.0.0.1, with scripted faults.
+@Suite(.serialized) struct DoTUpstreamTransportTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    func makeTransport(
+        port: Int, name: String? = TestCertificates.serverName, pins: [String] = [],
+        configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in }
+    ) throws -> DoTUpstreamTransport {
+        var configuration = DoTUpstreamTransport.Configuration(upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: name))
+        configure(&configuration)
+        return DoTUpstreamTransport(configuration: configuration, tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins)))
+    }
+
+    static func query(_ name: DNSName = "a.test.", id: UInt16 = 0x4242, type: DNSRecordType = .a) throws -> ByteBuffer {
+        try DNSMessage.query(name: name, type: type, id: id).encoded()
+    }
+
+    func expectFailure(_ code: UpstreamError.Code, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async {
+        do {
+            try await body()
+            Issue.record("expected \(code), got success", sourceLocation: sourceLocation)
+        } catch let error as UpstreamError {
+            #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+            #expect(error.upstream.contains("127.0.0.1"), sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("expected UpstreamError, got \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func pipelinesManyQueriesOverOneConnectionWithOriginalIDs() async throws {
+        let padded = NIOLockedValueBox(0)
+        let server = try await TestDoTServer.start(group: group) { query in
+            if let wire = try? query.encoded(), wire.readableBytes % 128 == 0, query.edns?.option(.padding) != nil {
+                padded.withLockedValue { $0 += 1 }
+            }
+            return .reply(TestDoTServer.answer(query))
+        }
+        let transport = try makeTransport(port: server.port)
+        let loop = group.next()
+        let futures = try (0..<200).map { index in
+            transport.send(try Self.query(DNSName(parsing: "n\(index).test."), id: UInt16(index)), deadline: .now() + .seconds(5), on: loop)
+        }
+        for (index, future) in futures.enumerated() {
+            let reply = try DNSMessage(decoding: try await future.get())
+            #expect(reply.header.id == UInt16(index))
+            #expect(reply.questions.first?.name == (try DNSName(parsing: "n\(index).test.")))
+            #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
+            #expect(reply.edns?.option(.padding) == nil)
+        }
+        let statistics = await transport.statistics()
+        #expect(statistics.connectionsOpened == 1 && server.connectionCount == 1)
+        #expect(statistics.replies == 200 && statistics.queries == 200)
+        #expect(padded.withLockedValue { $0 } == 200)
+        await transport.shutdown()
+        try await server.stop()
+    }
+
+    @Test func repliesAreMatchedOutOfOrder() async throws {
+        let server = try await TestDoTServer.start(group: group) { query in
+            let reply = TestDoTServer.answer(query)
+            return query.questions.first?.name == "slow.test." ? .delayedReply(reply, .milliseconds(300)) : .reply(reply)
+        }
+        let transport = try makeTransport(port: server.port)
+        let loop = group.next()
+        let order = NIOLockedValueBox<[String]>([])
+        let slow = transport.send(try Self.query("slow.test.", id: 1), deadline: .now() + .seconds(5), on: loop)
+        let fast = transport.send(try Self.query("fast.test.", id: 2), deadline: .now() + .seconds(5), on: loop)
+        slow.whenSuccess { _ in order.withLockedValue { $0.append("slow") } }
+        fast.whenSuccess { _ in order.withLockedValue { $0.append("fast") } }
+        #expect(try DNSMessage(decoding: await slow.get()).header.id == 1)
+        #expect(try DNSMessage(decoding: await fast.get()).header.id == 2)
+        #expect(order.withLockedValue { $0 } == ["fast", "slow"])
+        #expect(await transport.statistics().connectionsOpened == 1)
+        await transport.shutdown()
+        try await server.stop()
+    }
+
+    @Test func aReplyWithTheWrongIDOrQuestionIsDroppedAndNeverDelivered() async throws {
+        let server = try await TestDoTServer.start(group: group) { query in
+            var reply = TestDoTServer.answer(query)
+            if query.questions.first?.name == "wrong-id.test." {
+                reply.header.id &+= 1
+            } else {
+                reply.questions = [DNSQuestion(name: "spoofed.test.", type: .a)]
+            }
+            return .reply(reply)
+        }
+        let transport = try makeTransport(port: server.port)
+        let loop = group.next()
+        await expectFailure(.timeout) {
+            _ = try await transport.send(try Self.query("wrong-id.test."), deadline: .now() + .milliseconds(300), on: loop).get()
+        }
+        await expectFailure(.timeout) {
+            _ = try await transport.send(try Self.query("wrong-question.test."), deadline: .now() + .milliseconds(300), on: loop).get()
+        }
+        #expect(await transport.statistics().unmatchedReplies == 2)
+        await transport.shutdown()
+        try await server.stop()
+    }
+
+    @Test func queriesInFlightDuringAResetAreRetriedOnAFreshConnection() async throws {
+        let resets = NIOLockedValueBox(0)
+        let server = try await TestDoTServer.start(group: group) { query in
+            let first = resets.withLockedValue { count -> Bool in
+                defer { count += 1 }
+                return count == 0
+            }
+            return first ? .closeConnection : .reply(TestDoTServer.answer(query))
+        }
+        let transport = try makeTransport(port: server.port)
+        let loop = group.next()
+        // Open and warm the connection first, so the reset happens after the handshake.
+        let reply = try await transport.send(try Self.query(id: 7), deadline: .now() + .seconds(5), on: loop).get()
+        #expect(try DNSMessage(decoding: reply).header.id == 7)
+        let statistics = await transport.statistics()
+        #expect(statistics.retries == 1 && statistics.connectionsOpened == 2)
+        await transport.shutdown()
+        try await server.stop()
+    }
+
+    @Test func theDeadlineHoldsAgainstAServerThatNeverAnswers() async throws {
+        for mode in [TestDoTServer.Mode.silent, .tls(TestCertificates.server)] {
+            let server = try await TestDoTServer.start(mode: mode, group: group) { _ in .silence }
+            let transport = try makeTransport(port: server.port)
+            let start = NIODeadline.now()
+            await expectFailure(.timeout) {
+                _ = try await transport.send(try Self.query(), deadline: .now() + .milliseconds(250), on: group.next()).get()
+            }
+            let elapsed = NIODeadline.now() - start
+            #expect(elapsed < .seconds(2), "the deadline took \(elapsed)")
+            await transport.shutdown()
+            try await server.stop()
+        }
+    }
+
+    @Test func garbageInsteadOfTLSFailsTheHandshake() async throws {
+        let server = try await TestDoTServer.start(mode: .garbage, group: group)
+        let transport = try makeTransport(port: server.port)
+        await expectFailure(.tlsHandshakeFailed) {
+            _ = try await transport.send(try Self.query(), deadline: .now() + .seconds(5), on: group.next()).get()
+        }
+        await transport.shutdown()
+        try await server.stop()
+    }
+
+    @Test(arguments: [("wrong name", TestCertificates.wrongName), ("untrusted CA", TestCertificates.untrusted), ("expired", TestCertificates.expired)])
+    func badCertificatesAreRejected(label: String, identity: TestCertificates.Identity) async throws {
+        let server = try await TestDoTServer.start(mode: .tls(identity), group: group)
+        let transport = try makeTransport(port: server.port)
+        await expectFailure(.certificateRejected) {
+            _ = try await transport.send(try Self.query(), deadline: .now() + .seconds(5), on: group.next()).get()
+        }
+        #expect(server.queryCount == 0, "\(label): a query reached a server that failed verification")
+        await transport.shutdown()
+        try await server.stop()
+    }
+
+    @Test func pinsAreEnforced() async throws {
+        let server = try await TestDoTServer.start(group: group)
+        let good = try makeTransport(port: server.port, pins: [TestCertificates.serverSPKIPin])
+        _ = try await good.send(try Self.query(), deadline: .now() + .seconds(5), on: group.next()).get()
+        let bad = try makeTransport(port: server.port, pins: [TestCertificates.otherSPKIPin])
+        await expectFailure(.pinMismatch) {
+            _ = try await bad.send(try Self.query(), deadline: .now() + .seconds(5), on: group.next()).get()
+        }
+        await good.shutdown()
+        await bad.shutdown()
+        try await server.stop()
+    }
+
+    @Test func theIPAddressIsVerifiedWhenNoNameIsGiven() async throws {
+        let server = try await TestDoTServer.start(group: group)
+        let transport = try makeTransport(port: server.port, name: nil)
+        _ = try await transport.send(try Self.query(), deadline: .now() + .seconds(5), on: group.next()).get()
+        await transport.shutdown()
+        try await server.stop()
+    }
+
+    @Test func aClosedPortIsConnectionRefused() async throws {
+        let server = try await TestDoTServer.start(group: group)
+        let port = server.port
+        try await server.stop()
+        let transport = try makeTransport(port: port)
+        await expectFailure(.connectionRefused) {
+            _ = try await transport.send(try Self.query(), deadline: .now() + .seconds(5), on: group.next()).get()
+        }
+        await transport.shutdown()
+    }
+
+    @Test func aReconnectResumesTheTLSSession() async throws {
+        let server = try await TestDoTServer.start(group: group)
+        let transport = try makeTransport(port: server.port) { $0.maximumQueriesPerConnection = 1 }
+        let loop = group.next()
+        for id in UInt16(1)...3 {
+            let reply = try await transport.send(try Self.query(id: id), deadline: .now() + .seconds(5), on: loop).get()
+            #expect(try DNSMessage(decoding: reply).header.id == id)
+        }
+        let statistics = await transport.statistics()
+        #expect(statistics.connectionsOpened == 3)
+        #expect(statistics.resumedHandshakes >= 1 && server.resumedHandshakeCount >= 1)
+        await transport.shutdown()
+        try await server.stop()
+    }
+
+    @Test func aMalformedQueryIsRefusedBeforeSending() async throws {
+        let transport = try makeTransport(port: 9)
+        await expectFailure(.malformedQuery) {
+            _ = try await transport.send(ByteBuffer(bytes: [1, 2, 3]), deadline: .now() + .seconds(1), on: group.next()).get()
+        }
+    }
+}
