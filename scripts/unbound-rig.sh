@@ -115,7 +115,8 @@ server:
 CONF
 
 unbound-checkconf "$dir/unbound.conf" >/dev/null
-unbound -c "$dir/unbound.conf"
+# Unbound daemonizes; it must not inherit our stdout, or a caller reading it to EOF would wait forever.
+unbound -c "$dir/unbound.conf" </dev/null >/dev/null 2>&1
 # Wait until both ports answer (Unbound writes its PID file once it has bound).
 ready=0
 for _ in $(seq 100); do
