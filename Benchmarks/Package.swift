@@ -22,6 +22,16 @@ let package = Package(
             ],
             path: "Benchmarks/WireBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
-        )
+        ),
+        // Load generator for Benchmarks/transport/run.sh: pipelined queries through DoTUpstreamTransport.
+        .executableTarget(
+            name: "TransportLoad",
+            dependencies: [
+                .product(name: "DoTCore", package: "dotproxy"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/TransportLoad"
+        ),
     ]
 )

@@ -1,0 +1,30 @@
+@testable import DoTCore
+import NIOCore
+import Testing
+
+@Suite struct DoTQueryPaddingTests {
+    @Test(arguments: ["a", "no-edns", "padded", "cookie", "dnssec-do", "big-txt"])
+    func queriesArePaddedToBlocksAndKeepTheirOptions(fixture: String) throws {
+        let original = try Fixtures.query(fixture)
+        let view = try DNSMessageView(original)
+        let padded = DoTQueryPadding.pad(original, view: view, blockSize: 128)
+        #expect(padded.readableBytes % 128 == 0)
+        let before = try DNSMessage(decoding: original)
+        let after = try DNSMessage(decoding: padded)
+        #expect(after.header == before.header && after.questions == before.questions)
+        #expect(after.edns?.option(.padding) != nil)
+        #expect(after.edns?.options.filter { $0.code != .padding } == (before.edns?.options ?? []).filter { $0.code != .padding })
+        #expect(after.edns?.dnssecOK == (before.edns?.dnssecOK ?? false))
+        // Stripping gives back the options without padding.
+        let stripped = try DNSMessage(decoding: DoTQueryPadding.stripPadding(padded, view: DNSMessageView(padded)))
+        #expect(stripped.edns?.option(.padding) == nil)
+        #expect(stripped.questions == before.questions)
+    }
+
+    @Test func aMessageWithoutPaddingIsReturnedUntouched() throws {
+        let reply = try Fixtures.response("a")
+        let stripped = DoTQueryPadding.stripPadding(reply, view: try DNSMessageView(reply))
+        #expect(stripped == reply)
+        #expect(DoTQueryPadding.pad(reply, view: try DNSMessageView(reply), blockSize: 0) == reply)
+    }
+}
