@@ -46,130 +46,155 @@ public struct DNSMessageView: Sendable {
     /// Indexes the readable bytes of `buffer` as one DNS message.
     ///
     /// The structure is checked completely: every count, name, RDLENGTH and the OPT record's placement.
-    /// Compression pointers in record names are skipped, not followed; the first question's name must be
-    /// uncompressed, as it is in every real message.
+    /// Compression pointers in record names are checked to point backwards but are not followed; the
+    /// first question's name must be uncompressed, as it is in every real message.
     ///
     /// - Parameter buffer: The message; it is not consumed.
     /// - Throws: ``DNSWireError`` with the code and offset of the first problem.
     public init(_ buffer: ByteBuffer) throws(DNSWireError) {
-        let base = buffer.readerIndex
-        let end = buffer.writerIndex
-        guard end - base >= DNSHeader.wireLength,
-            let (id, flags, qd, an, ns, ar) = buffer.getMultipleIntegers(
-                at: base, as: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16).self)
-        else {
-            throw DNSWireError(.truncatedHeader, offset: 0, detail: "\(end - base) octets, a header needs 12")
+        // One pass over the raw bytes: every read below is preceded by an explicit bounds check.
+        let result = buffer.withUnsafeReadableBytes { bytes in
+            Result { () throws(DNSWireError) -> DNSMessageView in try DNSMessageView(parsing: bytes) }
         }
-        self.id = id
-        self.flags = flags
+        self = try result.get()
+    }
+
+    @inline(__always)
+    private static func read16(_ bytes: UnsafeRawBufferPointer, _ index: Int) -> UInt16 {
+        UInt16(bytes[index]) << 8 | UInt16(bytes[index + 1])
+    }
+
+    @inline(__always)
+    private static func read32(_ bytes: UnsafeRawBufferPointer, _ index: Int) -> UInt32 {
+        UInt32(read16(bytes, index)) << 16 | UInt32(read16(bytes, index + 2))
+    }
+
+    private init(parsing bytes: UnsafeRawBufferPointer) throws(DNSWireError) {
+        let end = bytes.count
+        guard end >= DNSHeader.wireLength else {
+            throw DNSWireError(.truncatedHeader, offset: 0, detail: "\(end) octets, a header needs 12")
+        }
+        self.id = Self.read16(bytes, 0)
+        self.flags = Self.read16(bytes, 2)
+        let qd = Self.read16(bytes, 4)
+        let an = Self.read16(bytes, 6)
+        let ns = Self.read16(bytes, 8)
+        let ar = Self.read16(bytes, 10)
         self.questionCount = qd
         self.answerCount = an
         self.authorityCount = ns
         self.additionalCount = ar
-        self.length = end - base
+        self.length = end
 
-        var position = base + DNSHeader.wireLength
+        var position = DNSHeader.wireLength
         var questionNameRange: Range<Int>?
         var questionType: DNSRecordType?
         var questionClass: DNSClass?
         for index in 0..<Int(qd) {
             guard position < end else {
-                throw DNSWireError(.countsExceedMessage, offset: position - base, detail: "the header counts another question")
+                throw DNSWireError(.countsExceedMessage, offset: position, detail: "the header counts another question")
             }
             let nameStart = position
-            position = try Self.skipName(buffer, at: position, base: base, end: end, allowPointer: index > 0)
-            guard position + 4 <= end, let (type, klass) = buffer.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)
-            else { throw DNSWireError(.unexpectedEnd, offset: position - base, detail: "question type and class") }
+            position = try Self.skipName(bytes, at: position, allowPointer: index > 0)
+            guard position + 4 <= end else {
+                throw DNSWireError(.unexpectedEnd, offset: position, detail: "question type and class")
+            }
             if index == 0 {
-                questionNameRange = (nameStart - base)..<(position - base)
-                questionType = DNSRecordType(rawValue: type)
-                questionClass = DNSClass(rawValue: klass)
+                questionNameRange = nameStart..<position
+                questionType = DNSRecordType(rawValue: Self.read16(bytes, position))
+                questionClass = DNSClass(rawValue: Self.read16(bytes, position + 2))
             }
             position += 4
         }
         self.questionNameRange = questionNameRange
         self.questionType = questionType
         self.questionClass = questionClass
-        self.answerSectionOffset = position - base
+        self.answerSectionOffset = position
 
         var additionalStart = position
-        var opt: (offset: Int, size: UInt16, ttl: UInt32)?
+        var optOffset: Int?
+        var optSize: UInt16 = 0
+        var optTTL: UInt32 = 0
         let recordCount = Int(an) + Int(ns) + Int(ar)
         let additionalIndex = Int(an) + Int(ns)
         for index in 0..<recordCount {
             if index == additionalIndex { additionalStart = position }
             guard position < end else {
-                throw DNSWireError(.countsExceedMessage, offset: position - base, detail: "the header counts another record")
+                throw DNSWireError(.countsExceedMessage, offset: position, detail: "the header counts another record")
             }
             let recordStart = position
-            position = try Self.skipName(buffer, at: position, base: base, end: end, allowPointer: true)
-            guard position + 10 <= end,
-                let (type, klass, ttl, rdLength) = buffer.getMultipleIntegers(
-                    at: position, as: (UInt16, UInt16, UInt32, UInt16).self)
-            else { throw DNSWireError(.unexpectedEnd, offset: position - base, detail: "record header") }
-            position += 10
-            guard position + Int(rdLength) <= end else {
-                throw DNSWireError(.rdataOverrun, offset: position - 2 - base, detail: "RDLENGTH \(rdLength) runs past the end")
+            position = try Self.skipName(bytes, at: position, allowPointer: true)
+            guard position + 10 <= end else {
+                throw DNSWireError(.unexpectedEnd, offset: position, detail: "record header")
             }
+            let type = Self.read16(bytes, position)
+            let rdLength = Int(Self.read16(bytes, position + 8))
             if type == DNSRecordType.opt.rawValue {
-                guard index >= additionalIndex, position - 10 - recordStart == 1 else {
+                guard index >= additionalIndex, position - recordStart == 1 else {
                     throw DNSWireError(
-                        .invalidOPT, offset: recordStart - base, detail: "OPT must be in the additional section, owned by the root")
+                        .invalidOPT, offset: recordStart, detail: "OPT must be in the additional section, owned by the root")
                 }
-                guard opt == nil else {
-                    throw DNSWireError(.multipleOPT, offset: recordStart - base, detail: "a second OPT record")
+                guard optOffset == nil else {
+                    throw DNSWireError(.multipleOPT, offset: recordStart, detail: "a second OPT record")
                 }
-                opt = (recordStart - base, klass, ttl)
+                optOffset = recordStart
+                optSize = Self.read16(bytes, position + 2)
+                optTTL = Self.read32(bytes, position + 4)
             }
-            position += Int(rdLength)
+            position += 10
+            guard position + rdLength <= end else {
+                throw DNSWireError(.rdataOverrun, offset: position - 2, detail: "RDLENGTH \(rdLength) runs past the end")
+            }
+            position += rdLength
         }
         if recordCount == additionalIndex { additionalStart = position }
         guard position == end else {
-            throw DNSWireError(.trailingBytes, offset: position - base, detail: "\(end - position) octets after the last record")
+            throw DNSWireError(.trailingBytes, offset: position, detail: "\(end - position) octets after the last record")
         }
-        self.additionalSectionOffset = additionalStart - base
-        self.optRecordOffset = opt?.offset
-        self.ednsUDPPayloadSize = opt?.size
-        self.dnssecOK = (opt?.ttl ?? 0) & 0x8000 != 0
-        self.extendedResponseCode = UInt8(truncatingIfNeeded: (opt?.ttl ?? 0) >> 24)
+        self.additionalSectionOffset = additionalStart
+        self.optRecordOffset = optOffset
+        self.ednsUDPPayloadSize = optOffset == nil ? nil : optSize
+        self.dnssecOK = optTTL & 0x8000 != 0
+        self.extendedResponseCode = UInt8(truncatingIfNeeded: optTTL >> 24)
     }
 
-    /// Skips a name without following pointers, checking label types, label bounds and the 255-octet
-    /// budget of the labels it passes. Returns the absolute index just past the name.
+    /// Skips a name without following pointers, checking label types, label bounds, the 255-octet
+    /// budget of the labels it passes, and that a pointer points before the name. Returns the index
+    /// just past the name.
     @inline(__always)
-    private static func skipName(_ buffer: ByteBuffer, at start: Int, base: Int, end: Int, allowPointer: Bool)
-        throws(DNSWireError) -> Int
-    {
+    private static func skipName(_ bytes: UnsafeRawBufferPointer, at start: Int, allowPointer: Bool) throws(DNSWireError) -> Int {
+        let end = bytes.count
         var position = start
         var nameLength = 1
         while true {
-            guard position < end, let length = buffer.getInteger(at: position, as: UInt8.self) else {
-                throw DNSWireError(.unexpectedEnd, offset: position - base, detail: "name runs past the end")
+            guard position < end else {
+                throw DNSWireError(.unexpectedEnd, offset: position, detail: "name runs past the end")
             }
+            let length = bytes[position]
             switch length & 0xC0 {
             case 0x00:
                 if length == 0 { return position + 1 }
                 nameLength += Int(length) + 1
                 guard nameLength <= DNSName.maximumWireLength else {
-                    throw DNSWireError(.nameTooLong, offset: position - base, detail: "name exceeds 255 octets")
+                    throw DNSWireError(.nameTooLong, offset: position, detail: "name exceeds 255 octets")
                 }
                 position += Int(length) + 1
             case 0xC0:
                 guard allowPointer else {
-                    throw DNSWireError(.badCompressionPointer, offset: position - base, detail: "compressed first question")
+                    throw DNSWireError(.badCompressionPointer, offset: position, detail: "compressed first question")
                 }
-                guard position + 2 <= end, let pointer = buffer.getInteger(at: position, as: UInt16.self) else {
-                    throw DNSWireError(.unexpectedEnd, offset: position - base, detail: "pointer runs past the end")
+                guard position + 2 <= end else {
+                    throw DNSWireError(.unexpectedEnd, offset: position, detail: "pointer runs past the end")
                 }
                 // Cheap half of the backwards rule; the full decode also follows the chain.
-                guard Int(pointer & 0x3FFF) < start - base else {
+                let target = Int(read16(bytes, position) & 0x3FFF)
+                guard target < start else {
                     throw DNSWireError(
-                        .badCompressionPointer, offset: position - base,
-                        detail: "pointer to \(pointer & 0x3FFF) does not point before the name")
+                        .badCompressionPointer, offset: position, detail: "pointer to \(target) does not point before the name")
                 }
                 return position + 2
             default:
-                throw DNSWireError(.reservedLabelType, offset: position - base, detail: DNSWireReader.reservedLabelDetail(length))
+                throw DNSWireError(.reservedLabelType, offset: position, detail: DNSWireReader.reservedLabelDetail(length))
             }
         }
     }
@@ -240,21 +265,19 @@ public struct DNSMessageView: Sendable {
     /// Calls `body` with the offset of the TTL field of every record in the answer, authority and
     /// additional sections, OPT excepted, in wire order.
     public func forEachTTLOffset(in buffer: ByteBuffer, _ body: (Int) -> Void) {
-        var buffer = buffer  // Only read: no copy is made.
-        walkTTLFields(&buffer) { _, offset in body(offset) }
+        buffer.withUnsafeReadableBytes { walkTTLFields($0, body) }
     }
 
-    /// Walks the records, calling `body` with the buffer and each non-OPT TTL offset. The structure was
-    /// checked when the view was made, so the walk needs no error path; it stops early if the buffer
-    /// does not hold that structure.
+    /// Walks the records of an already validated message, calling `body` with each non-OPT TTL
+    /// offset. It stops early if the bytes do not hold the structure the view was made from.
     @inline(__always)
-    private func walkTTLFields(_ buffer: inout ByteBuffer, _ body: (inout ByteBuffer, Int) -> Void) {
-        let base = buffer.readerIndex
-        let end = base + length
-        var position = base + answerSectionOffset
+    private func walkTTLFields(_ bytes: UnsafeRawBufferPointer, _ body: (Int) -> Void) {
+        let end = min(length, bytes.count)
+        var position = answerSectionOffset
         let recordCount = Int(answerCount) + Int(authorityCount) + Int(additionalCount)
         for _ in 0..<recordCount {
-            while position < end, let byte = buffer.getInteger(at: position, as: UInt8.self) {
+            while position < end {
+                let byte = bytes[position]
                 if byte == 0 {
                     position += 1
                     break
@@ -265,11 +288,9 @@ public struct DNSMessageView: Sendable {
                 }
                 position += Int(byte) + 1
             }
-            guard position + 10 <= end, let type = buffer.getInteger(at: position, as: UInt16.self),
-                let rdLength = buffer.getInteger(at: position + 8, as: UInt16.self)
-            else { return }
-            if type != DNSRecordType.opt.rawValue { body(&buffer, position + 4 - base) }
-            position += 10 + Int(rdLength)
+            guard position + 10 <= end else { return }
+            if Self.read16(bytes, position) != DNSRecordType.opt.rawValue { body(position + 4) }
+            position += 10 + Int(Self.read16(bytes, position + 8))
         }
     }
 
@@ -284,10 +305,15 @@ public struct DNSMessageView: Sendable {
     /// Subtracts `seconds` from every TTL in place, stopping at zero. OPT is left alone.
     public func ageTTLs(by seconds: UInt32, in buffer: inout ByteBuffer) {
         guard seconds > 0 else { return }
-        walkTTLFields(&buffer) { buffer, offset in
-            let index = buffer.readerIndex + offset
-            if let ttl = buffer.getInteger(at: index, as: UInt32.self) {
-                buffer.setInteger(ttl > seconds ? ttl - seconds : 0, at: index)
+        buffer.withUnsafeMutableReadableBytes { bytes in
+            walkTTLFields(UnsafeRawBufferPointer(bytes)) { offset in
+                guard offset + 4 <= bytes.count else { return }
+                let ttl = Self.read32(UnsafeRawBufferPointer(bytes), offset)
+                let aged = ttl > seconds ? ttl - seconds : 0
+                bytes[offset] = UInt8(aged >> 24)
+                bytes[offset + 1] = UInt8(truncatingIfNeeded: aged >> 16)
+                bytes[offset + 2] = UInt8(truncatingIfNeeded: aged >> 8)
+                bytes[offset + 3] = UInt8(truncatingIfNeeded: aged)
             }
         }
     }
