@@ -1,0 +1,199 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The plain-DNS side of the proxy: UDP and TCP listeners that pass every query to a
+/// ``DNSQueryHandler``, run as a swift-service-lifecycle `Service`.
+///
+/// Each listen address gets one UDP socket per event loop (SO_REUSEPORT spreads clients over them)
+/// and one TCP listener. On graceful shutdown (SIGTERM or SIGINT through a `ServiceGroup`) the server
+/// stops accepting and reading, answers what is in flight for up to the grace period, then closes.
+public final class DNSProxyServer: Service {
+    /// Listener behaviour.
+    public struct Configuration: Sendable {
+        /// Where to listen, UDP and TCP. Port 0 picks a free port, the same for UDP and TCP.
+        public var listenAddresses: [SocketAddress]
+        /// Close a TCP connection after this long without traffic.
+        public var tcpIdleTimeout: TimeAmount
+        /// The most TCP connections open at once.
+        public var maximumTCPConnections: Int
+        /// The most TCP connections from one client address.
+        public var maximumTCPConnectionsPerClient: Int
+        /// The most queries in flight on one TCP connection; past it the connection is not read.
+        public var maximumQueriesInFlightPerTCPConnection: Int
+        /// How long to keep answering queries in flight after shutdown begins.
+        public var shutdownGracePeriod: TimeAmount
+
+        /// Creates a configuration.
+        ///
+        /// - Parameters:
+        ///   - listenAddresses: Where to listen; 127.0.0.1:5053 by default (loopback only).
+        ///   - tcpIdleTimeout: TCP idle timeout; 10 s.
+        ///   - maximumTCPConnections: TCP connections in total; 1,024.
+        ///   - maximumTCPConnectionsPerClient: TCP connections per client; 64.
+        ///   - maximumQueriesInFlightPerTCPConnection: Pipelined queries per connection; 100.
+        ///   - shutdownGracePeriod: Time to answer in-flight queries at shutdown; 5 s.
+        public init(
+            listenAddresses: [SocketAddress] = [try! SocketAddress(ipAddress: "127.0.0.1", port: 5053)],
+            tcpIdleTimeout: TimeAmount = .seconds(10), maximumTCPConnections: Int = 1024,
+            maximumTCPConnectionsPerClient: Int = 64, maximumQueriesInFlightPerTCPConnection: Int = 100,
+            shutdownGracePeriod: TimeAmount = .seconds(5)
+        ) {
+            self.listenAddresses = listenAddresses
+            self.tcpIdleTimeout = tcpIdleTimeout
+            self.maximumTCPConnections = maximumTCPConnections
+            self.maximumTCPConnectionsPerClient = maximumTCPConnectionsPerClient
+            self.maximumQueriesInFlightPerTCPConnection = maximumQueriesInFlightPerTCPConnection
+            self.shutdownGracePeriod = shutdownGracePeriod
+        }
+    }
+
+    private struct Listener {
+        var channel: any Channel
+        var udpHandler: NIOLoopBound<DNSUDPQueryHandler>?
+    }
+
+    private typealias TCPConnection = (channel: any Channel, handler: NIOLoopBound<DNSTCPQueryHandler>)
+
+    /// The configuration in effect.
+    public let configuration: Configuration
+    private let handler: any DNSQueryHandler
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let limiter: TCPConnectionLimiter
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: TCPConnection]>([:])
+    private let listening: EventLoopPromise<[SocketAddress]>
+
+    /// Creates a server; nothing binds until ``run()``.
+    ///
+    /// - Parameters:
+    ///   - configuration: Listeners and limits.
+    ///   - handler: Answers each query; usually a ``ForwardingQueryHandler``.
+    ///   - eventLoopGroup: The event loops to serve on.
+    ///   - logger: Receives start-up, shutdown and error messages.
+    public init(
+        configuration: Configuration, handler: any DNSQueryHandler, eventLoopGroup: any EventLoopGroup,
+        logger: Logger = Logger(label: "dotproxy.server")
+    ) {
+        self.configuration = configuration
+        self.handler = handler
+        self.group = eventLoopGroup
+        self.logger = logger
+        self.limiter = TCPConnectionLimiter(
+            maximumTotal: configuration.maximumTCPConnections, maximumPerClient: configuration.maximumTCPConnectionsPerClient)
+        self.listening = eventLoopGroup.any().makePromise(of: [SocketAddress].self)
+    }
+
+    /// The addresses the server listens on, once it does (with the real port when 0 was asked for).
+    ///
+    /// - Throws: The bind error, when the server could not start.
+    public func listeningAddresses() async throws -> [SocketAddress] {
+        try await listening.futureResult.get()
+    }
+
+    /// Binds the listeners, serves until graceful shutdown, then drains and closes.
+    ///
+    /// - Throws: The bind error (for example, the port is in use or needs privileges).
+    public func run() async throws {
+        var listeners: [Listener] = []
+        do {
+            var bound: [SocketAddress] = []
+            for address in configuration.listenAddresses {
+                var address = address
+                for loop in group.makeIterator() {
+                    let udpHandler = try await loop.submit { NIOLoopBound(DNSUDPQueryHandler(handler: self.handler), eventLoop: loop) }.get()
+                    let channel = try await DatagramBootstrap(group: loop)
+                        .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                        .channelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: 1)
+                        .channelOption(.maxMessagesPerRead, value: 16)
+                        .channelInitializer { channel in
+                            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(udpHandler.value) }
+                        }
+                        .bind(to: address).get()
+                    listeners.append(Listener(channel: channel, udpHandler: udpHandler))
+                    if address.port == 0, let port = channel.localAddress?.port { address.port = port }
+                }
+                let tcp = try await makeTCPBootstrap().bind(to: address).get()
+                listeners.append(Listener(channel: tcp, udpHandler: nil))
+                bound.append(address)
+            }
+            listening.succeed(bound)
+            logger.info("listening", metadata: ["addresses": "\(bound.map(\.description))"])
+        } catch {
+            listening.fail(error)
+            for listener in listeners { try? await listener.channel.close() }
+            throw error
+        }
+
+        try? await gracefulShutdown()
+        await drain(listeners)
+    }
+
+    private func makeTCPBootstrap() -> ServerBootstrap {
+        let limiter = self.limiter
+        let connections = self.connections
+        let handler = self.handler
+        let configuration = self.configuration
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.autoRead, value: true)
+            .childChannelInitializer { channel in
+                let client = channel.remoteAddress?.ipAddress ?? "unknown"
+                guard limiter.admit(client) else {
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in
+                    limiter.release(client)
+                    connections.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    let tcpHandler = DNSTCPQueryHandler(
+                        handler: handler, maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection)
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(allTimeout: configuration.tcpIdleTimeout))
+                    try sync.addHandler(DNSStreamFraming.makeDecoder())
+                    try sync.addHandler(DNSStreamFraming.makeEncoder())
+                    try sync.addHandler(tcpHandler)
+                    let bound = NIOLoopBound(tcpHandler, eventLoop: channel.eventLoop)
+                    connections.withLockedValue { $0[ObjectIdentifier(channel)] = (channel, bound) }
+                }
+            }
+    }
+
+    /// Stops accepting and reading, waits for in-flight queries up to the grace period, then closes.
+    private func drain(_ listeners: [Listener]) async {
+        logger.info("shutting down: answering queries in flight", metadata: ["grace": "\(configuration.shutdownGracePeriod)"])
+        var idle: [EventLoopFuture<Void>] = []
+        for listener in listeners {
+            if let udpHandler = listener.udpHandler {
+                let loop = listener.channel.eventLoop
+                try? await listener.channel.setOption(.autoRead, value: false).get()
+                idle.append(loop.flatSubmit { udpHandler.value.drain.whenIdle(on: loop) })
+            } else {
+                try? await listener.channel.close()
+            }
+        }
+        for (channel, tcpHandler) in connections.withLockedValue({ Array($0.values) }) {
+            let loop = channel.eventLoop
+            try? await channel.setOption(.autoRead, value: false).get()
+            idle.append(loop.flatSubmit { tcpHandler.value.drain.whenIdle(on: loop) })
+        }
+        let loop = group.any()
+        let grace = loop.makePromise(of: Void.self)
+        let timer = loop.scheduleTask(in: configuration.shutdownGracePeriod) { grace.succeed() }
+        EventLoopFuture.andAllComplete(idle, on: loop).cascade(to: grace)
+        try? await grace.futureResult.get()
+        timer.cancel()
+        for listener in listeners where listener.udpHandler != nil { try? await listener.channel.close() }
+        for (channel, _) in connections.withLockedValue({ Array($0.values) }) { try? await channel.close() }
+        logger.info("stopped")
+    }
+}

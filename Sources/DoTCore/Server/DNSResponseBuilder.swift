@@ -1,0 +1,90 @@
+import NIOCore
+
+/// Builds the replies the proxy writes itself (errors, truncated answers) and fits upstream replies
+/// to the client, straight from wire bytes.
+enum DNSResponseBuilder {
+    /// The UDP payload size the proxy advertises to clients (DNS Flag Day 2020).
+    static let advertisedUDPPayloadSize: UInt16 = 1232
+
+    /// A reply carrying only the header and the question of `query` (and an OPT record when the
+    /// client sent one), with `rcode` and the given flags.
+    ///
+    /// - Parameters:
+    ///   - query: The query's bytes; at least a 12-octet header.
+    ///   - view: The query's view, if it could be parsed; without one the question is left out.
+    ///   - truncated: Whether to set TC.
+    ///   - recursionAvailable: Whether to set RA.
+    static func reply(
+        to query: ByteBuffer, view: DNSMessageView?, rcode: DNSResponseCode, truncated: Bool = false,
+        allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) -> ByteBuffer {
+        let base = query.readerIndex
+        let id = query.getInteger(at: base, as: UInt16.self) ?? 0
+        let queryFlags = query.getInteger(at: base + 2, as: UInt16.self) ?? 0
+        // Keep the opcode, RD and CD of the query; set QR and RA.
+        var flags = queryFlags & (0x7800 | DNSHeader.Flag.rd | DNSHeader.Flag.cd)
+        flags |= DNSHeader.Flag.qr | DNSHeader.Flag.ra | rcode.headerBits
+        if truncated { flags |= DNSHeader.Flag.tc }
+        let question = view?.questionNameRange.flatMap { range in query.getSlice(at: base + range.lowerBound, length: range.count + 4) }
+        let withOPT = view?.optRecordOffset != nil
+        var out = allocator.buffer(capacity: 12 + (question?.readableBytes ?? 0) + (withOPT ? 11 : 0))
+        out.writeMultipleIntegers(id, flags, UInt16(question == nil ? 0 : 1), UInt16(0), UInt16(0), UInt16(withOPT ? 1 : 0))
+        if let question { out.writeImmutableBuffer(question) }
+        if withOPT { writeOPT(into: &out, dnssecOK: view?.dnssecOK ?? false, extendedRCode: rcode.extendedBits) }
+        return out
+    }
+
+    static func writeOPT(into out: inout ByteBuffer, dnssecOK: Bool, extendedRCode: UInt8 = 0) {
+        let ttl = UInt32(extendedRCode) << 24 | (dnssecOK ? 0x8000 : 0)
+        out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, advertisedUDPPayloadSize, ttl, UInt16(0))
+    }
+
+    /// The query to send upstream: the client's header and question with the proxy's own OPT (EDNS is
+    /// hop-by-hop): DO as the client asked, no client options (cookies, client subnet) passed on.
+    static func upstreamQuery(from query: ByteBuffer, view: DNSMessageView, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let base = query.readerIndex
+        var out = allocator.buffer(capacity: view.answerSectionOffset + 11)
+        out.writeImmutableBuffer(query.getSlice(at: base, length: view.answerSectionOffset)!)
+        out.setMultipleIntegers(UInt16(0), UInt16(0), UInt16(1), at: 6)
+        writeOPT(into: &out, dnssecOK: view.dnssecOK)
+        return out
+    }
+
+    /// The upstream reply rewritten for the client: the client's ID and question bytes (so the case
+    /// matches), the upstream's OPT replaced by the proxy's (or removed for a client without EDNS),
+    /// and over UDP, truncated to the client's size with TC set.
+    static func fit(
+        reply: ByteBuffer, replyView: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView,
+        transport: DNSClientTransport, allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        let base = reply.readerIndex
+        let bodyEnd = replyView.optRecordOffset ?? replyView.length
+        let clientWantsOPT = queryView.optRecordOffset != nil
+        // The OPT record must be the last record to be cut off cleanly; otherwise keep everything but
+        // rebuild nothing (rare: a TSIG after OPT, which a forwarder cannot pass on anyway).
+        let optIsLast = replyView.optRecordOffset.map { offset in
+            offset + 11 + Int(reply.getInteger(at: base + offset + 9, as: UInt16.self) ?? 0) == replyView.length
+        } ?? true
+        let keepUntil = optIsLast ? bodyEnd : replyView.length
+        var out = allocator.buffer(capacity: keepUntil + (clientWantsOPT ? 11 : 0))
+        out.writeImmutableBuffer(reply.getSlice(at: base, length: keepUntil)!)
+        var additionalCount = replyView.additionalCount
+        if optIsLast && replyView.optRecordOffset != nil { additionalCount -= 1 }
+        if clientWantsOPT && (optIsLast || replyView.optRecordOffset == nil) {
+            writeOPT(into: &out, dnssecOK: queryView.dnssecOK, extendedRCode: replyView.extendedResponseCode)
+            additionalCount += 1
+        }
+        out.setInteger(queryView.id, at: 0)
+        out.setInteger(additionalCount, at: 10)
+        // Copy the client's question name over the upstream's: same name, the client's case.
+        if let clientName = queryView.questionNameRange, let upstreamName = replyView.questionNameRange,
+            clientName.count == upstreamName.count, let name = query.getSlice(at: query.readerIndex + clientName.lowerBound, length: clientName.count)
+        {
+            out.setBuffer(name, at: upstreamName.lowerBound)
+        }
+        if transport.isUDP && out.readableBytes > queryView.clientUDPPayloadSize {
+            return Self.reply(to: query, view: queryView, rcode: replyView.responseCode, truncated: true, allocator: allocator)
+        }
+        return out
+    }
+}

@@ -1,0 +1,61 @@
+import NIOCore
+
+/// Reads client datagrams, asks the query handler, and writes each reply back to its sender.
+///
+/// Replies are written as they complete; a cache hit or a local error completes at once, before the
+/// next datagram of the batch is read. Counts queries in flight so the server can drain on shutdown.
+final class DNSUDPQueryHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    private let handler: any DNSQueryHandler
+    let drain = DrainTracker()
+
+    init(handler: any DNSQueryHandler) {
+        self.handler = handler
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        let query = DNSClientQuery(message: envelope.data, client: envelope.remoteAddress, transport: .udp)
+        drain.started()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        handler.handle(query, on: context.eventLoop).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            drain.finished()
+            guard case .success(let reply?) = result else { return }
+            bound.value.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)), promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A UDP socket survives errors such as ICMP port unreachable from a departed client.
+    }
+}
+
+@available(*, unavailable)
+extension DNSUDPQueryHandler: Sendable {}
+
+/// Counts work in flight on one event loop and completes a promise when it reaches zero.
+final class DrainTracker {
+    private var inFlight = 0
+    private var waiters: [EventLoopPromise<Void>] = []
+
+    func started() { inFlight += 1 }
+
+    func finished() {
+        inFlight -= 1
+        if inFlight == 0 {
+            let waiting = waiters
+            waiters.removeAll()
+            waiting.forEach { $0.succeed() }
+        }
+    }
+
+    /// Completes when nothing is in flight.
+    func whenIdle(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        if inFlight == 0 { return eventLoop.makeSucceededVoidFuture() }
+        let promise = eventLoop.makePromise(of: Void.self)
+        waiters.append(promise)
+        return promise.futureResult
+    }
+}

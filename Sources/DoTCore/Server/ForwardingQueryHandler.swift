@@ -1,0 +1,113 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The default ``DNSQueryHandler``: checks the query, forwards it upstream and fits the reply to the
+/// client.
+///
+/// - A packet shorter than a header, or with QR set, is dropped and counted.
+/// - A query that cannot be parsed gets FORMERR (header only); an opcode other than QUERY gets NOTIMP;
+///   zero or several questions get FORMERR.
+/// - EDNS is hop-by-hop: the upstream query carries the proxy's own OPT (DO as the client asked, no
+///   client options), and the reply carries the proxy's OPT only if the client sent one.
+/// - A reply whose ID or question does not match is not delivered; any upstream failure gives SERVFAIL
+///   before the query's deadline.
+/// - Over UDP, a reply larger than the client's EDNS size (512 without EDNS) is replaced by an empty
+///   reply with TC set, the question and OPT kept, so the client retries over TCP.
+public final class ForwardingQueryHandler: DNSQueryHandler {
+    /// Counters of the queries the handler answered itself.
+    public struct Counters: Hashable, Sendable {
+        /// Packets dropped: too short, or not a query.
+        public var dropped = 0
+        /// FORMERR replies.
+        public var formatErrors = 0
+        /// NOTIMP replies.
+        public var notImplemented = 0
+        /// SERVFAIL replies after an upstream failure.
+        public var serverFailures = 0
+        /// UDP replies truncated to the client's size.
+        public var truncated = 0
+    }
+
+    private let transport: any UpstreamTransport
+    private let queryTimeout: TimeAmount
+    private let logger: Logger
+    private let logQueries: Bool
+    private let countersBox = NIOLockedValueBox(Counters())
+
+    /// Creates a handler.
+    ///
+    /// - Parameters:
+    ///   - transport: Where queries go: a ``DoTUpstreamTransport``, or any other transport.
+    ///   - queryTimeout: The deadline for an upstream reply; SERVFAIL after it. 2 s by default.
+    ///   - logQueries: Whether to log each query's name and type at info level (off: privacy).
+    ///   - logger: Where to log.
+    public init(
+        transport: any UpstreamTransport, queryTimeout: TimeAmount = .seconds(2), logQueries: Bool = false,
+        logger: Logger = Logger(label: "dotproxy.handler")
+    ) {
+        self.transport = transport
+        self.queryTimeout = queryTimeout
+        self.logQueries = logQueries
+        self.logger = logger
+    }
+
+    /// The counters so far.
+    public var counters: Counters { countersBox.withLockedValue { $0 } }
+
+    public func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
+        let message = query.message
+        let allocator = ByteBufferAllocator()
+        guard message.readableBytes >= DNSHeader.wireLength,
+            let flags = message.getInteger(at: message.readerIndex + 2, as: UInt16.self), flags & DNSHeader.Flag.qr == 0
+        else {
+            countersBox.withLockedValue { $0.dropped += 1 }
+            return eventLoop.makeSucceededFuture(nil)
+        }
+        let view: DNSMessageView
+        do {
+            view = try DNSMessageView(message)
+        } catch {
+            countersBox.withLockedValue { $0.formatErrors += 1 }
+            logger.debug("malformed query", metadata: ["error": "\(error)", "transport": "\(query.transport)"])
+            return eventLoop.makeSucceededFuture(DNSResponseBuilder.reply(to: message, view: nil, rcode: .formatError, allocator: allocator))
+        }
+        guard view.opcode == .query else {
+            countersBox.withLockedValue { $0.notImplemented += 1 }
+            return eventLoop.makeSucceededFuture(DNSResponseBuilder.reply(to: message, view: view, rcode: .notImplemented, allocator: allocator))
+        }
+        guard view.questionCount == 1 else {
+            countersBox.withLockedValue { $0.formatErrors += 1 }
+            return eventLoop.makeSucceededFuture(DNSResponseBuilder.reply(to: message, view: nil, rcode: .formatError, allocator: allocator))
+        }
+        if logQueries {
+            logger.info(
+                "query",
+                metadata: [
+                    "name": "\(view.questionName(in: message)?.description ?? "?")", "type": "\(view.questionType?.description ?? "?")",
+                    "client": "\(query.client)", "transport": "\(query.transport)",
+                ])
+        }
+        let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: allocator)
+        return transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).map { [countersBox] reply -> ByteBuffer? in
+            guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,
+                replyView.questionMatches(view, in: reply, otherBuffer: message)
+            else {
+                countersBox.withLockedValue { $0.serverFailures += 1 }
+                return DNSResponseBuilder.reply(to: message, view: view, rcode: .serverFailure, allocator: allocator)
+            }
+            let fitted = DNSResponseBuilder.fit(
+                reply: reply, replyView: replyView, query: message, queryView: view, transport: query.transport, allocator: allocator)
+            if query.transport == .udp, fitted.readableBytes < reply.readableBytes - 11,
+                fitted.getInteger(at: 2, as: UInt16.self).map({ $0 & DNSHeader.Flag.tc != 0 }) == true, !replyView.isTruncated
+            {
+                countersBox.withLockedValue { $0.truncated += 1 }
+            }
+            return fitted
+        }.recover { [countersBox, logger] error in
+            countersBox.withLockedValue { $0.serverFailures += 1 }
+            logger.debug("upstream failure", metadata: ["error": "\(error)"])
+            return DNSResponseBuilder.reply(to: message, view: view, rcode: .serverFailure, allocator: allocator)
+        }
+    }
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import DoTCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// `dotproxy`: plain DNS over UDP and TCP in, DNS over TLS out.
+@main
+struct DotProxyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dotproxy",
+        abstract: "A DNS-over-TLS forwarding proxy.",
+        discussion: """
+            Listens for plain DNS on UDP and TCP and forwards each query over TLS (RFC 7858) to an upstream \
+            resolver, verifying its certificate strictly. Every option can also be set with an environment \
+            variable DOTPROXY_<NAME> (for example DOTPROXY_UPSTREAM=9.9.9.9); a flag on the command line wins.
+            """)
+
+    @Option(name: .customLong("upstream"), help: "Upstream DoT resolver: IP, IP:PORT or [IPv6]:PORT, optionally #auth-name. Port 853 by default.")
+    var upstreams: [UpstreamArgument] = []
+
+    @Option(name: .customLong("listen"), help: "Address to listen on, IP:PORT or [IPv6]:PORT (repeatable). Default 127.0.0.1:5053.")
+    var listen: [ListenArgument] = []
+
+    @Option(name: .customLong("ca-file"), help: "PEM file of CAs to trust instead of the system store.")
+    var caFile: String?
+
+    @Option(name: .customLong("pin-sha256"), help: "Base64 SHA-256 SPKI pin the upstream must match (repeatable).")
+    var pins: [String] = []
+
+    @Option(name: .customLong("tls-min-version"), help: "Oldest TLS version to accept: 1.2 or 1.3.")
+    var tlsMinimumVersion: String = "1.2"
+
+    @Flag(name: .customLong("opportunistic-tls"), help: "Encrypt without verifying the upstream's certificate. Insecure against active attackers.")
+    var opportunisticTLS = false
+
+    @Option(name: .customLong("timeout"), help: "Seconds to wait for an upstream reply before answering SERVFAIL.")
+    var timeout: Double = 2
+
+    @Option(name: .customLong("idle-timeout"), help: "Seconds before an idle upstream connection is closed.")
+    var idleTimeout: Double = 8
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Flag(name: .customLong("log-queries"), help: "Log every query's name and type (off by default, for privacy).")
+    var logQueries = false
+
+    static let environmentOptions = ["upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level"]
+    static let environmentFlags = ["opportunistic-tls", "log-queries"]
+
+    static func main() async {
+        let arguments = EnvironmentArguments.merge(
+            arguments: Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
+            options: environmentOptions, flags: environmentFlags)
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    mutating func validate() throws {
+        _ = try makeConfiguration()
+    }
+
+    /// Turns the options into a validated configuration; every problem names its option.
+    func makeConfiguration() throws -> ProxyConfiguration {
+        guard let upstream = upstreams.first else {
+            throw ValidationError("--upstream: give at least one upstream resolver, for example --upstream 1.1.1.1")
+        }
+        guard upstreams.count == 1 else {
+            throw ValidationError("--upstream: only one upstream is supported in this version (the upstream pool comes later)")
+        }
+        var tls = TLSClientConfiguration.makeStrict()
+        if let caFile {
+            guard FileManager.default.isReadableFile(atPath: caFile) else {
+                throw ValidationError("--ca-file: cannot read \(caFile)")
+            }
+            tls.trustRoots = .pemFile(caFile)
+        }
+        for pin in pins {
+            guard let parsed = SPKIPin(base64: pin) else {
+                throw ValidationError("--pin-sha256: \(pin) is not a base64 SHA-256 digest (44 characters)")
+            }
+            tls.spkiPins.insert(parsed)
+        }
+        guard let version = TLSClientConfiguration.ProtocolVersion(tlsMinimumVersion) else {
+            throw ValidationError("--tls-min-version: \(tlsMinimumVersion) is not 1.2 or 1.3")
+        }
+        tls.minimumVersion = version
+        if opportunisticTLS {
+            guard pins.isEmpty else { throw ValidationError("--opportunistic-tls: cannot be combined with --pin-sha256") }
+            tls.verification = .opportunistic
+        }
+        guard timeout > 0, timeout <= 60 else { throw ValidationError("--timeout: \(timeout) must be above 0 and at most 60 seconds") }
+        guard idleTimeout > 0, idleTimeout <= 3600 else {
+            throw ValidationError("--idle-timeout: \(idleTimeout) must be above 0 and at most 3600 seconds")
+        }
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+            throw ValidationError("--log-level: \(logLevel) is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        var server = DNSProxyServer.Configuration()
+        if !listen.isEmpty {
+            server.listenAddresses = try listen.map { argument in
+                do {
+                    return try SocketAddress(ipAddress: argument.host, port: argument.port)
+                } catch {
+                    throw ValidationError("--listen: \(argument.description) is not a usable address")
+                }
+            }
+        }
+        return ProxyConfiguration(
+            upstream: upstream.address, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
+            idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), logLevel: level, logQueries: logQueries)
+    }
+
+    func run() async throws {
+        let configuration = try makeConfiguration()
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "dotproxy")
+        let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        logger.info("starting: \(configuration.summary)")
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: services.server, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
+            await services.transport.shutdown()
+            let reason = error.errnoCode == EADDRINUSE ? "the address is already in use" : "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            let listeners = configuration.server.listenAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
+            FileHandle.standardError.write(Data("dotproxy: cannot listen on \(listeners): \(reason)\n".utf8))
+            throw ExitCode(71)
+        }
+        await services.transport.shutdown()
+    }
+}

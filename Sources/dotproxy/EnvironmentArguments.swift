@@ -1,0 +1,27 @@
+/// Adds options from `DOTPROXY_<NAME>` environment variables to the command line.
+///
+/// `DOTPROXY_UPSTREAM=9.9.9.9` becomes `--upstream 9.9.9.9`; a repeatable option takes several values
+/// separated by commas or spaces; a flag takes `1`/`true`/`yes`. A flag given on the command line wins:
+/// the variable is ignored for that option.
+enum EnvironmentArguments {
+    static func merge(arguments: [String], environment: [String: String], options: [String], flags: [String]) -> [String] {
+        var merged = arguments
+        for option in options {
+            let variable = "DOTPROXY_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
+            guard let value = environment[variable], !value.isEmpty,
+                !arguments.contains(where: { $0 == "--\(option)" || $0.hasPrefix("--\(option)=") })
+            else { continue }
+            for part in value.split(whereSeparator: { $0 == "," || $0 == " " }) {
+                merged += ["--\(option)", String(part)]
+            }
+        }
+        for flag in flags {
+            let variable = "DOTPROXY_" + flag.uppercased().replacingOccurrences(of: "-", with: "_")
+            guard let value = environment[variable]?.lowercased(), ["1", "true", "yes"].contains(value),
+                !arguments.contains("--\(flag)")
+            else { continue }
+            merged.append("--\(flag)")
+        }
+        return merged
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import DoTCore
+
+/// An `--upstream` value: `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address, each with an optional
+/// `#authentication-name` (Unbound's notation). Well-known public resolvers get their names
+/// automatically.
+struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable {
+    let address: UpstreamAddress
+
+    /// Authentication names of well-known public DoT resolvers (RFC 8310 §8), by address.
+    static let wellKnownNames: [String: String] = [
+        "1.1.1.1": "cloudflare-dns.com", "1.0.0.1": "cloudflare-dns.com",
+        "2606:4700:4700::1111": "cloudflare-dns.com", "2606:4700:4700::1001": "cloudflare-dns.com",
+        "8.8.8.8": "dns.google", "8.8.4.4": "dns.google",
+        "2001:4860:4860::8888": "dns.google", "2001:4860:4860::8844": "dns.google",
+        "9.9.9.9": "dns.quad9.net", "149.112.112.112": "dns.quad9.net",
+        "2620:fe::fe": "dns.quad9.net", "2620:fe::9": "dns.quad9.net",
+    ]
+
+    init?(argument: String) {
+        guard let address = Self.parse(argument) else { return nil }
+        self.address = address
+    }
+
+    static func parse(_ text: String) -> UpstreamAddress? {
+        var rest = Substring(text)
+        var name: String?
+        if let hash = rest.firstIndex(of: "#") {
+            name = String(rest[rest.index(after: hash)...])
+            rest = rest[..<hash]
+            guard let given = name, !given.isEmpty, (try? DNSName(parsing: given)) != nil else { return nil }
+        }
+        var host: String
+        var port = 853
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { return nil }
+            host = String(rest[rest.index(after: rest.startIndex)..<close])
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":"), let value = Int(after.dropFirst()), (1...65535).contains(value) else { return nil }
+                port = value
+            }
+            guard IPv6Address(host) != nil else { return nil }
+        } else if rest.filter({ $0 == ":" }).count == 1 {
+            let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
+            guard let value = Int(parts[1]), (1...65535).contains(value) else { return nil }
+            host = String(parts[0])
+            port = value
+            guard IPv4Address(host) != nil else { return nil }
+        } else {
+            host = String(rest)
+            guard IPv4Address(host) != nil || IPv6Address(host) != nil else { return nil }
+        }
+        if let v6 = IPv6Address(host) { host = v6.description }
+        return UpstreamAddress(host: host, port: port, authenticationName: name ?? wellKnownNames[host])
+    }
+
+    static var defaultCompletionKind: CompletionKind { .default }
+}
+
+/// A `--listen` value: `IP:PORT` or `[IPv6]:PORT`.
+struct ListenArgument: ExpressibleByArgument, Hashable, Sendable {
+    let host: String
+    let port: Int
+
+    init?(argument: String) {
+        guard let parsed = UpstreamArgument.parse(argument), parsed.authenticationName == nil || !argument.contains("#"),
+            !argument.contains("#")
+        else { return nil }
+        // A listen address needs an explicit port; "853" from the upstream default makes no sense here.
+        guard argument.hasSuffix(":\(parsed.port)") else { return nil }
+        self.host = parsed.host
+        self.port = parsed.port
+    }
+
+    var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
