@@ -41,6 +41,7 @@ public final class TestDoTServer: Sendable {
     public let port: Int
     private let channel: any Channel
     private let counters: NIOLockedValueBox<(connections: Int, handshakes: Int, resumed: Int, queries: Int)>
+    private let children: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
 
     /// Connections accepted so far.
     public var connectionCount: Int { counters.withLockedValue { $0.connections } }
@@ -62,6 +63,7 @@ public final class TestDoTServer: Sendable {
         responder: @escaping Responder = { .reply(TestDoTServer.answer($0)) }
     ) async throws -> TestDoTServer {
         let counters = NIOLockedValueBox((connections: 0, handshakes: 0, resumed: 0, queries: 0))
+        let children = NIOLockedValueBox([ObjectIdentifier: any Channel]())
         let context: TLSServerContext?
         if case .tls(let identity) = mode {
             context = try TLSServerContext(certificateFile: identity.certificateFile, keyFile: identity.keyFile)
@@ -73,6 +75,8 @@ public final class TestDoTServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 counters.withLockedValue { $0.connections += 1 }
+                children.withLockedValue { $0[ObjectIdentifier(channel)] = channel }
+                channel.closeFuture.whenComplete { _ in children.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) } }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     switch mode {
@@ -89,18 +93,23 @@ public final class TestDoTServer: Sendable {
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return TestDoTServer(channel: channel, counters: counters)
+        return TestDoTServer(channel: channel, counters: counters, children: children)
     }
 
-    private init(channel: any Channel, counters: NIOLockedValueBox<(connections: Int, handshakes: Int, resumed: Int, queries: Int)>) {
+    private init(
+        channel: any Channel, counters: NIOLockedValueBox<(connections: Int, handshakes: Int, resumed: Int, queries: Int)>,
+        children: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
+    ) {
         self.channel = channel
+        self.children = children
         self.port = channel.localAddress?.port ?? 0
         self.counters = counters
     }
 
-    /// Stops listening. Open connections are closed by their peers or by the event loop group's shutdown.
+    /// Stops listening and resets every open connection, as a crashed upstream would.
     public func stop() async throws {
         try await channel.close()
+        for child in children.withLockedValue({ Array($0.values) }) { try? await child.close() }
     }
 
     /// The standard scripted answer: the query's ID and question, an authoritative A record

@@ -68,7 +68,13 @@ public final class DNSProxyServer: Service {
     private let logger: Logger
     private let limiter: TCPConnectionLimiter
     private let connections = NIOLockedValueBox<[ObjectIdentifier: TCPConnection]>([:])
-    private let listening: EventLoopPromise<[SocketAddress]>
+    private enum ListeningState {
+        case waiting([CheckedContinuation<[SocketAddress], any Error>])
+        case listening([SocketAddress])
+        case failed(any Error)
+    }
+
+    private let listening = NIOLockedValueBox(ListeningState.waiting([]))
 
     /// Creates a server; nothing binds until ``run()``.
     ///
@@ -87,14 +93,37 @@ public final class DNSProxyServer: Service {
         self.logger = logger
         self.limiter = TCPConnectionLimiter(
             maximumTotal: configuration.maximumTCPConnections, maximumPerClient: configuration.maximumTCPConnectionsPerClient)
-        self.listening = eventLoopGroup.any().makePromise(of: [SocketAddress].self)
     }
 
     /// The addresses the server listens on, once it does (with the real port when 0 was asked for).
     ///
     /// - Throws: The bind error, when the server could not start.
     public func listeningAddresses() async throws -> [SocketAddress] {
-        try await listening.futureResult.get()
+        try await withCheckedThrowingContinuation { continuation in
+            listening.withLockedValue { state in
+                switch state {
+                case .waiting(var waiters):
+                    waiters.append(continuation)
+                    state = .waiting(waiters)
+                case .listening(let addresses):
+                    continuation.resume(returning: addresses)
+                case .failed(let error):
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    private func settleListening(_ result: Result<[SocketAddress], any Error>) {
+        let waiters: [CheckedContinuation<[SocketAddress], any Error>] = listening.withLockedValue { state in
+            guard case .waiting(let waiters) = state else { return [] }
+            switch result {
+            case .success(let addresses): state = .listening(addresses)
+            case .failure(let error): state = .failed(error)
+            }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume(with: result) }
     }
 
     /// Binds the listeners, serves until graceful shutdown, then drains and closes.
@@ -123,10 +152,10 @@ public final class DNSProxyServer: Service {
                 listeners.append(Listener(channel: tcp, udpHandler: nil))
                 bound.append(address)
             }
-            listening.succeed(bound)
+            settleListening(.success(bound))
             logger.info("listening", metadata: ["addresses": "\(bound.map(\.description))"])
         } catch {
-            listening.fail(error)
+            settleListening(.failure(error))
             for listener in listeners { try? await listener.channel.close() }
             throw error
         }

@@ -23,21 +23,7 @@ import Testing
 
     /// Asks Unbound over plain UDP, for comparison.
     func udpQuery(_ query: ByteBuffer, port: Int) async throws -> ByteBuffer {
-        let reply = group.next().makePromise(of: ByteBuffer.self)
-        final class Collector: ChannelInboundHandler, @unchecked Sendable {
-            typealias InboundIn = AddressedEnvelope<ByteBuffer>
-            let promise: EventLoopPromise<ByteBuffer>
-            init(_ promise: EventLoopPromise<ByteBuffer>) { self.promise = promise }
-            func channelRead(context: ChannelHandlerContext, data: NIOAny) { promise.succeed(unwrapInboundIn(data).data) }
-        }
-        let channel = try await DatagramBootstrap(group: group)
-            .channelInitializer { $0.pipeline.addHandler(Collector(reply)) }
-            .bind(host: "127.0.0.1", port: 0).get()
-        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
-        try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: query))
-        channel.eventLoop.scheduleTask(in: .seconds(3)) { reply.fail(ChannelError.connectTimeout(.seconds(3))) }
-        defer { channel.close(promise: nil) }
-        return try await reply.futureResult.get()
+        try await TestDNSClient.udp(query, port: port, group: group)
     }
 
     @Test func tenThousandQueriesOverFewConnectionsMatchPlainUDP() async throws {

@@ -1,0 +1,111 @@
+import ArgumentParser
+import DoTCore
+import DoTCoreTesting
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import dotproxy
+
+@Suite struct CommandTests {
+    func configuration(_ arguments: [String]) throws -> ProxyConfiguration {
+        try DotProxyCommand.parse(arguments).makeConfiguration()
+    }
+
+    func expectRejected(_ arguments: [String], mentioning option: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            _ = try DotProxyCommand.parse(arguments)
+            Issue.record("accepted \(arguments)", sourceLocation: sourceLocation)
+        } catch {
+            let message = DotProxyCommand.message(for: error)
+            #expect(message.contains(option), "\(message)", sourceLocation: sourceLocation)
+            #expect(DotProxyCommand.exitCode(for: error) == ExitCode(64), sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func defaultsAreSecure() throws {
+        let configuration = try configuration(["--upstream", "1.1.1.1"])
+        #expect(configuration.upstream == UpstreamAddress(host: "1.1.1.1", port: 853, authenticationName: "cloudflare-dns.com"))
+        #expect(configuration.tls.verification == .strict && configuration.tls.trustRoots == .system)
+        #expect(configuration.tls.minimumVersion == .tls12 && configuration.tls.spkiPins.isEmpty)
+        #expect(configuration.server.listenAddresses == [try SocketAddress(ipAddress: "127.0.0.1", port: 5053)])
+        #expect(configuration.queryTimeout == .seconds(2) && configuration.idleTimeout == .seconds(8))
+        #expect(configuration.logLevel == .info && !configuration.logQueries)
+        #expect(configuration.summary.contains("cloudflare-dns.com"))
+    }
+
+    @Test func everyOptionIsApplied() throws {
+        let configuration = try configuration([
+            "--upstream", "[2620:fe::fe]:8853#custom.example", "--listen", "127.0.0.2:53", "--listen", "[::1]:5353",
+            "--ca-file", TestCertificates.caFile, "--pin-sha256", TestCertificates.serverSPKIPin, "--tls-min-version", "1.3",
+            "--timeout", "1.5", "--idle-timeout", "4", "--log-level", "debug", "--log-queries",
+        ])
+        #expect(configuration.upstream == UpstreamAddress(host: "2620:fe::fe", port: 8853, authenticationName: "custom.example"))
+        #expect(configuration.server.listenAddresses.map { $0.port } == [53, 5353])
+        #expect(configuration.tls.trustRoots == .pemFile(TestCertificates.caFile))
+        #expect(configuration.tls.spkiPins == [SPKIPin(base64: TestCertificates.serverSPKIPin)!])
+        #expect(configuration.tls.minimumVersion == .tls13)
+        #expect(configuration.queryTimeout == .milliseconds(1500) && configuration.idleTimeout == .seconds(4))
+        #expect(configuration.logLevel == .debug && configuration.logQueries)
+        let opportunistic = try self.configuration(["--upstream", "192.0.2.1", "--opportunistic-tls"])
+        #expect(opportunistic.tls.verification == .opportunistic)
+    }
+
+    @Test(arguments: [
+        ("1.1.1.1", "1.1.1.1", 853, "cloudflare-dns.com"),
+        ("8.8.4.4:853", "8.8.4.4", 853, "dns.google"),
+        ("9.9.9.9#dns.quad9.net", "9.9.9.9", 853, "dns.quad9.net"),
+        ("2606:4700:4700::1111", "2606:4700:4700::1111", 853, "cloudflare-dns.com"),
+        ("[2001:4860:4860::8888]:853", "2001:4860:4860::8888", 853, "dns.google"),
+        ("192.0.2.1:8853#dns.example", "192.0.2.1", 8853, "dns.example"),
+    ])
+    func upstreamNotation(text: String, host: String, port: Int, name: String) {
+        #expect(UpstreamArgument(argument: text)?.address == UpstreamAddress(host: host, port: port, authenticationName: name))
+    }
+
+    @Test func anUnknownUpstreamHasNoNameAndIsVerifiedByAddress() {
+        #expect(UpstreamArgument(argument: "192.0.2.7")?.address.authenticationName == nil)
+        #expect(UpstreamArgument(argument: "192.0.2.7")?.address.verificationName == "192.0.2.7")
+    }
+
+    @Test func badValuesAreRejectedNamingTheOption() {
+        expectRejected([], mentioning: "--upstream")
+        expectRejected(["--upstream", "1.2.3"], mentioning: "--upstream")
+        expectRejected(["--upstream", "1.1.1.1:99999"], mentioning: "--upstream")
+        expectRejected(["--upstream", "dns.google"], mentioning: "--upstream")
+        expectRejected(["--upstream", "1.1.1.1#"], mentioning: "--upstream")
+        expectRejected(["--upstream", "1.1.1.1", "--upstream", "9.9.9.9"], mentioning: "--upstream")
+        expectRejected(["--upstream", "1.1.1.1", "--listen", "127.0.0.1"], mentioning: "--listen")
+        expectRejected(["--upstream", "1.1.1.1", "--listen", "localhost:53"], mentioning: "--listen")
+        expectRejected(["--upstream", "1.1.1.1", "--ca-file", "/nonexistent/ca.pem"], mentioning: "--ca-file")
+        expectRejected(["--upstream", "1.1.1.1", "--pin-sha256", "not-base64"], mentioning: "--pin-sha256")
+        expectRejected(["--upstream", "1.1.1.1", "--tls-min-version", "1.1"], mentioning: "--tls-min-version")
+        expectRejected(["--upstream", "1.1.1.1", "--timeout", "0"], mentioning: "--timeout")
+        expectRejected(["--upstream", "1.1.1.1", "--timeout=-3"], mentioning: "--timeout")
+        expectRejected(["--upstream", "1.1.1.1", "--idle-timeout", "0"], mentioning: "--idle-timeout")
+        expectRejected(["--upstream", "1.1.1.1", "--log-level", "loud"], mentioning: "--log-level")
+        expectRejected(["--upstream", "1.1.1.1", "--opportunistic-tls", "--pin-sha256", TestCertificates.serverSPKIPin], mentioning: "--opportunistic-tls")
+    }
+
+    @Test func environmentVariablesFillInAndFlagsWin() throws {
+        let merged = EnvironmentArguments.merge(
+            arguments: ["--timeout", "3"],
+            environment: [
+                "DOTPROXY_UPSTREAM": "9.9.9.9", "DOTPROXY_TIMEOUT": "5", "DOTPROXY_LISTEN": "127.0.0.1:5301,127.0.0.1:5302",
+                "DOTPROXY_LOG_QUERIES": "true", "DOTPROXY_OPPORTUNISTIC_TLS": "no",
+            ],
+            options: DotProxyCommand.environmentOptions, flags: DotProxyCommand.environmentFlags)
+        let configuration = try self.configuration(merged)
+        #expect(configuration.upstream.host == "9.9.9.9")
+        #expect(configuration.queryTimeout == .seconds(3))
+        #expect(configuration.server.listenAddresses.map { $0.port } == [5301, 5302])
+        #expect(configuration.logQueries && configuration.tls.verification == .strict)
+    }
+
+    @Test func theBuildFunctionMakesTheServices() throws {
+        let configuration = try configuration(["--upstream", "127.0.0.1:8853#dns.test", "--ca-file", TestCertificates.caFile])
+        let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
+        #expect(services.transport.configuration.upstream.authenticationName == "dns.test")
+        #expect(services.server.configuration.listenAddresses == configuration.server.listenAddresses)
+    }
+}
