@@ -10,6 +10,8 @@ run:
 
 test:
 	scripts/setup.sh test
+	$(SWIFT) build
+	scripts/e2e-clients.sh .build/debug/dotproxy
 	$(SWIFT) test
 
 build:
