@@ -64,11 +64,11 @@ struct ListenArgument: ExpressibleByArgument, Hashable, Sendable {
     let port: Int
 
     init?(argument: String) {
-        guard let parsed = UpstreamArgument.parse(argument), parsed.authenticationName == nil || !argument.contains("#"),
-            !argument.contains("#")
+        // Same notation as an upstream, but with no name and with an explicit port.
+        // IPv6 needs brackets here, or "2001:db8::853" would read as port 853.
+        guard !argument.contains("#"), let parsed = UpstreamArgument.parse(argument), argument.hasSuffix(":\(parsed.port)"),
+            !parsed.host.contains(":") || argument.hasPrefix("[")
         else { return nil }
-        // A listen address needs an explicit port; "853" from the upstream default makes no sense here.
-        guard argument.hasSuffix(":\(parsed.port)") else { return nil }
         self.host = parsed.host
         self.port = parsed.port
     }

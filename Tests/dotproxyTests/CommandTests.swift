@@ -77,6 +77,7 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--upstream", "9.9.9.9"], mentioning: "--upstream")
         expectRejected(["--upstream", "1.1.1.1", "--listen", "127.0.0.1"], mentioning: "--listen")
         expectRejected(["--upstream", "1.1.1.1", "--listen", "localhost:53"], mentioning: "--listen")
+        expectRejected(["--upstream", "1.1.1.1", "--listen", "2001:db8::853"], mentioning: "--listen")
         expectRejected(["--upstream", "1.1.1.1", "--ca-file", "/nonexistent/ca.pem"], mentioning: "--ca-file")
         expectRejected(["--upstream", "1.1.1.1", "--pin-sha256", "not-base64"], mentioning: "--pin-sha256")
         expectRejected(["--upstream", "1.1.1.1", "--tls-min-version", "1.1"], mentioning: "--tls-min-version")

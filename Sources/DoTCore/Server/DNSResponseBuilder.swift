@@ -52,11 +52,11 @@ enum DNSResponseBuilder {
 
     /// The upstream reply rewritten for the client: the client's ID and question bytes (so the case
     /// matches), the upstream's OPT replaced by the proxy's (or removed for a client without EDNS),
-    /// and over UDP, truncated to the client's size with TC set.
+    /// and over UDP, truncated to the client's size with TC set (`truncated` says so).
     static func fit(
         reply: ByteBuffer, replyView: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView,
         transport: DNSClientTransport, allocator: ByteBufferAllocator
-    ) -> ByteBuffer {
+    ) -> (message: ByteBuffer, truncated: Bool) {
         let base = reply.readerIndex
         let bodyEnd = replyView.optRecordOffset ?? replyView.length
         let clientWantsOPT = queryView.optRecordOffset != nil
@@ -83,8 +83,8 @@ enum DNSResponseBuilder {
             out.setBuffer(name, at: upstreamName.lowerBound)
         }
         if transport.isUDP && out.readableBytes > queryView.clientUDPPayloadSize {
-            return Self.reply(to: query, view: queryView, rcode: replyView.responseCode, truncated: true, allocator: allocator)
+            return (Self.reply(to: query, view: queryView, rcode: replyView.responseCode, truncated: true, allocator: allocator), true)
         }
-        return out
+        return (out, false)
     }
 }

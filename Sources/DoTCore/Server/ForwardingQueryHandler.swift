@@ -98,12 +98,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             }
             let fitted = DNSResponseBuilder.fit(
                 reply: reply, replyView: replyView, query: message, queryView: view, transport: query.transport, allocator: allocator)
-            if query.transport == .udp, fitted.readableBytes < reply.readableBytes - 11,
-                fitted.getInteger(at: 2, as: UInt16.self).map({ $0 & DNSHeader.Flag.tc != 0 }) == true, !replyView.isTruncated
-            {
-                countersBox.withLockedValue { $0.truncated += 1 }
-            }
-            return fitted
+            if fitted.truncated { countersBox.withLockedValue { $0.truncated += 1 } }
+            return fitted.message
         }.recover { [countersBox, logger] error in
             countersBox.withLockedValue { $0.serverFailures += 1 }
             logger.debug("upstream failure", metadata: ["error": "\(error)"])

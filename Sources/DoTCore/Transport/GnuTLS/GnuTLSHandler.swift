@@ -127,7 +127,8 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    private var lastHandshakeError: GnuTLSError?
+    /// The last error the engine reported, kept to explain a failure to the pipeline.
+    private var lastError: GnuTLSError?
 
     private func driveHandshake(context: ChannelHandlerContext) {
         let outcome = session.handshake()
@@ -138,7 +139,7 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .incomplete:
             break
         case .failed(let error):
-            lastHandshakeError = error
+            lastError = error
             perform(stateMachine.handshakeOutcome(complete: false, failed: true), context: context)
         }
     }
@@ -162,7 +163,7 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .closed:
             perform(stateMachine.peerClosed(), context: context)
         case .failed(let error):
-            lastHandshakeError = error
+            lastError = error
             perform(stateMachine.recordFailed(), context: context)
         }
     }
@@ -178,14 +179,14 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         for (bytes, _) in writes {
             if case .failed(let error) = session.write(bytes) {
                 writes.forEach { $0.1?.fail(error) }
-                lastHandshakeError = error
+                lastError = error
                 perform(stateMachine.recordFailed(), context: context)
                 return
             }
         }
         if case .failed(let error) = session.uncork() {
             writes.forEach { $0.1?.fail(error) }
-            lastHandshakeError = error
+            lastError = error
             perform(stateMachine.recordFailed(), context: context)
             return
         }
@@ -209,10 +210,10 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func fail(_ failure: TLSConnectionStateMachine.TLSFailure, context: ChannelHandlerContext) {
-        var report = TLSHandshakeFailure(error: lastHandshakeError)
+        var report = TLSHandshakeFailure(error: lastError)
         switch failure {
         case .handshake:
-            if lastHandshakeError?.code == Int(GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+            if lastError?.code == Int(GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
                 let status = session.verificationStatus
                 report.certificateStatus = status
                 report.certificateStatusDescription = GnuTLSSession.describe(verificationStatus: status)
@@ -224,7 +225,7 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .record:
             break
         }
-        let error: any Error = failure == .record ? (lastHandshakeError ?? GnuTLSError(message: "record layer failed", operation: "record receive")) : report
+        let error: any Error = failure == .record ? (lastError ?? GnuTLSError(message: "record layer failed", operation: "record receive")) : report
         failBufferedWrites(error)
         context.fireErrorCaught(error)
         context.close(promise: nil)

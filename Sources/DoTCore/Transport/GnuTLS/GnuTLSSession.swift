@@ -44,6 +44,25 @@ final class GnuTLSSession {
     /// The credentials and priority cache GnuTLS points into; they must outlive the session.
     private let retainedContext: AnyObject
 
+    /// Creates a session with the given role flags, priorities and credentials, wired to the memory
+    /// transport. `context` is kept alive for as long as the session, because GnuTLS points into it.
+    private init(
+        flags: UInt32, priority: gnutls_priority_t, credentials: gnutls_certificate_credentials_t, context: AnyObject,
+        verificationName: String?
+    ) throws(GnuTLSError) {
+        var session: gnutls_session_t?
+        let status = gnutls_init(&session, flags)
+        guard status == GNUTLS_E_SUCCESS, let session else { throw GnuTLSError(code: status, operation: "init session") }
+        self.session = session
+        self.inbound = ByteBuffer()
+        self.outbound = ByteBuffer()
+        self.verificationName = verificationName.map { strdup($0) }
+        self.retainedContext = context
+        try configureTransport()
+        try check(gnutls_priority_set(session, priority), "set priority")
+        try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(credentials)), "set credentials")
+    }
+
     /// Creates a client session.
     ///
     /// - Parameters:
@@ -51,18 +70,10 @@ final class GnuTLSSession {
     ///   - serverName: The authentication name. A DNS name is sent as SNI and verified; an IP address
     ///     literal is verified against the certificate's IP addresses and not sent as SNI.
     ///   - resumptionData: Session data from an earlier connection to the same upstream.
-    init(client context: TLSClientContext, serverName: String, resumptionData: [UInt8]?) throws(GnuTLSError) {
-        var session: gnutls_session_t?
-        let status = gnutls_init(&session, dotproxy_gnutls_client_init_flags())
-        guard status == GNUTLS_E_SUCCESS, let session else { throw GnuTLSError(code: status, operation: "init session") }
-        self.session = session
-        self.inbound = ByteBuffer()
-        self.outbound = ByteBuffer()
-        self.verificationName = context.configuration.verification.authenticates ? strdup(serverName) : nil
-        self.retainedContext = context
-        try configureTransport()
-        try check(gnutls_priority_set(session, context.priority), "set priority")
-        try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(context.credentials)), "set credentials")
+    convenience init(client context: TLSClientContext, serverName: String, resumptionData: [UInt8]?) throws(GnuTLSError) {
+        try self.init(
+            flags: dotproxy_gnutls_client_init_flags(), priority: context.priority, credentials: context.credentials, context: context,
+            verificationName: context.configuration.verification.authenticates ? serverName : nil)
         if IPv4Address(serverName) == nil && IPv6Address(serverName) == nil && !serverName.isEmpty {
             try check(gnutls_server_name_set(session, GNUTLS_NAME_DNS, serverName, serverName.utf8.count), "set SNI")
         }
@@ -76,18 +87,10 @@ final class GnuTLSSession {
     }
 
     /// Creates a server session, for the in-process test server.
-    init(server context: TLSServerContext) throws(GnuTLSError) {
-        var session: gnutls_session_t?
-        let status = gnutls_init(&session, dotproxy_gnutls_server_init_flags())
-        guard status == GNUTLS_E_SUCCESS, let session else { throw GnuTLSError(code: status, operation: "init session") }
-        self.session = session
-        self.inbound = ByteBuffer()
-        self.outbound = ByteBuffer()
-        self.verificationName = nil
-        self.retainedContext = context
-        try configureTransport()
-        try check(gnutls_priority_set(session, context.priority), "set priority")
-        try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(context.credentials)), "set credentials")
+    convenience init(server context: TLSServerContext) throws(GnuTLSError) {
+        try self.init(
+            flags: dotproxy_gnutls_server_init_flags(), priority: context.priority, credentials: context.credentials, context: context,
+            verificationName: nil)
         if let ticketKey = context.ticketKey {
             try check(gnutls_session_ticket_enable_server(session, ticketKey), "enable session tickets")
         }
