@@ -77,7 +77,11 @@ let package = Package(
         ),
         .testTarget(
             name: "DoTCoreTestingTests",
-            dependencies: ["DoTCore", "DoTCoreTesting"]
+            dependencies: [
+                "DoTCore", "DoTCoreTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "dotproxyTests",
