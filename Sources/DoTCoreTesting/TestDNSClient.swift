@@ -9,16 +9,19 @@ public enum TestDNSClient {
     public struct NoReply: Error {}
 
     /// Sends raw bytes over UDP and returns the first datagram that comes back.
-    public static func udp(_ message: ByteBuffer, port: Int, host: String = "127.0.0.1", timeout: TimeAmount = .seconds(3), group: any EventLoopGroup)
-        async throws -> ByteBuffer
-    {
+    ///
+    /// - Parameter source: The local address to send from (for example 127.0.0.2, to be another client).
+    public static func udp(
+        _ message: ByteBuffer, port: Int, host: String = "127.0.0.1", source: String = "127.0.0.1", timeout: TimeAmount = .seconds(3),
+        group: any EventLoopGroup
+    ) async throws -> ByteBuffer {
         let loop = group.next()
         let reply = loop.makePromise(of: ByteBuffer.self)
         let channel = try await DatagramBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(reply)) }
             }
-            .bind(host: host, port: 0).get()
+            .bind(host: source, port: 0).get()
         defer { channel.close(promise: nil) }
         try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: SocketAddress(ipAddress: host, port: port), data: message))
         let timer = loop.scheduleTask(in: timeout) { reply.fail(NoReply()) }

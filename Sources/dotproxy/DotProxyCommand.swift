@@ -42,14 +42,41 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Seconds before an idle upstream connection is closed.")
     var idleTimeout: Double = 8
 
+    @Option(name: .customLong("rate-limit"), help: "Queries per second allowed per client prefix; 0 disables the limit.")
+    var rateLimit: Double = 0
+
+    @Option(name: .customLong("rate-limit-burst"), help: "Queries a client prefix may send at once (default: twice the rate).")
+    var rateLimitBurst: Double?
+
+    @Option(name: .customLong("rate-limit-ipv4-prefix"), help: "IPv4 prefix length that counts as one client (1-32).")
+    var rateLimitIPv4Prefix: Int = 32
+
+    @Option(name: .customLong("rate-limit-ipv6-prefix"), help: "IPv6 prefix length that counts as one client (1-128).")
+    var rateLimitIPv6Prefix: Int = 64
+
+    @Option(name: .customLong("rate-limit-action"), help: "Over the limit: refuse (REFUSED), drop, or slip (UDP: every Nth gets TC, the rest dropped).")
+    var rateLimitAction: String = "refuse"
+
+    @Option(name: .customLong("rate-limit-slip"), help: "With slip: one TC reply per this many limited UDP queries.")
+    var rateLimitSlip: Int = 2
+
+    @Option(name: .customLong("allow"), help: "Client network allowed to query, CIDR (repeatable). Default: loopback, RFC 1918, link-local, 100.64/10, fc00::/7.")
+    var allow: [String] = []
+
+    @Flag(name: .customLong("allow-any"), help: "Allow every client: an open resolver. Logs a warning.")
+    var allowAny = false
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
     @Flag(name: .customLong("log-queries"), help: "Log every query's name and type (off by default, for privacy).")
     var logQueries = false
 
-    static let environmentOptions = ["upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level"]
-    static let environmentFlags = ["opportunistic-tls", "log-queries"]
+    static let environmentOptions = [
+        "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
+        "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
+    ]
+    static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any"]
 
     static func main() async {
         let arguments = EnvironmentArguments.merge(
@@ -107,6 +134,38 @@ struct DotProxyCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("--log-level: \(logLevel) is not one of trace, debug, info, notice, warning, error, critical")
         }
+        var accessControl = AccessControlList.default
+        if allowAny {
+            accessControl = .everyone
+        } else if !allow.isEmpty {
+            accessControl = AccessControlList(allowed: try allow.map { text in
+                guard let network = IPNetwork(text) else {
+                    throw ValidationError("--allow: \(text) is not a network in CIDR notation with zero host bits, such as 192.168.0.0/16")
+                }
+                return network
+            })
+        }
+        var rateLimiter: TokenBucketRateLimiter.Configuration?
+        guard rateLimit >= 0, rateLimit.isFinite else { throw ValidationError("--rate-limit: \(rateLimit) must be 0 (off) or more") }
+        if rateLimit > 0 {
+            let actions: [String: RateLimitDecision] = ["refuse": .refuse, "drop": .drop, "slip": .slip]
+            guard let action = actions[rateLimitAction.lowercased()] else {
+                throw ValidationError("--rate-limit-action: \(rateLimitAction) is not refuse, drop or slip")
+            }
+            guard (1...32).contains(rateLimitIPv4Prefix) else {
+                throw ValidationError("--rate-limit-ipv4-prefix: \(rateLimitIPv4Prefix) is not between 1 and 32")
+            }
+            guard (1...128).contains(rateLimitIPv6Prefix) else {
+                throw ValidationError("--rate-limit-ipv6-prefix: \(rateLimitIPv6Prefix) is not between 1 and 128")
+            }
+            guard rateLimitSlip >= 1 else { throw ValidationError("--rate-limit-slip: \(rateLimitSlip) must be 1 or more") }
+            if let burst = rateLimitBurst {
+                guard burst >= 1, burst.isFinite else { throw ValidationError("--rate-limit-burst: \(burst) must be 1 or more") }
+            }
+            rateLimiter = .init(
+                queriesPerSecond: rateLimit, burst: rateLimitBurst, ipv4PrefixLength: rateLimitIPv4Prefix,
+                ipv6PrefixLength: rateLimitIPv6Prefix, action: action, slipInterval: rateLimitSlip)
+        }
         var server = DNSProxyServer.Configuration()
         if !listen.isEmpty {
             server.listenAddresses = try listen.map { argument in
@@ -119,7 +178,8 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         return ProxyConfiguration(
             upstream: upstream.address, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
-            idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), logLevel: level, logQueries: logQueries)
+            idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter,
+            logLevel: level, logQueries: logQueries)
     }
 
     func run() async throws {
@@ -133,6 +193,9 @@ struct DotProxyCommand: AsyncParsableCommand {
         let logger = Logger(label: "dotproxy")
         let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         logger.info("starting: \(configuration.summary)")
+        if configuration.accessControl.isOpen {
+            logger.warning("--allow admits every client: this is an open resolver, usable for amplification attacks")
+        }
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: services.server, successTerminationBehavior: .gracefullyShutdownGroup)],

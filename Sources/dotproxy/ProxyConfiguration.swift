@@ -9,6 +9,8 @@ struct ProxyConfiguration: Sendable {
     var server: DNSProxyServer.Configuration
     var queryTimeout: TimeAmount
     var idleTimeout: TimeAmount
+    var accessControl: AccessControlList
+    var rateLimit: TokenBucketRateLimiter.Configuration?
     var logLevel: Logger.Level
     var logQueries: Bool
 
@@ -17,7 +19,13 @@ struct ProxyConfiguration: Sendable {
         let listeners = server.listenAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ",")
         let pins = tls.spkiPins.isEmpty ? "" : " pins=\(tls.spkiPins.count)"
         return "listen=\(listeners) upstream=\(upstream) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
-            + "timeout=\(queryTimeout) idle-timeout=\(idleTimeout) cache=off rate-limit=off"
+            + "timeout=\(queryTimeout) idle-timeout=\(idleTimeout) cache=off allow=\(accessControl) " + rateLimitSummary
+    }
+
+    private var rateLimitSummary: String {
+        guard let rateLimit else { return "rate-limit=off" }
+        return "rate-limit=\(rateLimit.queriesPerSecond)/s burst=\(rateLimit.burst) per /\(rateLimit.ipv4PrefixLength) /\(rateLimit.ipv6PrefixLength) "
+            + "action=\(rateLimit.action)"
     }
 }
 
@@ -26,6 +34,7 @@ struct ProxyServices: Sendable {
     let server: DNSProxyServer
     let transport: DoTUpstreamTransport
     let handler: ForwardingQueryHandler
+    let rateLimiter: (any QueryRateLimiter)?
 }
 
 enum ProxyBuilder {
@@ -36,9 +45,13 @@ enum ProxyBuilder {
         let transport = DoTUpstreamTransport(
             configuration: .init(upstream: configuration.upstream, idleTimeout: configuration.idleTimeout),
             tlsContext: context, logger: logger)
+        let limiter: any QueryRateLimiter = configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
+            ?? UnlimitedQueryRateLimiter()
         let handler = ForwardingQueryHandler(
-            transport: transport, queryTimeout: configuration.queryTimeout, logQueries: configuration.logQueries, logger: logger)
+            transport: transport, accessControl: configuration.accessControl, rateLimiter: limiter,
+            queryTimeout: configuration.queryTimeout, logQueries: configuration.logQueries, logger: logger)
         let server = DNSProxyServer(configuration: configuration.server, handler: handler, eventLoopGroup: group, logger: logger)
-        return ProxyServices(server: server, transport: transport, handler: handler)
+        return ProxyServices(
+            server: server, transport: transport, handler: handler, rateLimiter: configuration.rateLimit == nil ? nil : limiter)
     }
 }

@@ -88,6 +88,39 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--opportunistic-tls", "--pin-sha256", TestCertificates.serverSPKIPin], mentioning: "--opportunistic-tls")
     }
 
+    @Test func rateLimitAndAccessOptions() throws {
+        let defaults = try configuration(["--upstream", "1.1.1.1"])
+        #expect(defaults.rateLimit == nil && defaults.accessControl == .default)
+        #expect(defaults.summary.contains("rate-limit=off"))
+
+        let limited = try configuration([
+            "--upstream", "1.1.1.1", "--rate-limit", "20", "--rate-limit-burst", "50", "--rate-limit-ipv4-prefix", "24",
+            "--rate-limit-ipv6-prefix", "56", "--rate-limit-action", "slip", "--rate-limit-slip", "3",
+            "--allow", "10.0.0.0/8", "--allow", "fd00::/8",
+        ])
+        let rate = try #require(limited.rateLimit)
+        #expect(rate.queriesPerSecond == 20 && rate.burst == 50 && rate.ipv4PrefixLength == 24 && rate.ipv6PrefixLength == 56)
+        #expect(rate.action == .slip && rate.slipInterval == 3)
+        #expect(limited.accessControl == AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!, IPNetwork("fd00::/8")!]))
+        #expect(try configuration(["--upstream", "1.1.1.1", "--rate-limit", "5"]).rateLimit?.burst == 10)
+
+        let open = try configuration(["--upstream", "1.1.1.1", "--allow-any"])
+        #expect(open.accessControl.isOpen)
+        let services = try ProxyBuilder.build(limited, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
+        #expect(services.rateLimiter is TokenBucketRateLimiter)
+    }
+
+    @Test func badRateLimitValuesAreRejected() {
+        expectRejected(["--upstream", "1.1.1.1", "--rate-limit=-1"], mentioning: "--rate-limit")
+        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-action", "ban"], mentioning: "--rate-limit-action")
+        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-ipv4-prefix", "33"], mentioning: "--rate-limit-ipv4-prefix")
+        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-ipv6-prefix", "0"], mentioning: "--rate-limit-ipv6-prefix")
+        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-slip", "0"], mentioning: "--rate-limit-slip")
+        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-burst", "0.5"], mentioning: "--rate-limit-burst")
+        expectRejected(["--upstream", "1.1.1.1", "--allow", "10.0.0.1/8"], mentioning: "--allow")
+        expectRejected(["--upstream", "1.1.1.1", "--allow", "everyone"], mentioning: "--allow")
+    }
+
     @Test func environmentVariablesFillInAndFlagsWin() throws {
         let merged = EnvironmentArguments.merge(
             arguments: ["--timeout", "3"],

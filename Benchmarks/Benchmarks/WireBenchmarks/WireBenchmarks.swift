@@ -52,4 +52,27 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(try message.encoded())
         }
     }
+
+    rateLimitBenchmarks()
+}
+
+/// Rate-limiter decisions (issue 6 target: under 100 ns, no allocation).
+let rateLimitBenchmarks: @Sendable () -> Void = {
+    let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 1e9, burst: 1e9))
+    let hot = ClientAddress(IPv4Address(192, 0, 2, 1))
+    let now = NIODeadline.now()
+
+    Benchmark("RateLimit: admit, one hot client") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(limiter.decide(for: hot, transport: .udp, now: now))
+        }
+    }
+
+    let many = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 1e9, burst: 1e9, maximumPrefixes: 100_000))
+    let clients = (0..<65_536).map { ClientAddress(IPv4Address(rawValue: 0x0A00_0000 | UInt32($0))) }
+    Benchmark("RateLimit: admit, 65,536 distinct clients") { benchmark in
+        for iteration in benchmark.scaledIterations {
+            blackHole(many.decide(for: clients[iteration & 0xFFFF], transport: .udp, now: now))
+        }
+    }
 }

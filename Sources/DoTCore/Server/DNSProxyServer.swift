@@ -27,6 +27,9 @@ public final class DNSProxyServer: Service {
         public var maximumTCPConnectionsPerClient: Int
         /// The most queries in flight on one TCP connection; past it the connection is not read.
         public var maximumQueriesInFlightPerTCPConnection: Int
+        /// The most new TCP connections per second from one client address (twice that at once); 0 for
+        /// no limit.
+        public var maximumNewTCPConnectionsPerSecondPerClient: Double
         /// How long to keep answering queries in flight after shutdown begins.
         public var shutdownGracePeriod: TimeAmount
 
@@ -38,13 +41,15 @@ public final class DNSProxyServer: Service {
         ///   - maximumTCPConnections: TCP connections in total; 1,024.
         ///   - maximumTCPConnectionsPerClient: TCP connections per client; 64.
         ///   - maximumQueriesInFlightPerTCPConnection: Pipelined queries per connection; 100.
+        ///   - maximumNewTCPConnectionsPerSecondPerClient: New connections per second per client; 50.
         ///   - shutdownGracePeriod: Time to answer in-flight queries at shutdown; 5 s.
         public init(
             listenAddresses: [SocketAddress] = [try! SocketAddress(ipAddress: "127.0.0.1", port: 5053)],
             tcpIdleTimeout: TimeAmount = .seconds(10), maximumTCPConnections: Int = 1024,
             maximumTCPConnectionsPerClient: Int = 64, maximumQueriesInFlightPerTCPConnection: Int = 100,
-            shutdownGracePeriod: TimeAmount = .seconds(5)
+            maximumNewTCPConnectionsPerSecondPerClient: Double = 50, shutdownGracePeriod: TimeAmount = .seconds(5)
         ) {
+            self.maximumNewTCPConnectionsPerSecondPerClient = maximumNewTCPConnectionsPerSecondPerClient
             self.listenAddresses = listenAddresses
             self.tcpIdleTimeout = tcpIdleTimeout
             self.maximumTCPConnections = maximumTCPConnections
@@ -67,6 +72,7 @@ public final class DNSProxyServer: Service {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let limiter: TCPConnectionLimiter
+    private let connectionRate: (any QueryRateLimiter)?
     private let connections = NIOLockedValueBox<[ObjectIdentifier: TCPConnection]>([:])
     private enum ListeningState {
         case waiting([CheckedContinuation<[SocketAddress], any Error>])
@@ -93,6 +99,9 @@ public final class DNSProxyServer: Service {
         self.logger = logger
         self.limiter = TCPConnectionLimiter(
             maximumTotal: configuration.maximumTCPConnections, maximumPerClient: configuration.maximumTCPConnectionsPerClient)
+        let rate = configuration.maximumNewTCPConnectionsPerSecondPerClient
+        self.connectionRate = rate > 0
+            ? TokenBucketRateLimiter(configuration: .init(queriesPerSecond: rate, action: .drop, maximumPrefixes: 10_000)) : nil
     }
 
     /// The addresses the server listens on, once it does (with the real port when 0 was asked for).
@@ -166,6 +175,7 @@ public final class DNSProxyServer: Service {
 
     private func makeTCPBootstrap() -> ServerBootstrap {
         let limiter = self.limiter
+        let connectionRate = self.connectionRate
         let connections = self.connections
         let handler = self.handler
         let configuration = self.configuration
@@ -176,6 +186,11 @@ public final class DNSProxyServer: Service {
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
                 let client = channel.remoteAddress?.ipAddress ?? "unknown"
+                if let connectionRate, let remote = channel.remoteAddress, let address = ClientAddress(remote),
+                    connectionRate.decide(for: address, transport: .tcp, now: .now()) != .admit
+                {
+                    return channel.close()
+                }
                 guard limiter.admit(client) else {
                     return channel.close()
                 }

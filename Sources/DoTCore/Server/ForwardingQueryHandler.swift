@@ -5,6 +5,8 @@ import NIOCore
 /// The default ``DNSQueryHandler``: checks the query, forwards it upstream and fits the reply to the
 /// client.
 ///
+/// - First, before anything but the header is read: the access list (REFUSED or a drop for clients
+///   outside it) and the rate limiter (REFUSED, a drop, or an empty TC reply for a slip).
 /// - A packet shorter than a header, or with QR set, is dropped and counted.
 /// - A query that cannot be parsed gets FORMERR (header only); an opcode other than QUERY gets NOTIMP;
 ///   zero or several questions get FORMERR.
@@ -27,9 +29,14 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         public var serverFailures = 0
         /// UDP replies truncated to the client's size.
         public var truncated = 0
+        /// Queries from clients outside the access list.
+        public var denied = 0
     }
 
     private let transport: any UpstreamTransport
+    private let accessControl: AccessControlList
+    private let deniedAction: RateLimitDecision
+    private let rateLimiter: any QueryRateLimiter
     private let queryTimeout: TimeAmount
     private let logger: Logger
     private let logQueries: Bool
@@ -39,14 +46,22 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     ///
     /// - Parameters:
     ///   - transport: Where queries go: a ``DoTUpstreamTransport``, or any other transport.
+    ///   - accessControl: Who may query; loopback and private networks by default.
+    ///   - deniedAction: ``RateLimitDecision/refuse`` (the default) or ``RateLimitDecision/drop`` for
+    ///     clients outside the access list.
+    ///   - rateLimiter: Per-client limits; none by default.
     ///   - queryTimeout: The deadline for an upstream reply; SERVFAIL after it. 2 s by default.
     ///   - logQueries: Whether to log each query's name and type at info level (off: privacy).
     ///   - logger: Where to log.
     public init(
-        transport: any UpstreamTransport, queryTimeout: TimeAmount = .seconds(2), logQueries: Bool = false,
-        logger: Logger = Logger(label: "dotproxy.handler")
+        transport: any UpstreamTransport, accessControl: AccessControlList = .default, deniedAction: RateLimitDecision = .refuse,
+        rateLimiter: any QueryRateLimiter = UnlimitedQueryRateLimiter(), queryTimeout: TimeAmount = .seconds(2),
+        logQueries: Bool = false, logger: Logger = Logger(label: "dotproxy.handler")
     ) {
         self.transport = transport
+        self.accessControl = accessControl
+        self.deniedAction = deniedAction == .drop ? .drop : .refuse
+        self.rateLimiter = rateLimiter
         self.queryTimeout = queryTimeout
         self.logQueries = logQueries
         self.logger = logger
@@ -63,6 +78,24 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         else {
             countersBox.withLockedValue { $0.dropped += 1 }
             return eventLoop.makeSucceededFuture(nil)
+        }
+        if let client = ClientAddress(query.client) {
+            guard accessControl.allows(client) else {
+                countersBox.withLockedValue { $0.denied += 1 }
+                return eventLoop.makeSucceededFuture(
+                    deniedAction == .drop ? nil : DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
+            }
+            let decision = rateLimiter.decide(for: client, transport: query.transport, now: .now())
+            if decision != .admit {
+                switch decision {
+                case .drop: return eventLoop.makeSucceededFuture(nil)
+                case .slip:
+                    return eventLoop.makeSucceededFuture(
+                        DNSResponseBuilder.reply(to: message, view: nil, rcode: .noError, truncated: true, allocator: allocator))
+                default:
+                    return eventLoop.makeSucceededFuture(DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
+                }
+            }
         }
         let view: DNSMessageView
         do {

@@ -196,3 +196,53 @@ import Testing
         }
     }
 }
+
+/// The access list and the rate limiter end to end.
+@Suite(.serialized) struct ProxyAccessAndLimitTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    func withProxy(accessControl: AccessControlList = .default, rateLimiter: any QueryRateLimiter, _ body: (Int) async throws -> Void) async throws {
+        let upstream = try await TestDoTServer.start(group: group)
+        let transport = DoTUpstreamTransport(
+            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: upstream.port, authenticationName: TestCertificates.serverName)),
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+        let handler = ForwardingQueryHandler(transport: transport, accessControl: accessControl, rateLimiter: rateLimiter)
+        let server = DNSProxyServer(
+            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await serviceGroup.run() }
+        let port = try await server.listeningAddresses().first!.port!
+        try await body(port)
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
+        await transport.shutdown()
+        try await upstream.stop()
+    }
+
+    func rcode(port: Int, from source: String) async throws -> DNSResponseCode {
+        let query = try DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded()
+        return try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, source: source, group: group)).header.responseCode
+    }
+
+    @Test func aClientOverTheLimitDoesNotAffectAnother() async throws {
+        // A rate so low that no token comes back during the test: the limit is exactly the burst.
+        let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 0.001, burst: 3))
+        try await withProxy(rateLimiter: limiter) { port in
+            var first: [DNSResponseCode] = []
+            for _ in 0..<5 { first.append(try await rcode(port: port, from: "127.0.0.1")) }
+            #expect(first == [.noError, .noError, .noError, .refused, .refused])
+            let other = try await rcode(port: port, from: "127.0.0.2")
+            #expect(other == .noError)
+        }
+        #expect(limiter.statistics.refused == 2 && limiter.statistics.tableSize == 2)
+    }
+
+    @Test func clientsOutsideTheAccessListAreRefused() async throws {
+        let acl = AccessControlList(allowed: [IPNetwork("127.0.0.2/32")!])
+        try await withProxy(accessControl: acl, rateLimiter: UnlimitedQueryRateLimiter()) { port in
+            let outside = try await rcode(port: port, from: "127.0.0.1")
+            let inside = try await rcode(port: port, from: "127.0.0.2")
+            #expect(outside == .refused && inside == .noError)
+        }
+    }
+}
