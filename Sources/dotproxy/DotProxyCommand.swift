@@ -42,6 +42,21 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Seconds before an idle upstream connection is closed.")
     var idleTimeout: Double = 8
 
+    @Option(name: .customLong("cache-size"), help: "Replies to cache (entries); 0 disables the cache.")
+    var cacheSize: Int = 10_000
+
+    @Option(name: .customLong("cache-max-bytes"), help: "Reply octets the cache may hold.")
+    var cacheMaxBytes: Int = 64 << 20
+
+    @Option(name: .customLong("cache-min-ttl"), help: "Shortest time a positive reply is cached, in seconds.")
+    var cacheMinTTL: Int = 0
+
+    @Option(name: .customLong("cache-max-ttl"), help: "Longest time any reply is cached, in seconds.")
+    var cacheMaxTTL: Int = 86_400
+
+    @Option(name: .customLong("cache-max-negative-ttl"), help: "Longest time NXDOMAIN/NODATA is cached, in seconds.")
+    var cacheMaxNegativeTTL: Int = 3_600
+
     @Option(name: .customLong("rate-limit"), help: "Queries per second allowed per client prefix; 0 disables the limit.")
     var rateLimit: Double = 0
 
@@ -75,6 +90,7 @@ struct DotProxyCommand: AsyncParsableCommand {
     static let environmentOptions = [
         "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
         "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
+        "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl",
     ]
     static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any"]
 
@@ -166,6 +182,18 @@ struct DotProxyCommand: AsyncParsableCommand {
                 queriesPerSecond: rateLimit, burst: rateLimitBurst, ipv4PrefixLength: rateLimitIPv4Prefix,
                 ipv6PrefixLength: rateLimitIPv6Prefix, action: action, slipInterval: rateLimitSlip)
         }
+        guard cacheSize >= 0 else { throw ValidationError("--cache-size: \(cacheSize) must be 0 (off) or more") }
+        guard cacheMaxBytes >= 4096 else { throw ValidationError("--cache-max-bytes: \(cacheMaxBytes) must be at least 4096") }
+        guard (0...604_800).contains(cacheMaxTTL) else { throw ValidationError("--cache-max-ttl: \(cacheMaxTTL) must be 0 to 604800 seconds") }
+        guard (0...cacheMaxTTL).contains(cacheMinTTL) else {
+            throw ValidationError("--cache-min-ttl: \(cacheMinTTL) must be 0 to --cache-max-ttl (\(cacheMaxTTL))")
+        }
+        guard (0...604_800).contains(cacheMaxNegativeTTL) else {
+            throw ValidationError("--cache-max-negative-ttl: \(cacheMaxNegativeTTL) must be 0 to 604800 seconds")
+        }
+        let cache: InMemoryDNSResponseCache.Configuration? = cacheSize == 0 ? nil : .init(
+            maximumEntries: cacheSize, maximumBytes: cacheMaxBytes, minimumTTL: UInt32(cacheMinTTL), maximumTTL: UInt32(cacheMaxTTL),
+            maximumNegativeTTL: UInt32(cacheMaxNegativeTTL))
         var server = DNSProxyServer.Configuration()
         if !listen.isEmpty {
             server.listenAddresses = try listen.map { argument in
@@ -178,7 +206,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         return ProxyConfiguration(
             upstream: upstream.address, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
-            idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter,
+            idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter, cache: cache,
             logLevel: level, logQueries: logQueries)
     }
 

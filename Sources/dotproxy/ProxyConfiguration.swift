@@ -11,6 +11,7 @@ struct ProxyConfiguration: Sendable {
     var idleTimeout: TimeAmount
     var accessControl: AccessControlList
     var rateLimit: TokenBucketRateLimiter.Configuration?
+    var cache: InMemoryDNSResponseCache.Configuration?
     var logLevel: Logger.Level
     var logQueries: Bool
 
@@ -19,7 +20,12 @@ struct ProxyConfiguration: Sendable {
         let listeners = server.listenAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ",")
         let pins = tls.spkiPins.isEmpty ? "" : " pins=\(tls.spkiPins.count)"
         return "listen=\(listeners) upstream=\(upstream) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
-            + "timeout=\(queryTimeout) idle-timeout=\(idleTimeout) cache=off allow=\(accessControl) " + rateLimitSummary
+            + "timeout=\(queryTimeout) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) " + rateLimitSummary
+    }
+
+    private var cacheSummary: String {
+        guard let cache else { return "cache=off" }
+        return "cache=\(cache.maximumEntries) entries/\(cache.maximumBytes >> 20) MiB ttl=\(cache.minimumTTL)-\(cache.maximumTTL)s negative<=\(cache.maximumNegativeTTL)s"
     }
 
     private var rateLimitSummary: String {
@@ -35,6 +41,7 @@ struct ProxyServices: Sendable {
     let transport: DoTUpstreamTransport
     let handler: ForwardingQueryHandler
     let rateLimiter: (any QueryRateLimiter)?
+    let cache: any DNSResponseCache
 }
 
 enum ProxyBuilder {
@@ -47,11 +54,13 @@ enum ProxyBuilder {
             tlsContext: context, logger: logger)
         let limiter: any QueryRateLimiter = configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
             ?? UnlimitedQueryRateLimiter()
+        let cache: any DNSResponseCache = configuration.cache.map { InMemoryDNSResponseCache(configuration: $0) } ?? NoOpDNSResponseCache()
         let handler = ForwardingQueryHandler(
-            transport: transport, accessControl: configuration.accessControl, rateLimiter: limiter,
+            transport: transport, accessControl: configuration.accessControl, rateLimiter: limiter, cache: cache,
             queryTimeout: configuration.queryTimeout, logQueries: configuration.logQueries, logger: logger)
         let server = DNSProxyServer(configuration: configuration.server, handler: handler, eventLoopGroup: group, logger: logger)
         return ProxyServices(
-            server: server, transport: transport, handler: handler, rateLimiter: configuration.rateLimit == nil ? nil : limiter)
+            server: server, transport: transport, handler: handler, rateLimiter: configuration.rateLimit == nil ? nil : limiter,
+            cache: cache)
     }
 }

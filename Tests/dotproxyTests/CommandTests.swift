@@ -110,6 +110,27 @@ import Testing
         #expect(services.rateLimiter is TokenBucketRateLimiter)
     }
 
+    @Test func cacheOptions() throws {
+        let defaults = try configuration(["--upstream", "1.1.1.1"])
+        #expect(defaults.cache == InMemoryDNSResponseCache.Configuration())
+        let tuned = try configuration([
+            "--upstream", "1.1.1.1", "--cache-size", "500", "--cache-max-bytes", "1048576", "--cache-min-ttl", "30",
+            "--cache-max-ttl", "3600", "--cache-max-negative-ttl", "60",
+        ])
+        #expect(tuned.cache == InMemoryDNSResponseCache.Configuration(
+            maximumEntries: 500, maximumBytes: 1_048_576, minimumTTL: 30, maximumTTL: 3600, maximumNegativeTTL: 60))
+        #expect(tuned.summary.contains("cache=500 entries"))
+        let off = try configuration(["--upstream", "1.1.1.1", "--cache-size", "0"])
+        #expect(off.cache == nil && off.summary.contains("cache=off"))
+        let services = try ProxyBuilder.build(off, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
+        #expect(services.cache is NoOpDNSResponseCache)
+        expectRejected(["--upstream", "1.1.1.1", "--cache-size=-1"], mentioning: "--cache-size")
+        expectRejected(["--upstream", "1.1.1.1", "--cache-max-bytes", "10"], mentioning: "--cache-max-bytes")
+        expectRejected(["--upstream", "1.1.1.1", "--cache-min-ttl", "100", "--cache-max-ttl", "50"], mentioning: "--cache-min-ttl")
+        expectRejected(["--upstream", "1.1.1.1", "--cache-max-ttl", "9999999"], mentioning: "--cache-max-ttl")
+        expectRejected(["--upstream", "1.1.1.1", "--cache-max-negative-ttl=-5"], mentioning: "--cache-max-negative-ttl")
+    }
+
     @Test func badRateLimitValuesAreRejected() {
         expectRejected(["--upstream", "1.1.1.1", "--rate-limit=-1"], mentioning: "--rate-limit")
         expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-action", "ban"], mentioning: "--rate-limit-action")

@@ -3,9 +3,6 @@ import NIOCore
 /// Builds the replies the proxy writes itself (errors, truncated answers) and fits upstream replies
 /// to the client, straight from wire bytes.
 enum DNSResponseBuilder {
-    /// The UDP payload size the proxy advertises to clients (DNS Flag Day 2020).
-    static let advertisedUDPPayloadSize: UInt16 = 1232
-
     /// A reply carrying only the header and the question of `query` (and an OPT record when the
     /// client sent one), with `rcode` and the given flags.
     ///
@@ -35,8 +32,7 @@ enum DNSResponseBuilder {
     }
 
     static func writeOPT(into out: inout ByteBuffer, dnssecOK: Bool, extendedRCode: UInt8 = 0) {
-        let ttl = UInt32(extendedRCode) << 24 | (dnssecOK ? 0x8000 : 0)
-        out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, advertisedUDPPayloadSize, ttl, UInt16(0))
+        EDNSRecord.writeProxyOPT(into: &out, dnssecOK: dnssecOK, extendedRCode: extendedRCode)
     }
 
     /// The query to send upstream: the client's header and question with the proxy's own OPT (EDNS is

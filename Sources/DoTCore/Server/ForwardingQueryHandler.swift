@@ -37,6 +37,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     private let accessControl: AccessControlList
     private let deniedAction: RateLimitDecision
     private let rateLimiter: any QueryRateLimiter
+    private let cache: any DNSResponseCache
     private let queryTimeout: TimeAmount
     private let logger: Logger
     private let logQueries: Bool
@@ -50,18 +51,21 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     ///   - deniedAction: ``RateLimitDecision/refuse`` (the default) or ``RateLimitDecision/drop`` for
     ///     clients outside the access list.
     ///   - rateLimiter: Per-client limits; none by default.
+    ///   - cache: Where replies are kept and repeated queries answered; none by default.
     ///   - queryTimeout: The deadline for an upstream reply; SERVFAIL after it. 2 s by default.
     ///   - logQueries: Whether to log each query's name and type at info level (off: privacy).
     ///   - logger: Where to log.
     public init(
         transport: any UpstreamTransport, accessControl: AccessControlList = .default, deniedAction: RateLimitDecision = .refuse,
-        rateLimiter: any QueryRateLimiter = UnlimitedQueryRateLimiter(), queryTimeout: TimeAmount = .seconds(2),
+        rateLimiter: any QueryRateLimiter = UnlimitedQueryRateLimiter(), cache: any DNSResponseCache = NoOpDNSResponseCache(),
+        queryTimeout: TimeAmount = .seconds(2),
         logQueries: Bool = false, logger: Logger = Logger(label: "dotproxy.handler")
     ) {
         self.transport = transport
         self.accessControl = accessControl
         self.deniedAction = deniedAction == .drop ? .drop : .refuse
         self.rateLimiter = rateLimiter
+        self.cache = cache
         self.queryTimeout = queryTimeout
         self.logQueries = logQueries
         self.logger = logger
@@ -121,14 +125,22 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                     "client": "\(query.client)", "transport": "\(query.transport)",
                 ])
         }
+        if let hit = cache.lookup(message, view: view, now: .now()) {
+            guard query.transport.isUDP, hit.readableBytes > view.clientUDPPayloadSize else { return eventLoop.makeSucceededFuture(hit) }
+            countersBox.withLockedValue { $0.truncated += 1 }
+            let rcode = DNSResponseCode(truncating: UInt16(hit.getInteger(at: hit.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F)
+            return eventLoop.makeSucceededFuture(
+                DNSResponseBuilder.reply(to: message, view: view, rcode: rcode, truncated: true, allocator: allocator))
+        }
         let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: allocator)
-        return transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).map { [countersBox] reply -> ByteBuffer? in
+        return transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).map { [countersBox, cache] reply -> ByteBuffer? in
             guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,
                 replyView.questionMatches(view, in: reply, otherBuffer: message)
             else {
                 countersBox.withLockedValue { $0.serverFailures += 1 }
                 return DNSResponseBuilder.reply(to: message, view: view, rcode: .serverFailure, allocator: allocator)
             }
+            cache.store(reply, view: replyView, query: message, queryView: view, now: .now())
             let fitted = DNSResponseBuilder.fit(
                 reply: reply, replyView: replyView, query: message, queryView: view, transport: query.transport, allocator: allocator)
             if fitted.truncated { countersBox.withLockedValue { $0.truncated += 1 } }

@@ -294,6 +294,54 @@ public struct DNSMessageView: Sendable {
         }
     }
 
+    /// Where a record sits in a message, as ``forEachRecord(in:_:)`` reports it.
+    public struct RecordLocation: Sendable {
+        /// 0 for the answer section, 1 for authority, 2 for additional.
+        public var section: Int
+        /// The record type.
+        public var type: DNSRecordType
+        /// The TTL as stored.
+        public var ttl: UInt32
+        /// The offset of the TTL field from the start of the message.
+        public var ttlOffset: Int
+        /// The RDATA's octets, as offsets from the start of the message.
+        public var rdata: Range<Int>
+    }
+
+    /// Calls `body` for every record of the answer, authority and additional sections, OPT included,
+    /// in wire order, without decoding names or RDATA.
+    public func forEachRecord(in buffer: ByteBuffer, _ body: (RecordLocation) -> Void) {
+        buffer.withUnsafeReadableBytes { bytes in
+            let end = min(length, bytes.count)
+            var position = answerSectionOffset
+            let firstAuthority = Int(answerCount)
+            let firstAdditional = firstAuthority + Int(authorityCount)
+            for index in 0..<(firstAdditional + Int(additionalCount)) {
+                while position < end {
+                    let byte = bytes[position]
+                    if byte == 0 {
+                        position += 1
+                        break
+                    }
+                    if byte & 0xC0 == 0xC0 {
+                        position += 2
+                        break
+                    }
+                    position += Int(byte) + 1
+                }
+                guard position + 10 <= end else { return }
+                let rdLength = Int(Self.read16(bytes, position + 8))
+                guard position + 10 + rdLength <= end else { return }
+                body(
+                    RecordLocation(
+                        section: index < firstAuthority ? 0 : index < firstAdditional ? 1 : 2,
+                        type: DNSRecordType(rawValue: Self.read16(bytes, position)), ttl: Self.read32(bytes, position + 4),
+                        ttlOffset: position + 4, rdata: (position + 10)..<(position + 10 + rdLength)))
+                position += 10 + rdLength
+            }
+        }
+    }
+
     /// The offsets of every TTL field, OPT excepted (this allocates; see ``forEachTTLOffset(in:_:)``).
     public func ttlOffsets(in buffer: ByteBuffer) -> [Int] {
         var offsets: [Int] = []

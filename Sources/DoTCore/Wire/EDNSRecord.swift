@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The EDNS(0) OPT pseudo-record of a message (RFC 6891 §6).
 ///
 /// OPT is hop-by-hop: it describes the sender's capabilities for this one exchange. The upper eight
@@ -52,5 +54,14 @@ public struct EDNSRecord: Hashable, Sendable, CustomStringConvertible {
         if dnssecOK { text += " do" }
         for option in options { text += " \(option)" }
         return text
+    }
+
+    /// The UDP payload size the proxy advertises to clients (DNS Flag Day 2020).
+    static let proxyUDPPayloadSize: UInt16 = 1232
+
+    /// Appends the proxy's own option-less OPT record, as sent to clients and upstreams.
+    static func writeProxyOPT(into out: inout ByteBuffer, dnssecOK: Bool, extendedRCode: UInt8 = 0) {
+        let ttl = UInt32(extendedRCode) << 24 | (dnssecOK ? 0x8000 : 0)
+        out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, proxyUDPPayloadSize, ttl, UInt16(0))
     }
 }

@@ -246,3 +246,34 @@ import Testing
         }
     }
 }
+
+@Suite(.serialized) struct ProxyCacheTests {
+    @Test func aRepeatedQueryIsAnsweredFromTheCache() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let upstream = try await TestDoTServer.start(group: group)
+        let transport = DoTUpstreamTransport(
+            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: upstream.port, authenticationName: TestCertificates.serverName)),
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+        let cache = InMemoryDNSResponseCache()
+        let server = DNSProxyServer(
+            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]),
+            handler: ForwardingQueryHandler(transport: transport, cache: cache), eventLoopGroup: group)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await serviceGroup.run() }
+        let port = try await server.listeningAddresses().first!.port!
+        for (id, name) in [(UInt16(1), "cached.test."), (2, "CACHED.test."), (3, "cached.TEST.")] {
+            let query = try DNSMessage.query(name: DNSName(parsing: name), type: .a, id: id).encoded()
+            let reply = try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group))
+            #expect(reply.header.id == id && reply.questions.first?.name.description == name)
+            #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
+        }
+        let tcp = try await TestDNSClient.tcp([DNSMessage.query(name: "cached.test.", type: .a, id: 4).encoded()], port: port, group: group)
+        #expect(try DNSMessage(decoding: tcp[0]).header.id == 4)
+        #expect(upstream.queryCount == 1, "only the first query went upstream")
+        #expect(cache.statistics.hits == 3)
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
+        await transport.shutdown()
+        try await upstream.stop()
+    }
+}

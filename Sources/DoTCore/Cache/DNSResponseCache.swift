@@ -1,0 +1,24 @@
+import NIOCore
+
+/// Stores upstream replies and answers repeated queries from them.
+///
+/// Synchronous and `Sendable`, because a hit is answered on the event loop that read the query. The
+/// instant is passed in, so implementations need no clock of their own.
+public protocol DNSResponseCache: Sendable {
+    /// A reply for `query` if one is cached: with the query's ID and question case, TTLs aged, and an
+    /// OPT record only if the query had one. The caller still fits it to the client's UDP size.
+    func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer?
+
+    /// Offers an upstream reply to `query` for storage. The cache decides whether and for how long.
+    func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline)
+}
+
+/// The opt-out: stores nothing, finds nothing.
+public struct NoOpDNSResponseCache: DNSResponseCache {
+    /// Creates a cache that never caches.
+    public init() {}
+
+    public func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
+
+    public func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {}
+}
