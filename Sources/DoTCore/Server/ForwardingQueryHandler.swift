@@ -12,6 +12,8 @@ import NIOCore
 ///   zero or several questions get FORMERR.
 /// - EDNS is hop-by-hop: the upstream query carries the proxy's own OPT (DO as the client asked, no
 ///   client options), and the reply carries the proxy's OPT only if the client sent one.
+/// - Identical queries that miss while one is in flight wait for its reply instead of going upstream
+///   (coalescing), each answered with its own ID and question case.
 /// - A reply whose ID or question does not match is not delivered; any upstream failure gives SERVFAIL
 ///   before the query's deadline.
 /// - Over UDP, a reply larger than the client's EDNS size (512 without EDNS) is replaced by an empty
@@ -31,6 +33,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         public var truncated = 0
         /// Queries from clients outside the access list.
         public var denied = 0
+        /// Queries that waited for an identical query already in flight instead of going upstream.
+        public var coalesced = 0
     }
 
     private let transport: any UpstreamTransport
@@ -42,6 +46,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     private let logger: Logger
     private let logQueries: Bool
     private let countersBox = NIOLockedValueBox(Counters())
+    private let inFlight = NIOLockedValueBox([DNSCacheKey: EventLoopFuture<UpstreamAnswer>]())
 
     /// Creates a handler.
     ///
@@ -132,23 +137,59 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             return eventLoop.makeSucceededFuture(
                 DNSResponseBuilder.reply(to: message, view: view, rcode: rcode, truncated: true, allocator: allocator))
         }
-        let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: allocator)
-        return transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).map { [countersBox, cache] reply -> ByteBuffer? in
-            guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,
-                replyView.questionMatches(view, in: reply, otherBuffer: message)
-            else {
-                countersBox.withLockedValue { $0.serverFailures += 1 }
-                return DNSResponseBuilder.reply(to: message, view: view, rcode: .serverFailure, allocator: allocator)
+        // Identical misses wait for the query already in flight instead of each going upstream. The
+        // wait is bounded by that query's deadline.
+        let answer: EventLoopFuture<UpstreamAnswer>
+        if let key = DNSCacheKey(message, view: view) {
+            let (pending, promise) = inFlight.withLockedValue { table -> (EventLoopFuture<UpstreamAnswer>?, EventLoopPromise<UpstreamAnswer>?) in
+                if let existing = table[key] { return (existing, nil) }
+                let promise = eventLoop.makePromise(of: UpstreamAnswer.self)
+                table[key] = promise.futureResult
+                return (nil, promise)
             }
-            cache.store(reply, view: replyView, query: message, queryView: view, now: .now())
+            if let pending {
+                countersBox.withLockedValue { $0.coalesced += 1 }
+                answer = pending.hop(to: eventLoop)
+            } else {
+                let inFlight = self.inFlight
+                promise!.futureResult.whenComplete { _ in inFlight.withLockedValue { _ = $0.removeValue(forKey: key) } }
+                forward(message, view: view, on: eventLoop, allocator: allocator).cascade(to: promise!)
+                answer = promise!.futureResult
+            }
+        } else {
+            answer = forward(message, view: view, on: eventLoop, allocator: allocator)
+        }
+        return answer.map { [countersBox] answer -> ByteBuffer? in
             let fitted = DNSResponseBuilder.fit(
-                reply: reply, replyView: replyView, query: message, queryView: view, transport: query.transport, allocator: allocator)
+                reply: answer.reply, replyView: answer.view, query: message, queryView: view, transport: query.transport, allocator: allocator)
             if fitted.truncated { countersBox.withLockedValue { $0.truncated += 1 } }
             return fitted.message
         }.recover { [countersBox, logger] error in
             countersBox.withLockedValue { $0.serverFailures += 1 }
             logger.debug("upstream failure", metadata: ["error": "\(error)"])
             return DNSResponseBuilder.reply(to: message, view: view, rcode: .serverFailure, allocator: allocator)
+        }
+    }
+
+    /// A validated upstream reply, shared by every client waiting for the same question.
+    struct UpstreamAnswer: Sendable {
+        var reply: ByteBuffer
+        var view: DNSMessageView
+    }
+
+    /// Sends the query upstream, checks that the reply answers it, and offers the reply to the cache.
+    private func forward(_ message: ByteBuffer, view: DNSMessageView, on eventLoop: any EventLoop, allocator: ByteBufferAllocator)
+        -> EventLoopFuture<UpstreamAnswer>
+    {
+        let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: allocator)
+        return transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).flatMapThrowing { [cache] reply in
+            guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,
+                replyView.questionMatches(view, in: reply, otherBuffer: message)
+            else {
+                throw UpstreamError(.malformedReply, upstream: "upstream", detail: "the reply does not answer the query")
+            }
+            cache.store(reply, view: replyView, query: message, queryView: view, now: .now())
+            return UpstreamAnswer(reply: reply, view: replyView)
         }
     }
 }

@@ -277,3 +277,44 @@ import Testing
         try await upstream.stop()
     }
 }
+
+@Suite(.serialized) struct ProxyCoalescingTests {
+    @Test func tenIdenticalMissesMakeOneUpstreamQuery() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let upstream = try await TestDoTServer.start(group: group) { query in
+            .delayedReply(TestDoTServer.answer(query), .milliseconds(300))
+        }
+        let transport = DoTUpstreamTransport(
+            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: upstream.port, authenticationName: TestCertificates.serverName)),
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+        let handler = ForwardingQueryHandler(transport: transport)
+        let server = DNSProxyServer(
+            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
+        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await serviceGroup.run() }
+        let port = try await server.listeningAddresses().first!.port!
+        let replies = try await withThrowingTaskGroup(of: (UInt16, DNSMessage).self) { tasks in
+            for id in UInt16(1)...10 {
+                tasks.addTask {
+                    let name: DNSName = id % 2 == 0 ? "HERD.test." : "herd.test."
+                    let query = try DNSMessage.query(name: name, type: .a, id: id).encoded()
+                    return (id, try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group)))
+                }
+            }
+            var all: [(UInt16, DNSMessage)] = []
+            for try await reply in tasks { all.append(reply) }
+            return all
+        }
+        #expect(replies.count == 10)
+        for (id, reply) in replies {
+            #expect(reply.header.id == id && reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
+            #expect(reply.questions.first?.name.description == (id % 2 == 0 ? "HERD.test." : "herd.test."))
+        }
+        #expect(upstream.queryCount == 1, "one upstream query for ten identical misses")
+        #expect(handler.counters.coalesced == 9)
+        await serviceGroup.triggerGracefulShutdown()
+        try await running.value
+        await transport.shutdown()
+        try await upstream.stop()
+    }
+}
