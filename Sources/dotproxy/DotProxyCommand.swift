@@ -57,6 +57,12 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("cache-max-negative-ttl"), help: "Longest time NXDOMAIN/NODATA is cached, in seconds.")
     var cacheMaxNegativeTTL: Int = 3_600
 
+    @Flag(name: .customLong("serve-stale"), help: "Answer from expired cache entries (TTL 30) when the upstream fails or is slower than 1.8 s, for up to a day (RFC 8767).")
+    var serveStale = false
+
+    @Flag(name: .customLong("prefetch"), help: "Refresh a cached reply in the background when it is asked for in the last tenth of its lifetime.")
+    var prefetch = false
+
     @Option(name: .customLong("rate-limit"), help: "Queries per second allowed per client prefix; 0 disables the limit.")
     var rateLimit: Double = 0
 
@@ -92,7 +98,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
         "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl",
     ]
-    static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any"]
+    static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
 
     static func main() async {
         let arguments = EnvironmentArguments.merge(
@@ -193,7 +199,10 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         let cache: InMemoryDNSResponseCache.Configuration? = cacheSize == 0 ? nil : .init(
             maximumEntries: cacheSize, maximumBytes: cacheMaxBytes, minimumTTL: UInt32(cacheMinTTL), maximumTTL: UInt32(cacheMaxTTL),
-            maximumNegativeTTL: UInt32(cacheMaxNegativeTTL))
+            maximumNegativeTTL: UInt32(cacheMaxNegativeTTL), serveStale: serveStale, prefetch: prefetch)
+        if cache == nil && (serveStale || prefetch) {
+            throw ValidationError("--\(serveStale ? "serve-stale" : "prefetch"): needs the cache (--cache-size above 0)")
+        }
         var server = DNSProxyServer.Configuration()
         if !listen.isEmpty {
             server.listenAddresses = try listen.map { argument in

@@ -11,6 +11,29 @@ public protocol DNSResponseCache: Sendable {
 
     /// Offers an upstream reply to `query` for storage. The cache decides whether and for how long.
     func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline)
+
+    /// Whether ``lookupStale(_:view:now:)`` can ever find something; the handler arms the client
+    /// response timer only for caches that serve stale. `false` by default.
+    var servesStale: Bool { get }
+
+    /// An expired reply that may still be served because the upstream failed or is slow (RFC 8767),
+    /// or `nil`. The default never finds one.
+    func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer?
+
+    /// Whether the entry for `query` is close to expiry and should be refreshed in the background now;
+    /// `true` at most once per stored reply. The default is `false`.
+    func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool
+}
+
+extension DNSResponseCache {
+    /// No serve-stale.
+    public var servesStale: Bool { false }
+
+    /// No serve-stale: never finds anything.
+    public func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
+
+    /// No prefetch.
+    public func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool { false }
 }
 
 /// The opt-out: stores nothing, finds nothing.

@@ -29,6 +29,12 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         public var maximumNegativeTTL: UInt32
         /// How long SERVFAIL is kept, in seconds; 0 disables.
         public var serverFailureTTL: UInt32
+        /// Whether expired replies may be served when the upstream fails (RFC 8767). Off by default.
+        public var serveStale: Bool
+        /// How long after expiry a reply may still be served stale, in seconds.
+        public var staleWindow: UInt32
+        /// Whether a hit in the last tenth of an entry's lifetime starts one background refresh.
+        public var prefetch: Bool
 
         /// Creates a configuration.
         ///
@@ -39,10 +45,17 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         ///   - maximumTTL: Lifetime ceiling; 86,400 (one day).
         ///   - maximumNegativeTTL: Negative lifetime ceiling; 3,600.
         ///   - serverFailureTTL: SERVFAIL lifetime; 5 (0 disables).
+        ///   - serveStale: Serve expired replies when the upstream fails; off.
+        ///   - staleWindow: How long after expiry; 86,400 (one day).
+        ///   - prefetch: Refresh popular entries before they expire; off.
         public init(
             maximumEntries: Int = 10_000, maximumBytes: Int = 64 << 20, minimumTTL: UInt32 = 0, maximumTTL: UInt32 = 86_400,
-            maximumNegativeTTL: UInt32 = 3_600, serverFailureTTL: UInt32 = 5
+            maximumNegativeTTL: UInt32 = 3_600, serverFailureTTL: UInt32 = 5, serveStale: Bool = false, staleWindow: UInt32 = 86_400,
+            prefetch: Bool = false
         ) {
+            self.serveStale = serveStale
+            self.staleWindow = staleWindow
+            self.prefetch = prefetch
             self.maximumEntries = maximumEntries
             self.maximumBytes = maximumBytes
             self.minimumTTL = minimumTTL
@@ -61,6 +74,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         var questionClass: UInt16
         var storedAt: UInt64
         var lifetime: UInt64
+        var prefetchClaimed = false
         var previous = -1
         var next = -1
     }
@@ -133,10 +147,14 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                 return nil
             }
             let entry = shard.entries[slot]
-            guard nowNanos < entry.storedAt + entry.lifetime,
-                Self.sameQuestion(entry, query: query, name: queryName, type: view.questionType, class: view.questionClass)
-            else {
+            guard Self.sameQuestion(entry, query: query, name: queryName, type: view.questionType, class: view.questionClass) else {
                 shard.remove(slot)
+                shard.statistics.misses += 1
+                return nil
+            }
+            guard nowNanos < entry.storedAt + entry.lifetime else {
+                // Keep an expired entry for serve-stale while its window lasts.
+                if !configuration.serveStale || nowNanos >= entry.storedAt + entry.lifetime + staleWindowNanos { shard.remove(slot) }
                 shard.statistics.misses += 1
                 return nil
             }
@@ -147,6 +165,53 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         }
         guard let entry = found else { return nil }
         return Self.reply(from: entry, query: query, view: view, queryName: queryName, nowNanos: nowNanos)
+    }
+
+    private var staleWindowNanos: UInt64 { UInt64(configuration.staleWindow) * 1_000_000_000 }
+
+    /// The TTL of a record served stale (RFC 8767 §4 recommends 30 seconds).
+    public static let staleTTL: UInt32 = 30
+
+    public var servesStale: Bool { configuration.serveStale }
+
+    public func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
+        guard configuration.serveStale, let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
+        let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
+        let found: Entry? = shard(for: key).withLockedValue { shard in
+            guard let slot = shard.index[key] else { return nil }
+            let entry = shard.entries[slot]
+            // SERVFAIL is never served stale.
+            guard entry.bytes[3] & 0x0F != UInt8(DNSResponseCode.serverFailure.rawValue),
+                nowNanos < entry.storedAt + entry.lifetime + staleWindowNanos,
+                Self.sameQuestion(entry, query: query, name: queryName, type: view.questionType, class: view.questionClass)
+            else { return nil }
+            shard.statistics.staleServed += 1
+            return entry
+        }
+        guard var entry = found else { return nil }
+        // Every TTL becomes the stale TTL: pretend the entry was stored with it just now.
+        for storedOffset in entry.ttlOffsets {
+            let offset = Int(storedOffset)
+            entry.bytes[offset] = 0
+            entry.bytes[offset + 1] = 0
+            entry.bytes[offset + 2] = UInt8(Self.staleTTL >> 8)
+            entry.bytes[offset + 3] = UInt8(truncatingIfNeeded: Self.staleTTL)
+        }
+        return Self.reply(from: entry, query: query, view: view, queryName: queryName, nowNanos: entry.storedAt)
+    }
+
+    public func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool {
+        guard configuration.prefetch, let key = DNSCacheKey(query, view: view) else { return false }
+        let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
+        return shard(for: key).withLockedValue { shard in
+            guard let slot = shard.index[key], !shard.entries[slot].prefetchClaimed else { return false }
+            let entry = shard.entries[slot]
+            let expiry = entry.storedAt + entry.lifetime
+            guard nowNanos < expiry, expiry - nowNanos <= entry.lifetime / 10 else { return false }
+            shard.entries[slot].prefetchClaimed = true
+            shard.statistics.prefetches += 1
+            return true
+        }
     }
 
     private static func sameQuestion(_ entry: Entry, query: ByteBuffer, name: Range<Int>, type: DNSRecordType?, class klass: DNSClass?) -> Bool {
@@ -292,6 +357,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                 total.hits += shard.statistics.hits
                 total.misses += shard.statistics.misses
                 total.stores += shard.statistics.stores
+                total.staleServed += shard.statistics.staleServed
+                total.prefetches += shard.statistics.prefetches
                 total.evictions += shard.statistics.evictions
                 total.entries += shard.index.count
                 total.bytes += shard.bytes

@@ -42,6 +42,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     private let deniedAction: RateLimitDecision
     private let rateLimiter: any QueryRateLimiter
     private let cache: any DNSResponseCache
+    private let staleReplyDelay: TimeAmount
     private let queryTimeout: TimeAmount
     private let logger: Logger
     private let logQueries: Bool
@@ -57,13 +58,15 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     ///     clients outside the access list.
     ///   - rateLimiter: Per-client limits; none by default.
     ///   - cache: Where replies are kept and repeated queries answered; none by default.
+    ///   - staleReplyDelay: With a serve-stale cache, how long a client waits for the upstream before
+    ///     an expired answer is sent instead (RFC 8767 client response timer); 1.8 s.
     ///   - queryTimeout: The deadline for an upstream reply; SERVFAIL after it. 2 s by default.
     ///   - logQueries: Whether to log each query's name and type at info level (off: privacy).
     ///   - logger: Where to log.
     public init(
         transport: any UpstreamTransport, accessControl: AccessControlList = .default, deniedAction: RateLimitDecision = .refuse,
         rateLimiter: any QueryRateLimiter = UnlimitedQueryRateLimiter(), cache: any DNSResponseCache = NoOpDNSResponseCache(),
-        queryTimeout: TimeAmount = .seconds(2),
+        staleReplyDelay: TimeAmount = .milliseconds(1800), queryTimeout: TimeAmount = .seconds(2),
         logQueries: Bool = false, logger: Logger = Logger(label: "dotproxy.handler")
     ) {
         self.transport = transport
@@ -71,6 +74,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         self.deniedAction = deniedAction == .drop ? .drop : .refuse
         self.rateLimiter = rateLimiter
         self.cache = cache
+        self.staleReplyDelay = staleReplyDelay
         self.queryTimeout = queryTimeout
         self.logQueries = logQueries
         self.logger = logger
@@ -130,12 +134,13 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                     "client": "\(query.client)", "transport": "\(query.transport)",
                 ])
         }
-        if let hit = cache.lookup(message, view: view, now: .now()) {
-            guard query.transport.isUDP, hit.readableBytes > view.clientUDPPayloadSize else { return eventLoop.makeSucceededFuture(hit) }
-            countersBox.withLockedValue { $0.truncated += 1 }
-            let rcode = DNSResponseCode(truncating: UInt16(hit.getInteger(at: hit.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F)
-            return eventLoop.makeSucceededFuture(
-                DNSResponseBuilder.reply(to: message, view: view, rcode: rcode, truncated: true, allocator: allocator))
+        let now = NIODeadline.now()
+        if let hit = cache.lookup(message, view: view, now: now) {
+            if cache.claimPrefetch(message, view: view, now: now) {
+                // Refresh in the background; the new reply replaces the entry when it arrives.
+                _ = forward(message, view: view, on: eventLoop, allocator: allocator)
+            }
+            return eventLoop.makeSucceededFuture(fitCached(hit, query: query, view: view, allocator: allocator))
         }
         // Identical misses wait for the query already in flight instead of each going upstream. The
         // wait is bounded by that query's deadline.
@@ -159,16 +164,51 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         } else {
             answer = forward(message, view: view, on: eventLoop, allocator: allocator)
         }
-        return answer.map { [countersBox] answer -> ByteBuffer? in
+        let replied = answer.map { [countersBox] answer -> ByteBuffer? in
             let fitted = DNSResponseBuilder.fit(
                 reply: answer.reply, replyView: answer.view, query: message, queryView: view, transport: query.transport, allocator: allocator)
             if fitted.truncated { countersBox.withLockedValue { $0.truncated += 1 } }
             return fitted.message
-        }.recover { [countersBox, logger] error in
-            countersBox.withLockedValue { $0.serverFailures += 1 }
+        }.recover { [self] error -> ByteBuffer? in
             logger.debug("upstream failure", metadata: ["error": "\(error)"])
+            if let stale = cache.lookupStale(message, view: view, now: .now()) {
+                return fitCached(stale, query: query, view: view, allocator: allocator)
+            }
+            countersBox.withLockedValue { $0.serverFailures += 1 }
             return DNSResponseBuilder.reply(to: message, view: view, rcode: .serverFailure, allocator: allocator)
         }
+        return raceWithStaleAnswer(replied, query: query, view: view, on: eventLoop, allocator: allocator)
+    }
+
+    /// Fits a reply built by the cache to the client's UDP size.
+    private func fitCached(_ hit: ByteBuffer, query: DNSClientQuery, view: DNSMessageView, allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard query.transport.isUDP, hit.readableBytes > view.clientUDPPayloadSize else { return hit }
+        countersBox.withLockedValue { $0.truncated += 1 }
+        let rcode = DNSResponseCode(truncating: UInt16(hit.getInteger(at: hit.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F)
+        return DNSResponseBuilder.reply(to: query.message, view: view, rcode: rcode, truncated: true, allocator: allocator)
+    }
+
+    /// With a serve-stale cache, answers from a stale entry if the upstream has not answered within
+    /// the client response timer; whichever comes first is sent, the other is discarded.
+    private func raceWithStaleAnswer(
+        _ replied: EventLoopFuture<ByteBuffer?>, query: DNSClientQuery, view: DNSMessageView, on eventLoop: any EventLoop,
+        allocator: ByteBufferAllocator
+    ) -> EventLoopFuture<ByteBuffer?> {
+        guard cache.servesStale, staleReplyDelay < queryTimeout else { return replied }
+        let result = eventLoop.makePromise(of: ByteBuffer?.self)
+        let done = NIOLockedValueBox(false)
+        let timer = eventLoop.scheduleTask(in: staleReplyDelay) { [self] in
+            guard !done.withLockedValue({ $0 }), let stale = cache.lookupStale(query.message, view: view, now: .now()),
+                done.withLockedValue({ done in defer { done = true }; return !done })
+            else { return }
+            result.succeed(fitCached(stale, query: query, view: view, allocator: allocator))
+        }
+        replied.whenComplete { outcome in
+            guard done.withLockedValue({ done in defer { done = true }; return !done }) else { return }
+            timer.cancel()
+            result.completeWith(outcome)
+        }
+        return result.futureResult
     }
 
     /// A validated upstream reply, shared by every client waiting for the same question.

@@ -203,3 +203,50 @@ import Testing
         #expect(cache.lookup(query, view: try! DNSMessageView(query), now: Self.at(seconds: 0)) == nil)
     }
 }
+
+@Suite struct ServeStaleAndPrefetchTests {
+    typealias T = InMemoryDNSResponseCacheTests
+
+    func store(_ cache: InMemoryDNSResponseCache, _ query: ByteBuffer, _ reply: ByteBuffer, at seconds: Int64) {
+        cache.store(reply, view: try! DNSMessageView(reply), query: query, queryView: try! DNSMessageView(query), now: T.at(seconds: seconds))
+    }
+
+    @Test func expiredRepliesAreServedStaleOnlyWhenAskedAndNeverSERVFAIL() throws {
+        let cache = InMemoryDNSResponseCache(configuration: .init(serveStale: true, staleWindow: 3600))
+        #expect(cache.servesStale)
+        let query = T.query("stale.test.", id: 1)
+        store(cache, query, T.reply(to: query, answers: [T.a("stale.test.", ttl: 60)]), at: 0)
+        let later = T.query("STALE.test.", id: 42)
+        #expect(cache.lookup(later, view: try DNSMessageView(later), now: T.at(seconds: 100)) == nil, "expired: a normal lookup misses")
+        let stale = try DNSMessage(decoding: #require(cache.lookupStale(later, view: try DNSMessageView(later), now: T.at(seconds: 100))))
+        #expect(stale.header.id == 42 && stale.questions.first?.name.description == "STALE.test.")
+        #expect(stale.answers.map(\.ttl) == [InMemoryDNSResponseCache.staleTTL])
+        #expect(cache.lookupStale(later, view: try DNSMessageView(later), now: T.at(seconds: 60 + 3600)) == nil, "past the stale window")
+        #expect(cache.statistics.staleServed == 1)
+
+        let broken = T.query("broken.test.")
+        store(cache, broken, T.reply(to: broken, rcode: .serverFailure), at: 0)
+        #expect(cache.lookupStale(broken, view: try DNSMessageView(broken), now: T.at(seconds: 10)) == nil, "SERVFAIL is never served stale")
+
+        let plain = InMemoryDNSResponseCache()
+        store(plain, query, T.reply(to: query, answers: [T.a("stale.test.", ttl: 60)]), at: 0)
+        let queryView = try DNSMessageView(query)
+        #expect(!plain.servesStale && plain.lookupStale(query, view: queryView, now: T.at(seconds: 100)) == nil)
+    }
+
+    @Test func prefetchIsClaimedOnceInTheLastTenthOfTheLifetime() throws {
+        let cache = InMemoryDNSResponseCache(configuration: .init(prefetch: true))
+        let query = T.query("hot.test.")
+        let view = try DNSMessageView(query)
+        store(cache, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 0)
+        #expect(!cache.claimPrefetch(query, view: view, now: T.at(seconds: 50)))
+        #expect(cache.claimPrefetch(query, view: view, now: T.at(seconds: 91)))
+        #expect(!cache.claimPrefetch(query, view: view, now: T.at(seconds: 95)), "only once")
+        store(cache, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 95)
+        #expect(cache.claimPrefetch(query, view: view, now: T.at(seconds: 186)), "a refreshed entry can be prefetched again")
+        #expect(cache.statistics.prefetches == 2)
+        let off = InMemoryDNSResponseCache()
+        store(off, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 0)
+        #expect(!off.claimPrefetch(query, view: view, now: T.at(seconds: 95)))
+    }
+}

@@ -1,0 +1,109 @@
+import DoTCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The handler with scripted doubles for the transport and the cache.
+@Suite struct ForwardingQueryHandlerTests {
+    /// A transport that fails at once, or never answers (until its deadline), and counts queries.
+    struct ScriptedTransport: UpstreamTransport {
+        enum Behavior: Sendable { case fail, silent, answer }
+        let behavior: Behavior
+        let sent = NIOLockedValueBox(0)
+
+        func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+            sent.withLockedValue { $0 += 1 }
+            switch behavior {
+            case .fail:
+                return eventLoop.makeFailedFuture(UpstreamError(.connectionRefused, upstream: "scripted"))
+            case .silent:
+                let promise = eventLoop.makePromise(of: ByteBuffer.self)
+                eventLoop.scheduleTask(deadline: deadline) { promise.fail(UpstreamError(.timeout, upstream: "scripted")) }
+                return promise.futureResult
+            case .answer:
+                var reply = try! DNSMessage(decoding: query)
+                reply.header.isResponse = true
+                reply.answers = [DNSResourceRecord(name: reply.questions[0].name, ttl: 100, rdata: .a(IPv4Address(192, 0, 2, 7)))]
+                return eventLoop.makeSucceededFuture(try! reply.encoded())
+            }
+        }
+    }
+
+    /// A serve-stale cache that holds one expired answer and nothing fresh.
+    struct StaleOnlyCache: DNSResponseCache {
+        func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
+        func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {}
+        var servesStale: Bool { true }
+        func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
+            var reply = try! DNSMessage(decoding: query)
+            reply.header.isResponse = true
+            reply.answers = [DNSResourceRecord(name: reply.questions[0].name, ttl: 30, rdata: .a(IPv4Address(192, 0, 2, 66)))]
+            return try! reply.encoded()
+        }
+    }
+
+    static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
+
+    func ask(_ handler: ForwardingQueryHandler, _ name: DNSName = "a.test.") async throws -> DNSMessage? {
+        let query = DNSClientQuery(message: try DNSMessage.query(name: name, type: .a, id: 9).encoded(), client: Self.client, transport: .udp)
+        return try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get().map { try DNSMessage(decoding: $0) }
+    }
+
+    @Test func aFailedUpstreamIsAnsweredFromAStaleEntry() async throws {
+        let handler = ForwardingQueryHandler(transport: ScriptedTransport(behavior: .fail), cache: StaleOnlyCache())
+        let reply = try #require(try await ask(handler))
+        #expect(reply.header.id == 9 && reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
+        #expect(handler.counters.serverFailures == 0)
+    }
+
+    @Test func aSlowUpstreamIsAnsweredStaleAfterTheClientTimer() async throws {
+        let handler = ForwardingQueryHandler(
+            transport: ScriptedTransport(behavior: .silent), cache: StaleOnlyCache(), staleReplyDelay: .milliseconds(50),
+            queryTimeout: .seconds(10))
+        let start = NIODeadline.now()
+        let reply = try #require(try await ask(handler))
+        #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
+        #expect(NIODeadline.now() - start < .seconds(5), "answered by the timer, not the deadline")
+    }
+
+    @Test func withoutStaleDataAFailureIsSERVFAIL() async throws {
+        let handler = ForwardingQueryHandler(transport: ScriptedTransport(behavior: .fail))
+        #expect(try await ask(handler)?.header.responseCode == .serverFailure)
+        #expect(handler.counters.serverFailures == 1)
+    }
+
+    @Test func prefetchRefreshesAnEntryInTheBackgroundOnce() async throws {
+        let transport = ScriptedTransport(behavior: .answer)
+        // Every hit is in the last tenth of a 1-second lifetime only if the clock reads late; use a
+        // generous window instead: a 100 s TTL and a cache that always claims.
+        struct AlwaysPrefetch: DNSResponseCache {
+            let inner = InMemoryDNSResponseCache()
+            func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { inner.lookup(query, view: view, now: now) }
+            func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {
+                inner.store(reply, view: view, query: query, queryView: queryView, now: now)
+            }
+            func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool { true }
+        }
+        let handler = ForwardingQueryHandler(transport: transport, cache: AlwaysPrefetch())
+        _ = try await ask(handler)  // miss: goes upstream
+        _ = try await ask(handler)  // hit: answered from cache, and a refresh goes upstream
+        #expect(transport.sent.withLockedValue { $0 } == 2)
+    }
+
+    @Test func deniedClientsCanBeDropped() async throws {
+        let handler = ForwardingQueryHandler(
+            transport: ScriptedTransport(behavior: .answer), accessControl: AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!]),
+            deniedAction: .drop)
+        #expect(try await ask(handler) == nil)
+        #expect(handler.counters.denied == 1)
+    }
+
+    @Test func slippedQueriesGetAnEmptyTruncatedReply() async throws {
+        let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 0.001, burst: 1, action: .slip, slipInterval: 1))
+        let handler = ForwardingQueryHandler(transport: ScriptedTransport(behavior: .answer), rateLimiter: limiter)
+        #expect(try await ask(handler)?.answers.count == 1)
+        let slipped = try #require(try await ask(handler))
+        #expect(slipped.header.isTruncated && slipped.answers.isEmpty && slipped.header.id == 9)
+    }
+}
