@@ -1,4 +1,5 @@
 import Benchmark
+import Dispatch
 import DoTCore
 import NIOCore
 
@@ -91,5 +92,41 @@ let cacheBenchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations {
             blackHole(cache.lookup(query, view: queryView, now: now))
         }
+    }
+
+    Benchmark("Cache: hit (lookup + reply build), two threads", configuration: .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal])) { benchmark in
+        let iterations = benchmark.scaledIterations.count
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            for _ in 0..<iterations { blackHole(cache.lookup(query, view: queryView, now: now)) }
+        }
+    }
+
+    // 100,000 distinct names of about 100-octet replies, stored into a cache bounded at 10,000 entries:
+    // every store past the bound evicts.
+    let names = (0..<100_000).map { index -> (ByteBuffer, DNSMessageView, ByteBuffer, DNSMessageView) in
+        var message = DNSMessage.query(name: try! DNSName(parsing: "host\(index).example.com."), type: .a, id: 1)
+        let query = try! message.encoded()
+        message.header.isResponse = true
+        message.answers = [DNSResourceRecord(name: message.questions[0].name, ttl: 300, rdata: .a(IPv4Address(rawValue: UInt32(index))))]
+        let reply = try! message.encoded()
+        return (query, try! DNSMessageView(query), reply, try! DNSMessageView(reply))
+    }
+    Benchmark("Cache: store with eviction", configuration: .init(scalingFactor: .one, maxIterations: 100_000)) { benchmark in
+        let bounded = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 10_000))
+        for iteration in benchmark.scaledIterations {
+            let (query, queryView, reply, replyView) = names[iteration % names.count]
+            bounded.store(reply, view: replyView, query: query, queryView: queryView, now: now)
+        }
+    }
+
+    Benchmark(
+        "Cache: memory for 100,000 entries (peak RSS)",
+        configuration: .init(metrics: [.peakMemoryResident, .wallClock], scalingFactor: .one, maxIterations: 3)
+    ) { benchmark in
+        let big = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 100_000, maximumBytes: 1 << 30))
+        for (query, queryView, reply, replyView) in names {
+            big.store(reply, view: replyView, query: query, queryView: queryView, now: now)
+        }
+        blackHole(big.statistics)
     }
 }
