@@ -268,32 +268,6 @@ public struct DNSMessageView: Sendable {
         buffer.withUnsafeReadableBytes { walkTTLFields($0, body) }
     }
 
-    /// Walks the records of an already validated message, calling `body` with each non-OPT TTL
-    /// offset. It stops early if the bytes do not hold the structure the view was made from.
-    @inline(__always)
-    private func walkTTLFields(_ bytes: UnsafeRawBufferPointer, _ body: (Int) -> Void) {
-        let end = min(length, bytes.count)
-        var position = answerSectionOffset
-        let recordCount = Int(answerCount) + Int(authorityCount) + Int(additionalCount)
-        for _ in 0..<recordCount {
-            while position < end {
-                let byte = bytes[position]
-                if byte == 0 {
-                    position += 1
-                    break
-                }
-                if byte & 0xC0 == 0xC0 {
-                    position += 2
-                    break
-                }
-                position += Int(byte) + 1
-            }
-            guard position + 10 <= end else { return }
-            if Self.read16(bytes, position) != DNSRecordType.opt.rawValue { body(position + 4) }
-            position += 10 + Int(Self.read16(bytes, position + 8))
-        }
-    }
-
     /// Where a record sits in a message, as ``forEachRecord(in:_:)`` reports it.
     public struct RecordLocation: Sendable {
         /// 0 for the answer section, 1 for authority, 2 for additional.
@@ -311,34 +285,47 @@ public struct DNSMessageView: Sendable {
     /// Calls `body` for every record of the answer, authority and additional sections, OPT included,
     /// in wire order, without decoding names or RDATA.
     public func forEachRecord(in buffer: ByteBuffer, _ body: (RecordLocation) -> Void) {
-        buffer.withUnsafeReadableBytes { bytes in
-            let end = min(length, bytes.count)
-            var position = answerSectionOffset
-            let firstAuthority = Int(answerCount)
-            let firstAdditional = firstAuthority + Int(authorityCount)
-            for index in 0..<(firstAdditional + Int(additionalCount)) {
-                while position < end {
-                    let byte = bytes[position]
-                    if byte == 0 {
-                        position += 1
-                        break
-                    }
-                    if byte & 0xC0 == 0xC0 {
-                        position += 2
-                        break
-                    }
-                    position += Int(byte) + 1
+        buffer.withUnsafeReadableBytes { walkRecords($0, body) }
+    }
+
+    /// Walks the records of an already validated message. It needs no error path, and stops early if
+    /// the bytes do not hold the structure the view was made from.
+    @inline(__always)
+    private func walkRecords(_ bytes: UnsafeRawBufferPointer, _ body: (RecordLocation) -> Void) {
+        let end = min(length, bytes.count)
+        var position = answerSectionOffset
+        let firstAuthority = Int(answerCount)
+        let firstAdditional = firstAuthority + Int(authorityCount)
+        for index in 0..<(firstAdditional + Int(additionalCount)) {
+            while position < end {
+                let byte = bytes[position]
+                if byte == 0 {
+                    position += 1
+                    break
                 }
-                guard position + 10 <= end else { return }
-                let rdLength = Int(Self.read16(bytes, position + 8))
-                guard position + 10 + rdLength <= end else { return }
-                body(
-                    RecordLocation(
-                        section: index < firstAuthority ? 0 : index < firstAdditional ? 1 : 2,
-                        type: DNSRecordType(rawValue: Self.read16(bytes, position)), ttl: Self.read32(bytes, position + 4),
-                        ttlOffset: position + 4, rdata: (position + 10)..<(position + 10 + rdLength)))
-                position += 10 + rdLength
+                if byte & 0xC0 == 0xC0 {
+                    position += 2
+                    break
+                }
+                position += Int(byte) + 1
             }
+            guard position + 10 <= end else { return }
+            let rdLength = Int(Self.read16(bytes, position + 8))
+            guard position + 10 + rdLength <= end else { return }
+            body(
+                RecordLocation(
+                    section: index < firstAuthority ? 0 : index < firstAdditional ? 1 : 2,
+                    type: DNSRecordType(rawValue: Self.read16(bytes, position)), ttl: Self.read32(bytes, position + 4),
+                    ttlOffset: position + 4, rdata: (position + 10)..<(position + 10 + rdLength)))
+            position += 10 + rdLength
+        }
+    }
+
+    /// Calls `body` with each non-OPT TTL offset.
+    @inline(__always)
+    private func walkTTLFields(_ bytes: UnsafeRawBufferPointer, _ body: (Int) -> Void) {
+        walkRecords(bytes) { record in
+            if record.type != .opt { body(record.ttlOffset) }
         }
     }
 
