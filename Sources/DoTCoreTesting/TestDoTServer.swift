@@ -186,3 +186,20 @@ public final class TestDoTServer: Sendable {
         }
     }
 }
+
+extension TestDoTServer {
+    /// A strict DoT transport to this server: it trusts only the test CA and expects `dns.test`.
+    ///
+    /// - Parameters:
+    ///   - pins: SPKI pins to require, in base64.
+    ///   - configure: Changes to the transport's configuration.
+    public func makeTransport(pins: [String] = [], configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in })
+        throws -> DoTUpstreamTransport
+    {
+        var configuration = DoTUpstreamTransport.Configuration(
+            upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: TestCertificates.serverName))
+        configure(&configuration)
+        return DoTUpstreamTransport(
+            configuration: configuration, tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins)))
+    }
+}

@@ -24,9 +24,7 @@ import Testing
     @Test func theScriptedServerAnswersAndCounts() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let server = try await TestDoTServer.start(group: group)
-        let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: server.port, authenticationName: TestCertificates.serverName)),
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+        let transport = try server.makeTransport()
         let query = DNSMessage.query(name: "a.test.", type: .a, id: 5)
         let reply = try DNSMessage(decoding: await transport.send(query.encoded(), timeout: .seconds(5), on: group.next()))
         #expect(reply == {

@@ -203,9 +203,7 @@ import Testing
 
     func withProxy(accessControl: AccessControlList = .default, rateLimiter: any QueryRateLimiter, _ body: (Int) async throws -> Void) async throws {
         let upstream = try await TestDoTServer.start(group: group)
-        let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: upstream.port, authenticationName: TestCertificates.serverName)),
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+        let transport = try upstream.makeTransport()
         let handler = ForwardingQueryHandler(transport: transport, accessControl: accessControl, rateLimiter: rateLimiter)
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
@@ -251,9 +249,7 @@ import Testing
     @Test func aRepeatedQueryIsAnsweredFromTheCache() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let upstream = try await TestDoTServer.start(group: group)
-        let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: upstream.port, authenticationName: TestCertificates.serverName)),
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+        let transport = try upstream.makeTransport()
         let cache = InMemoryDNSResponseCache()
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]),
@@ -284,9 +280,7 @@ import Testing
         let upstream = try await TestDoTServer.start(group: group) { query in
             .delayedReply(TestDoTServer.answer(query), .milliseconds(300))
         }
-        let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: upstream.port, authenticationName: TestCertificates.serverName)),
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+        let transport = try upstream.makeTransport()
         let handler = ForwardingQueryHandler(transport: transport)
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
