@@ -90,12 +90,15 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(name: .customLong("log-format"), help: "text, or json for one JSON object per line.")
+    var logFormat: String = "text"
+
     @Flag(name: .customLong("log-queries"), help: "Log every query's name and type (off by default, for privacy).")
     var logQueries = false
 
     static let environmentOptions = [
         "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
-        "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
+        "log-format", "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
         "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl",
     ]
     static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
@@ -155,6 +158,9 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("--log-level: \(logLevel) is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard ["text", "json"].contains(logFormat.lowercased()) else {
+            throw ValidationError("--log-format: \(logFormat) is not text or json")
         }
         var accessControl = AccessControlList.default
         if allowAny {
@@ -216,13 +222,19 @@ struct DotProxyCommand: AsyncParsableCommand {
         return ProxyConfiguration(
             upstream: upstream.address, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
             idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter, cache: cache,
-            logLevel: level, logQueries: logQueries)
+            logLevel: level, logJSON: logFormat.lowercased() == "json", logQueries: logQueries)
     }
 
     func run() async throws {
         let configuration = try makeConfiguration()
         let level = configuration.logLevel
+        let json = configuration.logJSON
         LoggingSystem.bootstrap { label in
+            if json {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

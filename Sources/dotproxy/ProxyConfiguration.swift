@@ -13,6 +13,7 @@ struct ProxyConfiguration: Sendable {
     var rateLimit: TokenBucketRateLimiter.Configuration?
     var cache: InMemoryDNSResponseCache.Configuration?
     var logLevel: Logger.Level
+    var logJSON: Bool
     var logQueries: Bool
 
     /// One line for the start-up log.

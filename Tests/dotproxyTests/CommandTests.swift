@@ -1,4 +1,7 @@
 import ArgumentParser
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
 import DoTCore
 import DoTCoreTesting
 import NIOCore
@@ -133,6 +136,23 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--cache-min-ttl", "100", "--cache-max-ttl", "50"], mentioning: "--cache-min-ttl")
         expectRejected(["--upstream", "1.1.1.1", "--cache-max-ttl", "9999999"], mentioning: "--cache-max-ttl")
         expectRejected(["--upstream", "1.1.1.1", "--cache-max-negative-ttl=-5"], mentioning: "--cache-max-negative-ttl")
+    }
+
+    @Test func jsonLogsAreOneObjectPerLineWithStableKeys() throws {
+        #expect(try configuration(["--upstream", "1.1.1.1", "--log-format", "json"]).logJSON)
+        #expect(try !configuration(["--upstream", "1.1.1.1"]).logJSON)
+        expectRejected(["--upstream", "1.1.1.1", "--log-format", "xml"], mentioning: "--log-format")
+        let lines = NIOLockedValueBox<[String]>([])
+        var handler = JSONLogHandler(label: "dotproxy") { line in lines.withLockedValue { $0.append(line) } }
+        handler.metadata["upstream"] = "1.1.1.1:853"
+        let logger = Logger(label: "dotproxy", factory: { _ in handler })
+        logger.info("listening", metadata: ["port": "5053"])
+        logger.debug("not shown at info")
+        let written = lines.withLockedValue { $0 }
+        #expect(written.count == 1 && !written[0].contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(written[0].utf8)) as? [String: String])
+        #expect(object["level"] == "info" && object["label"] == "dotproxy" && object["message"] == "listening")
+        #expect(object["port"] == "5053" && object["upstream"] == "1.1.1.1:853" && object["time"] != nil)
     }
 
     @Test func badRateLimitValuesAreRejected() {
