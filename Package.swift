@@ -61,6 +61,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Examples that embed DoTCore; they build with the package, so CI keeps them compiling.
+        .executableTarget(
+            name: "resolve",
+            dependencies: [
+                "DoTCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Examples/resolve"
+        ),
         .testTarget(
             name: "DoTCoreTests",
             dependencies: [
