@@ -1,22 +1,18 @@
-# The two commands a newcomer needs are `make run` and `make test`; each installs what it needs first.
+# Conveniences over the scripts; the README's two commands are scripts/run.sh and scripts/test.sh,
+# which need nothing but bash and Swift.
 ARGS ?= --upstream 1.1.1.1
-SWIFT ?= swift
 
 .PHONY: run test build fuzz bench clean
 
 run:
-	scripts/setup.sh run
-	$(SWIFT) run -c release dotproxy $(ARGS)
+	scripts/run.sh $(ARGS)
 
 test:
-	scripts/setup.sh test
-	$(SWIFT) build
-	scripts/e2e-clients.sh .build/debug/dotproxy
-	$(SWIFT) test
+	scripts/test.sh
 
 build:
 	scripts/setup.sh run
-	$(SWIFT) build
+	swift build
 
 # A bounded libFuzzer run over the wire format (FUZZ_SECONDS, default 60).
 fuzz:
@@ -27,7 +23,7 @@ fuzz:
 bench:
 	scripts/setup.sh run
 	ln -sfn .. Benchmarks/dotproxy
-	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark $(BENCH_ARGS)
+	cd Benchmarks && swift package --disable-sandbox benchmark $(BENCH_ARGS)
 
 clean:
 	rm -rf .build Benchmarks/.build Fuzz/.build
