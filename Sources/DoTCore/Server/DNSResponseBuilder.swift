@@ -27,13 +27,10 @@ enum DNSResponseBuilder {
         var out = allocator.buffer(capacity: 12 + (question?.readableBytes ?? 0) + (withOPT ? 11 : 0))
         out.writeMultipleIntegers(id, flags, UInt16(question == nil ? 0 : 1), UInt16(0), UInt16(0), UInt16(withOPT ? 1 : 0))
         if let question { out.writeImmutableBuffer(question) }
-        if withOPT { writeOPT(into: &out, dnssecOK: view?.dnssecOK ?? false, extendedRCode: rcode.extendedBits) }
+        if withOPT { EDNSRecord.writeProxyOPT(into: &out, dnssecOK: view?.dnssecOK ?? false, extendedRCode: rcode.extendedBits) }
         return out
     }
 
-    static func writeOPT(into out: inout ByteBuffer, dnssecOK: Bool, extendedRCode: UInt8 = 0) {
-        EDNSRecord.writeProxyOPT(into: &out, dnssecOK: dnssecOK, extendedRCode: extendedRCode)
-    }
 
     /// The query to send upstream: the client's header and question with the proxy's own OPT (EDNS is
     /// hop-by-hop): DO as the client asked, no client options (cookies, client subnet) passed on.
@@ -42,7 +39,7 @@ enum DNSResponseBuilder {
         var out = allocator.buffer(capacity: view.answerSectionOffset + 11)
         out.writeImmutableBuffer(query.getSlice(at: base, length: view.answerSectionOffset)!)
         out.setMultipleIntegers(UInt16(0), UInt16(0), UInt16(1), at: 6)
-        writeOPT(into: &out, dnssecOK: view.dnssecOK)
+        EDNSRecord.writeProxyOPT(into: &out, dnssecOK: view.dnssecOK)
         return out
     }
 
@@ -67,7 +64,7 @@ enum DNSResponseBuilder {
         var additionalCount = replyView.additionalCount
         if optIsLast && replyView.optRecordOffset != nil { additionalCount -= 1 }
         if clientWantsOPT && (optIsLast || replyView.optRecordOffset == nil) {
-            writeOPT(into: &out, dnssecOK: queryView.dnssecOK, extendedRCode: replyView.extendedResponseCode)
+            EDNSRecord.writeProxyOPT(into: &out, dnssecOK: queryView.dnssecOK, extendedRCode: replyView.extendedResponseCode)
             additionalCount += 1
         }
         out.setInteger(queryView.id, at: 0)

@@ -92,13 +92,14 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             countersBox.withLockedValue { $0.dropped += 1 }
             return eventLoop.makeSucceededFuture(nil)
         }
+        let now = NIODeadline.now()
         if let client = ClientAddress(query.client) {
             guard accessControl.allows(client) else {
                 countersBox.withLockedValue { $0.denied += 1 }
                 return eventLoop.makeSucceededFuture(
                     deniedAction == .drop ? nil : DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
             }
-            let decision = rateLimiter.decide(for: client, transport: query.transport, now: .now())
+            let decision = rateLimiter.decide(for: client, transport: query.transport, now: now)
             if decision != .admit {
                 switch decision {
                 case .drop: return eventLoop.makeSucceededFuture(nil)
@@ -134,7 +135,6 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                     "client": "\(query.client)", "transport": "\(query.transport)",
                 ])
         }
-        let now = NIODeadline.now()
         if let hit = cache.lookup(message, view: view, now: now) {
             if cache.claimPrefetch(message, view: view, now: now) {
                 // Refresh in the background; the new reply replaces the entry when it arrives.

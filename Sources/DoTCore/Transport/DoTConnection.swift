@@ -96,10 +96,6 @@ final class DoTConnection: ChannelInboundHandler {
         self.context = context
     }
 
-    func channelActive(context: ChannelHandlerContext) {
-        context.fireChannelActive()
-    }
-
     /// The channel is set up; send what waited for it (TLS holds it until the handshake is done).
     func connected() {
         guard state == .connecting, let context else { return }

@@ -15,7 +15,7 @@ enum DoTQueryPadding {
     /// follows it), the message is returned unchanged, because moving records would break signatures.
     static func pad(_ message: ByteBuffer, view: DNSMessageView, blockSize: Int) -> ByteBuffer {
         guard blockSize > 1 else { return message }
-        guard let rebuilt = rebuild(message, view: view, dropPadding: true, defaultUDPSize: 1232, blockSize: blockSize)
+        guard let rebuilt = rebuild(message, view: view, blockSize: blockSize)
         else { return message }
         return rebuilt
     }
@@ -25,7 +25,7 @@ enum DoTQueryPadding {
         guard let optOffset = view.optRecordOffset,
             optionRange(message, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue) != nil
         else { return message }
-        return rebuild(message, view: view, dropPadding: true, defaultUDPSize: 1232, blockSize: 0) ?? message
+        return rebuild(message, view: view, blockSize: 0) ?? message
     }
 
     /// Finds an option in the OPT RDATA; returns its absolute range.
@@ -48,10 +48,10 @@ enum DoTQueryPadding {
     /// Copies the message without its OPT, then appends an OPT with the old options (less padding)
     /// and, when `blockSize > 0`, padding to the block size.
     private static func rebuild(
-        _ message: ByteBuffer, view: DNSMessageView, dropPadding: Bool, defaultUDPSize: UInt16, blockSize: Int
+        _ message: ByteBuffer, view: DNSMessageView, blockSize: Int
     ) -> ByteBuffer? {
         let base = message.readerIndex
-        var udpSize = defaultUDPSize
+        var udpSize = EDNSRecord.proxyUDPPayloadSize
         var ttl: UInt32 = 0
         var options = ByteBuffer()
         var prefixLength = view.length
@@ -71,7 +71,7 @@ enum DoTQueryPadding {
                 let (code, length) = message.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)
             {
                 let next = position + optionHeaderLength + Int(length)
-                if !(dropPadding && code == EDNSOptionCode.padding.rawValue),
+                if code != EDNSOptionCode.padding.rawValue,
                     let slice = message.getSlice(at: position, length: next - position)
                 {
                     options.writeImmutableBuffer(slice)
