@@ -27,7 +27,7 @@ public enum TestCertificates {
     private static func write(_ name: String, _ contents: String) -> String {
         let path = directory + "/" + name
         if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))
         }
         return path
     }

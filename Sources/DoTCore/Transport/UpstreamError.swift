@@ -26,6 +26,8 @@ public struct UpstreamError: Error, Hashable, Sendable, CustomStringConvertible 
         public static let malformedReply = Code("malformed reply")
         /// Too many queries are in flight to this upstream; the query was not sent.
         public static let overloaded = Code("overloaded")
+        /// Every upstream of a pool is down, so the query was not sent.
+        public static let noUpstreamAvailable = Code("no upstream available")
         /// The transport is shutting down.
         public static let shutdown = Code("shutdown")
         /// The query itself could not be parsed, so it was not sent.

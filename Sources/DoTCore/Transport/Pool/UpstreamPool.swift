@@ -1,0 +1,387 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// An ``UpstreamTransport`` over several upstreams, with selection, failover and health.
+///
+/// Each query goes to the upstream a ``UpstreamSelectionPolicy`` picks among those that are up. When
+/// it times out, cannot connect, loses its connection, or gets a reply whose response code is one of
+/// ``Configuration/failoverResponseCodes`` (SERVFAIL and REFUSED by default), it is retried on another
+/// upstream, at most once per upstream and within the query's own deadline: each attempt gets an
+/// equal share of the time left, so a silent upstream cannot use it all.
+///
+/// Health is passive: ``Configuration/maximumFailures`` consecutive errors (not failover replies; an
+/// upstream that answers is alive) mark an upstream down. While down it gets no queries, and a probe
+/// query (`. IN NS` by default) is sent after 1 s, then 2 s, 4 s… up to a cap; one good reply brings it
+/// back. Optional active checks probe every upstream at a fixed interval. When every upstream is down
+/// the pool fails at once with ``UpstreamError/Code/noUpstreamAvailable``; it never queues behind
+/// dead servers.
+///
+/// Members are any ``UpstreamTransport``, usually one ``DoTUpstreamTransport`` each, with its own
+/// connections, authentication name and pins.
+public final class UpstreamPool: UpstreamTransport {
+    /// One upstream in the pool.
+    public struct Member: Sendable {
+        /// The name used in logs and statistics, such as `9.9.9.9:853#dns.quad9.net`.
+        public var name: String
+        /// Where its queries go.
+        public var transport: any UpstreamTransport
+
+        /// Creates a member.
+        ///
+        /// - Parameters:
+        ///   - name: Its name in logs and statistics.
+        ///   - transport: Its transport.
+        public init(name: String, transport: any UpstreamTransport) {
+            self.name = name
+            self.transport = transport
+        }
+
+        /// A member for a DoT transport, named after its upstream.
+        ///
+        /// - Parameter transport: The transport.
+        public init(_ transport: DoTUpstreamTransport) {
+            self.init(name: transport.configuration.upstream.description, transport: transport)
+        }
+    }
+
+    /// How the pool chooses, fails over and checks health.
+    public struct Configuration: Sendable {
+        /// Chooses the upstream for each attempt.
+        public var policy: any UpstreamSelectionPolicy
+        /// Consecutive errors that mark an upstream down.
+        public var maximumFailures: Int
+        /// Reply codes that make a query move on to another upstream.
+        public var failoverResponseCodes: Set<DNSResponseCode>
+        /// The delay before the first probe of a down upstream; it doubles after each failed probe.
+        public var initialProbeDelay: TimeAmount
+        /// The longest delay between probes.
+        public var maximumProbeDelay: TimeAmount
+        /// How long a probe may take.
+        public var probeTimeout: TimeAmount
+        /// The probe's question name.
+        public var probeName: DNSName
+        /// The probe's question type.
+        public var probeType: DNSRecordType
+        /// Probe every upstream at this interval as well, if set; a failed check counts as an error.
+        public var healthCheckInterval: TimeAmount?
+
+        /// Creates a configuration.
+        ///
+        /// - Parameters:
+        ///   - policy: The selection policy; least outstanding by default.
+        ///   - maximumFailures: Consecutive errors before an upstream is marked down; 3. Values below 1
+        ///     count as 1.
+        ///   - failoverResponseCodes: Reply codes that fail over; SERVFAIL and REFUSED.
+        ///   - initialProbeDelay: The first probe's delay; 1 s.
+        ///   - maximumProbeDelay: The cap on the probe delay; 60 s.
+        ///   - probeTimeout: How long a probe may take; 2 s.
+        ///   - probeName: The probe's name; the root.
+        ///   - probeType: The probe's type; NS.
+        ///   - healthCheckInterval: Active checks' interval; none (passive only).
+        public init(
+            policy: any UpstreamSelectionPolicy = .leastOutstanding, maximumFailures: Int = 3,
+            failoverResponseCodes: Set<DNSResponseCode> = [.serverFailure, .refused], initialProbeDelay: TimeAmount = .seconds(1),
+            maximumProbeDelay: TimeAmount = .seconds(60), probeTimeout: TimeAmount = .seconds(2), probeName: DNSName = .root,
+            probeType: DNSRecordType = .ns, healthCheckInterval: TimeAmount? = nil
+        ) {
+            self.policy = policy
+            self.maximumFailures = max(1, maximumFailures)
+            self.failoverResponseCodes = failoverResponseCodes
+            self.initialProbeDelay = initialProbeDelay
+            self.maximumProbeDelay = maximumProbeDelay
+            self.probeTimeout = probeTimeout
+            self.probeName = probeName
+            self.probeType = probeType
+            self.healthCheckInterval = healthCheckInterval
+        }
+    }
+
+    /// The most members a pool holds.
+    public static let maximumMembers = 64
+
+    /// The members, in configured order.
+    public let members: [Member]
+    /// The configuration in effect.
+    public let configuration: Configuration
+    private let healthEventLoop: any EventLoop
+    private let logger: Logger
+    private let probeQuery: ByteBuffer
+    private let state: NIOLockedValueBox<State>
+
+    private struct State {
+        var policy: any UpstreamSelectionPolicy
+        var health: [UpstreamHealth]
+        var statistics: [UpstreamMemberStatistics]
+        var latencyNanoseconds: [Double?]
+        var candidates: [UpstreamCandidate] = []
+        var scheduled: [Scheduled<Void>?]
+        var activeCheck: RepeatedTask?
+        var isShutDown = false
+    }
+
+    /// Creates a pool. Nothing connects until the first query; active checks, if configured, start now.
+    ///
+    /// - Parameters:
+    ///   - members: The upstreams, in order (the order matters to the sequential and round-robin
+    ///     policies); between 1 and ``maximumMembers``.
+    ///   - configuration: Selection, failover and health settings.
+    ///   - healthEventLoop: Runs probe timers and probes. Tests pass an `EmbeddedEventLoop` to drive
+    ///     the back-off with a manual clock.
+    ///   - logger: Receives a warning when an upstream goes down and a notice when it comes back.
+    public init(members: [Member], configuration: Configuration = Configuration(), healthEventLoop: any EventLoop, logger: Logger = Logger(label: "dotproxy.pool")) {
+        precondition((1...Self.maximumMembers).contains(members.count), "an upstream pool holds 1 to \(Self.maximumMembers) members")
+        self.members = members
+        self.configuration = configuration
+        self.healthEventLoop = healthEventLoop
+        self.logger = logger
+        self.probeQuery = (try? DNSMessage.query(name: configuration.probeName, type: configuration.probeType, id: 0).encoded()) ?? ByteBuffer()
+        self.state = NIOLockedValueBox(
+            State(
+                policy: configuration.policy, health: Array(repeating: UpstreamHealth(), count: members.count),
+                statistics: members.map { UpstreamMemberStatistics(name: $0.name) }, latencyNanoseconds: Array(repeating: nil, count: members.count),
+                scheduled: Array(repeating: nil, count: members.count)))
+        if let interval = configuration.healthCheckInterval {
+            let task = healthEventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+                self?.checkAll()
+            }
+            state.withLockedValue { $0.activeCheck = task }
+        }
+    }
+
+    // MARK: Sending
+
+    public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        let promise = eventLoop.makePromise(of: ByteBuffer.self)
+        attempt(Attempt(query: query, deadline: deadline, eventLoop: eventLoop, promise: promise))
+        return promise.futureResult
+    }
+
+    /// One query's progress through the pool.
+    private struct Attempt {
+        let query: ByteBuffer
+        let deadline: NIODeadline
+        let eventLoop: any EventLoop
+        let promise: EventLoopPromise<ByteBuffer>
+        var tried: UInt64 = 0
+        var previous: Int?
+        var lastReply: ByteBuffer?
+        var lastError: UpstreamError?
+    }
+
+    private func attempt(_ attempt: Attempt) {
+        var attempt = attempt
+        let loop = attempt.eventLoop
+        let now = loop.now
+        let choice: (index: Int, deadline: NIODeadline)? = now < attempt.deadline ? choose(excluding: attempt.tried, after: attempt.previous, now: now, deadline: attempt.deadline) : nil
+        guard let choice else {
+            if let reply = attempt.lastReply {
+                attempt.promise.succeed(reply)
+            } else {
+                attempt.promise.fail(
+                    attempt.lastError
+                        ?? UpstreamError(.noUpstreamAvailable, upstream: "pool", detail: "all \(members.count) upstreams are down"))
+            }
+            return
+        }
+        attempt.tried |= 1 << UInt64(choice.index)
+        attempt.previous = choice.index
+        members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop).whenComplete { [attempt] result in
+            var next = attempt
+            switch result {
+            case .success(let reply):
+                guard self.isFailoverResponse(reply) else {
+                    self.finish(choice.index, outcome: .reply, latency: loop.now - now)
+                    next.promise.succeed(reply)
+                    return
+                }
+                self.finish(choice.index, outcome: .failoverResponse, latency: loop.now - now)
+                next.lastReply = reply
+            case .failure(let error):
+                let error = error as? UpstreamError ?? UpstreamError(.connectionFailed, upstream: self.members[choice.index].name, detail: "\(error)")
+                guard error.code != .shutdown, error.code != .malformedQuery else {
+                    self.finish(choice.index, outcome: .abandoned, latency: nil)
+                    next.promise.fail(error)
+                    return
+                }
+                self.finish(choice.index, outcome: .failure(error), latency: nil)
+                next.lastError = error
+            }
+            self.attempt(next)
+        }
+    }
+
+    /// Whether `reply`'s response code is one that fails over.
+    private func isFailoverResponse(_ reply: ByteBuffer) -> Bool {
+        guard let flags = reply.getInteger(at: reply.readerIndex + 3, as: UInt8.self) else { return false }
+        return configuration.failoverResponseCodes.contains(DNSResponseCode(integerLiteral: UInt16(flags & 0x0F)))
+    }
+
+    /// Picks an upstream not in `tried` and counts the query against it (and a failover against
+    /// `previous`, the upstream that just failed); returns it with the attempt's deadline, or `nil`
+    /// when none is usable.
+    private func choose(excluding tried: UInt64, after previous: Int?, now: NIODeadline, deadline: NIODeadline) -> (index: Int, deadline: NIODeadline)? {
+        state.withLockedValue { state -> (index: Int, deadline: NIODeadline)? in
+            state.candidates.removeAll(keepingCapacity: true)
+            for index in members.indices where state.health[index].isUp && tried & (1 << UInt64(index)) == 0 {
+                state.candidates.append(
+                    UpstreamCandidate(
+                        index: index, outstanding: state.statistics[index].outstanding,
+                        latency: state.latencyNanoseconds[index].map { .nanoseconds(Int64($0)) }))
+            }
+            guard !state.candidates.isEmpty else { return nil }
+            let position = state.policy.select(from: state.candidates)
+            let index = state.candidates[min(max(position, 0), state.candidates.count - 1)].index
+            state.statistics[index].outstanding += 1
+            state.statistics[index].queries += 1
+            if let previous { state.statistics[previous].failovers += 1 }
+            // Each remaining upstream gets an equal share of the time left; the last one gets it all.
+            let share = state.candidates.count > 1 ? now + .nanoseconds((deadline - now).nanoseconds / Int64(state.candidates.count)) : deadline
+            return (index, share)
+        }
+    }
+
+    private enum Outcome {
+        case reply
+        case failoverResponse
+        case failure(UpstreamError)
+        case abandoned
+    }
+
+    /// Updates the statistics and health of member `index` after an attempt.
+    private func finish(_ index: Int, outcome: Outcome, latency: TimeAmount?) {
+        let now = healthEventLoop.now
+        let event: HealthEvent? = state.withLockedValue { state in
+            state.statistics[index].outstanding -= 1
+            if let latency {
+                let sample = Double(latency.nanoseconds)
+                state.latencyNanoseconds[index] = state.latencyNanoseconds[index].map { $0 * 0.8 + sample * 0.2 } ?? sample
+            }
+            switch outcome {
+            case .reply:
+                state.statistics[index].replies += 1
+                return state.health[index].recordSuccess() ? .up(index) : nil
+            case .failoverResponse:
+                state.statistics[index].failoverResponses += 1
+                return state.health[index].recordSuccess() ? .up(index) : nil
+            case .failure(let error):
+                switch error.code {
+                case .timeout: state.statistics[index].timeouts += 1
+                case .overloaded, .malformedReply: state.statistics[index].otherFailures += 1
+                default: state.statistics[index].connectionFailures += 1
+                }
+                // Overload is ours, not the upstream's fault.
+                guard error.code != .overloaded else { return nil }
+                return markFailure(index, reason: "\(error.code): \(error.detail)", now: now, in: &state)
+            case .abandoned:
+                return nil
+            }
+        }
+        report(event)
+    }
+
+    // MARK: Health
+
+    private enum HealthEvent {
+        case down(Int, reason: String, failures: Int)
+        case up(Int)
+    }
+
+    /// Records a failure against member `index`; when that marks it down, schedules its first probe.
+    private func markFailure(_ index: Int, reason: String, now: NIODeadline, in state: inout State) -> HealthEvent? {
+        guard
+            state.health[index].recordFailure(
+                reason: reason, now: now, maximumFailures: configuration.maximumFailures, initialProbeDelay: configuration.initialProbeDelay)
+        else { return nil }
+        state.statistics[index].downTransitions += 1
+        schedule(probeOf: index, at: state.health[index].nextProbe!, in: &state)
+        return .down(index, reason: reason, failures: state.health[index].consecutiveFailures)
+    }
+
+    private func schedule(probeOf index: Int, at due: NIODeadline, in state: inout State) {
+        guard !state.isShutDown else { return }
+        state.scheduled[index]?.cancel()
+        state.scheduled[index] = healthEventLoop.scheduleTask(deadline: due) { [weak self] in
+            self?.probe(index, active: false)
+        }
+    }
+
+    /// Sends the probe query to member `index`. A passive probe (of a down upstream) brings it back
+    /// or backs off; an active check counts as an ordinary success or failure.
+    private func probe(_ index: Int, active: Bool) {
+        let proceed = state.withLockedValue { state in
+            guard !state.isShutDown, active == state.health[index].isUp else { return false }
+            state.statistics[index].probes += 1
+            return true
+        }
+        guard proceed else { return }
+        let loop = healthEventLoop
+        members[index].transport.send(probeQuery, deadline: loop.now + configuration.probeTimeout, on: loop).whenComplete { result in
+            var reason: String?
+            switch result {
+            case .success(let reply):
+                if self.isFailoverResponse(reply) { reason = "probe answered with a failover response code" }
+            case .failure(let error):
+                reason = "probe failed: \(error)"
+            }
+            let now = loop.now
+            let event: HealthEvent? = self.state.withLockedValue { state in
+                guard let reason else { return state.health[index].recordSuccess() ? .up(index) : nil }
+                if active || state.health[index].isUp {
+                    return self.markFailure(index, reason: reason, now: now, in: &state)
+                }
+                let due = state.health[index].recordProbeFailure(reason: reason, now: now, maximumProbeDelay: self.configuration.maximumProbeDelay)
+                self.schedule(probeOf: index, at: due, in: &state)
+                return nil
+            }
+            self.report(event)
+        }
+    }
+
+    /// Runs an active check of every upstream that is up (down ones are already being probed).
+    private func checkAll() {
+        for index in members.indices { probe(index, active: true) }
+    }
+
+    private func report(_ event: HealthEvent?) {
+        switch event {
+        case .down(let index, let reason, let failures):
+            logger.warning(
+                "upstream down", metadata: ["upstream": "\(members[index].name)", "reason": "\(reason)", "consecutive_failures": "\(failures)"])
+        case .up(let index):
+            logger.notice("upstream up", metadata: ["upstream": "\(members[index].name)"])
+        case nil:
+            break
+        }
+    }
+
+    // MARK: Introspection and shutdown
+
+    /// Whether at least one upstream is up.
+    public var hasUsableUpstream: Bool {
+        state.withLockedValue { $0.health.contains { $0.isUp } }
+    }
+
+    /// Each member's state and counters, in configured order.
+    public func statistics() -> [UpstreamMemberStatistics] {
+        state.withLockedValue { state in
+            members.indices.map { index in
+                var statistics = state.statistics[index]
+                statistics.isUp = state.health[index].isUp
+                statistics.downReason = state.health[index].downReason
+                statistics.latency = state.latencyNanoseconds[index].map { .nanoseconds(Int64($0)) }
+                return statistics
+            }
+        }
+    }
+
+    /// Stops probes and active checks. The members' transports are not shut down; their owner does
+    /// that.
+    public func shutdown() {
+        state.withLockedValue { state in
+            state.isShutDown = true
+            state.activeCheck?.cancel()
+            state.scheduled.forEach { $0?.cancel() }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import DoTCore
+import DoTCoreTesting
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOEmbedded
+import NIOPosix
+import Testing
+
+/// The upstream pool: failover, health, back-off on a manual clock, and real DoT servers.
+@Suite(.serialized) struct UpstreamPoolTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    static func query(_ name: DNSName = "a.test.", id: UInt16 = 7) throws -> ByteBuffer {
+        try DNSMessage.query(name: name, type: .a, id: id).encoded()
+    }
+
+    static func pool(
+        _ transports: [any UpstreamTransport], loop: any EventLoop, configure: (inout UpstreamPool.Configuration) -> Void = { _ in }
+    ) -> UpstreamPool {
+        var configuration = UpstreamPool.Configuration()
+        configure(&configuration)
+        return UpstreamPool(
+            members: transports.enumerated().map { UpstreamPool.Member(name: "u\($0.offset)", transport: $0.element) },
+            configuration: configuration, healthEventLoop: loop)
+    }
+
+    /// Sends one query on an embedded loop, where scripted transports complete at once.
+    static func send(_ pool: UpstreamPool, on loop: EmbeddedEventLoop, id: UInt16 = 7) throws -> Result<DNSMessage, UpstreamError> {
+        let future = pool.send(try query(id: id), deadline: .now() + .seconds(2), on: loop)
+        loop.run()
+        let result = NIOLockedValueBox<Result<DNSMessage, UpstreamError>?>(nil)
+        future.whenComplete { outcome in
+            result.withLockedValue {
+                $0 = outcome.flatMap { reply in Result { try DNSMessage(decoding: reply) } }.mapError { $0 as! UpstreamError }
+            }
+        }
+        loop.run()
+        return try #require(result.withLockedValue { $0 })
+    }
+
+    @Test func aFailingUpstreamFailsOverAndIsMarkedDownAfterMaximumFailures() throws {
+        let loop = EmbeddedEventLoop()
+        let broken = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
+        let good = ScriptedUpstreamTransport()
+        let pool = Self.pool([broken, good], loop: loop) { $0.policy = .sequential; $0.maximumFailures = 2 }
+        for id in 1...4 {
+            let reply = try Self.send(pool, on: loop, id: UInt16(id)).get()
+            #expect(reply.header.id == UInt16(id) && reply.answers.count == 1)
+        }
+        // Two failures marked u0 down; later queries went straight to u1.
+        #expect(broken.queryCount == 2 && good.queryCount == 4)
+        let statistics = pool.statistics()
+        #expect(!statistics[0].isUp && statistics[0].downReason.contains("connection refused"))
+        #expect(statistics[0].connectionFailures == 2 && statistics[0].failovers == 2 && statistics[0].downTransitions == 1)
+        #expect(statistics[1].isUp && statistics[1].replies == 4 && statistics[1].latency != nil && statistics[1].outstanding == 0)
+        #expect(pool.hasUsableUpstream)
+        pool.shutdown()
+    }
+
+    @Test func servfailAndRefusedFailOverButTheLastReplyIsPassedOnWhenAllGiveIt() throws {
+        let loop = EmbeddedEventLoop()
+        let servfail = ScriptedUpstreamTransport(behaviour: .respond(.serverFailure))
+        let refused = ScriptedUpstreamTransport(behaviour: .respond(.refused))
+        let pool = Self.pool([servfail, refused], loop: loop) { $0.policy = .sequential }
+        // Both give a failover code: the client gets the last reply, not an error.
+        #expect(try Self.send(pool, on: loop).get().header.responseCode == .refused)
+        // An answering upstream is alive: failover replies never mark it down.
+        for _ in 0..<5 { _ = try Self.send(pool, on: loop) }
+        #expect(pool.statistics().allSatisfy { $0.isUp && $0.failoverResponses == 6 })
+        #expect(pool.statistics()[0].failovers == 6)
+        refused.behaviour = .answer
+        #expect(try Self.send(pool, on: loop).get().header.responseCode == .noError)
+
+        // With SERVFAIL not configured as a failover code, it is passed on at once.
+        let strict = Self.pool([servfail, refused], loop: loop) { $0.policy = .sequential; $0.failoverResponseCodes = [] }
+        #expect(try Self.send(strict, on: loop).get().header.responseCode == .serverFailure)
+        pool.shutdown()
+        strict.shutdown()
+    }
+
+    @Test func allDownFailsAtOnceAndProbesBackOffOnTheManualClockUntilOneComesBack() throws {
+        let loop = EmbeddedEventLoop()
+        let upstream = ScriptedUpstreamTransport(behaviour: .fail(.connectionReset))
+        let pool = Self.pool([upstream], loop: loop) {
+            $0.maximumFailures = 1
+            $0.initialProbeDelay = .seconds(1)
+            $0.maximumProbeDelay = .seconds(8)
+        }
+        #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop).get() }
+        #expect(!pool.hasUsableUpstream)
+        // Down: the pool fails without sending anything.
+        let sent = upstream.queryCount
+        guard case .failure(let error) = try Self.send(pool, on: loop) else { Issue.record("expected a failure"); return }
+        #expect(error.code == .noUpstreamAvailable && upstream.queryCount == sent)
+
+        // Probes at +1 s, then 2 s, 4 s, 8 s and 8 s (the cap) after each failure.
+        var probeTimes: [Int64] = []
+        let start = loop.now
+        for _ in 0..<(1 + 2 + 4 + 8 + 8) * 10 {
+            let before = pool.statistics()[0].probes
+            loop.advanceTime(by: .milliseconds(100))
+            if pool.statistics()[0].probes > before { probeTimes.append((loop.now - start).nanoseconds / 1_000_000) }
+        }
+        #expect(probeTimes == [1_000, 3_000, 7_000, 15_000, 23_000])
+        #expect(!pool.hasUsableUpstream)
+
+        // It recovers: the next probe succeeds and queries flow again.
+        upstream.behaviour = .answer
+        loop.advanceTime(by: .seconds(8))
+        #expect(pool.hasUsableUpstream && pool.statistics()[0].probes == 6)
+        #expect(try Self.send(pool, on: loop).get().answers.count == 1)
+        // Probes stop once it is up.
+        loop.advanceTime(by: .seconds(120))
+        #expect(pool.statistics()[0].probes == 6)
+        pool.shutdown()
+    }
+
+    @Test func activeChecksMarkASilentlyBrokenUpstreamDownWithoutTraffic() throws {
+        let loop = EmbeddedEventLoop()
+        let upstream = ScriptedUpstreamTransport()
+        let other = ScriptedUpstreamTransport()
+        let pool = Self.pool([upstream, other], loop: loop) {
+            $0.healthCheckInterval = .seconds(5)
+            $0.maximumFailures = 2
+            $0.probeName = "health.test."
+            $0.probeType = .a
+            $0.probeTimeout = .milliseconds(500)
+        }
+        upstream.behaviour = .respond(.serverFailure)
+        loop.advanceTime(by: .seconds(5))
+        #expect(pool.statistics()[0].isUp)
+        loop.advanceTime(by: .seconds(5))
+        #expect(!pool.statistics()[0].isUp && pool.statistics()[1].isUp)
+        #expect(pool.statistics()[1].probes == 2)
+        pool.shutdown()
+        loop.advanceTime(by: .seconds(60))
+        #expect(pool.statistics()[1].probes == 2)
+    }
+
+    @Test func aSilentUpstreamGetsOnlyItsShareOfTheDeadline() throws {
+        let loop = EmbeddedEventLoop()
+        let silent = ScriptedUpstreamTransport(behaviour: .silence)
+        let good = ScriptedUpstreamTransport()
+        let pool = Self.pool([silent, good], loop: loop) { $0.policy = .sequential }
+        let done = NIOLockedValueBox(false)
+        pool.send(try Self.query(), deadline: loop.now + .seconds(1), on: loop).whenSuccess { _ in done.withLockedValue { $0 = true } }
+        // Two upstreams left to try: the silent one gets half of the second.
+        loop.advanceTime(by: .milliseconds(499))
+        #expect(!done.withLockedValue { $0 } && good.queryCount == 0)
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(done.withLockedValue { $0 } && good.queryCount == 1)
+        #expect(pool.statistics()[0].timeouts == 1 && pool.statistics()[0].failovers == 1)
+        pool.shutdown()
+    }
+
+    @Test func shutdownAndMalformedQueriesDoNotFailOver() async throws {
+        let loop = group.next()
+        let closing = ScriptedUpstreamTransport(behaviour: .fail(.shutdown))
+        let good = ScriptedUpstreamTransport()
+        let pool = Self.pool([closing, good], loop: loop) { $0.policy = .sequential }
+        await #expect(throws: UpstreamError.self) { try await pool.send(try Self.query(), deadline: .now() + .seconds(1), on: loop).get() }
+        await #expect(throws: UpstreamError.self) { try await pool.send(ByteBuffer(bytes: [1, 2, 3]), deadline: .now() + .seconds(1), on: loop).get() }
+        #expect(good.queryCount == 0 && pool.statistics()[0].isUp)
+        pool.shutdown()
+    }
+
+    // MARK: Real DoT servers
+
+    @Test func oneUpstreamKilledMidLoadLosesNoQuery() async throws {
+        let first = try await TestDoTServer.start(group: group)
+        let second = try await TestDoTServer.start(group: group)
+        let transports = try [first.makeTransport(), second.makeTransport()]
+        let pool = UpstreamPool(members: transports.map(UpstreamPool.Member.init), configuration: .init(policy: .roundRobin), healthEventLoop: group.next())
+        #expect(pool.members.map(\.name) == ["127.0.0.1:\(first.port)#dns.test", "127.0.0.1:\(second.port)#dns.test"])
+        let loop = group.next()
+        var answered = 0
+        for batch in 0..<20 {
+            if batch == 5 { try await first.stop() }
+            let futures = try (0..<100).map { index in
+                pool.send(try Self.query(DNSName(parsing: "q\(batch)-\(index).test."), id: UInt16(index)), deadline: .now() + .seconds(3), on: loop)
+            }
+            for (index, future) in futures.enumerated() {
+                let reply = try DNSMessage(decoding: try await future.get())
+                #expect(reply.header.id == UInt16(index) && reply.answers.count == 1)
+                answered += 1
+            }
+        }
+        #expect(answered == 2_000)
+        let statistics = pool.statistics()
+        #expect(!statistics[0].isUp && statistics[0].failovers >= 3, "\(statistics[0])")
+        #expect(statistics[1].replies > 1_000)
+        pool.shutdown()
+        for transport in transports { await transport.shutdown() }
+        try await second.stop()
+    }
+
+    @Test func anUpstreamAnsweringServfailIsFailedOverToARealServer() async throws {
+        let failing = try await TestDoTServer.start(group: group) { query in
+            var reply = TestDoTServer.answer(query)
+            reply.header.responseCode = .serverFailure
+            reply.answers = []
+            return .reply(reply)
+        }
+        let healthy = try await TestDoTServer.start(group: group)
+        let transports = try [failing.makeTransport(), healthy.makeTransport()]
+        let pool = UpstreamPool(members: transports.map(UpstreamPool.Member.init), configuration: .init(policy: .sequential), healthEventLoop: group.next())
+        for id in 0..<10 {
+            let reply = try DNSMessage(decoding: try await pool.send(try Self.query(id: UInt16(id)), deadline: .now() + .seconds(3), on: group.next()).get())
+            #expect(reply.header.responseCode == .noError && reply.header.id == UInt16(id))
+        }
+        #expect(failing.queryCount == 10 && healthy.queryCount == 10)
+        pool.shutdown()
+        for transport in transports { await transport.shutdown() }
+        try await failing.stop()
+        try await healthy.stop()
+    }
+}
