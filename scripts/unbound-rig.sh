@@ -97,6 +97,7 @@ server:
   local-data: "test. 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300"
   local-data: "test. 3600 IN NS ns.test."
   local-data: "ns.test. 3600 IN A 127.0.0.1"
+  local-data: "dns.test. 60 IN A 127.0.0.1"
   local-data: "a.test. 300 IN A 192.0.2.1"
   local-data: "a.test. 300 IN A 192.0.2.2"
   local-data: "a.test. 300 IN AAAA 2001:db8::1"
