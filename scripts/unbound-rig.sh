@@ -6,6 +6,10 @@
 #   scripts/unbound-rig.sh start DIR   generate certificates and config in DIR, start Unbound, wait until
 #                                      it answers, then print KEY=VALUE lines (also saved as DIR/rig.env)
 #   scripts/unbound-rig.sh stop DIR    stop the Unbound started in DIR, by PID
+#   scripts/unbound-rig.sh restart DIR start the stopped Unbound of DIR again, on the same ports
+#
+# A CA already in DIR (ca.key and ca.pem, copied from another rig) is reused, so several rigs can share
+# one trust root.
 #
 # DIR/rig.env holds: RIG_PID, RIG_DNS_PORT (plain UDP/TCP), RIG_DOT_PORT (TLS), RIG_CA (PEM CA file),
 # RIG_NAME (the certificate's name, dns.test; the certificate also covers IP 127.0.0.1) and
@@ -13,7 +17,7 @@
 set -euo pipefail
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 64; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|restart DIR" >&2; exit 64; }
 
 stop() {
   if [ -f "$dir/unbound.pid" ]; then
@@ -26,7 +30,7 @@ stop() {
 }
 
 if [ "$cmd" = stop ]; then stop; exit 0; fi
-[ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 64; }
+[ "$cmd" = start ] || [ "$cmd" = restart ] || { echo "usage: $0 start|stop|restart DIR" >&2; exit 64; }
 
 for tool in unbound certtool python3; do
   command -v "$tool" >/dev/null || { echo "unbound-rig: $tool is not installed (apt-get install unbound gnutls-bin python3)" >&2; exit 69; }
@@ -34,8 +38,39 @@ done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
-# Certificates: a CA, and a server certificate for dns.test and 127.0.0.1, valid for ten years.
-if [ ! -f "$dir/server.pem" ]; then
+wait_ready() { # dns_port dot_port
+  for _ in $(seq 100); do
+    if [ -s "$dir/unbound.pid" ] && python3 - "$1" "$2" <<'PY'
+import socket, sys
+q = bytes.fromhex("abcd01000001000000000000") + b"\x01a\x04test\x00" + b"\x00\x01\x00\x01"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
+s.sendto(q, ("127.0.0.1", int(sys.argv[1])))
+assert s.recv(4096)[:2] == b"\xab\xcd"
+socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=0.2).close()
+PY
+    then return 0; fi
+    sleep 0.1
+  done
+  echo "unbound-rig: Unbound did not become ready; log follows" >&2
+  cat "$dir/unbound.log" >&2 || true
+  stop
+  return 1
+}
+
+if [ "$cmd" = restart ]; then
+  [ -f "$dir/rig.env" ] || { echo "unbound-rig: nothing to restart in $dir" >&2; exit 64; }
+  stop
+  . "$dir/rig.env"
+  unbound -c "$dir/unbound.conf" </dev/null >/dev/null 2>&1
+  wait_ready "$RIG_DNS_PORT" "$RIG_DOT_PORT"
+  sed -i "s/^RIG_PID=.*/RIG_PID=$(cat "$dir/unbound.pid")/" "$dir/rig.env"
+  cat "$dir/rig.env"
+  exit 0
+fi
+
+# Certificates: a CA (unless one was provided), and a server certificate for dns.test and 127.0.0.1,
+# valid for ten years.
+if [ ! -f "$dir/ca.pem" ]; then
   certtool --generate-privkey --key-type=ecdsa --outfile "$dir/ca.key" 2>/dev/null
   cat > "$dir/ca.tmpl" <<TMPL
 cn = "dotproxy test CA"
@@ -44,6 +79,8 @@ cert_signing_key
 expiration_days = 3650
 TMPL
   certtool --generate-self-signed --load-privkey "$dir/ca.key" --template "$dir/ca.tmpl" --outfile "$dir/ca.pem" 2>/dev/null
+fi
+if [ ! -f "$dir/server.pem" ]; then
   certtool --generate-privkey --key-type=ecdsa --outfile "$dir/server.key" 2>/dev/null
   cat > "$dir/server.tmpl" <<TMPL
 cn = "dns.test"
@@ -119,25 +156,7 @@ unbound-checkconf "$dir/unbound.conf" >/dev/null
 # Unbound daemonizes; it must not inherit our stdout, or a caller reading it to EOF would wait forever.
 unbound -c "$dir/unbound.conf" </dev/null >/dev/null 2>&1
 # Wait until both ports answer (Unbound writes its PID file once it has bound).
-ready=0
-for _ in $(seq 100); do
-  if [ -s "$dir/unbound.pid" ] && python3 - "$dns_port" "$dot_port" <<'PY'
-import socket, sys
-q = bytes.fromhex("abcd01000001000000000000") + b"\x01a\x04test\x00" + b"\x00\x01\x00\x01"
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
-s.sendto(q, ("127.0.0.1", int(sys.argv[1])))
-assert s.recv(4096)[:2] == b"\xab\xcd"
-socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=0.2).close()
-PY
-  then ready=1; break; fi
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
-  echo "unbound-rig: Unbound did not become ready; log follows" >&2
-  cat "$dir/unbound.log" >&2 || true
-  stop
-  exit 1
-fi
+wait_ready "$dns_port" "$dot_port"
 cat > "$dir/rig.env" <<ENV
 RIG_PID=$(cat "$dir/unbound.pid")
 RIG_DNS_PORT=$dns_port

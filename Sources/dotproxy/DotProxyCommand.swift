@@ -18,8 +18,27 @@ struct DotProxyCommand: AsyncParsableCommand {
             variable DOTPROXY_<NAME> (for example DOTPROXY_UPSTREAM=9.9.9.9); a flag on the command line wins.
             """)
 
-    @Option(name: .customLong("upstream"), help: "Upstream DoT resolver: IP, IP:PORT or [IPv6]:PORT, optionally #auth-name. Port 853 by default.")
+    @Option(
+        name: .customLong("upstream"),
+        help: "Upstream DoT resolver (repeatable): IP, IP:PORT, [IPv6]:PORT or tls://HOSTNAME[:PORT], optionally #auth-name. Port 853 by default.")
     var upstreams: [UpstreamArgument] = []
+
+    @Option(name: .customLong("upstream-policy"), help: "How queries are spread over upstreams: least-outstanding, round-robin, sequential, random or fastest.")
+    var upstreamPolicy: String = "least-outstanding"
+
+    @Option(name: .customLong("max-fails"), help: "Consecutive errors that mark an upstream down; it is then probed with back-off until it answers.")
+    var maxFails: Int = 3
+
+    @Option(
+        name: .customLong("failover-rcode"),
+        help: "Reply code that sends a query on to the next upstream (repeatable): SERVFAIL, REFUSED, NOTIMP, FORMERR or a number; none to disable. Default: SERVFAIL and REFUSED.")
+    var failoverResponseCodes: [String] = []
+
+    @Option(name: .customLong("health-check-interval"), help: "Seconds between active checks (. IN NS) of every upstream; 0 checks only upstreams that failed.")
+    var healthCheckInterval: Double = 0
+
+    @Option(name: .customLong("bootstrap"), help: "Plain DNS server, IP or IP:PORT, that resolves tls:// upstream names (repeatable). Default: the system resolver.")
+    var bootstrap: [String] = []
 
     @Option(name: .customLong("listen"), help: "Address to listen on, IP:PORT or [IPv6]:PORT (repeatable). Default 127.0.0.1:5053.")
     var listen: [ListenArgument] = []
@@ -99,7 +118,8 @@ struct DotProxyCommand: AsyncParsableCommand {
     static let environmentOptions = [
         "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
         "log-format", "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
-        "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl",
+        "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl", "upstream-policy", "max-fails",
+        "failover-rcode", "health-check-interval", "bootstrap",
     ]
     static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
 
@@ -125,11 +145,11 @@ struct DotProxyCommand: AsyncParsableCommand {
 
     /// Turns the options into a validated configuration; every problem names its option.
     func makeConfiguration() throws -> ProxyConfiguration {
-        guard let upstream = upstreams.first else {
-            throw ValidationError("--upstream: give at least one upstream resolver, for example --upstream 1.1.1.1")
-        }
-        guard upstreams.count == 1 else {
-            throw ValidationError("--upstream: only one upstream is supported in this version (the upstream pool comes later)")
+        let pool = try makePoolConfiguration()
+        let bootstrapServers = try bootstrap.map { text in
+            guard let parsed = UpstreamArgument.parse(text), !text.contains("#"), let address = try? SocketAddress(ipAddress: parsed.host, port: text.hasSuffix(":\(parsed.port)") ? parsed.port : 53)
+            else { throw ValidationError("--bootstrap: \(text) is not an IP address or IP:PORT") }
+            return address
         }
         var tls = TLSClientConfiguration.makeStrict()
         if let caFile {
@@ -220,9 +240,48 @@ struct DotProxyCommand: AsyncParsableCommand {
             }
         }
         return ProxyConfiguration(
-            upstream: upstream.address, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
+            upstreams: upstreams, pool: pool, bootstrap: bootstrapServers, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
             idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter, cache: cache,
             logLevel: level, logJSON: logFormat.lowercased() == "json", logQueries: logQueries)
+    }
+
+    /// The upstream list and the pool's policy, failover and health settings.
+    private func makePoolConfiguration() throws -> UpstreamPool.Configuration {
+        guard !upstreams.isEmpty else {
+            throw ValidationError("--upstream: give at least one upstream resolver, for example --upstream 1.1.1.1")
+        }
+        guard upstreams.count <= UpstreamPool.maximumMembers else {
+            throw ValidationError("--upstream: at most \(UpstreamPool.maximumMembers) upstreams, not \(upstreams.count)")
+        }
+        if let repeated = upstreams.first(where: { upstream in upstreams.filter { $0 == upstream }.count > 1 }) {
+            throw ValidationError("--upstream: \(repeated) is given twice")
+        }
+        let policies: [String: any UpstreamSelectionPolicy] = [
+            "least-outstanding": .leastOutstanding, "round-robin": .roundRobin, "sequential": .sequential, "random": .random, "fastest": .fastest,
+        ]
+        guard let policy = policies[upstreamPolicy.lowercased()] else {
+            throw ValidationError("--upstream-policy: \(upstreamPolicy) is not least-outstanding, round-robin, sequential, random or fastest")
+        }
+        guard (1...100).contains(maxFails) else { throw ValidationError("--max-fails: \(maxFails) must be 1 to 100") }
+        guard healthCheckInterval == 0 || (1...3600).contains(healthCheckInterval) else {
+            throw ValidationError("--health-check-interval: \(healthCheckInterval) must be 0 (off) or 1 to 3600 seconds")
+        }
+        var codes: Set<DNSResponseCode> = [.serverFailure, .refused]
+        if !failoverResponseCodes.isEmpty {
+            let names: [String: DNSResponseCode] = [
+                "SERVFAIL": .serverFailure, "REFUSED": .refused, "NOTIMP": .notImplemented, "FORMERR": .formatError, "NXDOMAIN": .nameError,
+            ]
+            codes = []
+            for text in failoverResponseCodes where text.lowercased() != "none" {
+                guard let code = names[text.uppercased()] ?? UInt16(text).flatMap({ DNSResponseCode(rawValue: $0) }), code != .noError else {
+                    throw ValidationError("--failover-rcode: \(text) is not SERVFAIL, REFUSED, NOTIMP, FORMERR, NXDOMAIN, a non-zero code or none")
+                }
+                codes.insert(code)
+            }
+        }
+        return UpstreamPool.Configuration(
+            policy: policy, maximumFailures: maxFails, failoverResponseCodes: codes,
+            healthCheckInterval: healthCheckInterval == 0 ? nil : .nanoseconds(Int64(healthCheckInterval * 1e9)))
     }
 
     func run() async throws {
@@ -242,6 +301,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         let logger = Logger(label: "dotproxy")
         let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         logger.info("starting: \(configuration.summary)")
+        services.resolveUpstreamNames(on: MultiThreadedEventLoopGroup.singleton)
         if configuration.accessControl.isOpen {
             logger.warning("--allow admits every client: this is an open resolver, usable for amplification attacks")
         }
@@ -252,12 +312,12 @@ struct DotProxyCommand: AsyncParsableCommand {
         do {
             try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
-            await services.transport.shutdown()
+            await services.shutdownUpstreams()
             let reason = error.errnoCode == EADDRINUSE ? "the address is already in use" : "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
             let listeners = configuration.server.listenAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
             FileHandle.standardError.write(Data("dotproxy: cannot listen on \(listeners): \(reason)\n".utf8))
             throw ExitCode(71)
         }
-        await services.transport.shutdown()
+        await services.shutdownUpstreams()
     }
 }

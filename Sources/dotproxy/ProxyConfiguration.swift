@@ -4,7 +4,10 @@ import NIOCore
 
 /// Everything the command line decides, validated, ready to build the proxy from.
 struct ProxyConfiguration: Sendable {
-    var upstream: UpstreamAddress
+    var upstreams: [UpstreamArgument]
+    var pool: UpstreamPool.Configuration
+    /// Plain DNS servers that resolve `tls://` upstream names; empty means the system resolver.
+    var bootstrap: [SocketAddress]
     var tls: TLSClientConfiguration
     var server: DNSProxyServer.Configuration
     var queryTimeout: TimeAmount
@@ -20,7 +23,8 @@ struct ProxyConfiguration: Sendable {
     var summary: String {
         let listeners = server.listenAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ",")
         let pins = tls.spkiPins.isEmpty ? "" : " pins=\(tls.spkiPins.count)"
-        return "listen=\(listeners) upstream=\(upstream) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
+        let upstreamList = upstreams.map(\.description).joined(separator: ",")
+        return "listen=\(listeners) upstream=\(upstreamList) policy=\(type(of: pool.policy)) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
             + "timeout=\(queryTimeout) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) " + rateLimitSummary
     }
 
@@ -39,10 +43,27 @@ struct ProxyConfiguration: Sendable {
 /// What `build` returns: the services to run, and the parts tests want to reach.
 struct ProxyServices: Sendable {
     let server: DNSProxyServer
-    let transport: DoTUpstreamTransport
+    let pool: UpstreamPool
+    /// The pool's members, one per `--upstream`.
+    let upstreams: [any UpstreamTransport]
     let handler: ForwardingQueryHandler
     let rateLimiter: (any QueryRateLimiter)?
     let cache: any DNSResponseCache
+
+    /// Starts resolving the `tls://` upstream names, so the first query does not wait; a failure is
+    /// logged and retried by the pool's probes.
+    func resolveUpstreamNames(on group: any EventLoopGroup) {
+        for case let upstream as HostnameUpstreamTransport in upstreams { upstream.prepare(on: group.next()) }
+    }
+
+    /// Stops the pool's probes and closes every upstream connection.
+    func shutdownUpstreams() async {
+        pool.shutdown()
+        for upstream in upstreams {
+            if let transport = upstream as? DoTUpstreamTransport { await transport.shutdown() }
+            if let transport = upstream as? HostnameUpstreamTransport { await transport.shutdown() }
+        }
+    }
 }
 
 enum ProxyBuilder {
@@ -50,9 +71,21 @@ enum ProxyBuilder {
     /// serving, never on an event loop.
     static func build(_ configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) throws -> ProxyServices {
         let context = try TLSClientContext(configuration: configuration.tls, logger: logger)
-        let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: configuration.upstream, idleTimeout: configuration.idleTimeout),
-            tlsContext: context, logger: logger)
+        let resolver: any UpstreamHostResolver =
+            configuration.bootstrap.isEmpty ? SystemHostResolver() : BootstrapHostResolver(servers: configuration.bootstrap)
+        let members = configuration.upstreams.map { upstream -> UpstreamPool.Member in
+            switch upstream.target {
+            case .address(let address):
+                return UpstreamPool.Member(
+                    DoTUpstreamTransport(configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout), tlsContext: context, logger: logger))
+            case .hostname(let host, let port, let name):
+                let transport = HostnameUpstreamTransport(
+                    host: host, port: port, authenticationName: name, resolver: resolver, tlsContext: context,
+                    configuration: .init(upstream: UpstreamAddress(host: host, port: port), idleTimeout: configuration.idleTimeout), logger: logger)
+                return UpstreamPool.Member(name: transport.name, transport: transport)
+            }
+        }
+        let transport = UpstreamPool(members: members, configuration: configuration.pool, healthEventLoop: group.next(), logger: logger)
         let limiter: any QueryRateLimiter = configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
             ?? UnlimitedQueryRateLimiter()
         let cache: any DNSResponseCache = configuration.cache.map { InMemoryDNSResponseCache(configuration: $0) } ?? NoOpDNSResponseCache()
@@ -61,7 +94,7 @@ enum ProxyBuilder {
             queryTimeout: configuration.queryTimeout, logQueries: configuration.logQueries, logger: logger)
         let server = DNSProxyServer(configuration: configuration.server, handler: handler, eventLoopGroup: group, logger: logger)
         return ProxyServices(
-            server: server, transport: transport, handler: handler, rateLimiter: configuration.rateLimit == nil ? nil : limiter,
+            server: server, pool: transport, upstreams: members.map(\.transport), handler: handler, rateLimiter: configuration.rateLimit == nil ? nil : limiter,
             cache: cache)
     }
 }

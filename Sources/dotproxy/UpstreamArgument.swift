@@ -2,10 +2,29 @@ import ArgumentParser
 import DoTCore
 
 /// An `--upstream` value: `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address, each with an optional
-/// `#authentication-name` (Unbound's notation). Well-known public resolvers get their names
-/// automatically.
-struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable {
-    let address: UpstreamAddress
+/// `#authentication-name` (Unbound's notation); or `tls://HOSTNAME[:PORT][#name]`, resolved at start-up
+/// and again when its TTL expires. Well-known public resolvers get their names automatically.
+struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable, CustomStringConvertible {
+    /// An address, or a host name to resolve.
+    enum Target: Hashable, Sendable {
+        case address(UpstreamAddress)
+        case hostname(host: String, port: Int, authenticationName: String?)
+    }
+
+    let target: Target
+
+    /// The address, when the upstream was given as one.
+    var address: UpstreamAddress? {
+        if case .address(let address) = target { return address }
+        return nil
+    }
+
+    var description: String {
+        switch target {
+        case .address(let address): return address.description
+        case .hostname(let host, let port, let name): return "tls://\(host):\(port)" + (name.map { "#\($0)" } ?? "")
+        }
+    }
 
     /// Authentication names of well-known public DoT resolvers (RFC 8310 §8), by address.
     static let wellKnownNames: [String: String] = [
@@ -18,8 +37,36 @@ struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable {
     ]
 
     init?(argument: String) {
-        guard let address = Self.parse(argument) else { return nil }
-        self.address = address
+        if let address = Self.parse(argument.hasPrefix("tls://") ? String(argument.dropFirst(6)) : argument) {
+            target = .address(address)
+        } else if argument.hasPrefix("tls://"), let hostname = Self.parseHostname(String(argument.dropFirst(6))) {
+            target = hostname
+        } else {
+            return nil
+        }
+    }
+
+    /// `HOSTNAME[:PORT][#name]`.
+    static func parseHostname(_ text: String) -> Target? {
+        var rest = Substring(text)
+        var name: String?
+        if let hash = rest.firstIndex(of: "#") {
+            name = String(rest[rest.index(after: hash)...])
+            rest = rest[..<hash]
+            guard let given = name, !given.isEmpty, (try? DNSName(parsing: given)) != nil else { return nil }
+        }
+        var port = 853
+        if let colon = rest.firstIndex(of: ":") {
+            guard let value = Int(rest[rest.index(after: colon)...]), (1...65535).contains(value) else { return nil }
+            port = value
+            rest = rest[..<colon]
+        }
+        let host = String(rest)
+        // A name with at least one dot, letters, digits and hyphens only: never an address literal.
+        guard host.contains("."), !host.hasSuffix("."), host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }),
+            host.contains(where: \.isLetter), (try? DNSName(parsing: host)) != nil
+        else { return nil }
+        return .hostname(host: host.lowercased(), port: port, authenticationName: name)
     }
 
     static func parse(_ text: String) -> UpstreamAddress? {

@@ -28,7 +28,10 @@ import Testing
 
     @Test func defaultsAreSecure() throws {
         let configuration = try configuration(["--upstream", "1.1.1.1"])
-        #expect(configuration.upstream == UpstreamAddress(host: "1.1.1.1", port: 853, authenticationName: "cloudflare-dns.com"))
+        #expect(configuration.upstreams.map(\.address) == [UpstreamAddress(host: "1.1.1.1", port: 853, authenticationName: "cloudflare-dns.com")])
+        #expect(configuration.pool.policy is LeastOutstandingSelectionPolicy && configuration.pool.maximumFailures == 3)
+        #expect(configuration.pool.failoverResponseCodes == [.serverFailure, .refused] && configuration.pool.healthCheckInterval == nil)
+        #expect(configuration.bootstrap.isEmpty)
         #expect(configuration.tls.verification == .strict && configuration.tls.trustRoots == .system)
         #expect(configuration.tls.minimumVersion == .tls12 && configuration.tls.spkiPins.isEmpty)
         #expect(configuration.server.listenAddresses == [try SocketAddress(ipAddress: "127.0.0.1", port: 5053)])
@@ -43,7 +46,7 @@ import Testing
             "--ca-file", TestCertificates.caFile, "--pin-sha256", TestCertificates.serverSPKIPin, "--tls-min-version", "1.3",
             "--timeout", "1.5", "--idle-timeout", "4", "--log-level", "debug", "--log-queries",
         ])
-        #expect(configuration.upstream == UpstreamAddress(host: "2620:fe::fe", port: 8853, authenticationName: "custom.example"))
+        #expect(configuration.upstreams.map(\.address) == [UpstreamAddress(host: "2620:fe::fe", port: 8853, authenticationName: "custom.example")])
         #expect(configuration.server.listenAddresses.map { $0.port } == [53, 5353])
         #expect(configuration.tls.trustRoots == .pemFile(TestCertificates.caFile))
         #expect(configuration.tls.spkiPins == [SPKIPin(base64: TestCertificates.serverSPKIPin)!])
@@ -67,8 +70,8 @@ import Testing
     }
 
     @Test func anUnknownUpstreamHasNoNameAndIsVerifiedByAddress() {
-        #expect(UpstreamArgument(argument: "192.0.2.7")?.address.authenticationName == nil)
-        #expect(UpstreamArgument(argument: "192.0.2.7")?.address.verificationName == "192.0.2.7")
+        #expect(UpstreamArgument(argument: "192.0.2.7")?.address?.authenticationName == nil)
+        #expect(UpstreamArgument(argument: "192.0.2.7")?.address?.verificationName == "192.0.2.7")
     }
 
     @Test func badValuesAreRejectedNamingTheOption() {
@@ -77,7 +80,15 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1:99999"], mentioning: "--upstream")
         expectRejected(["--upstream", "dns.google"], mentioning: "--upstream")
         expectRejected(["--upstream", "1.1.1.1#"], mentioning: "--upstream")
-        expectRejected(["--upstream", "1.1.1.1", "--upstream", "9.9.9.9"], mentioning: "--upstream")
+        expectRejected(["--upstream", "1.1.1.1", "--upstream", "1.1.1.1"], mentioning: "--upstream")
+        expectRejected(["--upstream", "tls://dns..quad9.net"], mentioning: "--upstream")
+        expectRejected(["--upstream", "tls://dns.quad9.net:0"], mentioning: "--upstream")
+        expectRejected(["--upstream", "1.1.1.1", "--upstream-policy", "fastest-first"], mentioning: "--upstream-policy")
+        expectRejected(["--upstream", "1.1.1.1", "--max-fails", "0"], mentioning: "--max-fails")
+        expectRejected(["--upstream", "1.1.1.1", "--failover-rcode", "NOERROR"], mentioning: "--failover-rcode")
+        expectRejected(["--upstream", "1.1.1.1", "--failover-rcode", "bogus"], mentioning: "--failover-rcode")
+        expectRejected(["--upstream", "1.1.1.1", "--health-check-interval", "0.5"], mentioning: "--health-check-interval")
+        expectRejected(["--upstream", "1.1.1.1", "--bootstrap", "dns.google"], mentioning: "--bootstrap")
         expectRejected(["--upstream", "1.1.1.1", "--listen", "127.0.0.1"], mentioning: "--listen")
         expectRejected(["--upstream", "1.1.1.1", "--listen", "localhost:53"], mentioning: "--listen")
         expectRejected(["--upstream", "1.1.1.1", "--listen", "2001:db8::853"], mentioning: "--listen")
@@ -175,7 +186,7 @@ import Testing
             ],
             options: DotProxyCommand.environmentOptions, flags: DotProxyCommand.environmentFlags)
         let configuration = try self.configuration(merged)
-        #expect(configuration.upstream.host == "9.9.9.9")
+        #expect(configuration.upstreams.map(\.address?.host) == ["9.9.9.9"])
         #expect(configuration.queryTimeout == .seconds(3))
         #expect(configuration.server.listenAddresses.map { $0.port } == [5301, 5302])
         #expect(configuration.logQueries && configuration.tls.verification == .strict)
@@ -184,7 +195,38 @@ import Testing
     @Test func theBuildFunctionMakesTheServices() throws {
         let configuration = try configuration(["--upstream", "127.0.0.1:8853#dns.test", "--ca-file", TestCertificates.caFile])
         let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
-        #expect(services.transport.configuration.upstream.authenticationName == "dns.test")
+        #expect(services.pool.members.map(\.name) == ["127.0.0.1:8853#dns.test"])
+        #expect((services.upstreams.first as? DoTUpstreamTransport)?.configuration.upstream.authenticationName == "dns.test")
         #expect(services.server.configuration.listenAddresses == configuration.server.listenAddresses)
+        services.pool.shutdown()
+    }
+
+    @Test func severalUpstreamsHostnamesAndPoolOptions() throws {
+        let configuration = try configuration([
+            "--upstream", "1.1.1.1", "--upstream", "tls://dns.quad9.net", "--upstream", "tls://Resolver.Example:8853#auth.example",
+            "--upstream", "tls://9.9.9.9", "--upstream-policy", "sequential", "--max-fails", "5", "--failover-rcode", "SERVFAIL",
+            "--failover-rcode", "4", "--health-check-interval", "30", "--bootstrap", "192.0.2.53", "--bootstrap", "[2001:db8::53]:5353",
+        ])
+        #expect(configuration.upstreams.map(\.description) == [
+            "1.1.1.1:853#cloudflare-dns.com", "tls://dns.quad9.net:853", "tls://resolver.example:8853#auth.example", "9.9.9.9:853#dns.quad9.net",
+        ])
+        #expect(configuration.pool.policy is SequentialSelectionPolicy && configuration.pool.maximumFailures == 5)
+        #expect(configuration.pool.failoverResponseCodes == [.serverFailure, .notImplemented])
+        #expect(configuration.pool.healthCheckInterval == .seconds(30))
+        #expect(configuration.bootstrap == [try SocketAddress(ipAddress: "192.0.2.53", port: 53), try SocketAddress(ipAddress: "2001:db8::53", port: 5353)])
+        #expect(try self.configuration(["--upstream", "1.1.1.1", "--failover-rcode", "none"]).pool.failoverResponseCodes.isEmpty)
+        for (name, type) in [("round-robin", RoundRobinSelectionPolicy.self), ("random", RandomSelectionPolicy.self), ("fastest", FastestSelectionPolicy.self)]
+            as [(String, any UpstreamSelectionPolicy.Type)] {
+            #expect(try Swift.type(of: self.configuration(["--upstream", "1.1.1.1", "--upstream-policy", name]).pool.policy) == type)
+        }
+        #expect(configuration.summary.contains("tls://dns.quad9.net:853"))
+
+        let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
+        #expect(services.pool.members.map(\.name) == [
+            "1.1.1.1:853#cloudflare-dns.com", "tls://dns.quad9.net:853", "tls://resolver.example:8853#auth.example", "9.9.9.9:853#dns.quad9.net",
+        ])
+        // Building sends nothing: names are resolved only when the command runs.
+        #expect((services.upstreams[1] as? HostnameUpstreamTransport)?.lookupCount == 0)
+        services.pool.shutdown()
     }
 }

@@ -1,4 +1,5 @@
 import DoTCore
+import DoTCoreTesting
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -6,30 +7,6 @@ import Testing
 
 /// The handler with scripted doubles for the transport and the cache.
 @Suite struct ForwardingQueryHandlerTests {
-    /// A transport that fails at once, or never answers (until its deadline), and counts queries.
-    struct ScriptedTransport: UpstreamTransport {
-        enum Behavior: Sendable { case fail, silent, answer }
-        let behavior: Behavior
-        let sent = NIOLockedValueBox(0)
-
-        func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
-            sent.withLockedValue { $0 += 1 }
-            switch behavior {
-            case .fail:
-                return eventLoop.makeFailedFuture(UpstreamError(.connectionRefused, upstream: "scripted"))
-            case .silent:
-                let promise = eventLoop.makePromise(of: ByteBuffer.self)
-                eventLoop.scheduleTask(deadline: deadline) { promise.fail(UpstreamError(.timeout, upstream: "scripted")) }
-                return promise.futureResult
-            case .answer:
-                var reply = try! DNSMessage(decoding: query)
-                reply.header.isResponse = true
-                reply.answers = [DNSResourceRecord(name: reply.questions[0].name, ttl: 100, rdata: .a(IPv4Address(192, 0, 2, 7)))]
-                return eventLoop.makeSucceededFuture(try! reply.encoded())
-            }
-        }
-    }
-
     /// A serve-stale cache that holds one expired answer and nothing fresh.
     struct StaleOnlyCache: DNSResponseCache {
         func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
@@ -51,7 +28,7 @@ import Testing
     }
 
     @Test func aFailedUpstreamIsAnsweredFromAStaleEntry() async throws {
-        let handler = ForwardingQueryHandler(transport: ScriptedTransport(behavior: .fail), cache: StaleOnlyCache())
+        let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused)), cache: StaleOnlyCache())
         let reply = try #require(try await ask(handler))
         #expect(reply.header.id == 9 && reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
         #expect(handler.counters.serverFailures == 0)
@@ -59,7 +36,7 @@ import Testing
 
     @Test func aSlowUpstreamIsAnsweredStaleAfterTheClientTimer() async throws {
         let handler = ForwardingQueryHandler(
-            transport: ScriptedTransport(behavior: .silent), cache: StaleOnlyCache(), staleReplyDelay: .milliseconds(50),
+            transport: ScriptedUpstreamTransport(behaviour: .silence), cache: StaleOnlyCache(), staleReplyDelay: .milliseconds(50),
             queryTimeout: .seconds(10))
         let start = NIODeadline.now()
         let reply = try #require(try await ask(handler))
@@ -68,13 +45,30 @@ import Testing
     }
 
     @Test func withoutStaleDataAFailureIsSERVFAIL() async throws {
-        let handler = ForwardingQueryHandler(transport: ScriptedTransport(behavior: .fail))
+        let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused)))
         #expect(try await ask(handler)?.header.responseCode == .serverFailure)
         #expect(handler.counters.serverFailures == 1)
     }
 
+    @Test func whenEveryUpstreamIsDownClientsGetSERVFAILOrStaleWithoutAnythingSent() async throws {
+        let upstream = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
+        let pool = UpstreamPool(
+            members: [.init(name: "u", transport: upstream)], configuration: .init(maximumFailures: 1),
+            healthEventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        defer { pool.shutdown() }
+        let handler = ForwardingQueryHandler(transport: pool, queryTimeout: .seconds(30))
+        #expect(try await ask(handler)?.header.responseCode == .serverFailure)
+        #expect(!pool.hasUsableUpstream && upstream.queryCount == 1)
+        // Down: SERVFAIL without waiting on the upstream (nothing is sent) ...
+        #expect(try await ask(handler)?.header.responseCode == .serverFailure)
+        // ... or the stale answer when serve-stale is on.
+        let stale = ForwardingQueryHandler(transport: pool, cache: StaleOnlyCache(), queryTimeout: .seconds(30))
+        #expect(try await ask(stale)?.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
+        #expect(upstream.queryCount == 1 && handler.counters.serverFailures == 2)
+    }
+
     @Test func prefetchRefreshesAnEntryInTheBackgroundOnce() async throws {
-        let transport = ScriptedTransport(behavior: .answer)
+        let transport = ScriptedUpstreamTransport()
         // Every hit is in the last tenth of a 1-second lifetime only if the clock reads late; use a
         // generous window instead: a 100 s TTL and a cache that always claims.
         struct AlwaysPrefetch: DNSResponseCache {
@@ -88,12 +82,12 @@ import Testing
         let handler = ForwardingQueryHandler(transport: transport, cache: AlwaysPrefetch())
         _ = try await ask(handler)  // miss: goes upstream
         _ = try await ask(handler)  // hit: answered from cache, and a refresh goes upstream
-        #expect(transport.sent.withLockedValue { $0 } == 2)
+        #expect(transport.queryCount == 2)
     }
 
     @Test func deniedClientsCanBeDropped() async throws {
         let handler = ForwardingQueryHandler(
-            transport: ScriptedTransport(behavior: .answer), accessControl: AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!]),
+            transport: ScriptedUpstreamTransport(), accessControl: AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!]),
             deniedAction: .drop)
         #expect(try await ask(handler) == nil)
         #expect(handler.counters.denied == 1)
@@ -101,7 +95,7 @@ import Testing
 
     @Test func slippedQueriesGetAnEmptyTruncatedReply() async throws {
         let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 0.001, burst: 1, action: .slip, slipInterval: 1))
-        let handler = ForwardingQueryHandler(transport: ScriptedTransport(behavior: .answer), rateLimiter: limiter)
+        let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), rateLimiter: limiter)
         #expect(try await ask(handler)?.answers.count == 1)
         let slipped = try #require(try await ask(handler))
         #expect(slipped.header.isTruncated && slipped.answers.isEmpty && slipped.header.id == 9)
