@@ -53,7 +53,7 @@ import Testing
     @Test func whenEveryUpstreamIsDownClientsGetSERVFAILOrStaleWithoutAnythingSent() async throws {
         let upstream = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
         let pool = UpstreamPool(
-            members: [.init(name: "u", transport: upstream)], configuration: .init(maximumFailures: 1),
+            members: [.init(name: "u", transport: upstream)], configuration: .init(maximumFailures: 1, initialProbeDelay: .hours(1)),
             healthEventLoop: MultiThreadedEventLoopGroup.singleton.next())
         defer { pool.shutdown() }
         let handler = ForwardingQueryHandler(transport: pool, queryTimeout: .seconds(30))

@@ -119,6 +119,13 @@ struct MalformedInputTests {
         #expect(view.questionNameRange == nil && view.questionType == nil)
     }
 
+    /// A libFuzzer finding from the first fuzz runs: a bare header claiming 12,288 additional records.
+    @Test func aHeaderClaimingThousandsOfRecordsIsRejectedWithoutCrashing() {
+        let bytes = ByteBuffer(bytes: [0x01, 0x02, 0x03, 0x00, 0, 0, 0, 0, 0, 0, 0x30, 0x00])
+        #expect(throws: DNSWireError.self) { try DNSMessage(decoding: bytes) }
+        #expect(throws: DNSWireError.self) { try DNSMessageView(bytes) }
+    }
+
     @Test func errorsDescribeThemselves() {
         let error = DNSWireError(.badCompressionPointer, offset: 12, detail: "pointer to 12")
         #expect(error.description == "DNSWireError.badCompressionPointer at offset 12: pointer to 12")
