@@ -1,8 +1,8 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The default ``DNSResponseCache``: replies kept in wire form, in sharded LRU tables bounded by
-/// entries and by bytes.
+/// The default ``DNSResponseCache``: replies kept in wire form, in sharded tables bounded by entries
+/// and by bytes, evicted by CLOCK (an LRU approximation whose hits only set a bit).
 ///
 /// - TTL: the smallest answer TTL, clamped to [``Configuration/minimumTTL``, ``Configuration/maximumTTL``].
 ///   NXDOMAIN and NODATA live for min(SOA TTL, SOA MINIMUM) (RFC 2308), capped by
@@ -65,53 +65,59 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         }
     }
 
+    /// One cached reply. `storage` holds the reply's wire bytes followed by the offsets of its TTLs
+    /// (big-endian UInt16 pairs), so an entry costs one heap block.
     private struct Entry {
         var key: DNSCacheKey
-        var bytes: [UInt8]
-        var ttlOffsets: [UInt16]
-        var questionName: Range<Int>
-        var questionType: UInt16
-        var questionClass: UInt16
+        var storage: [UInt8]
         var storedAt: UInt64
         var lifetime: UInt64
+        var length: UInt16
+        var questionNameStart: UInt16
+        var questionNameLength: UInt8
+        var questionType: UInt16
+        var questionClass: UInt16
+        /// Set by a hit, cleared by the CLOCK hand as it passes.
+        var referenced = false
         var prefetchClaimed = false
-        var previous = -1
-        var next = -1
+
+        var isFree: Bool { storage.isEmpty }
+        var expiry: UInt64 { storedAt + lifetime }
     }
 
+    /// One lock's share of the cache: a slot array swept by a CLOCK hand, and an index by key.
     private struct Shard {
         var index: [DNSCacheKey: Int] = [:]
         var entries: [Entry] = []
         var free: [Int] = []
-        var head = -1
-        var tail = -1
+        var hand = 0
         var bytes = 0
         var statistics = DNSCacheStatistics()
 
-        mutating func unlink(_ slot: Int) {
-            let previous = entries[slot].previous
-            let next = entries[slot].next
-            if previous >= 0 { entries[previous].next = next } else { head = next }
-            if next >= 0 { entries[next].previous = previous } else { tail = previous }
-            entries[slot].previous = -1
-            entries[slot].next = -1
-        }
-
-        mutating func pushFront(_ slot: Int) {
-            entries[slot].next = head
-            entries[slot].previous = -1
-            if head >= 0 { entries[head].previous = slot }
-            head = slot
-            if tail < 0 { tail = slot }
-        }
-
         mutating func remove(_ slot: Int) {
-            unlink(slot)
             index.removeValue(forKey: entries[slot].key)
-            bytes -= entries[slot].bytes.count
-            entries[slot].bytes = []
-            entries[slot].ttlOffsets = []
+            bytes -= Int(entries[slot].length)
+            entries[slot].storage = []
             free.append(slot)
+        }
+
+        /// Evicts the first entry the hand finds without its referenced bit, clearing bits on the way
+        /// (a second chance for entries hit since the last pass).
+        mutating func evictOne() {
+            guard !index.isEmpty else { return }
+            while true {
+                if hand >= entries.count { hand = 0 }
+                let slot = hand
+                hand += 1
+                guard !entries[slot].isFree else { continue }
+                if entries[slot].referenced {
+                    entries[slot].referenced = false
+                } else {
+                    remove(slot)
+                    statistics.evictions += 1
+                    return
+                }
+            }
         }
     }
 
@@ -128,43 +134,59 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     ///   - shardCount: Independently locked shards, so event loops rarely contend; 16.
     public init(configuration: Configuration = .init(), shardCount: Int = 16) {
         self.configuration = configuration
-        let count = max(1, min(shardCount, max(1, configuration.maximumEntries)))
+        // A power of two, so picking a shard is a mask rather than a division.
+        var count = 1
+        while count < min(max(1, shardCount), max(1, configuration.maximumEntries)) { count <<= 1 }
         self.shards = (0..<count).map { _ in NIOLockedValueBox(Shard()) }
         self.entriesPerShard = max(1, configuration.maximumEntries / count)
         self.bytesPerShard = max(1, configuration.maximumBytes / count)
     }
 
     private func shard(for key: DNSCacheKey) -> NIOLockedValueBox<Shard> {
-        shards[Int(truncatingIfNeeded: key.first % UInt64(shards.count))]
+        shards[Int(truncatingIfNeeded: key.first & UInt64(shards.count - 1))]
     }
 
     public func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
         guard let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
-        let found: Entry? = shard(for: key).withLockedValue { shard in
+        // Allocated before the lock; most replies fit, a larger one grows it once.
+        var out = ByteBufferAllocator().buffer(capacity: 512)
+        let found: Found? = shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key] else {
                 shard.statistics.misses += 1
                 return nil
             }
-            let entry = shard.entries[slot]
-            guard Self.sameQuestion(entry, query: query, name: queryName, type: view.questionType, class: view.questionClass) else {
+            guard Self.sameQuestion(shard.entries[slot], query: query, name: queryName, type: view.questionType, class: view.questionClass) else {
                 shard.remove(slot)
                 shard.statistics.misses += 1
                 return nil
             }
-            guard nowNanos < entry.storedAt + entry.lifetime else {
+            guard nowNanos < shard.entries[slot].expiry else {
                 // Keep an expired entry for serve-stale while its window lasts.
-                if !configuration.serveStale || nowNanos >= entry.storedAt + entry.lifetime + staleWindowNanos { shard.remove(slot) }
+                if !configuration.serveStale || nowNanos >= shard.entries[slot].expiry + staleWindowNanos { shard.remove(slot) }
                 shard.statistics.misses += 1
                 return nil
             }
-            shard.unlink(slot)
-            shard.pushFront(slot)
+            shard.entries[slot].referenced = true
             shard.statistics.hits += 1
-            return entry
+            return Self.copy(shard.entries[slot], into: &out)
         }
-        guard let entry = found else { return nil }
-        return Self.reply(from: entry, query: query, view: view, queryName: queryName, nowNanos: nowNanos)
+        guard let found else { return nil }
+        return Self.finish(&out, found, query: query, view: view, queryName: queryName, elapsedNanos: nowNanos &- found.storedAt, staleTTL: nil)
+    }
+
+    /// What a hit needs once the lock is released: the entry's layout; its bytes are already copied.
+    private struct Found {
+        var length: Int
+        var questionNameStart: Int
+        var storedAt: UInt64
+    }
+
+    /// Copies the entry's storage (reply and TTL offsets) into `out` in one go, so no reference to the
+    /// entry's array leaves the lock.
+    private static func copy(_ entry: borrowing Entry, into out: inout ByteBuffer) -> Found {
+        out.writeBytes(entry.storage)
+        return Found(length: Int(entry.length), questionNameStart: Int(entry.questionNameStart), storedAt: entry.storedAt)
     }
 
     private var staleWindowNanos: UInt64 { UInt64(configuration.staleWindow) * 1_000_000_000 }
@@ -177,27 +199,19 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     public func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
         guard configuration.serveStale, let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
-        let found: Entry? = shard(for: key).withLockedValue { shard in
+        var out = ByteBufferAllocator().buffer(capacity: 512)
+        let found: Found? = shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key] else { return nil }
             let entry = shard.entries[slot]
             // SERVFAIL is never served stale.
-            guard entry.bytes[3] & 0x0F != UInt8(DNSResponseCode.serverFailure.rawValue),
-                nowNanos < entry.storedAt + entry.lifetime + staleWindowNanos,
+            guard entry.storage[3] & 0x0F != UInt8(DNSResponseCode.serverFailure.rawValue), nowNanos < entry.expiry + staleWindowNanos,
                 Self.sameQuestion(entry, query: query, name: queryName, type: view.questionType, class: view.questionClass)
             else { return nil }
             shard.statistics.staleServed += 1
-            return entry
+            return Self.copy(entry, into: &out)
         }
-        guard var entry = found else { return nil }
-        // Every TTL becomes the stale TTL: pretend the entry was stored with it just now.
-        for storedOffset in entry.ttlOffsets {
-            let offset = Int(storedOffset)
-            entry.bytes[offset] = 0
-            entry.bytes[offset + 1] = 0
-            entry.bytes[offset + 2] = UInt8(Self.staleTTL >> 8)
-            entry.bytes[offset + 3] = UInt8(truncatingIfNeeded: Self.staleTTL)
-        }
-        return Self.reply(from: entry, query: query, view: view, queryName: queryName, nowNanos: entry.storedAt)
+        guard let found else { return nil }
+        return Self.finish(&out, found, query: query, view: view, queryName: queryName, elapsedNanos: 0, staleTTL: Self.staleTTL)
     }
 
     public func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool {
@@ -205,39 +219,37 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         return shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key], !shard.entries[slot].prefetchClaimed else { return false }
-            let entry = shard.entries[slot]
-            let expiry = entry.storedAt + entry.lifetime
-            guard nowNanos < expiry, expiry - nowNanos <= entry.lifetime / 10 else { return false }
+            let expiry = shard.entries[slot].expiry
+            guard nowNanos < expiry, expiry - nowNanos <= shard.entries[slot].lifetime / 10 else { return false }
             shard.entries[slot].prefetchClaimed = true
             shard.statistics.prefetches += 1
             return true
         }
     }
 
-    private static func sameQuestion(_ entry: Entry, query: ByteBuffer, name: Range<Int>, type: DNSRecordType?, class klass: DNSClass?) -> Bool {
-        guard entry.questionType == type?.rawValue, entry.questionClass == klass?.rawValue, entry.questionName.count == name.count else {
+    private static func sameQuestion(_ entry: borrowing Entry, query: ByteBuffer, name: Range<Int>, type: DNSRecordType?, class klass: DNSClass?) -> Bool {
+        guard entry.questionType == type?.rawValue, entry.questionClass == klass?.rawValue, Int(entry.questionNameLength) == name.count else {
             return false
         }
+        let start = Int(entry.questionNameStart)
         return query.withUnsafeReadableBytes { bytes in
             guard name.upperBound <= bytes.count else { return false }
             for offset in 0..<name.count
-            where DNSName.lowercase(bytes[name.lowerBound + offset]) != DNSName.lowercase(entry.bytes[entry.questionName.lowerBound + offset]) {
+            where DNSName.lowercase(bytes[name.lowerBound + offset]) != DNSName.lowercase(entry.storage[start + offset]) {
                 return false
             }
             return true
         }
     }
 
-    /// Builds the reply in one buffer: stored bytes, the client's ID, RD and question name, aged TTLs,
-    /// and the client's OPT.
-    private static func reply(from entry: Entry, query: ByteBuffer, view: DNSMessageView, queryName: Range<Int>, nowNanos: UInt64)
-        -> ByteBuffer
-    {
-        let wantsOPT = view.optRecordOffset != nil
-        var out = ByteBufferAllocator().buffer(capacity: entry.bytes.count + (wantsOPT ? 11 : 0))
-        out.writeBytes(entry.bytes)
-        let elapsed = UInt32(clamping: (nowNanos &- entry.storedAt) / 1_000_000_000)
-        let dnssecOK = view.dnssecOK
+    /// Turns the copied storage in `out` into the reply: the client's ID, RD and question name, every
+    /// TTL aged by the time in the cache (or set to `staleTTL`), the offsets cut off, and the client's
+    /// OPT if it sent one.
+    private static func finish(
+        _ out: inout ByteBuffer, _ found: Found, query: ByteBuffer, view: DNSMessageView, queryName: Range<Int>, elapsedNanos: UInt64,
+        staleTTL: UInt32?
+    ) -> ByteBuffer {
+        let elapsed = UInt32(clamping: elapsedNanos / 1_000_000_000)
         out.withUnsafeMutableReadableBytes { bytes in
             bytes[0] = UInt8(view.id >> 8)
             bytes[1] = UInt8(truncatingIfNeeded: view.id)
@@ -245,25 +257,27 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             bytes[2] = bytes[2] & ~0x01 | UInt8(truncatingIfNeeded: view.flags >> 8) & 0x01
             query.withUnsafeReadableBytes { source in
                 for offset in 0..<queryName.count {
-                    bytes[entry.questionName.lowerBound + offset] = source[queryName.lowerBound + offset]
+                    bytes[found.questionNameStart + offset] = source[queryName.lowerBound + offset]
                 }
             }
-            if elapsed > 0 {
-                for storedOffset in entry.ttlOffsets {
-                    let offset = Int(storedOffset)
-                    let ttl = UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
-                    let aged = ttl > elapsed ? ttl - elapsed : 0
-                    bytes[offset] = UInt8(aged >> 24)
-                    bytes[offset + 1] = UInt8(truncatingIfNeeded: aged >> 16)
-                    bytes[offset + 2] = UInt8(truncatingIfNeeded: aged >> 8)
-                    bytes[offset + 3] = UInt8(truncatingIfNeeded: aged)
-                }
+            guard elapsed > 0 || staleTTL != nil else { return }
+            var position = found.length
+            while position + 1 < bytes.count {
+                let offset = Int(bytes[position]) << 8 | Int(bytes[position + 1])
+                position += 2
+                let ttl = UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
+                let aged = staleTTL ?? (ttl > elapsed ? ttl - elapsed : 0)
+                bytes[offset] = UInt8(aged >> 24)
+                bytes[offset + 1] = UInt8(truncatingIfNeeded: aged >> 16)
+                bytes[offset + 2] = UInt8(truncatingIfNeeded: aged >> 8)
+                bytes[offset + 3] = UInt8(truncatingIfNeeded: aged)
             }
         }
-        if wantsOPT {
+        out.moveWriterIndex(to: out.readerIndex + found.length)
+        if view.optRecordOffset != nil {
             let count = out.getInteger(at: 10, as: UInt16.self) ?? 0
             out.setInteger(count + 1, at: 10)
-            EDNSRecord.writeProxyOPT(into: &out, dnssecOK: dnssecOK)
+            EDNSRecord.writeProxyOPT(into: &out, dnssecOK: view.dnssecOK)
         }
         return out
     }
@@ -284,28 +298,31 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             length = optOffset
             additional -= 1
         }
-        guard var bytes = reply.getBytes(at: reply.readerIndex, length: length), bytes.count <= bytesPerShard else { return }
-        bytes[10] = UInt8(additional >> 8)
-        bytes[11] = UInt8(truncatingIfNeeded: additional)
-        var ttlOffsets: [UInt16] = []
+        guard length <= Int(UInt16.max), length <= bytesPerShard, questionName.upperBound <= length, questionName.count <= 255 else { return }
+        // The reply without OPT, then two octets per TTL offset.
+        var storage = [UInt8]()
+        storage.reserveCapacity(length + 2 * (Int(view.answerCount) + Int(view.authorityCount) + Int(view.additionalCount)))
+        reply.withUnsafeReadableBytes { storage.append(contentsOf: $0.prefix(length)) }
+        storage[10] = UInt8(additional >> 8)
+        storage[11] = UInt8(truncatingIfNeeded: additional)
         view.forEachRecord(in: reply) { record in
             guard record.type != .opt, record.ttlOffset + 4 <= length else { return }
-            ttlOffsets.append(UInt16(record.ttlOffset))
+            storage.append(UInt8(record.ttlOffset >> 8))
+            storage.append(UInt8(truncatingIfNeeded: record.ttlOffset))
             let capped = min(record.ttl, lifetime)
-            bytes[record.ttlOffset] = UInt8(capped >> 24)
-            bytes[record.ttlOffset + 1] = UInt8(truncatingIfNeeded: capped >> 16)
-            bytes[record.ttlOffset + 2] = UInt8(truncatingIfNeeded: capped >> 8)
-            bytes[record.ttlOffset + 3] = UInt8(truncatingIfNeeded: capped)
+            storage[record.ttlOffset] = UInt8(capped >> 24)
+            storage[record.ttlOffset + 1] = UInt8(truncatingIfNeeded: capped >> 16)
+            storage[record.ttlOffset + 2] = UInt8(truncatingIfNeeded: capped >> 8)
+            storage[record.ttlOffset + 3] = UInt8(truncatingIfNeeded: capped)
         }
         let entry = Entry(
-            key: key, bytes: bytes, ttlOffsets: ttlOffsets, questionName: questionName, questionType: view.questionType?.rawValue ?? 0,
-            questionClass: view.questionClass?.rawValue ?? 0, storedAt: UInt64(max(0, now.uptimeNanoseconds)),
-            lifetime: UInt64(lifetime) * 1_000_000_000)
+            key: key, storage: storage, storedAt: UInt64(max(0, now.uptimeNanoseconds)), lifetime: UInt64(lifetime) * 1_000_000_000,
+            length: UInt16(length), questionNameStart: UInt16(questionName.lowerBound), questionNameLength: UInt8(questionName.count),
+            questionType: view.questionType?.rawValue ?? 0, questionClass: view.questionClass?.rawValue ?? 0)
         shard(for: key).withLockedValue { shard in
             if let existing = shard.index[key] { shard.remove(existing) }
-            while shard.index.count >= entriesPerShard || shard.bytes + bytes.count > bytesPerShard, shard.tail >= 0 {
-                shard.remove(shard.tail)
-                shard.statistics.evictions += 1
+            while !shard.index.isEmpty, shard.index.count >= entriesPerShard || shard.bytes + length > bytesPerShard {
+                shard.evictOne()
             }
             let slot: Int
             if let reused = shard.free.popLast() {
@@ -316,8 +333,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                 shard.entries.append(entry)
             }
             shard.index[key] = slot
-            shard.pushFront(slot)
-            shard.bytes += bytes.count
+            shard.bytes += length
             shard.statistics.stores += 1
         }
     }
