@@ -2,12 +2,13 @@
 # Installs the Debian/Ubuntu packages dotproxy needs, only when some are missing.
 #   scripts/setup.sh run     what building and running the proxy needs
 #   scripts/setup.sh test    that, plus the tools the test suite drives (Unbound, certtool, dig, kdig, dnsperf)
-#   scripts/setup.sh bench   that, plus the peers the end-to-end benchmark compares against (dnsdist)
+#   scripts/setup.sh bench   that, plus the peers the end-to-end benchmark compares against (dnsdist,
+#                            Knot Resolver, Stubby)
 set -euo pipefail
 
 run_packages=(libgnutls28-dev pkg-config ca-certificates)
 test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf python3)
-bench_packages=("${test_packages[@]}" dnsdist)
+bench_packages=("${test_packages[@]}" dnsdist knot-resolver stubby)
 
 case "${1:-run}" in
   run) wanted=("${run_packages[@]}") ;;

@@ -1,0 +1,417 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: dotproxy and its peers forwarding plain DNS to one loopback Unbound over TLS.
+
+Run through Benchmarks/e2e/run.sh, which installs the tools and builds dotproxy. Every system forwards to
+the same upstream (scripts/unbound-rig.sh: a generated CA, a redirect zone for unique names) with
+certificate verification on. dnsperf drives each system in turn; the figures come from dnsperf and from
+/proc for the system's process. Results are printed and written under Benchmarks/e2e/results/.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+HOT_NAMES = ["a.test", "www.test", "txt.test", "mail.test", "svc.test", "caa.test", "ptr.test", "ns.test", "dns.test", "_dns._tcp.test"]
+HOT_TYPES = {"txt.test": "TXT", "mail.test": "MX", "svc.test": "HTTPS", "caa.test": "CAA", "ptr.test": "PTR", "_dns._tcp.test": "SRV"}
+started = []  # (name, Popen) of every process we started, stopped by PID at exit
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_all():
+    for _, process in reversed(started):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    started.clear()
+
+
+def start(name, argv, log):
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    started.append((name, process))
+    return process
+
+
+def stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    started[:] = [(n, p) for n, p in started if p is not process]
+
+
+def wait_ready(port, proto="udp", seconds=20):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        tcp = ["+tcp"] if proto == "tcp" else []
+        result = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "a.test", "+short", "+time=1", "+tries=1"] + tcp,
+                                capture_output=True, text=True)
+        if "192.0.2." in result.stdout:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def rss_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def upstream_connections(port):
+    """Local ports of TCP connections to the upstream right now."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"127.0.0.1:{port}"], capture_output=True, text=True).stdout
+    return {line.split()[2] for line in out.splitlines() if line.strip()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Systems
+
+
+def config_dotproxy(work, port, rig, binary):
+    return [binary, "--upstream", f"127.0.0.1:{rig['RIG_DOT_PORT']}#dns.test", "--ca-file", rig["RIG_CA"], "--listen", f"127.0.0.1:{port}",
+            "--cache-size", "1100000", "--cache-max-bytes", str(1 << 30), "--log-level", "warning"]
+
+
+def config_dnsdist(work, port, rig, _):
+    path = os.path.join(work, "dnsdist.conf")
+    with open(path, "w") as f:
+        f.write(f"""
+setLocal("127.0.0.1:{port}", {{reusePort=true}})
+addLocal("127.0.0.1:{port}", {{reusePort=true}})
+setACL({{"127.0.0.0/8"}})
+setSecurityPollSuffix("")
+newServer({{address="127.0.0.1:{rig['RIG_DOT_PORT']}", tls="openssl", subjectName="dns.test", caStore="{rig['RIG_CA']}",
+           validateCertificates=true}})
+pc = newPacketCache(1100000, {{maxTTL=86400}})
+getPool(""):setCache(pc)
+""")
+    return ["dnsdist", "--supervised", "--disable-syslog", "-C", path]
+
+
+def config_unbound(work, port, rig, _):
+    directory = os.path.join(work, "unbound-forwarder")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "unbound.conf")
+    with open(path, "w") as f:
+        f.write(f"""server:
+  username: ""
+  chroot: ""
+  directory: "{directory}"
+  pidfile: "{directory}/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: 2
+  so-reuseport: yes
+  interface: 127.0.0.1@{port}
+  access-control: 127.0.0.0/8 allow
+  do-ip6: no
+  do-not-query-localhost: no
+  module-config: "iterator"
+  qname-minimisation: no
+  tls-cert-bundle: "{rig['RIG_CA']}"
+  msg-cache-size: 256m
+  rrset-cache-size: 512m
+  incoming-num-tcp: 1024
+  # test. is one of Unbound's built-in empty zones (RFC 6761); forward it like any other name.
+  local-zone: "test." nodefault
+forward-zone:
+  name: "."
+  forward-tls-upstream: yes
+  forward-addr: 127.0.0.1@{rig['RIG_DOT_PORT']}#dns.test
+""")
+    return ["unbound", "-d", "-c", path]
+
+
+def config_kresd(work, port, rig, _):
+    directory = os.path.join(work, "kresd")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "config.lua")
+    with open(path, "w") as f:
+        f.write(f"""net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})
+cache.open(1024 * MB, 'lmdb://{directory}/cache')
+trust_anchors.remove('.')
+policy.add(policy.all(policy.TLS_FORWARD({{{{'127.0.0.1@{rig['RIG_DOT_PORT']}', hostname='dns.test', ca_file='{rig['RIG_CA']}'}}}})))
+""")
+    return ["kresd", "-n", "-q", "-c", path, directory]
+
+
+def config_stubby(work, port, rig, _):
+    path = os.path.join(work, "stubby.yml")
+    with open(path, "w") as f:
+        f.write(f"""resolution_type: GETDNS_RESOLUTION_STUB
+dns_transport_list: [GETDNS_TRANSPORT_TLS]
+tls_authentication: GETDNS_AUTHENTICATION_REQUIRED
+tls_ca_file: "{rig['RIG_CA']}"
+tls_query_padding_blocksize: 128
+edns_client_subnet_private: 1
+idle_timeout: 8000
+round_robin_upstreams: 0
+listen_addresses: [127.0.0.1@{port}]
+upstream_recursive_servers:
+  - address_data: 127.0.0.1
+    tls_port: {rig['RIG_DOT_PORT']}
+    tls_auth_name: "dns.test"
+""")
+    return ["stubby", "-C", path]
+
+
+SYSTEMS = {"dotproxy": config_dotproxy, "dnsdist": config_dnsdist, "unbound": config_unbound, "kresd": config_kresd, "stubby": config_stubby}
+CACHING = {"dotproxy", "dnsdist", "unbound", "kresd"}
+
+# ---------------------------------------------------------------------------------------------------
+# Workloads
+
+
+def hot_line(index):
+    name = HOT_NAMES[index % len(HOT_NAMES)]
+    return f"{name} {HOT_TYPES.get(name, 'A')}"
+
+
+def write_queries(path, workload, count, tag):
+    """Query file for dnsperf. Unique names carry `tag`, so no name is reused across runs or systems."""
+    with open(path, "w") as f:
+        for i in range(count):
+            if workload == "hit":
+                line = hot_line(i)
+            elif workload == "miss":
+                line = f"m{i}.{tag}.unique.test A"
+            else:  # mixed and light: 60% hot, 30% unique, 10% NXDOMAIN (a hundred names, negatively cached)
+                slot = i % 10
+                if slot < 6:
+                    line = hot_line(i)
+                elif slot < 9:
+                    line = f"x{i}.{tag}.unique.test A"
+                else:
+                    line = f"nx{i % 100}.nope.test A"
+            f.write(line + "\n")
+
+
+def parse_dnsperf(text):
+    def number(pattern, default=0.0):
+        match = re.search(pattern, text)
+        return float(match.group(1)) if match else default
+    codes = dict((code, int(count)) for code, count in re.findall(r"([A-Z]+) (\d+) \(", text.split("Response codes:")[-1].split("\n")[0]))
+    return {
+        "sent": int(number(r"Queries sent:\s+(\d+)")),
+        "completed": int(number(r"Queries completed:\s+(\d+)")),
+        "lost": int(number(r"Queries lost:\s+(\d+)")),
+        "qps": number(r"Queries per second:\s+([\d.]+)"),
+        "avg_ms": number(r"Average Latency \(s\):\s+([\d.]+)") * 1000,
+        "stddev_ms": number(r"Latency StdDev \(s\):\s+([\d.]+)") * 1000,
+        "servfail": codes.get("SERVFAIL", 0),
+    }
+
+
+def p99_from_verbose(text):
+    latencies = sorted(float(m) for m in re.findall(r"^> \w+ \S+ \S+ ([\d.]+)$", text, re.M))
+    if not latencies:
+        return None
+    return latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+
+
+def run_dnsperf(port, transport, queries, seconds, rate=None, verbose=False, extra=None):
+    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", queries, "-l", str(seconds), "-m", transport, "-t", "5"]
+    argv += ["-Q", str(rate), "-c", "1", "-q", "20"] if rate else ["-c", "4", "-q", "100", "-T", "2"]
+    if verbose:
+        argv.append("-v")
+    argv += extra or []
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    return result.stdout + result.stderr
+
+
+def measure(system, port, pid, transport, workload, seconds, work, tag, upstream_port):
+    queries = os.path.join(work, f"q-{system}-{transport}-{workload}.txt")
+    if workload == "light":
+        write_queries(queries, "light", 200 * seconds + 200, tag)
+    else:
+        write_queries(queries, workload, 120_000 * seconds if workload != "hit" else 1000, tag)
+    if workload in ("hit", "mixed", "light"):
+        # Warm the hot names (and the negative ones) so "hit" measures hits.
+        warm = os.path.join(work, "warm.txt")
+        with open(warm, "w") as f:
+            for i in range(len(HOT_NAMES)):
+                f.write(hot_line(i) + "\n")
+            for i in range(100):
+                f.write(f"nx{i}.nope.test A\n")
+        run_dnsperf(port, transport, warm, 1, rate=2000)
+    connections = set()
+    cpu_before = cpu_seconds(pid)
+    text_holder = {}
+
+    # Sample upstream connections while dnsperf runs.
+    argv_rate = 200 if workload == "light" else None
+    proc = subprocess.Popen(
+        ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", queries, "-l", str(seconds), "-m", transport, "-t", "5"]
+        + (["-Q", str(argv_rate), "-c", "1", "-q", "20", "-v"] if argv_rate else ["-c", "4", "-q", "100", "-T", "2"]),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    started.append(("dnsperf", proc))
+    deadline = time.time() + seconds + 30
+    output = []
+    import threading
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()))
+    reader.start()
+    while proc.poll() is None and time.time() < deadline:
+        connections |= upstream_connections(upstream_port)
+        time.sleep(0.25)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    reader.join()
+    started[:] = [(n, p) for n, p in started if p is not proc]
+    text = "".join(output)
+    cpu = cpu_seconds(pid) - cpu_before
+    figures = parse_dnsperf(text)
+    figures["p99_ms"] = p99_from_verbose(text) if workload == "light" else None
+    figures["cpu_us_per_query"] = cpu / figures["completed"] * 1e6 if figures["completed"] else None
+    figures["peak_rss_mib"] = rss_kib(pid, "VmHWM") / 1024
+    figures["upstream_connections"] = len(connections)
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report
+
+
+LOWER_IS_BETTER = {"avg_ms": True, "p99_ms": True, "cpu_us_per_query": True, "peak_rss_mib": True, "lost": True, "qps": False}
+
+
+def ratio_table(results, seconds):
+    lines = [f"# dotproxy end-to-end benchmark ({datetime.datetime.now().isoformat(timespec='seconds')}, {seconds} s per run, "
+             f"{os.cpu_count()} CPUs)", ""]
+    if "direct" in results:
+        d = results["direct"]
+        lines += [f"dnsperf -m dot straight to the upstream (unique names): {d['qps']:.0f} QPS, avg {d['avg_ms']:.2f} ms", ""]
+    if results.get("idle_rss_mib"):
+        lines += ["Idle RSS (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in results["idle_rss_mib"].items()), ""]
+    lines += ["Ratios are dotproxy's figure over the best peer's in this run (QPS: higher is better; the others: lower is better).", ""]
+    header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns |"
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    runs = results["runs"]
+    keys = sorted({(r["transport"], r["workload"]) for r in runs}, key=lambda k: (k[0], ["hit", "miss", "mixed", "light"].index(k[1])))
+    for transport, workload in keys:
+        group = [r for r in runs if r["transport"] == transport and r["workload"] == workload]
+        peers = [r for r in group if r["system"] != "dotproxy"]
+        for r in group:
+            cells = []
+            for metric, fmt in (("qps", "{:.0f}"), ("avg_ms", "{:.2f}"), ("p99_ms", "{:.2f}"), ("lost", "{:d}"), ("cpu_us_per_query", "{:.1f}"),
+                                ("peak_rss_mib", "{:.1f}")):
+                value = r[metric]
+                if value is None:
+                    cells.append("–")
+                    continue
+                text = fmt.format(value)
+                if r["system"] == "dotproxy" and peers:
+                    values = [p[metric] for p in peers if p[metric] is not None and (metric != "qps" or p["system"] in CACHING or workload != "hit")]
+                    if values:
+                        best = min(values) if LOWER_IS_BETTER[metric] else max(values)
+                        if best:
+                            text += f" ({value / best:.2f}×)"
+                cells.append(text)
+            lines.append(f"| {transport} | {workload} | {r['system']} | " + " | ".join(cells) + f" | {r['upstream_connections']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dotproxy", required=True)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby")
+    parser.add_argument("--transports", default="udp,tcp")
+    parser.add_argument("--workloads", default="hit,miss,mixed,light")
+    args = parser.parse_args()
+    systems = [s for s in args.systems.split(",") if s]
+    for tool in ["dnsperf", "dig", "ss"] + [("unbound" if s == "unbound" else s) for s in systems if s != "dotproxy"]:
+        if not shutil.which(tool):
+            sys.exit(f"e2e: {tool} is not installed (Benchmarks/e2e/run.sh installs it)")
+    work = tempfile.mkdtemp(prefix="dotproxy-e2e-")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    rig_dir = os.path.join(work, "upstream")
+    results = {"seconds": args.seconds, "runs": [], "idle_rss_mib": {}}
+    run_tag = f"r{int(time.time())}"
+    try:
+        out = subprocess.run([os.path.join(ROOT, "scripts/unbound-rig.sh"), "start", rig_dir], capture_output=True, text=True, check=True).stdout
+        rig = dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
+        upstream_port = int(rig["RIG_DOT_PORT"])
+        print(f"upstream: Unbound DoT on 127.0.0.1:{upstream_port}", flush=True)
+
+        # The reference: dnsperf speaking DoT straight to the upstream.
+        if "miss" in args.workloads:
+            queries = os.path.join(work, "direct.txt")
+            write_queries(queries, "miss", 120_000 * args.seconds, run_tag + "direct")
+            results["direct"] = parse_dnsperf(run_dnsperf(upstream_port, "dot", queries, args.seconds))
+            print(f"direct dnsperf -m dot: {results['direct']['qps']:.0f} QPS", flush=True)
+
+        for system in systems:
+            port = free_port()
+            log = open(os.path.join(work, f"{system}.log"), "w")
+            process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy), log)
+            if not wait_ready(port):
+                print(f"{system}: did not answer; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
+                stop(process)
+                continue
+            time.sleep(0.5)
+            results["idle_rss_mib"][system] = rss_kib(process.pid, "VmRSS") / 1024
+            for transport in args.transports.split(","):
+                for workload in args.workloads.split(","):
+                    tag = f"{run_tag}{system}{transport}{workload}"
+                    figures = measure(system, port, process.pid, transport, workload, args.seconds, work, tag, upstream_port)
+                    figures.update(system=system, transport=transport, workload=workload)
+                    results["runs"].append(figures)
+                    print(f"{system:8} {transport} {workload:5}: {figures['qps']:9.0f} QPS  avg {figures['avg_ms']:.2f} ms  "
+                          f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
+                          f"conns {figures['upstream_connections']}", flush=True)
+            stop(process)
+        table = ratio_table(results, args.seconds)
+        print("\n" + table)
+        out_dir = os.path.join(ROOT, "Benchmarks", "e2e", "results")
+        os.makedirs(out_dir, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        with open(os.path.join(out_dir, f"{stamp}.md"), "w") as f:
+            f.write(table)
+        with open(os.path.join(out_dir, f"{stamp}.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"written: Benchmarks/e2e/results/{stamp}.md and .json")
+    finally:
+        stop_all()
+        subprocess.run([os.path.join(ROOT, "scripts/unbound-rig.sh"), "stop", rig_dir], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The end-to-end comparison: dotproxy against dnsdist, Unbound, Knot Resolver and Stubby, each
+# forwarding UDP/TCP to the same loopback Unbound over verified TLS, under dnsperf.
+#
+#   Benchmarks/e2e/run.sh [--seconds 15] [--systems dotproxy,dnsdist,unbound,kresd,stubby]
+#                         [--transports udp,tcp] [--workloads hit,miss,mixed,light]
+#
+# Installs what it needs (dnsperf, Unbound, dnsdist, knot-resolver, stubby, certtool, dig; only those
+# missing), builds dotproxy in release mode, then runs Benchmarks/e2e/bench.py. Results go to
+# Benchmarks/e2e/results/ (ignored by git) as Markdown and JSON. Everything runs on loopback, every load
+# is bounded in time, and every process started is stopped by PID, also on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scripts/setup.sh bench
+# The distribution's units must not hold the ports or the CPU while we measure.
+for unit in dnsdist kresd@1 stubby unbound; do systemctl stop "$unit" >/dev/null 2>&1 || true; done
+swift build -c release --product dotproxy
+exec python3 Benchmarks/e2e/bench.py --dotproxy .build/release/dotproxy "$@"
