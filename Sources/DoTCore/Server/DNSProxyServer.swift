@@ -150,6 +150,8 @@ public final class DNSProxyServer: Service {
                         .channelOption(.socketOption(.so_reuseaddr), value: 1)
                         .channelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: 1)
                         .channelOption(.maxMessagesPerRead, value: 16)
+                        // recvmmsg: up to 16 datagrams per system call.
+                        .channelOption(.datagramVectorReadMessageCount, value: 16)
                         .channelInitializer { channel in
                             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(udpHandler.value) }
                         }

@@ -1,7 +1,8 @@
 import NIOCore
 
 /// Serves one client TCP connection: framed queries in, replies out as each completes (out of order,
-/// RFC 7766 §6.2.1.1), with a cap on queries in flight and an idle timeout.
+/// RFC 7766 §6.2.1.1), with a cap on queries in flight and an idle timeout. Replies that complete
+/// within a read (cache hits) go out in one flush at its end.
 ///
 /// When the cap is reached the handler stops reading, so a client that pipelines without limit is
 /// slowed down rather than buffered in memory.
@@ -15,6 +16,9 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     private var inFlight = 0
     private var readPending = false
     private var clientAddress: SocketAddress?
+    /// True while a read is delivering frames; replies completed then are flushed together at its end.
+    private var reading = false
+    private var flushPending = false
     let drain = DrainTracker()
 
     init(handler: any DNSQueryHandler, maximumInFlight: Int) {
@@ -33,18 +37,33 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
         inFlight += 1
         drain.started()
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        reading = true
         handler.handle(query, on: context.eventLoop).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             inFlight -= 1
             drain.finished()
             let context = bound.value
             if case .success(let reply?) = result, context.channel.isActive {
-                context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+                if reading {
+                    context.write(wrapOutboundOut(reply), promise: nil)
+                    flushPending = true
+                } else {
+                    context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+                }
             }
             if readPending && inFlight < maximumInFlight {
                 readPending = false
                 context.read()
             }
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {

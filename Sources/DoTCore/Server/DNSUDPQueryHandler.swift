@@ -2,14 +2,19 @@ import NIOCore
 
 /// Reads client datagrams, asks the query handler, and writes each reply back to its sender.
 ///
-/// Replies are written as they complete; a cache hit or a local error completes at once, before the
-/// next datagram of the batch is read. Counts queries in flight so the server can drain on shutdown.
+/// Replies are written as they complete. A cache hit or a local error completes at once, inside the
+/// read: its reply is written without a flush, and the whole batch is flushed at the end of the read
+/// (one `sendmmsg` rather than a `sendmsg` per reply). Replies that complete later are flushed at once.
+/// Counts queries in flight so the server can drain on shutdown.
 final class DNSUDPQueryHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     private let handler: any DNSQueryHandler
     let drain = DrainTracker()
+    /// True while a read is delivering datagrams; replies completed then wait for `channelReadComplete`.
+    private var reading = false
+    private var flushPending = false
 
     init(handler: any DNSQueryHandler) {
         self.handler = handler
@@ -20,11 +25,27 @@ final class DNSUDPQueryHandler: ChannelInboundHandler {
         let query = DNSClientQuery(message: envelope.data, client: envelope.remoteAddress, transport: .udp)
         drain.started()
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        reading = true
         handler.handle(query, on: context.eventLoop).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             drain.finished()
             guard case .success(let reply?) = result else { return }
-            bound.value.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)), promise: nil)
+            let envelope = AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)
+            if reading {
+                bound.value.write(wrapOutboundOut(envelope), promise: nil)
+                flushPending = true
+            } else {
+                bound.value.writeAndFlush(wrapOutboundOut(envelope), promise: nil)
+            }
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
