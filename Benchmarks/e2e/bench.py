@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -34,15 +35,8 @@ def free_port():
 
 
 def stop_all():
-    for _, process in reversed(started):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    started.clear()
+    for _, process in reversed(list(started)):
+        stop(process)
 
 
 def start(name, argv, log):
@@ -241,13 +235,14 @@ def p99_from_verbose(text):
     return latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
 
 
-def run_dnsperf(port, transport, queries, seconds, rate=None, verbose=False, extra=None):
+def dnsperf_argv(port, transport, queries, seconds, rate=None):
+    """4 clients with 100 outstanding each on 2 threads, or one client at a fixed rate (verbose, for p99)."""
     argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", queries, "-l", str(seconds), "-m", transport, "-t", "5"]
-    argv += ["-Q", str(rate), "-c", "1", "-q", "20"] if rate else ["-c", "4", "-q", "100", "-T", "2"]
-    if verbose:
-        argv.append("-v")
-    argv += extra or []
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    return argv + (["-Q", str(rate), "-c", "1", "-q", "20", "-v"] if rate else ["-c", "4", "-q", "100", "-T", "2"])
+
+
+def run_dnsperf(port, transport, queries, seconds, rate=None):
+    result = subprocess.run(dnsperf_argv(port, transport, queries, seconds, rate), capture_output=True, text=True, timeout=seconds + 30)
     return result.stdout + result.stderr
 
 
@@ -268,18 +263,13 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
         run_dnsperf(port, transport, warm, 1, rate=2000)
     connections = set()
     cpu_before = cpu_seconds(pid)
-    text_holder = {}
 
     # Sample upstream connections while dnsperf runs.
-    argv_rate = 200 if workload == "light" else None
-    proc = subprocess.Popen(
-        ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", queries, "-l", str(seconds), "-m", transport, "-t", "5"]
-        + (["-Q", str(argv_rate), "-c", "1", "-q", "20", "-v"] if argv_rate else ["-c", "4", "-q", "100", "-T", "2"]),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(dnsperf_argv(port, transport, queries, seconds, 200 if workload == "light" else None),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     started.append(("dnsperf", proc))
     deadline = time.time() + seconds + 30
     output = []
-    import threading
     reader = threading.Thread(target=lambda: output.append(proc.stdout.read()))
     reader.start()
     while proc.poll() is None and time.time() < deadline:

@@ -46,15 +46,19 @@ struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable, CustomString
         }
     }
 
+    /// Splits `TARGET#name` into the target and the authentication name; `nil` when the name is empty
+    /// or not a domain name.
+    static func splitName(_ text: String) -> (Substring, String?)? {
+        guard let hash = text.firstIndex(of: "#") else { return (Substring(text), nil) }
+        let name = String(text[text.index(after: hash)...])
+        guard !name.isEmpty, (try? DNSName(parsing: name)) != nil else { return nil }
+        return (text[..<hash], name)
+    }
+
     /// `HOSTNAME[:PORT][#name]`.
     static func parseHostname(_ text: String) -> Target? {
-        var rest = Substring(text)
-        var name: String?
-        if let hash = rest.firstIndex(of: "#") {
-            name = String(rest[rest.index(after: hash)...])
-            rest = rest[..<hash]
-            guard let given = name, !given.isEmpty, (try? DNSName(parsing: given)) != nil else { return nil }
-        }
+        guard let (target, name) = splitName(text) else { return nil }
+        var rest = target
         var port = 853
         if let colon = rest.firstIndex(of: ":") {
             guard let value = Int(rest[rest.index(after: colon)...]), (1...65535).contains(value) else { return nil }
@@ -70,13 +74,7 @@ struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable, CustomString
     }
 
     static func parse(_ text: String) -> UpstreamAddress? {
-        var rest = Substring(text)
-        var name: String?
-        if let hash = rest.firstIndex(of: "#") {
-            name = String(rest[rest.index(after: hash)...])
-            rest = rest[..<hash]
-            guard let given = name, !given.isEmpty, (try? DNSName(parsing: given)) != nil else { return nil }
-        }
+        guard let (rest, name) = splitName(text) else { return nil }
         var host: String
         var port = 853
         if rest.hasPrefix("[") {

@@ -16,9 +16,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     private var inFlight = 0
     private var readPending = false
     private var clientAddress: SocketAddress?
-    /// True while a read is delivering frames; replies completed then are flushed together at its end.
-    private var reading = false
-    private var flushPending = false
+    private var writer = ReadBatchedWriter()
     let drain = DrainTracker()
 
     init(handler: any DNSQueryHandler, maximumInFlight: Int) {
@@ -37,18 +35,13 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
         inFlight += 1
         drain.started()
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        reading = true
+        writer.readStarted()
         handler.handle(query, on: context.eventLoop).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             inFlight -= 1
             drain.finished()
             let context = bound.value
             if case .success(let reply?) = result, context.channel.isActive {
-                if reading {
-                    context.write(wrapOutboundOut(reply), promise: nil)
-                    flushPending = true
-                } else {
-                    context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
-                }
+                writer.write(wrapOutboundOut(reply), context: context)
             }
             if readPending && inFlight < maximumInFlight {
                 readPending = false
@@ -58,11 +51,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        reading = false
-        if flushPending {
-            flushPending = false
-            context.flush()
-        }
+        writer.readComplete(context: context)
         context.fireChannelReadComplete()
     }
 

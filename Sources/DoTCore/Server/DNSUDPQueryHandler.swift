@@ -12,9 +12,7 @@ final class DNSUDPQueryHandler: ChannelInboundHandler {
 
     private let handler: any DNSQueryHandler
     let drain = DrainTracker()
-    /// True while a read is delivering datagrams; replies completed then wait for `channelReadComplete`.
-    private var reading = false
-    private var flushPending = false
+    private var writer = ReadBatchedWriter()
 
     init(handler: any DNSQueryHandler) {
         self.handler = handler
@@ -25,26 +23,16 @@ final class DNSUDPQueryHandler: ChannelInboundHandler {
         let query = DNSClientQuery(message: envelope.data, client: envelope.remoteAddress, transport: .udp)
         drain.started()
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        reading = true
+        writer.readStarted()
         handler.handle(query, on: context.eventLoop).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             drain.finished()
             guard case .success(let reply?) = result else { return }
-            let envelope = AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)
-            if reading {
-                bound.value.write(wrapOutboundOut(envelope), promise: nil)
-                flushPending = true
-            } else {
-                bound.value.writeAndFlush(wrapOutboundOut(envelope), promise: nil)
-            }
+            writer.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)), context: bound.value)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        reading = false
-        if flushPending {
-            flushPending = false
-            context.flush()
-        }
+        writer.readComplete(context: context)
         context.fireChannelReadComplete()
     }
 

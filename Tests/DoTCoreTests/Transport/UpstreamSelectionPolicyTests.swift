@@ -37,21 +37,9 @@ struct UpstreamSelectionPolicyTests {
         #expect(laterOnly[policy.select(from: laterOnly)].index == 2)
     }
 
-    /// A tiny deterministic generator (SplitMix64).
-    struct SeededGenerator: RandomNumberGenerator, Sendable {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test func randomSpreadsOverEveryCandidateAndFollowsItsGenerator() {
-        var policy = RandomSelectionPolicy(generator: SeededGenerator(state: 42))
-        var again = RandomSelectionPolicy(generator: SeededGenerator(state: 42))
+        var policy = RandomSelectionPolicy(generator: SplitMix64(seed: 42))
+        var again = RandomSelectionPolicy(generator: SplitMix64(seed: 42))
         let all = Self.candidates([(0, nil), (0, nil), (0, nil)])
         var counts = [0, 0, 0]
         for _ in 0..<3_000 {

@@ -163,7 +163,7 @@ struct MalformedInputTests {
 }
 
 /// A small deterministic generator, so that a failing mutation can be reproduced.
-struct SplitMix64: RandomNumberGenerator {
+struct SplitMix64: RandomNumberGenerator, Sendable {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
