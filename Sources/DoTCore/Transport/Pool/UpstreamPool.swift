@@ -107,6 +107,8 @@ public final class UpstreamPool: UpstreamTransport {
     private let healthEventLoop: any EventLoop
     private let logger: Logger
     private let probeQuery: ByteBuffer
+    /// `failoverResponseCodes` as a bit per header RCODE (0-15), so a reply is checked without hashing.
+    private let failoverMask: UInt16
     private let state: NIOLockedValueBox<State>
 
     private struct State {
@@ -135,6 +137,9 @@ public final class UpstreamPool: UpstreamTransport {
         self.configuration = configuration
         self.healthEventLoop = healthEventLoop
         self.logger = logger
+        self.failoverMask = configuration.failoverResponseCodes.reduce(0) { mask, code in
+            code.rawValue < 16 ? mask | 1 << code.rawValue : mask
+        }
         self.probeQuery = (try? DNSMessage.query(name: configuration.probeName, type: configuration.probeType, id: 0).encoded()) ?? ByteBuffer()
         self.state = NIOLockedValueBox(
             State(
@@ -214,7 +219,7 @@ public final class UpstreamPool: UpstreamTransport {
     /// Whether `reply`'s response code is one that fails over.
     private func isFailoverResponse(_ reply: ByteBuffer) -> Bool {
         guard let flags = reply.getInteger(at: reply.readerIndex + 3, as: UInt8.self) else { return false }
-        return configuration.failoverResponseCodes.contains(DNSResponseCode(integerLiteral: UInt16(flags & 0x0F)))
+        return failoverMask & 1 << UInt16(flags & 0x0F) != 0
     }
 
     /// Picks an upstream not in `tried` and counts the query against it (and a failover against
