@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages dotproxy needs, only when some are missing.
 #   scripts/setup.sh run     what building and running the proxy needs
-#   scripts/setup.sh test    that, plus the tools the test suite drives (Unbound, certtool, dig, kdig, dnsperf)
+#   scripts/setup.sh test    that, plus the tools the test suite drives (Unbound, certtool, dig, kdig, dnsperf,
+#                            promtool from the prometheus package)
 #   scripts/setup.sh bench   that, plus the peers the end-to-end benchmark compares against (dnsdist,
 #                            Knot Resolver, Stubby)
 set -euo pipefail
 
 run_packages=(libgnutls28-dev pkg-config ca-certificates)
-test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf python3)
+test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf python3 prometheus)
 bench_packages=("${test_packages[@]}" dnsdist knot-resolver stubby)
 
 case "${1:-run}" in
@@ -32,8 +33,8 @@ sudo=""
 echo "setup: installing ${missing[*]}" >&2
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the packaged Unbound and dnsdist services on install; the tests start their own.
-for service in unbound dnsdist; do
+# Debian starts the packaged Unbound, dnsdist and Prometheus services on install; the tests start their own.
+for service in unbound dnsdist prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
     $sudo systemctl stop "$service" || true
   fi

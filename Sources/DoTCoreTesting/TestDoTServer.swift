@@ -192,14 +192,16 @@ extension TestDoTServer {
     ///
     /// - Parameters:
     ///   - pins: SPKI pins to require, in base64.
+    ///   - metrics: Where the transport reports connections and handshakes.
     ///   - configure: Changes to the transport's configuration.
-    public func makeTransport(pins: [String] = [], configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in })
-        throws -> DoTUpstreamTransport
-    {
+    public func makeTransport(
+        pins: [String] = [], metrics: DNSProxyMetrics = DNSProxyMetrics(), configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in }
+    ) throws -> DoTUpstreamTransport {
         var configuration = DoTUpstreamTransport.Configuration(
             upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: TestCertificates.serverName))
         configure(&configuration)
         return DoTUpstreamTransport(
-            configuration: configuration, tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins)))
+            configuration: configuration, tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins)),
+            metrics: metrics)
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DoTCore
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -112,6 +113,11 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "text, or json for one JSON object per line.")
     var logFormat: String = "text"
 
+    @Option(
+        name: .customLong("metrics-listen"),
+        help: "Serve /metrics (Prometheus), /health and /ready over HTTP on IP:PORT, for example 127.0.0.1:9153. Off by default.")
+    var metricsListen: ListenArgument?
+
     @Flag(name: .customLong("log-queries"), help: "Log every query's name and type (off by default, for privacy).")
     var logQueries = false
 
@@ -119,7 +125,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
         "log-format", "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
         "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl", "upstream-policy", "max-fails",
-        "failover-rcode", "health-check-interval", "bootstrap",
+        "failover-rcode", "health-check-interval", "bootstrap", "metrics-listen",
     ]
     static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
 
@@ -239,10 +245,21 @@ struct DotProxyCommand: AsyncParsableCommand {
                 }
             }
         }
+        var metricsAddress: SocketAddress?
+        if let metricsListen {
+            guard let address = try? SocketAddress(ipAddress: metricsListen.host, port: metricsListen.port) else {
+                throw ValidationError("--metrics-listen: \(metricsListen.description) is not a usable address")
+            }
+            guard !server.listenAddresses.contains(address) else {
+                throw ValidationError("--metrics-listen: \(metricsListen.description) is also a DNS listener")
+            }
+            metricsAddress = address
+        }
         return ProxyConfiguration(
             upstreams: upstreams, pool: pool, bootstrap: bootstrapServers, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
             idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter, cache: cache,
-            logLevel: level, logJSON: logFormat.lowercased() == "json", logQueries: logQueries)
+            logLevel: level, logJSON: logFormat.lowercased() == "json", logQueries: logQueries,
+            metricsListen: metricsAddress)
     }
 
     /// The upstream list and the pool's policy, failover and health settings.
@@ -300,6 +317,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "dotproxy")
         let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        if let factory = services.metricsFactory { MetricsSystem.bootstrap(factory) }
         logger.info("starting: \(configuration.summary)")
         services.resolveUpstreamNames(on: MultiThreadedEventLoopGroup.singleton)
         if configuration.accessControl.isOpen {
@@ -307,7 +325,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: services.server, successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: services.all.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

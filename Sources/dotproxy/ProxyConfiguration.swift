@@ -1,6 +1,8 @@
 import DoTCore
 import Logging
 import NIOCore
+import Prometheus
+import ServiceLifecycle
 
 /// Everything the command line decides, validated, ready to build the proxy from.
 struct ProxyConfiguration: Sendable {
@@ -18,6 +20,8 @@ struct ProxyConfiguration: Sendable {
     var logLevel: Logger.Level
     var logJSON: Bool
     var logQueries: Bool
+    /// Where `/metrics`, `/health` and `/ready` are served; off when `nil`.
+    var metricsListen: SocketAddress? = nil
 
     /// One line for the start-up log.
     var summary: String {
@@ -49,12 +53,18 @@ struct ProxyServices: Sendable {
     let handler: ForwardingQueryHandler
     let rateLimiter: (any QueryRateLimiter)?
     let cache: any DNSResponseCache
+    /// The Prometheus factory every component reports to, and its listener, with `--metrics-listen`.
+    let metricsFactory: PrometheusMetricsFactory?
+    let metricsServer: MetricsHTTPServer?
 
     /// Starts resolving the `tls://` upstream names, so the first query does not wait; a failure is
     /// logged and retried by the pool's probes.
     func resolveUpstreamNames(on group: any EventLoopGroup) {
         for case let upstream as HostnameUpstreamTransport in upstreams { upstream.prepare(on: group.next()) }
     }
+
+    /// The services to run in one group: the DNS server, and the metrics listener if configured.
+    var all: [any Service] { [server] + (metricsServer.map { [$0] } ?? []) }
 
     /// Stops the pool's probes and closes every upstream connection.
     func shutdownUpstreams() async {
@@ -70,6 +80,8 @@ enum ProxyBuilder {
     /// Builds the proxy from a configuration. Loads trust roots, so it blocks briefly; call it before
     /// serving, never on an event loop.
     static func build(_ configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) throws -> ProxyServices {
+        let metricsFactory = configuration.metricsListen.map { _ in makeMetricsFactory() }
+        let metrics = metricsFactory.map { DNSProxyMetrics(factory: $0) } ?? DNSProxyMetrics()
         let context = try TLSClientContext(configuration: configuration.tls, logger: logger)
         let resolver: any UpstreamHostResolver =
             configuration.bootstrap.isEmpty ? SystemHostResolver() : BootstrapHostResolver(servers: configuration.bootstrap)
@@ -77,24 +89,47 @@ enum ProxyBuilder {
             switch upstream.target {
             case .address(let address):
                 return UpstreamPool.Member(
-                    DoTUpstreamTransport(configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout), tlsContext: context, logger: logger))
+                    DoTUpstreamTransport(configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout), tlsContext: context, metrics: metrics,
+                        logger: logger))
             case .hostname(let host, let port, let name):
                 let transport = HostnameUpstreamTransport(
                     host: host, port: port, authenticationName: name, resolver: resolver, tlsContext: context,
-                    configuration: .init(upstream: UpstreamAddress(host: host, port: port), idleTimeout: configuration.idleTimeout), logger: logger)
+                    configuration: .init(upstream: UpstreamAddress(host: host, port: port), idleTimeout: configuration.idleTimeout), metrics: metrics,
+                    logger: logger)
                 return UpstreamPool.Member(name: transport.name, transport: transport)
             }
         }
-        let transport = UpstreamPool(members: members, configuration: configuration.pool, healthEventLoop: group.next(), logger: logger)
+        let transport = UpstreamPool(members: members, configuration: configuration.pool, healthEventLoop: group.next(), metrics: metrics, logger: logger)
         let limiter: any QueryRateLimiter = configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
             ?? UnlimitedQueryRateLimiter()
-        let cache: any DNSResponseCache = configuration.cache.map { InMemoryDNSResponseCache(configuration: $0) } ?? NoOpDNSResponseCache()
+        let cache: any DNSResponseCache = configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) } ?? NoOpDNSResponseCache()
         let handler = ForwardingQueryHandler(
             transport: transport, accessControl: configuration.accessControl, rateLimiter: limiter, cache: cache,
-            queryTimeout: configuration.queryTimeout, logQueries: configuration.logQueries, logger: logger)
-        let server = DNSProxyServer(configuration: configuration.server, handler: handler, eventLoopGroup: group, logger: logger)
+            queryTimeout: configuration.queryTimeout, logQueries: configuration.logQueries, metrics: metrics, logger: logger)
+        let server = DNSProxyServer(configuration: configuration.server, handler: handler, eventLoopGroup: group, metrics: metrics, logger: logger)
+        var metricsServer: MetricsHTTPServer?
+        if let address = configuration.metricsListen, let metricsFactory {
+            metricsServer = MetricsHTTPServer(address: address, registry: metricsFactory.registry, group: group, logger: logger) {
+                transport.hasUsableUpstream
+            }
+        }
         return ProxyServices(
             server: server, pool: transport, upstreams: members.map(\.transport), handler: handler, rateLimiter: configuration.rateLimit == nil ? nil : limiter,
-            cache: cache)
+            cache: cache, metricsFactory: metricsFactory, metricsServer: metricsServer)
+    }
+
+    /// A Prometheus factory with its own registry, and histogram buckets from 100 µs to 5 s for
+    /// the two request-duration timers.
+    static func makeMetricsFactory() -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
+        let buckets: [Duration] = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+            .seconds(1), .seconds(2.5), .seconds(5),
+        ]
+        factory.durationHistogramBuckets = [
+            DNSProxyMetrics.Name.requestDuration: buckets, DNSProxyMetrics.Name.upstreamDuration: buckets,
+        ]
+        return factory
     }
 }

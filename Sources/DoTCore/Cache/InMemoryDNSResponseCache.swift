@@ -93,6 +93,15 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         var hand = 0
         var bytes = 0
         var statistics = DNSCacheStatistics()
+        /// What the metrics have been told so far (entries, bytes, evictions).
+        var reported = (entries: 0, bytes: 0, evictions: 0)
+
+        /// The change since the metrics were last told, which they are now.
+        mutating func unreportedChange() -> (entries: Int, bytes: Int, evictions: Int) {
+            let change = (index.count - reported.entries, bytes - reported.bytes, statistics.evictions - reported.evictions)
+            reported = (index.count, bytes, statistics.evictions)
+            return change
+        }
 
         mutating func remove(_ slot: Int) {
             index.removeValue(forKey: entries[slot].key)
@@ -126,14 +135,18 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     private let shards: [NIOLockedValueBox<Shard>]
     private let entriesPerShard: Int
     private let bytesPerShard: Int
+    private let metrics: DNSProxyMetrics
 
     /// Creates an empty cache.
     ///
     /// - Parameters:
     ///   - configuration: Bounds and TTL policy.
     ///   - shardCount: Independently locked shards, so event loops rarely contend; 16.
-    public init(configuration: Configuration = .init(), shardCount: Int = 16) {
+    ///   - metrics: Where evictions, entries and bytes are reported (each store reports its shard's
+    ///     change, including entries a lookup found expired); hits and misses are the handler's.
+    public init(configuration: Configuration = .init(), shardCount: Int = 16, metrics: DNSProxyMetrics = DNSProxyMetrics()) {
         self.configuration = configuration
+        self.metrics = metrics
         // A power of two, so picking a shard is a mask rather than a division.
         var count = 1
         while count < min(max(1, shardCount), max(1, configuration.maximumEntries)) { count <<= 1 }
@@ -319,7 +332,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             key: key, storage: storage, storedAt: UInt64(max(0, now.uptimeNanoseconds)), lifetime: UInt64(lifetime) * 1_000_000_000,
             length: UInt16(length), questionNameStart: UInt16(questionName.lowerBound), questionNameLength: UInt8(questionName.count),
             questionType: view.questionType?.rawValue ?? 0, questionClass: view.questionClass?.rawValue ?? 0)
-        shard(for: key).withLockedValue { shard in
+        let change = shard(for: key).withLockedValue { shard in
             if let existing = shard.index[key] { shard.remove(existing) }
             while !shard.index.isEmpty, shard.index.count >= entriesPerShard || shard.bytes + length > bytesPerShard {
                 shard.evictOne()
@@ -335,7 +348,11 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             shard.index[key] = slot
             shard.bytes += length
             shard.statistics.stores += 1
+            return shard.unreportedChange()
         }
+        DNSProxyMetrics.adjust(metrics.cacheEntries, by: change.entries)
+        DNSProxyMetrics.adjust(metrics.cacheBytes, by: change.bytes)
+        if change.evictions > 0 { metrics.cacheEvictions.increment(by: Int64(change.evictions)) }
     }
 
     /// How long a reply may be cached, in seconds, or `nil` when it must not be.

@@ -71,6 +71,7 @@ public final class DNSProxyServer: Service {
     private let handler: any DNSQueryHandler
     private let group: any EventLoopGroup
     private let logger: Logger
+    private let metrics: DNSProxyMetrics
     private let limiter: TCPConnectionLimiter
     private let connectionRate: (any QueryRateLimiter)?
     private let connections = NIOLockedValueBox<[ObjectIdentifier: TCPConnection]>([:])
@@ -88,11 +89,14 @@ public final class DNSProxyServer: Service {
     ///   - configuration: Listeners and limits.
     ///   - handler: Answers each query; usually a ``ForwardingQueryHandler``.
     ///   - eventLoopGroup: The event loops to serve on.
+    ///   - metrics: Where open client TCP connections are reported (queries and replies are the
+    ///     handler's).
     ///   - logger: Receives start-up, shutdown and error messages.
     public init(
         configuration: Configuration, handler: any DNSQueryHandler, eventLoopGroup: any EventLoopGroup,
-        logger: Logger = Logger(label: "dotproxy.server")
+        metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.server")
     ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.handler = handler
         self.group = eventLoopGroup
@@ -181,6 +185,7 @@ public final class DNSProxyServer: Service {
         let connections = self.connections
         let handler = self.handler
         let configuration = self.configuration
+        let openConnections = metrics.clientConnections
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -196,8 +201,10 @@ public final class DNSProxyServer: Service {
                 guard limiter.admit(client) else {
                     return channel.close()
                 }
+                openConnections.increment()
                 channel.closeFuture.whenComplete { _ in
                     limiter.release(client)
+                    openConnections.decrement()
                     connections.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
                 }
                 return channel.eventLoop.makeCompletedFuture {

@@ -46,6 +46,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     private let queryTimeout: TimeAmount
     private let logger: Logger
     private let logQueries: Bool
+    private let metrics: DNSProxyMetrics
     private let countersBox = NIOLockedValueBox(Counters())
     private let inFlight = NIOLockedValueBox([DNSCacheKey: EventLoopFuture<UpstreamAnswer>]())
 
@@ -62,12 +63,14 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     ///     an expired answer is sent instead (RFC 8767 client response timer); 1.8 s.
     ///   - queryTimeout: The deadline for an upstream reply; SERVFAIL after it. 2 s by default.
     ///   - logQueries: Whether to log each query's name and type at info level (off: privacy).
+    ///   - metrics: Where queries, replies, durations, cache outcomes, limiter decisions and malformed
+    ///     packets are counted; handles from the bootstrapped metrics factory by default.
     ///   - logger: Where to log.
     public init(
         transport: any UpstreamTransport, accessControl: AccessControlList = .default, deniedAction: RateLimitDecision = .refuse,
         rateLimiter: any QueryRateLimiter = UnlimitedQueryRateLimiter(), cache: any DNSResponseCache = NoOpDNSResponseCache(),
         staleReplyDelay: TimeAmount = .milliseconds(1800), queryTimeout: TimeAmount = .seconds(2),
-        logQueries: Bool = false, logger: Logger = Logger(label: "dotproxy.handler")
+        logQueries: Bool = false, metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.handler")
     ) {
         self.transport = transport
         self.accessControl = accessControl
@@ -77,6 +80,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         self.staleReplyDelay = staleReplyDelay
         self.queryTimeout = queryTimeout
         self.logQueries = logQueries
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -84,30 +88,49 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     public var counters: Counters { countersBox.withLockedValue { $0 } }
 
     public func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
+        let start = NIODeadline.now()
+        switch resolve(query, now: start, on: eventLoop) {
+        case .now(let reply):
+            metrics.recordResponse(reply, transport: query.transport, since: start)
+            return eventLoop.makeSucceededFuture(reply)
+        case .later(let reply):
+            return reply.map { [metrics] reply in
+                metrics.recordResponse(reply, transport: query.transport, since: start)
+                return reply
+            }
+        }
+    }
+
+    /// A reply known at once (from the cache, or built by the handler), or one that waits for the
+    /// upstream.
+    private enum Answer {
+        case now(ByteBuffer?)
+        case later(EventLoopFuture<ByteBuffer?>)
+    }
+
+    private func resolve(_ query: DNSClientQuery, now: NIODeadline, on eventLoop: any EventLoop) -> Answer {
         let message = query.message
         let allocator = ByteBufferAllocator()
         guard message.readableBytes >= DNSHeader.wireLength,
             let flags = message.getInteger(at: message.readerIndex + 2, as: UInt16.self), flags & DNSHeader.Flag.qr == 0
         else {
             countersBox.withLockedValue { $0.dropped += 1 }
-            return eventLoop.makeSucceededFuture(nil)
+            metrics.malformedDropped.increment()
+            return .now(nil)
         }
-        let now = NIODeadline.now()
         if let client = ClientAddress(query.client) {
             guard accessControl.allows(client) else {
                 countersBox.withLockedValue { $0.denied += 1 }
-                return eventLoop.makeSucceededFuture(
-                    deniedAction == .drop ? nil : DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
+                metrics.accessDenied.increment()
+                return .now(deniedAction == .drop ? nil : DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
             }
             let decision = rateLimiter.decide(for: client, transport: query.transport, now: now)
+            metrics.recordRateLimit(decision)
             if decision != .admit {
                 switch decision {
-                case .drop: return eventLoop.makeSucceededFuture(nil)
-                case .slip:
-                    return eventLoop.makeSucceededFuture(
-                        DNSResponseBuilder.reply(to: message, view: nil, rcode: .noError, truncated: true, allocator: allocator))
-                default:
-                    return eventLoop.makeSucceededFuture(DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
+                case .drop: return .now(nil)
+                case .slip: return .now(DNSResponseBuilder.reply(to: message, view: nil, rcode: .noError, truncated: true, allocator: allocator))
+                default: return .now(DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
                 }
             }
         }
@@ -116,17 +139,20 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             view = try DNSMessageView(message)
         } catch {
             countersBox.withLockedValue { $0.formatErrors += 1 }
+            metrics.malformedAnswered.increment()
             logger.debug("malformed query", metadata: ["error": "\(error)", "transport": "\(query.transport)"])
-            return eventLoop.makeSucceededFuture(DNSResponseBuilder.reply(to: message, view: nil, rcode: .formatError, allocator: allocator))
+            return .now(DNSResponseBuilder.reply(to: message, view: nil, rcode: .formatError, allocator: allocator))
         }
         guard view.opcode == .query else {
             countersBox.withLockedValue { $0.notImplemented += 1 }
-            return eventLoop.makeSucceededFuture(DNSResponseBuilder.reply(to: message, view: view, rcode: .notImplemented, allocator: allocator))
+            return .now(DNSResponseBuilder.reply(to: message, view: view, rcode: .notImplemented, allocator: allocator))
         }
         guard view.questionCount == 1 else {
             countersBox.withLockedValue { $0.formatErrors += 1 }
-            return eventLoop.makeSucceededFuture(DNSResponseBuilder.reply(to: message, view: nil, rcode: .formatError, allocator: allocator))
+            metrics.malformedAnswered.increment()
+            return .now(DNSResponseBuilder.reply(to: message, view: nil, rcode: .formatError, allocator: allocator))
         }
+        metrics.recordQuery(type: view.questionType, transport: query.transport)
         if logQueries {
             logger.info(
                 "query",
@@ -136,12 +162,14 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                 ])
         }
         if let hit = cache.lookup(message, view: view, now: now) {
+            metrics.cacheHits.increment()
             if cache.claimPrefetch(message, view: view, now: now) {
                 // Refresh in the background; the new reply replaces the entry when it arrives.
                 _ = forward(message, view: view, on: eventLoop, allocator: allocator)
             }
-            return eventLoop.makeSucceededFuture(fitCached(hit, query: query, view: view, allocator: allocator))
+            return .now(fitCached(hit, query: query, view: view, allocator: allocator))
         }
+        metrics.cacheMisses.increment()
         // Identical misses wait for the query already in flight instead of each going upstream. The
         // wait is bounded by that query's deadline.
         let answer: EventLoopFuture<UpstreamAnswer>
@@ -154,6 +182,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             }
             if let pending {
                 countersBox.withLockedValue { $0.coalesced += 1 }
+                metrics.coalesced.increment()
                 answer = pending.hop(to: eventLoop)
             } else {
                 let inFlight = self.inFlight
@@ -164,26 +193,31 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         } else {
             answer = forward(message, view: view, on: eventLoop, allocator: allocator)
         }
-        let replied = answer.map { [countersBox] answer -> ByteBuffer? in
+        let replied = answer.map { [countersBox, metrics] answer -> ByteBuffer? in
             let fitted = DNSResponseBuilder.fit(
                 reply: answer.reply, replyView: answer.view, query: message, queryView: view, transport: query.transport, allocator: allocator)
-            if fitted.truncated { countersBox.withLockedValue { $0.truncated += 1 } }
+            if fitted.truncated {
+                countersBox.withLockedValue { $0.truncated += 1 }
+                metrics.truncated.increment()
+            }
             return fitted.message
         }.recover { [self] error -> ByteBuffer? in
             logger.debug("upstream failure", metadata: ["error": "\(error)"])
             if let stale = cache.lookupStale(message, view: view, now: .now()) {
+                metrics.cacheStaleAnswers.increment()
                 return fitCached(stale, query: query, view: view, allocator: allocator)
             }
             countersBox.withLockedValue { $0.serverFailures += 1 }
             return DNSResponseBuilder.reply(to: message, view: view, rcode: .serverFailure, allocator: allocator)
         }
-        return raceWithStaleAnswer(replied, query: query, view: view, on: eventLoop, allocator: allocator)
+        return .later(raceWithStaleAnswer(replied, query: query, view: view, on: eventLoop, allocator: allocator))
     }
 
     /// Fits a reply built by the cache to the client's UDP size.
     private func fitCached(_ hit: ByteBuffer, query: DNSClientQuery, view: DNSMessageView, allocator: ByteBufferAllocator) -> ByteBuffer {
         guard query.transport.isUDP, hit.readableBytes > view.clientUDPPayloadSize else { return hit }
         countersBox.withLockedValue { $0.truncated += 1 }
+        metrics.truncated.increment()
         let rcode = DNSResponseCode(truncating: UInt16(hit.getInteger(at: hit.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F)
         return DNSResponseBuilder.reply(to: query.message, view: view, rcode: rcode, truncated: true, allocator: allocator)
     }
@@ -201,6 +235,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             guard !done.withLockedValue({ $0 }), let stale = cache.lookupStale(query.message, view: view, now: .now()),
                 done.withLockedValue({ done in defer { done = true }; return !done })
             else { return }
+            metrics.cacheStaleAnswers.increment()
             result.succeed(fitCached(stale, query: query, view: view, allocator: allocator))
         }
         replied.whenComplete { outcome in

@@ -137,6 +137,7 @@ final class DoTConnection: ChannelInboundHandler {
             handshakeCompleted = true
             pool.statistics.handshakes += 1
             if completed.resumed { pool.statistics.resumedHandshakes += 1 }
+            (completed.resumed ? pool.metrics.resumedHandshakes : pool.metrics.handshakes).increment()
             pool.logger.debug(
                 "TLS handshake done",
                 metadata: [

@@ -17,6 +17,7 @@ final class DoTConnectionPool {
     let configuration: DoTUpstreamTransport.Configuration
     let tlsContext: TLSClientContext
     let logger: Logger
+    let metrics: UpstreamMetrics
     private let resumptionData: NIOLockedValueBox<[UInt8]?>
     private var connections: [DoTConnection] = []
     private var nextIdentifier = 0
@@ -25,8 +26,9 @@ final class DoTConnectionPool {
 
     init(
         eventLoop: any EventLoop, configuration: DoTUpstreamTransport.Configuration, tlsContext: TLSClientContext,
-        resumptionData: NIOLockedValueBox<[UInt8]?>, logger: Logger
+        resumptionData: NIOLockedValueBox<[UInt8]?>, metrics: UpstreamMetrics, logger: Logger
     ) {
+        self.metrics = metrics
         self.eventLoop = eventLoop
         self.upstream = configuration.upstream
         self.configuration = configuration
@@ -78,6 +80,7 @@ final class DoTConnectionPool {
         let connection = DoTConnection(pool: self, identifier: nextIdentifier)
         connections.append(connection)
         statistics.connectionsOpened += 1
+        metrics.connections.increment()
         logger.debug("connecting", metadata: ["upstream": "\(upstream)", "connection": "\(nextIdentifier)"])
         let address: SocketAddress
         do {
@@ -117,7 +120,9 @@ final class DoTConnectionPool {
     }
 
     func connectionDidClose(_ connection: DoTConnection, error: UpstreamError) {
-        connections.removeAll { $0 === connection }
+        guard let position = connections.firstIndex(where: { $0 === connection }) else { return }
+        connections.remove(at: position)
+        metrics.connections.decrement()
     }
 
     func storeResumptionData(_ data: [UInt8]) {

@@ -65,6 +65,7 @@ public final class DoTUpstreamTransport: UpstreamTransport {
     public let configuration: Configuration
     private let tlsContext: TLSClientContext
     private let logger: Logger
+    private let metrics: UpstreamMetrics
     private let resumptionData = NIOLockedValueBox<[UInt8]?>(nil)
     private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<DoTConnectionPool>]>([:])
 
@@ -73,9 +74,21 @@ public final class DoTUpstreamTransport: UpstreamTransport {
     /// - Parameters:
     ///   - configuration: The upstream and the connection behaviour.
     ///   - tlsContext: Trust, versions, verification and pins; share one context between transports.
+    ///   - metrics: Where connections open and TLS handshakes (resumed or not) are reported, labelled
+    ///     with the upstream's address.
     ///   - logger: Receives connection events (debug) and warnings.
-    public init(configuration: Configuration, tlsContext: TLSClientContext, logger: Logger = Logger(label: "dotproxy.upstream")) {
+    public convenience init(
+        configuration: Configuration, tlsContext: TLSClientContext, metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        logger: Logger = Logger(label: "dotproxy.upstream")
+    ) {
+        self.init(
+            configuration: configuration, tlsContext: tlsContext, metrics: metrics.upstream(configuration.upstream.description), logger: logger)
+    }
+
+    /// Creates a transport whose metrics carry another name (a host name's, for its addresses).
+    init(configuration: Configuration, tlsContext: TLSClientContext, metrics: UpstreamMetrics, logger: Logger) {
         self.configuration = configuration
+        self.metrics = metrics
         self.tlsContext = tlsContext
         var logger = logger
         logger[metadataKey: "upstream"] = "\(configuration.upstream)"
@@ -121,7 +134,7 @@ public final class DoTUpstreamTransport: UpstreamTransport {
             if let pool = pools[key] { return pool.value }
             let pool = DoTConnectionPool(
                 eventLoop: eventLoop, configuration: configuration, tlsContext: tlsContext, resumptionData: resumptionData,
-                logger: logger)
+                metrics: metrics, logger: logger)
             pools[key] = NIOLoopBound(pool, eventLoop: eventLoop)
             return pool
         }

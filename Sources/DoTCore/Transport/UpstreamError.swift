@@ -8,6 +8,9 @@ public struct UpstreamError: Error, Hashable, Sendable, CustomStringConvertible 
         public let description: String
         private init(_ description: String) { self.description = description }
 
+        /// The code as a metric label value: lower case, words joined by `_`.
+        var metricLabel: String { description.lowercased().split(separator: " ").joined(separator: "_") }
+
         /// No reply before the query's deadline (including a connection that never answered).
         public static let timeout = Code("timeout")
         /// The upstream refused the TCP connection.

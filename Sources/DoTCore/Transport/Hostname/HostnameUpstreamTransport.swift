@@ -21,6 +21,7 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
     private let tlsContext: TLSClientContext
     private let template: DoTUpstreamTransport.Configuration
     private let logger: Logger
+    private let metrics: DNSProxyMetrics
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -39,11 +40,15 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
     ///   - resolver: Resolves the host name.
     ///   - tlsContext: Trust, versions, verification and pins.
     ///   - configuration: Connection settings for each address; its `upstream` is replaced.
+    ///   - metrics: Where each address's connections and handshakes are reported, labelled with
+    ///     ``name`` rather than the address.
     ///   - logger: Receives address changes and lookup failures.
     public init(
         host: String, port: Int = 853, authenticationName: String? = nil, resolver: any UpstreamHostResolver, tlsContext: TLSClientContext,
-        configuration: DoTUpstreamTransport.Configuration? = nil, logger: Logger = Logger(label: "dotproxy.upstream")
+        configuration: DoTUpstreamTransport.Configuration? = nil, metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        logger: Logger = Logger(label: "dotproxy.upstream")
     ) {
+        self.metrics = metrics
         self.host = host
         self.port = port
         self.authenticationName = authenticationName ?? host
@@ -124,7 +129,7 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
             if let current = state.current, current.configuration.upstream.host == address { return (current, false) }
             var configuration = template
             configuration.upstream = UpstreamAddress(host: address, port: port, authenticationName: authenticationName)
-            let transport = DoTUpstreamTransport(configuration: configuration, tlsContext: tlsContext, logger: logger)
+            let transport = DoTUpstreamTransport(configuration: configuration, tlsContext: tlsContext, metrics: metrics.upstream(name), logger: logger)
             state.current = transport
             return (transport, true)
         }

@@ -109,6 +109,8 @@ public final class UpstreamPool: UpstreamTransport {
     private let probeQuery: ByteBuffer
     /// `failoverResponseCodes` as a bit per header RCODE (0-15), so a reply is checked without hashing.
     private let failoverMask: UInt16
+    /// Each member's metric handles, in member order.
+    private let memberMetrics: [UpstreamMetrics]
     private let state: NIOLockedValueBox<State>
 
     private struct State {
@@ -130,13 +132,20 @@ public final class UpstreamPool: UpstreamTransport {
     ///   - configuration: Selection, failover and health settings.
     ///   - healthEventLoop: Runs probe timers and probes. Tests pass an `EmbeddedEventLoop` to drive
     ///     the back-off with a manual clock.
+    ///   - metrics: Where each member's queries, errors by kind, reply time and up/down state are
+    ///     reported, labelled with the member's name.
     ///   - logger: Receives a warning when an upstream goes down and a notice when it comes back.
-    public init(members: [Member], configuration: Configuration = Configuration(), healthEventLoop: any EventLoop, logger: Logger = Logger(label: "dotproxy.pool")) {
+    public init(
+        members: [Member], configuration: Configuration = Configuration(), healthEventLoop: any EventLoop,
+        metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.pool")
+    ) {
         precondition((1...Self.maximumMembers).contains(members.count), "an upstream pool holds 1 to \(Self.maximumMembers) members")
         self.members = members
         self.configuration = configuration
         self.healthEventLoop = healthEventLoop
         self.logger = logger
+        self.memberMetrics = members.map { metrics.upstream($0.name) }
+        for handles in memberMetrics { handles.up.record(1) }
         self.failoverMask = configuration.failoverResponseCodes.reduce(0) { mask, code in
             code.rawValue < 16 ? mask | 1 << code.rawValue : mask
         }
@@ -195,6 +204,7 @@ public final class UpstreamPool: UpstreamTransport {
             var next = attempt
             switch result {
             case .success(let reply):
+                self.memberMetrics[choice.index].duration.recordNanoseconds((loop.now - now).nanoseconds)
                 guard self.isFailoverResponse(reply) else {
                     self.finish(choice.index, outcome: .reply, latency: loop.now - now)
                     next.promise.succeed(reply)
@@ -239,6 +249,7 @@ public final class UpstreamPool: UpstreamTransport {
             let index = state.candidates[min(max(position, 0), state.candidates.count - 1)].index
             state.statistics[index].outstanding += 1
             state.statistics[index].queries += 1
+            memberMetrics[index].queries.increment()
             if let previous { state.statistics[previous].failovers += 1 }
             // Each remaining upstream gets an equal share of the time left; the last one gets it all.
             let share = state.candidates.count > 1 ? now + .nanoseconds((deadline - now).nanoseconds / Int64(state.candidates.count)) : deadline
@@ -268,8 +279,10 @@ public final class UpstreamPool: UpstreamTransport {
                 return state.health[index].recordSuccess() ? .up(index) : nil
             case .failoverResponse:
                 state.statistics[index].failoverResponses += 1
+                memberMetrics[index].recordError("failover_rcode")
                 return state.health[index].recordSuccess() ? .up(index) : nil
             case .failure(let error):
+                memberMetrics[index].recordError(error.code.metricLabel)
                 switch error.code {
                 case .timeout: state.statistics[index].timeouts += 1
                 case .overloaded, .malformedReply: state.statistics[index].otherFailures += 1
@@ -351,9 +364,11 @@ public final class UpstreamPool: UpstreamTransport {
     private func report(_ event: HealthEvent?) {
         switch event {
         case .down(let index, let reason, let failures):
+            memberMetrics[index].up.record(0)
             logger.warning(
                 "upstream down", metadata: ["upstream": "\(members[index].name)", "reason": "\(reason)", "consecutive_failures": "\(failures)"])
         case .up(let index):
+            memberMetrics[index].up.record(1)
             logger.notice("upstream up", metadata: ["upstream": "\(members[index].name)"])
         case nil:
             break

@@ -1,0 +1,225 @@
+import CoreMetrics
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The metrics the proxy reports, in one place: their names, their labels and their handles.
+///
+/// Every counter goes through swift-metrics, created once from a `MetricsFactory` (the bootstrapped
+/// `MetricsSystem.factory` by default) and shared by the handler, the cache, the pool and the
+/// transports that are given the same instance. The library never bootstraps a backend; an
+/// executable does (dotproxy exports Prometheus text). Without a backend every handle is a no-op.
+///
+/// Names use the `dotproxy_` prefix and base units (seconds, bytes). Labels stay low in cardinality:
+/// a transport, a query type from a fixed list (others are `other`), a response code, an upstream's
+/// configured name, an error kind; never a query name or a client address.
+public final class DNSProxyMetrics: Sendable {
+    /// The metric names.
+    public enum Name {
+        /// Counter: parsed client queries, labels `transport` (`udp`, `tcp`) and `qtype`.
+        public static let queries = "dotproxy_queries_total"
+        /// Counter: replies sent to clients, label `rcode`.
+        public static let responses = "dotproxy_responses_total"
+        /// Histogram (timer): from a query's arrival to its reply, label `transport`.
+        public static let requestDuration = "dotproxy_request_duration_seconds"
+        /// Counter: queries dropped or answered FORMERR because they could not be read, label
+        /// `action` (`dropped`, `formerr`).
+        public static let malformed = "dotproxy_malformed_packets_total"
+        /// Counter: queries refused or dropped because the client is outside the access list.
+        public static let accessDenied = "dotproxy_acl_denied_total"
+        /// Counter: rate-limiter decisions, label `action` (`admit`, `refuse`, `drop`, `slip`).
+        public static let rateLimitDecisions = "dotproxy_ratelimit_decisions_total"
+        /// Counter: UDP replies replaced by an empty truncated reply.
+        public static let truncated = "dotproxy_truncated_responses_total"
+        /// Counter: queries answered by an identical query already in flight.
+        public static let coalesced = "dotproxy_coalesced_queries_total"
+        /// Counter: cache lookups that found a fresh reply.
+        public static let cacheHits = "dotproxy_cache_hits_total"
+        /// Counter: cache lookups that found nothing fresh.
+        public static let cacheMisses = "dotproxy_cache_misses_total"
+        /// Counter: expired replies served because the upstream failed or was slow (RFC 8767).
+        public static let cacheStaleAnswers = "dotproxy_cache_stale_answers_total"
+        /// Counter: entries evicted to make room.
+        public static let cacheEvictions = "dotproxy_cache_evictions_total"
+        /// Gauge: entries held.
+        public static let cacheEntries = "dotproxy_cache_entries"
+        /// Gauge: octets of replies held.
+        public static let cacheBytes = "dotproxy_cache_bytes"
+        /// Gauge: client TCP connections open.
+        public static let clientConnections = "dotproxy_client_tcp_connections"
+        /// Counter: queries sent to an upstream (each failover attempt counts), label `upstream`.
+        public static let upstreamQueries = "dotproxy_upstream_queries_total"
+        /// Counter: failed upstream attempts, labels `upstream` and `kind` (an
+        /// ``UpstreamError/Code``, or `failover_rcode` for a reply whose code fails over).
+        public static let upstreamErrors = "dotproxy_upstream_errors_total"
+        /// Histogram (timer): an upstream's reply time, label `upstream`.
+        public static let upstreamDuration = "dotproxy_upstream_request_duration_seconds"
+        /// Gauge: 1 while an upstream is usable, 0 while it is marked down, label `upstream`.
+        public static let upstreamUp = "dotproxy_upstream_up"
+        /// Gauge: DoT connections open to an upstream, label `upstream`.
+        public static let upstreamConnections = "dotproxy_upstream_connections"
+        /// Counter: completed TLS handshakes, labels `upstream` and `resumed` (`true`, `false`).
+        public static let upstreamHandshakes = "dotproxy_upstream_tls_handshakes_total"
+    }
+
+    /// One line of help per metric name, for exporters that print it (Prometheus `# HELP`).
+    public static let help: [String: String] = [
+        Name.queries: "Parsed client queries by transport and query type.",
+        Name.responses: "Replies sent to clients by response code.",
+        Name.requestDuration: "Time from a query's arrival to its reply.",
+        Name.malformed: "Packets that could not be read, dropped or answered FORMERR.",
+        Name.accessDenied: "Queries from clients outside the access list.",
+        Name.rateLimitDecisions: "Rate-limiter decisions by action.",
+        Name.truncated: "UDP replies replaced by an empty truncated reply.",
+        Name.coalesced: "Queries answered by an identical query already in flight.",
+        Name.cacheHits: "Cache lookups that found a fresh reply.",
+        Name.cacheMisses: "Cache lookups that found nothing fresh.",
+        Name.cacheStaleAnswers: "Expired replies served because the upstream failed or was slow.",
+        Name.cacheEvictions: "Cache entries evicted to make room.",
+        Name.cacheEntries: "Replies held in the cache.",
+        Name.cacheBytes: "Octets of replies held in the cache.",
+        Name.clientConnections: "Client TCP connections open.",
+        Name.upstreamQueries: "Queries sent to each upstream, failover attempts included.",
+        Name.upstreamErrors: "Failed upstream attempts by kind.",
+        Name.upstreamDuration: "Upstream reply time.",
+        Name.upstreamUp: "1 while the upstream is usable, 0 while it is marked down.",
+        Name.upstreamConnections: "DoT connections open to the upstream.",
+        Name.upstreamHandshakes: "Completed TLS handshakes to the upstream, resumed or not.",
+    ]
+
+    /// The query types counted under their own `qtype` label; others count as `other`.
+    static let countedTypes: [DNSRecordType] = [
+        .a, .aaaa, .cname, .mx, .ns, .ptr, .soa, .srv, .txt, .https, .svcb, .caa, .ds, .dnskey, .naptr, .any,
+    ]
+    private static let transports: [DNSClientTransport] = [.udp, .tcp]
+
+    private let factory: any MetricsFactory
+    /// Indexed by transport (UDP 0, TCP 1) times the counted types (plus `other`), then the type.
+    private let queries: [Counter]
+    /// Indexed by header RCODE 0-15.
+    private let responses: [Counter]
+    private let requestDurations: [Timer]
+    /// Indexed by ``RateLimitDecision`` raw value order: admit, refuse, drop, slip.
+    private let rateLimitDecisions: [Counter]
+    let malformedDropped: Counter
+    let malformedAnswered: Counter
+    let accessDenied: Counter
+    let truncated: Counter
+    let coalesced: Counter
+    let cacheHits: Counter
+    let cacheMisses: Counter
+    let cacheStaleAnswers: Counter
+    let cacheEvictions: Counter
+    let cacheEntries: Meter
+    let cacheBytes: Meter
+    let clientConnections: Meter
+    private let upstreams = NIOLockedValueBox([String: UpstreamMetrics]())
+
+    /// Creates the handles.
+    ///
+    /// - Parameter factory: Where the handles come from; the bootstrapped `MetricsSystem.factory` by
+    ///   default. Tests pass a `TestMetrics` from MetricsTestKit.
+    public init(factory: any MetricsFactory = MetricsSystem.factory) {
+        self.factory = factory
+        func counter(_ name: String, _ dimensions: [(String, String)] = []) -> Counter {
+            Counter(label: name, dimensions: dimensions, factory: factory)
+        }
+        let typeLabels = Self.countedTypes.map(\.description) + ["other"]
+        queries = Self.transports.flatMap { transport in
+            typeLabels.map { counter(Name.queries, [("transport", "\(transport)"), ("qtype", $0)]) }
+        }
+        responses = (0..<16).map { counter(Name.responses, [("rcode", DNSResponseCode(truncating: UInt16($0)).description)]) }
+        requestDurations = Self.transports.map { Timer(label: Name.requestDuration, dimensions: [("transport", "\($0)")], factory: factory) }
+        rateLimitDecisions = ["admit", "refuse", "drop", "slip"].map { counter(Name.rateLimitDecisions, [("action", $0)]) }
+        malformedDropped = counter(Name.malformed, [("action", "dropped")])
+        malformedAnswered = counter(Name.malformed, [("action", "formerr")])
+        accessDenied = counter(Name.accessDenied)
+        truncated = counter(Name.truncated)
+        coalesced = counter(Name.coalesced)
+        cacheHits = counter(Name.cacheHits)
+        cacheMisses = counter(Name.cacheMisses)
+        cacheStaleAnswers = counter(Name.cacheStaleAnswers)
+        cacheEvictions = counter(Name.cacheEvictions)
+        cacheEntries = Meter(label: Name.cacheEntries, dimensions: [], factory: factory)
+        cacheBytes = Meter(label: Name.cacheBytes, dimensions: [], factory: factory)
+        clientConnections = Meter(label: Name.clientConnections, dimensions: [], factory: factory)
+    }
+
+    // MARK: Recording (internal: the library's components call these)
+
+    /// Counts a parsed query.
+    func recordQuery(type: DNSRecordType?, transport: DNSClientTransport) {
+        let slot = type.flatMap { Self.countedTypes.firstIndex(of: $0) } ?? Self.countedTypes.count
+        queries[(transport.isUDP ? 0 : 1) * (Self.countedTypes.count + 1) + slot].increment()
+    }
+
+    /// Counts a reply by its header RCODE and records the time since `start`.
+    func recordResponse(_ reply: ByteBuffer?, transport: DNSClientTransport, since start: NIODeadline) {
+        requestDurations[transport.isUDP ? 0 : 1].recordNanoseconds((NIODeadline.now() - start).nanoseconds)
+        guard let reply, let flags = reply.getInteger(at: reply.readerIndex + 3, as: UInt8.self) else { return }
+        responses[Int(flags & 0x0F)].increment()
+    }
+
+    /// Counts a rate-limiter decision.
+    func recordRateLimit(_ decision: RateLimitDecision) {
+        switch decision {
+        case .admit: rateLimitDecisions[0].increment()
+        case .drop: rateLimitDecisions[2].increment()
+        case .slip: rateLimitDecisions[3].increment()
+        default: rateLimitDecisions[1].increment()
+        }
+    }
+
+    /// Moves a gauge up or down by `delta`.
+    static func adjust(_ meter: Meter, by delta: Int) {
+        if delta > 0 {
+            meter.increment(by: Double(delta))
+        } else if delta < 0 {
+            meter.decrement(by: Double(-delta))
+        }
+    }
+
+    /// The handles of the upstream named `name`, created on first use.
+    func upstream(_ name: String) -> UpstreamMetrics {
+        upstreams.withLockedValue { upstreams in
+            if let existing = upstreams[name] { return existing }
+            let created = UpstreamMetrics(name: name, factory: factory)
+            upstreams[name] = created
+            return created
+        }
+    }
+}
+
+/// The handles of one upstream.
+final class UpstreamMetrics: Sendable {
+    let name: String
+    private let factory: any MetricsFactory
+    let queries: Counter
+    let duration: Timer
+    let up: Gauge
+    let connections: Meter
+    let handshakes: Counter
+    let resumedHandshakes: Counter
+    private let errors = NIOLockedValueBox([String: Counter]())
+
+    init(name: String, factory: any MetricsFactory) {
+        self.name = name
+        self.factory = factory
+        let label = [("upstream", name)]
+        queries = Counter(label: DNSProxyMetrics.Name.upstreamQueries, dimensions: label, factory: factory)
+        duration = Timer(label: DNSProxyMetrics.Name.upstreamDuration, dimensions: label, factory: factory)
+        up = Gauge(label: DNSProxyMetrics.Name.upstreamUp, dimensions: label, factory: factory)
+        connections = Meter(label: DNSProxyMetrics.Name.upstreamConnections, dimensions: label, factory: factory)
+        handshakes = Counter(label: DNSProxyMetrics.Name.upstreamHandshakes, dimensions: label + [("resumed", "false")], factory: factory)
+        resumedHandshakes = Counter(label: DNSProxyMetrics.Name.upstreamHandshakes, dimensions: label + [("resumed", "true")], factory: factory)
+    }
+
+    /// Counts a failed attempt of kind `kind`.
+    func recordError(_ kind: String) {
+        errors.withLockedValue { errors in
+            if let counter = errors[kind] { return counter }
+            let counter = Counter(label: DNSProxyMetrics.Name.upstreamErrors, dimensions: [("upstream", name), ("kind", kind)], factory: factory)
+            errors[kind] = counter
+            return counter
+        }.increment()
+    }
+}
