@@ -94,7 +94,9 @@ def upstream_connections(port):
 
 def config_dotproxy(work, port, rig, binary):
     return [binary, "--upstream", f"127.0.0.1:{rig['RIG_DOT_PORT']}#dns.test", "--ca-file", rig["RIG_CA"], "--listen", f"127.0.0.1:{port}",
-            "--cache-size", "1100000", "--cache-max-bytes", str(1 << 30), "--log-level", "warning"]
+            "--cache-size", "1100000", "--cache-max-bytes", str(1 << 30), "--log-level", "warning",
+            # Counters on, as operators run it (dnsdist counts every query too).
+            "--metrics-listen", f"127.0.0.1:{port + 1}"]
 
 
 def config_dnsdist(work, port, rig, _):
