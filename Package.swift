@@ -76,6 +76,30 @@ let package = Package(
             ],
             path: "Examples/resolve"
         ),
+        .executableTarget(
+            name: "custom-cache",
+            dependencies: [
+                "DoTCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/custom-cache"
+        ),
+        .executableTarget(
+            name: "embedded-server",
+            dependencies: [
+                "DoTCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/embedded-server"
+        ),
         .testTarget(
             name: "DoTCoreTests",
             dependencies: [

@@ -1,27 +1,47 @@
 #!/usr/bin/env bash
 # End to end with real clients: dig and kdig -> dotproxy (the built binary) -> Unbound over DoT, all on
 # loopback. Checks answers over UDP and TCP, truncation of a large reply, NXDOMAIN, a FORMERR for a
-# malformed packet, and that SIGTERM makes dotproxy exit 0. Fails loudly if a tool is missing.
+# malformed packet, the metrics endpoint (checked by promtool), the two embedding examples, and that
+# SIGTERM makes dotproxy exit 0. Fails loudly if a tool is missing.
 #   scripts/e2e-clients.sh [path/to/dotproxy]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${1:-.build/debug/dotproxy}
-for tool in dig kdig python3 "$binary"; do command -v "$tool" >/dev/null || { echo "e2e: $tool is missing" >&2; exit 69; }; done
+bin_dir=$(dirname "$binary")
+for tool in dig kdig python3 promtool "$binary" "$bin_dir/custom-cache" "$bin_dir/embedded-server"; do command -v "$tool" >/dev/null || { echo "e2e: $tool is missing" >&2; exit 69; }; done
 work=$(mktemp -d)
 proxy_pid=""
+example_pids=()
 cleanup() {
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  for pid in "${example_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   scripts/unbound-rig.sh stop "$work/rig" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 scripts/unbound-rig.sh start "$work/rig" >/dev/null
 . "$work/rig/rig.env"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+metrics_port=$(free_port)
 "$binary" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" --pin-sha256 "$RIG_SPKI_SHA256" \
-  --listen "127.0.0.1:$port" --log-level warning > "$work/proxy.log" 2>&1 &
+  --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --log-level warning > "$work/proxy.log" 2>&1 &
 proxy_pid=$!
-for _ in $(seq 100); do dig @127.0.0.1 -p "$port" a.test +short +time=1 +tries=1 >/dev/null 2>&1 && break; sleep 0.1; done
+cache_port=$(free_port)
+"$bin_dir/custom-cache" --upstream-host 127.0.0.1 --upstream-port "$RIG_DOT_PORT" --upstream-name "$RIG_NAME" --ca-file "$RIG_CA" \
+  --port "$cache_port" > "$work/custom-cache.log" 2>&1 &
+example_pids+=($!)
+embedded_port=$(free_port)
+DOT_UPSTREAM="127.0.0.1:$RIG_DOT_PORT" DOT_NAME="$RIG_NAME" DOT_CA="$RIG_CA" DOT_PORT="$embedded_port" \
+  "$bin_dir/embedded-server" > "$work/embedded-server.log" 2>&1 &
+example_pids+=($!)
+for listener in "$port" "$cache_port" "$embedded_port"; do
+  for _ in $(seq 100); do dig @127.0.0.1 -p "$listener" a.test +short +time=1 +tries=1 >/dev/null 2>&1 && break; sleep 0.1; done
+done
+http_get() { python3 -c "
+import sys, urllib.request, urllib.error
+try: r = urllib.request.urlopen('http://127.0.0.1:$metrics_port$1', timeout=3); print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e: print(e.code)"; }
 
 failures=0
 check() { # description, expected (grep -E pattern), command...
@@ -41,11 +61,20 @@ import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(
 s.sendto(bytes.fromhex('123401000001000000000000c00c00010001'), ('127.0.0.1', $port))
 print('rcode=%d' % (s.recv(512)[3] & 15))"
 check "still answering after bad input" "^192\.0\.2\." dig @127.0.0.1 -p "$port" a.test +short
+check "/metrics counts the queries" '^dotproxy_queries_total\{transport="udp",qtype="A"\} [1-9]' http_get /metrics
+check "/metrics passes promtool check metrics" "^ok$" bash -c "$(declare -f http_get); metrics_port=$metrics_port; http_get /metrics | tail -n +2 | promtool check metrics && echo ok"
+check "/ready is 200 with the upstream up" "^200$" http_get /ready
+check "custom-cache example answers, then from its cache" "^A\.TeSt\.\s+29[0-9]\s" bash -c \
+  "dig @127.0.0.1 -p $cache_port a.test +short >/dev/null; sleep 1.1; dig @127.0.0.1 -p $cache_port A.TeSt +noall +answer"
+check "embedded-server example answers over TCP" "^192\.0\.2\.[0-9]+$" dig @127.0.0.1 -p "$embedded_port" a.test +tcp +short
+for pid in "${example_pids[@]}"; do kill -INT "$pid"; done
+for pid in "${example_pids[@]}"; do wait "$pid" 2>/dev/null || { echo "FAIL an example exited with an error"; failures=$((failures+1)); }; done
+example_pids=()
 
 kill -TERM "$proxy_pid"
 status=0; wait "$proxy_pid" || status=$?
 proxy_pid=""
 if [ "$status" = 0 ]; then echo "ok   SIGTERM exits 0"; else echo "FAIL SIGTERM exit status $status"; cat "$work/proxy.log"; failures=$((failures+1)); fi
-total=10
+total=15
 echo "$((total - failures)) passed, $failures failed"
 [ "$failures" = 0 ]
