@@ -1,5 +1,6 @@
 import DoTCore
 import DoTCoreTesting
+import MetricsTestKit
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -14,7 +15,7 @@ import Testing
     /// A running proxy in front of `upstreamPort`; `body` gets the proxy's port.
     func withProxy(
         upstreamPort: Int, caFile: String = TestCertificates.caFile, name: String = TestCertificates.serverName,
-        queryTimeout: TimeAmount = .seconds(2), grace: TimeAmount = .seconds(2),
+        queryTimeout: TimeAmount = .seconds(2), grace: TimeAmount = .seconds(2), metrics: DNSProxyMetrics = DNSProxyMetrics(),
         _ body: (Int, ServiceGroup, ForwardingQueryHandler) async throws -> Void
     ) async throws {
         var tls = TLSClientConfiguration.makeStrict()
@@ -25,7 +26,7 @@ import Testing
         let handler = ForwardingQueryHandler(transport: transport, queryTimeout: queryTimeout)
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)], shutdownGracePeriod: grace),
-            handler: handler, eventLoopGroup: group)
+            handler: handler, eventLoopGroup: group, metrics: metrics)
         let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
         let running = Task { try await serviceGroup.run() }
         let port = try await server.listeningAddresses().first!.port!
@@ -39,6 +40,18 @@ import Testing
         await serviceGroup.triggerGracefulShutdown()
         try await running.value
         await transport.shutdown()
+    }
+
+    @Test func openClientTCPConnectionsAreReported() async throws {
+        let upstream = try await TestDoTServer.start(group: group)
+        let test = TestMetrics()
+        try await withProxy(upstreamPort: upstream.port, metrics: DNSProxyMetrics(factory: test)) { port, _, _ in
+            let replies = try await TestDNSClient.tcp([try Self.query("a.test.")], port: port, group: group)
+            #expect(replies.count == 1)
+        }
+        let open = try test.expectMeter(DNSProxyMetrics.Name.clientConnections)
+        #expect(open.values.max() == 1 && open.lastValue == 0, "one connection opened, and closed by the time the server stopped")
+        try await upstream.stop()
     }
 
     static func query(_ name: DNSName, type: DNSRecordType = .a, id: UInt16 = 0x1111, edns: EDNSRecord? = EDNSRecord()) throws -> ByteBuffer {

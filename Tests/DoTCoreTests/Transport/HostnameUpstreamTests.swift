@@ -1,5 +1,6 @@
 import DoTCore
 import DoTCoreTesting
+import MetricsTestKit
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -27,6 +28,7 @@ import Testing
     }
 
     @Test func anExpiredAnswerIsRefreshedInTheBackgroundAndANewAddressIsAdopted() async throws {
+        let metrics = TestMetrics()
         let server = try await TestDoTServer.start(group: group)
         // First a dead address that expires at once, then the live one for an hour.
         let resolver = ScriptedResolver(answers: [
@@ -36,7 +38,8 @@ import Testing
         let transport = HostnameUpstreamTransport(
             host: TestCertificates.serverName, port: server.port, resolver: resolver,
             tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()),
-            configuration: .init(upstream: UpstreamAddress(host: "ignored"), connectTimeout: .milliseconds(500)))
+            configuration: .init(upstream: UpstreamAddress(host: "ignored"), connectTimeout: .milliseconds(500)),
+            metrics: DNSProxyMetrics(factory: metrics))
         #expect(transport.name == "tls://dns.test:\(server.port)")
         let loop = group.next()
         await #expect(throws: UpstreamError.self) { try await transport.send(try Self.query(), deadline: .now() + .seconds(2), on: loop).get() }
@@ -51,6 +54,10 @@ import Testing
             #expect(reply.header.id == UInt16(id) && reply.answers.count == 1)
         }
         #expect(transport.lookupCount == 2)
+        // Every address's connections are reported under the upstream's name, not the address.
+        let label = [("upstream", transport.name)]
+        #expect(try metrics.expectCounter(DNSProxyMetrics.Name.upstreamHandshakes, label + [("resumed", "false")]).totalValue >= 1)
+        #expect(try metrics.expectMeter(DNSProxyMetrics.Name.upstreamConnections, label).lastValue ?? 0 >= 1)
         await transport.shutdown()
         try await server.stop()
     }
