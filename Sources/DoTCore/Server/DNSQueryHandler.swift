@@ -29,4 +29,18 @@ public protocol DNSQueryHandler: Sendable {
     ///   - eventLoop: The event loop that read the query.
     /// - Returns: The reply to send, or `nil` to send nothing.
     func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?>
+
+    /// Answers one query, at once when it can. Listeners call this; the default wraps ``handle(_:on:)``.
+    ///
+    /// - Parameters:
+    ///   - query: The query, the client and the transport it came over.
+    ///   - eventLoop: The event loop that read the query.
+    /// - Returns: The reply now, or a future of it.
+    func respond(to query: DNSClientQuery, on eventLoop: any EventLoop) -> DNSQueryResponse
+}
+
+extension DNSQueryHandler {
+    public func respond(to query: DNSClientQuery, on eventLoop: any EventLoop) -> DNSQueryResponse {
+        .later(handle(query, on: eventLoop))
+    }
 }

@@ -32,20 +32,25 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let client = clientAddress ?? context.remoteAddress else { return }
         let query = DNSClientQuery(message: unwrapInboundIn(data), client: client, transport: .tcp)
-        inFlight += 1
-        drain.started()
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         writer.readStarted()
-        handler.handle(query, on: context.eventLoop).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
-            inFlight -= 1
-            drain.finished()
-            let context = bound.value
-            if case .success(let reply?) = result, context.channel.isActive {
-                writer.write(wrapOutboundOut(reply), context: context)
-            }
-            if readPending && inFlight < maximumInFlight {
-                readPending = false
-                context.read()
+        switch handler.respond(to: query, on: context.eventLoop) {
+        case .now(let reply):
+            if let reply { writer.write(wrapOutboundOut(reply), context: context) }
+        case .later(let reply):
+            inFlight += 1
+            drain.started()
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            reply.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                inFlight -= 1
+                drain.finished()
+                let context = bound.value
+                if case .success(let reply?) = result, context.channel.isActive {
+                    writer.write(wrapOutboundOut(reply), context: context)
+                }
+                if readPending && inFlight < maximumInFlight {
+                    readPending = false
+                    context.read()
+                }
             }
         }
     }

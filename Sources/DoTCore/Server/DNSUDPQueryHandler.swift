@@ -21,13 +21,18 @@ final class DNSUDPQueryHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let query = DNSClientQuery(message: envelope.data, client: envelope.remoteAddress, transport: .udp)
-        drain.started()
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         writer.readStarted()
-        handler.handle(query, on: context.eventLoop).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
-            drain.finished()
-            guard case .success(let reply?) = result else { return }
-            writer.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)), context: bound.value)
+        switch handler.respond(to: query, on: context.eventLoop) {
+        case .now(let reply):
+            if let reply { writer.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)), context: context) }
+        case .later(let reply):
+            drain.started()
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            reply.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                drain.finished()
+                guard case .success(let reply?) = result else { return }
+                writer.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)), context: bound.value)
+            }
         }
     }
 

@@ -88,27 +88,28 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     public var counters: Counters { countersBox.withLockedValue { $0 } }
 
     public func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
+        switch respond(to: query, on: eventLoop) {
+        case .now(let reply): eventLoop.makeSucceededFuture(reply)
+        case .later(let reply): reply
+        }
+    }
+
+    public func respond(to query: DNSClientQuery, on eventLoop: any EventLoop) -> DNSQueryResponse {
         let start = NIODeadline.now()
         switch resolve(query, now: start, on: eventLoop) {
         case .now(let reply):
             metrics.recordResponse(reply, transport: query.transport, since: start)
-            return eventLoop.makeSucceededFuture(reply)
+            return .now(reply)
         case .later(let reply):
-            return reply.map { [metrics] reply in
-                metrics.recordResponse(reply, transport: query.transport, since: start)
-                return reply
-            }
+            return .later(
+                reply.map { [metrics] reply in
+                    metrics.recordResponse(reply, transport: query.transport, since: start)
+                    return reply
+                })
         }
     }
 
-    /// A reply known at once (from the cache, or built by the handler), or one that waits for the
-    /// upstream.
-    private enum Answer {
-        case now(ByteBuffer?)
-        case later(EventLoopFuture<ByteBuffer?>)
-    }
-
-    private func resolve(_ query: DNSClientQuery, now: NIODeadline, on eventLoop: any EventLoop) -> Answer {
+    private func resolve(_ query: DNSClientQuery, now: NIODeadline, on eventLoop: any EventLoop) -> DNSQueryResponse {
         let message = query.message
         let allocator = ByteBufferAllocator()
         guard message.readableBytes >= DNSHeader.wireLength,

@@ -27,6 +27,27 @@ import Testing
         return try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get().map { try DNSMessage(decoding: $0) }
     }
 
+    @Test func hitsAndLocalErrorsAreAnsweredAtOnceAndMissesLater() async throws {
+        let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), cache: InMemoryDNSResponseCache())
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let query = DNSClientQuery(message: try DNSMessage.query(name: "a.test.", type: .a, id: 3).encoded(), client: Self.client, transport: .udp)
+        guard case .later(let miss) = handler.respond(to: query, on: loop) else { Issue.record("a miss must wait for the upstream"); return }
+        #expect(try await miss.get() != nil)
+        guard case .now(let hit?) = handler.respond(to: query, on: loop) else { Issue.record("a hit must be answered at once"); return }
+        #expect(try DNSMessage(decoding: hit).header.id == 3)
+        let short = DNSClientQuery(message: ByteBuffer(bytes: [1, 2]), client: Self.client, transport: .udp)
+        guard case .now(nil) = handler.respond(to: short, on: loop) else { Issue.record("a short packet is dropped at once"); return }
+
+        // A handler that implements only handle(_:on:) is answered through the default: later.
+        struct Echo: DNSQueryHandler {
+            func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
+                eventLoop.makeSucceededFuture(query.message)
+            }
+        }
+        guard case .later(let echoed) = Echo().respond(to: query, on: loop) else { Issue.record("the default answers later"); return }
+        #expect(try await echoed.get() == query.message)
+    }
+
     @Test func aFailedUpstreamIsAnsweredFromAStaleEntry() async throws {
         let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused)), cache: StaleOnlyCache())
         let reply = try #require(try await ask(handler))
