@@ -82,7 +82,6 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         var prefetchClaimed = false
 
         var isFree: Bool { storage.isEmpty }
-        var expiry: UInt64 { storedAt + lifetime }
     }
 
     /// One lock's share of the cache: a slot array swept by a CLOCK hand, and an index by key.
@@ -101,6 +100,36 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             let change = (index.count - reported.entries, bytes - reported.bytes, statistics.evictions - reported.evictions)
             reported = (index.count, bytes, statistics.evictions)
             return change
+        }
+
+        /// When the entry in `slot` expires, in uptime nanoseconds. (Read field by field: passing the
+        /// entry itself around would copy it and retain its storage on every hit.)
+        func expiry(of slot: Int) -> UInt64 { entries[slot].storedAt &+ entries[slot].lifetime }
+
+        /// Whether the entry in `slot` answers the question at `name` in `query` (the name compared
+        /// case-insensitively), with `type` and `klass`.
+        func answers(_ slot: Int, query: ByteBuffer, name: Range<Int>, type: DNSRecordType?, class klass: DNSClass?) -> Bool {
+            guard entries[slot].questionType == type?.rawValue, entries[slot].questionClass == klass?.rawValue,
+                Int(entries[slot].questionNameLength) == name.count
+            else { return false }
+            let start = Int(entries[slot].questionNameStart)
+            return entries[slot].storage.withUnsafeBufferPointer { stored in
+                query.withUnsafeReadableBytes { bytes in
+                    guard name.upperBound <= bytes.count, start + name.count <= stored.count else { return false }
+                    for offset in 0..<name.count
+                    where DNSName.lowercase(bytes[name.lowerBound + offset]) != DNSName.lowercase(stored[start + offset]) {
+                        return false
+                    }
+                    return true
+                }
+            }
+        }
+
+        /// Copies the storage of `slot` (reply and TTL offsets) into `out` in one go, so no reference
+        /// to the entry's array leaves the lock.
+        func copy(_ slot: Int, into out: inout ByteBuffer) -> Found {
+            entries[slot].storage.withUnsafeBytes { _ = out.writeBytes($0) }
+            return Found(length: Int(entries[slot].length), questionNameStart: Int(entries[slot].questionNameStart), storedAt: entries[slot].storedAt)
         }
 
         mutating func remove(_ slot: Int) {
@@ -169,20 +198,21 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                 shard.statistics.misses += 1
                 return nil
             }
-            guard Self.sameQuestion(shard.entries[slot], query: query, name: queryName, type: view.questionType, class: view.questionClass) else {
+            guard shard.answers(slot, query: query, name: queryName, type: view.questionType, class: view.questionClass) else {
                 shard.remove(slot)
                 shard.statistics.misses += 1
                 return nil
             }
-            guard nowNanos < shard.entries[slot].expiry else {
+            let expiry = shard.expiry(of: slot)
+            guard nowNanos < expiry else {
                 // Keep an expired entry for serve-stale while its window lasts.
-                if !configuration.serveStale || nowNanos >= shard.entries[slot].expiry + staleWindowNanos { shard.remove(slot) }
+                if !configuration.serveStale || nowNanos >= expiry + staleWindowNanos { shard.remove(slot) }
                 shard.statistics.misses += 1
                 return nil
             }
             shard.entries[slot].referenced = true
             shard.statistics.hits += 1
-            return Self.copy(shard.entries[slot], into: &out)
+            return shard.copy(slot, into: &out)
         }
         guard let found else { return nil }
         return Self.finish(&out, found, query: query, view: view, queryName: queryName, elapsedNanos: nowNanos &- found.storedAt, staleTTL: nil)
@@ -193,13 +223,6 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         var length: Int
         var questionNameStart: Int
         var storedAt: UInt64
-    }
-
-    /// Copies the entry's storage (reply and TTL offsets) into `out` in one go, so no reference to the
-    /// entry's array leaves the lock.
-    private static func copy(_ entry: borrowing Entry, into out: inout ByteBuffer) -> Found {
-        out.writeBytes(entry.storage)
-        return Found(length: Int(entry.length), questionNameStart: Int(entry.questionNameStart), storedAt: entry.storedAt)
     }
 
     private var staleWindowNanos: UInt64 { UInt64(configuration.staleWindow) * 1_000_000_000 }
@@ -215,13 +238,13 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         var out = ByteBufferAllocator().buffer(capacity: 512)
         let found: Found? = shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key] else { return nil }
-            let entry = shard.entries[slot]
             // SERVFAIL is never served stale.
-            guard entry.storage[3] & 0x0F != UInt8(DNSResponseCode.serverFailure.rawValue), nowNanos < entry.expiry + staleWindowNanos,
-                Self.sameQuestion(entry, query: query, name: queryName, type: view.questionType, class: view.questionClass)
+            guard shard.entries[slot].storage[3] & 0x0F != UInt8(DNSResponseCode.serverFailure.rawValue),
+                nowNanos < shard.expiry(of: slot) + staleWindowNanos,
+                shard.answers(slot, query: query, name: queryName, type: view.questionType, class: view.questionClass)
             else { return nil }
             shard.statistics.staleServed += 1
-            return Self.copy(entry, into: &out)
+            return shard.copy(slot, into: &out)
         }
         guard let found else { return nil }
         return Self.finish(&out, found, query: query, view: view, queryName: queryName, elapsedNanos: 0, staleTTL: Self.staleTTL)
@@ -232,25 +255,10 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         return shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key], !shard.entries[slot].prefetchClaimed else { return false }
-            let expiry = shard.entries[slot].expiry
+            let expiry = shard.expiry(of: slot)
             guard nowNanos < expiry, expiry - nowNanos <= shard.entries[slot].lifetime / 10 else { return false }
             shard.entries[slot].prefetchClaimed = true
             shard.statistics.prefetches += 1
-            return true
-        }
-    }
-
-    private static func sameQuestion(_ entry: borrowing Entry, query: ByteBuffer, name: Range<Int>, type: DNSRecordType?, class klass: DNSClass?) -> Bool {
-        guard entry.questionType == type?.rawValue, entry.questionClass == klass?.rawValue, Int(entry.questionNameLength) == name.count else {
-            return false
-        }
-        let start = Int(entry.questionNameStart)
-        return query.withUnsafeReadableBytes { bytes in
-            guard name.upperBound <= bytes.count else { return false }
-            for offset in 0..<name.count
-            where DNSName.lowercase(bytes[name.lowerBound + offset]) != DNSName.lowercase(entry.storage[start + offset]) {
-                return false
-            }
             return true
         }
     }

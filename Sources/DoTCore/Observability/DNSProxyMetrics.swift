@@ -26,7 +26,8 @@ public final class DNSProxyMetrics: Sendable {
         public static let malformed = "dotproxy_malformed_packets_total"
         /// Counter: queries refused or dropped because the client is outside the access list.
         public static let accessDenied = "dotproxy_acl_denied_total"
-        /// Counter: rate-limiter decisions, label `action` (`admit`, `refuse`, `drop`, `slip`).
+        /// Counter: rate-limiter decisions, label `action` (`admit`, `refuse`, `drop`, `slip`); only
+        /// counted when a limiter is configured.
         public static let rateLimitDecisions = "dotproxy_ratelimit_decisions_total"
         /// Counter: UDP replies replaced by an empty truncated reply.
         public static let truncated = "dotproxy_truncated_responses_total"

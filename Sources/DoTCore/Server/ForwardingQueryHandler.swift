@@ -41,6 +41,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     private let accessControl: AccessControlList
     private let deniedAction: RateLimitDecision
     private let rateLimiter: any QueryRateLimiter
+    /// Whether a limiter is configured; without one every decision is "admit" and is not counted.
+    private let countsDecisions: Bool
     private let cache: any DNSResponseCache
     private let staleReplyDelay: TimeAmount
     private let queryTimeout: TimeAmount
@@ -76,6 +78,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         self.accessControl = accessControl
         self.deniedAction = deniedAction == .drop ? .drop : .refuse
         self.rateLimiter = rateLimiter
+        self.countsDecisions = !(rateLimiter is UnlimitedQueryRateLimiter)
         self.cache = cache
         self.staleReplyDelay = staleReplyDelay
         self.queryTimeout = queryTimeout
@@ -126,7 +129,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                 return .now(deniedAction == .drop ? nil : DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
             }
             let decision = rateLimiter.decide(for: client, transport: query.transport, now: now)
-            metrics.recordRateLimit(decision)
+            if countsDecisions { metrics.recordRateLimit(decision) }
             if decision != .admit {
                 switch decision {
                 case .drop: return .now(nil)
