@@ -1,6 +1,10 @@
 import ArgumentParser
 import DoTCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import Metrics
 import NIOCore
@@ -333,7 +337,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             await services.shutdownUpstreams()
             let reason = error.errnoCode == EADDRINUSE ? "the address is already in use" : "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
             let listeners = configuration.server.listenAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
-            FileHandle.standardError.write(Data("dotproxy: cannot listen on \(listeners): \(reason)\n".utf8))
+            StandardError.write("dotproxy: cannot listen on \(listeners): \(reason)\n")
             throw ExitCode(71)
         }
         await services.shutdownUpstreams()

@@ -7,7 +7,7 @@ enum EnvironmentArguments {
     static func merge(arguments: [String], environment: [String: String], options: [String], flags: [String]) -> [String] {
         var merged = arguments
         for option in options {
-            let variable = "DOTPROXY_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
+            let variable = variableName(option)
             guard let value = environment[variable], !value.isEmpty,
                 !arguments.contains(where: { $0 == "--\(option)" || $0.hasPrefix("--\(option)=") })
             else { continue }
@@ -16,12 +16,17 @@ enum EnvironmentArguments {
             }
         }
         for flag in flags {
-            let variable = "DOTPROXY_" + flag.uppercased().replacingOccurrences(of: "-", with: "_")
+            let variable = variableName(flag)
             guard let value = environment[variable]?.lowercased(), ["1", "true", "yes"].contains(value),
                 !arguments.contains("--\(flag)")
             else { continue }
             merged.append("--\(flag)")
         }
         return merged
+    }
+
+    /// `rate-limit` → `DOTPROXY_RATE_LIMIT`.
+    static func variableName(_ option: String) -> String {
+        "DOTPROXY_" + String(option.uppercased().map { $0 == "-" ? "_" : $0 })
     }
 }

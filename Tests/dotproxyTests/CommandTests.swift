@@ -164,6 +164,20 @@ import Testing
         let object = try #require(try JSONSerialization.jsonObject(with: Data(written[0].utf8)) as? [String: String])
         #expect(object["level"] == "info" && object["label"] == "dotproxy" && object["message"] == "listening")
         #expect(object["port"] == "5053" && object["upstream"] == "1.1.1.1:853" && object["time"] != nil)
+        // ISO 8601 in UTC with milliseconds.
+        #expect(try #/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/#.wholeMatch(in: object["time"] ?? "") != nil)
+    }
+
+    @Test func jsonLogsEscapeWhatJSONRequires() throws {
+        let lines = NIOLockedValueBox<[String]>([])
+        let handler = JSONLogHandler(label: "t") { line in lines.withLockedValue { $0.append(line) } }
+        let awkward = "quote \" backslash \\ newline \n tab \t bell \u{07} é 🛰"
+        Logger(label: "t", factory: { _ in handler }).error("\(awkward)", metadata: ["key \"x\"": "\(awkward)"])
+        let line = try #require(lines.withLockedValue { $0.first })
+        #expect(!line.contains("\n") && line.contains("\\u0007"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        #expect(object["message"] == awkward && object["key \"x\""] == awkward)
+        #expect(Array(object.keys).sorted() == ["key \"x\"", "label", "level", "message", "time"])
     }
 
     @Test func badRateLimitValuesAreRejected() {
