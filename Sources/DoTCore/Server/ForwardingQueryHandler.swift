@@ -104,11 +104,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             metrics.recordResponse(reply, transport: query.transport, since: start)
             return .now(reply)
         case .later(let reply):
-            return .later(
-                reply.map { [metrics] reply in
-                    metrics.recordResponse(reply, transport: query.transport, since: start)
-                    return reply
-                })
+            reply.whenSuccess { [metrics] reply in metrics.recordResponse(reply, transport: query.transport, since: start) }
+            return .later(reply)
         }
     }
 
@@ -169,16 +166,18 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             metrics.cacheHits.increment()
             if cache.claimPrefetch(message, view: view, now: now) {
                 // Refresh in the background; the new reply replaces the entry when it arrives.
-                _ = forward(message, view: view, on: eventLoop, allocator: allocator)
+                forward(message, view: view, on: eventLoop, allocator: allocator) { _ in }
             }
             return .now(fitCached(hit, query: query, view: view, allocator: allocator))
         }
         metrics.cacheMisses.increment()
+        // One promise per miss, completed from the upstream's callback: chaining map, recover and
+        // cascade cost a future and a callback each.
+        let replied = eventLoop.makePromise(of: ByteBuffer?.self)
         // Identical misses wait for the query already in flight instead of each going upstream. The
         // wait is bounded by that query's deadline.
-        let answer: EventLoopFuture<UpstreamAnswer>
         if let key = DNSCacheKey(message, view: view) {
-            let (pending, promise) = inFlight.withLockedValue { table -> (EventLoopFuture<UpstreamAnswer>?, EventLoopPromise<UpstreamAnswer>?) in
+            let (pending, shared) = inFlight.withLockedValue { table -> (EventLoopFuture<UpstreamAnswer>?, EventLoopPromise<UpstreamAnswer>?) in
                 if let existing = table[key] { return (existing, nil) }
                 let promise = eventLoop.makePromise(of: UpstreamAnswer.self)
                 table[key] = promise.futureResult
@@ -187,34 +186,48 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             if let pending {
                 countersBox.withLockedValue { $0.coalesced += 1 }
                 metrics.coalesced.increment()
-                answer = pending.hop(to: eventLoop)
+                pending.hop(to: eventLoop).whenComplete { [self] result in
+                    replied.succeed(reply(to: query, view: view, from: result, allocator: allocator))
+                }
             } else {
                 let inFlight = self.inFlight
-                promise!.futureResult.whenComplete { _ in inFlight.withLockedValue { _ = $0.removeValue(forKey: key) } }
-                forward(message, view: view, on: eventLoop, allocator: allocator).cascade(to: promise!)
-                answer = promise!.futureResult
+                forward(message, view: view, on: eventLoop, allocator: allocator) { [self] result in
+                    inFlight.withLockedValue { _ = $0.removeValue(forKey: key) }
+                    shared!.completeWith(result)
+                    replied.succeed(reply(to: query, view: view, from: result, allocator: allocator))
+                }
             }
         } else {
-            answer = forward(message, view: view, on: eventLoop, allocator: allocator)
+            forward(message, view: view, on: eventLoop, allocator: allocator) { [self] result in
+                replied.succeed(reply(to: query, view: view, from: result, allocator: allocator))
+            }
         }
-        let replied = answer.map { [countersBox, metrics] answer -> ByteBuffer? in
+        return .later(raceWithStaleAnswer(replied.futureResult, query: query, view: view, on: eventLoop, allocator: allocator))
+    }
+
+    /// The client's reply for an upstream outcome: the answer fitted to the client, or a stale answer
+    /// or SERVFAIL after a failure.
+    private func reply(to query: DNSClientQuery, view: DNSMessageView, from result: Result<UpstreamAnswer, any Error>, allocator: ByteBufferAllocator)
+        -> ByteBuffer
+    {
+        switch result {
+        case .success(let answer):
             let fitted = DNSResponseBuilder.fit(
-                reply: answer.reply, replyView: answer.view, query: message, queryView: view, transport: query.transport, allocator: allocator)
+                reply: answer.reply, replyView: answer.view, query: query.message, queryView: view, transport: query.transport, allocator: allocator)
             if fitted.truncated {
                 countersBox.withLockedValue { $0.truncated += 1 }
                 metrics.truncated.increment()
             }
             return fitted.message
-        }.recover { [self] error -> ByteBuffer? in
+        case .failure(let error):
             logger.debug("upstream failure", metadata: ["error": "\(error)"])
-            if let stale = cache.lookupStale(message, view: view, now: .now()) {
+            if let stale = cache.lookupStale(query.message, view: view, now: .now()) {
                 metrics.cacheStaleAnswers.increment()
                 return fitCached(stale, query: query, view: view, allocator: allocator)
             }
             countersBox.withLockedValue { $0.serverFailures += 1 }
-            return DNSResponseBuilder.reply(to: message, view: view, rcode: .serverFailure, allocator: allocator)
+            return DNSResponseBuilder.reply(to: query.message, view: view, rcode: .serverFailure, allocator: allocator)
         }
-        return .later(raceWithStaleAnswer(replied, query: query, view: view, on: eventLoop, allocator: allocator))
     }
 
     /// Fits a reply built by the cache to the client's UDP size.
@@ -256,19 +269,27 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         var view: DNSMessageView
     }
 
-    /// Sends the query upstream, checks that the reply answers it, and offers the reply to the cache.
-    private func forward(_ message: ByteBuffer, view: DNSMessageView, on eventLoop: any EventLoop, allocator: ByteBufferAllocator)
-        -> EventLoopFuture<UpstreamAnswer>
-    {
+    /// Sends the query upstream, checks that the reply answers it, offers the reply to the cache, and
+    /// calls `completion` with the outcome on the transport's callback.
+    private func forward(
+        _ message: ByteBuffer, view: DNSMessageView, on eventLoop: any EventLoop, allocator: ByteBufferAllocator,
+        completion: @escaping @Sendable (Result<UpstreamAnswer, any Error>) -> Void
+    ) {
         let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: allocator)
-        return transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).flatMapThrowing { [cache] reply in
-            guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,
-                replyView.questionMatches(view, in: reply, otherBuffer: message)
-            else {
-                throw UpstreamError(.malformedReply, upstream: "upstream", detail: "the reply does not answer the query")
+        transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).whenComplete { [cache] result in
+            switch result {
+            case .success(let reply):
+                guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,
+                    replyView.questionMatches(view, in: reply, otherBuffer: message)
+                else {
+                    completion(.failure(UpstreamError(.malformedReply, upstream: "upstream", detail: "the reply does not answer the query")))
+                    return
+                }
+                cache.store(reply, view: replyView, query: message, queryView: view, now: .now())
+                completion(.success(UpstreamAnswer(reply: reply, view: replyView)))
+            case .failure(let error):
+                completion(.failure(error))
             }
-            cache.store(reply, view: replyView, query: message, queryView: view, now: .now())
-            return UpstreamAnswer(reply: reply, view: replyView)
         }
     }
 }

@@ -77,6 +77,12 @@ final class DoTConnection: ChannelInboundHandler {
         if let limit = pool.configuration.maximumQueriesPerConnection, queriesSent >= limit { isDraining = true }
     }
 
+    /// Calls `body` with every query waiting for the channel or for its reply.
+    func forEachQuery(_ body: (DoTQuery) -> Void) {
+        for query in queued { body(query) }
+        for query in pending.values { body(query) }
+    }
+
     /// The query's deadline passed: forget it, and close the connection if it looks dead.
     func expire(_ query: DoTQuery) {
         if let index = queued.firstIndex(where: { $0 === query }) { queued.remove(at: index) }

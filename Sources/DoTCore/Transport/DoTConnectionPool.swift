@@ -22,6 +22,10 @@ final class DoTConnectionPool {
     private var connections: [DoTConnection] = []
     private var nextIdentifier = 0
     private var isShutDown = false
+    /// One timer for every query's deadline, set for the earliest one it knows of; a timer per query
+    /// cost an allocation and a heap insertion on every miss.
+    private var deadlineTimer: Scheduled<Void>?
+    private var deadlineTimerFires: NIODeadline?
     var statistics = UpstreamStatistics()
 
     init(
@@ -44,6 +48,7 @@ final class DoTConnectionPool {
             query.fail(UpstreamError(.shutdown, upstream: upstream.description, detail: "the transport is shutting down"))
             return
         }
+        watchDeadline(query.deadline)
         if let maximumAge = configuration.maximumConnectionAge {
             let now = NIODeadline.now()
             for connection in connections where connection.acceptsQueries && now - connection.openedAt > maximumAge {
@@ -66,6 +71,37 @@ final class DoTConnectionPool {
                     .overloaded, upstream: upstream.description,
                     detail: "\(connections.count) connections with \(configuration.maximumInFlightPerConnection) queries each in flight"))
         }
+    }
+
+    /// Makes sure the deadline timer fires by `deadline`.
+    private func watchDeadline(_ deadline: NIODeadline) {
+        if let fires = deadlineTimerFires, fires <= deadline { return }
+        deadlineTimer?.cancel()
+        deadlineTimerFires = deadline
+        deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            expireDueQueries()
+        }
+    }
+
+    /// Fails every query whose deadline has passed, then sets the timer for the earliest one left.
+    private func expireDueQueries() {
+        deadlineTimer = nil
+        deadlineTimerFires = nil
+        let now = eventLoop.now
+        var due: [DoTQuery] = []
+        var next: NIODeadline?
+        for connection in connections {
+            connection.forEachQuery { query in
+                guard !query.isDone else { return }
+                if query.deadline <= now {
+                    due.append(query)
+                } else if next == nil || query.deadline < next! {
+                    next = query.deadline
+                }
+            }
+        }
+        for query in due { expire(query) }
+        if let next { watchDeadline(next) }
     }
 
     func expire(_ query: DoTQuery) {
@@ -163,6 +199,9 @@ final class DoTConnectionPool {
 
     func shutdown() {
         isShutDown = true
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        deadlineTimerFires = nil
         for connection in connections { connection.close(reason: "shutdown") }
     }
 }

@@ -9,13 +9,15 @@ final class DoTQuery {
     /// The index of `wire`, for matching the reply's question.
     let view: DNSMessageView
     let originalID: UInt16
-    var deadlineTask: Scheduled<Void>?
+    /// When the query fails with a timeout; the pool's one timer enforces it.
+    let deadline: NIODeadline
     /// Whether the query has already been moved to a fresh connection after a reset.
     var retried = false
     var isDone = false
 
-    init(promise: EventLoopPromise<ByteBuffer>, wire: ByteBuffer, view: DNSMessageView) {
+    init(promise: EventLoopPromise<ByteBuffer>, wire: ByteBuffer, view: DNSMessageView, deadline: NIODeadline) {
         self.promise = promise
+        self.deadline = deadline
         self.wire = wire
         self.view = view
         self.originalID = view.id
@@ -24,14 +26,12 @@ final class DoTQuery {
     func succeed(_ reply: ByteBuffer) {
         guard !isDone else { return }
         isDone = true
-        deadlineTask?.cancel()
         promise.succeed(reply)
     }
 
     func fail(_ error: UpstreamError) {
         guard !isDone else { return }
         isDone = true
-        deadlineTask?.cancel()
         promise.fail(error)
     }
 }

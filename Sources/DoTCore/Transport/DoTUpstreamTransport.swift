@@ -117,13 +117,8 @@ public final class DoTUpstreamTransport: UpstreamTransport {
 
     private func submit(wire: ByteBuffer, view: DNSMessageView, promise: EventLoopPromise<ByteBuffer>, deadline: NIODeadline, on eventLoop: any EventLoop) {
         let pool = pool(for: eventLoop)
-        let query = DoTQuery(promise: promise, wire: wire, view: view)
+        let query = DoTQuery(promise: promise, wire: wire, view: view, deadline: deadline)
         pool.statistics.queries += 1
-        let boundQuery = NIOLoopBound(query, eventLoop: eventLoop)
-        let boundPool = NIOLoopBound(pool, eventLoop: eventLoop)
-        query.deadlineTask = eventLoop.scheduleTask(deadline: deadline) {
-            boundPool.value.expire(boundQuery.value)
-        }
         pool.submit(query)
     }
 
