@@ -128,7 +128,7 @@ enum ProxyBuilder {
             .seconds(1), .seconds(2.5), .seconds(5),
         ]
         factory.durationHistogramBuckets = [
-            DNSProxyMetrics.Name.requestDuration: buckets, DNSProxyMetrics.Name.upstreamDuration: buckets,
+            DNSProxyMetrics.Name.forwardedRequestDuration: buckets, DNSProxyMetrics.Name.upstreamDuration: buckets,
         ]
         return factory
     }

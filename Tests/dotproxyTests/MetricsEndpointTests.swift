@@ -47,7 +47,9 @@ import Testing
         #expect(samples["dotproxy_responses_total{rcode=\"NOERROR\"}"] == 4)
         #expect(samples["dotproxy_cache_hits_total"] == 2)
         #expect(samples["dotproxy_cache_misses_total"] == 2)
-        #expect(samples["dotproxy_request_duration_seconds_count{transport=\"udp\"}"] == 3)
+        // Timed: the one UDP miss (the two hits are immediate) and the TCP miss.
+        #expect(samples["dotproxy_forwarded_request_duration_seconds_count{transport=\"udp\"}"] == 1)
+        #expect(samples["dotproxy_forwarded_request_duration_seconds_count{transport=\"tcp\"}"] == 1)
         #expect(samples["dotproxy_upstream_queries_total{\(upstreamLabel)}"] == 2)
         #expect(samples["dotproxy_upstream_up{\(upstreamLabel)}"] == 1)
         #expect((samples["dotproxy_upstream_connections{\(upstreamLabel)}"] ?? 0) >= 1)

@@ -101,10 +101,13 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         let start = NIODeadline.now()
         switch resolve(query, now: start, on: eventLoop) {
         case .now(let reply):
-            metrics.recordResponse(reply, transport: query.transport, since: start)
+            metrics.recordResponse(reply)
             return .now(reply)
         case .later(let reply):
-            reply.whenSuccess { [metrics] reply in metrics.recordResponse(reply, transport: query.transport, since: start) }
+            reply.whenSuccess { [metrics] reply in
+                metrics.recordResponse(reply)
+                metrics.recordForwardedDuration(transport: query.transport, since: start)
+            }
             return .later(reply)
         }
     }
