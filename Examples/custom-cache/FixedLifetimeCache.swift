@@ -66,12 +66,7 @@ final class FixedLifetimeCache: DNSResponseCache {
     /// Cuts the OPT record off when it is the last record (where servers put it); otherwise leaves
     /// the reply alone.
     private static func removeOPT(from reply: inout ByteBuffer, view: DNSMessageView) {
-        guard let offset = view.optRecordOffset else { return }
-        var optIsLast = false
-        view.forEachRecord(in: reply) { record in
-            if record.type == .opt, record.rdata.upperBound == view.length { optIsLast = true }
-        }
-        guard optIsLast else { return }
+        guard let offset = view.optRecordOffset, view.optRecordIsLast else { return }
         reply.setInteger(view.additionalCount - 1, at: reply.readerIndex + 10)
         reply.moveWriterIndex(to: reply.readerIndex + offset)
     }

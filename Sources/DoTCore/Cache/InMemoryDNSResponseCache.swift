@@ -311,11 +311,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         var length = view.length
         var additional = view.additionalCount
         if let optOffset = view.optRecordOffset {
-            var optIsLast = false
-            view.forEachRecord(in: reply) { record in
-                if record.type == .opt, record.rdata.upperBound == view.length { optIsLast = true }
-            }
-            guard optIsLast else { return }
+            guard view.optRecordIsLast else { return }
             length = optOffset
             additional -= 1
         }

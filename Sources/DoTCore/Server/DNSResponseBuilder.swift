@@ -55,9 +55,7 @@ enum DNSResponseBuilder {
         let clientWantsOPT = queryView.optRecordOffset != nil
         // The OPT record must be the last record to be cut off cleanly; otherwise keep everything but
         // rebuild nothing (rare: a TSIG after OPT, which a forwarder cannot pass on anyway).
-        let optIsLast = replyView.optRecordOffset.map { offset in
-            offset + 11 + Int(reply.getInteger(at: base + offset + 9, as: UInt16.self) ?? 0) == replyView.length
-        } ?? true
+        let optIsLast = replyView.optRecordOffset == nil || replyView.optRecordIsLast
         let keepUntil = optIsLast ? bodyEnd : replyView.length
         var out = allocator.buffer(capacity: keepUntil + (clientWantsOPT ? 11 : 0))
         out.writeImmutableBuffer(reply.getSlice(at: base, length: keepUntil)!)

@@ -279,13 +279,18 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         completion: @escaping @Sendable (Result<UpstreamAnswer, any Error>) -> Void
     ) {
         let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: allocator)
-        transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).whenComplete { [cache] result in
+        transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).whenComplete { [cache, transport] result in
             switch result {
             case .success(let reply):
                 guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,
                     replyView.questionMatches(view, in: reply, otherBuffer: message)
                 else {
-                    completion(.failure(UpstreamError(.malformedReply, upstream: "upstream", detail: "the reply does not answer the query")))
+                    let question = "\(view.questionName(in: message)?.description ?? "?") \(view.questionType?.description ?? "?")"
+                    completion(
+                        .failure(
+                            UpstreamError(
+                                .malformedReply, upstream: "\(type(of: transport))",
+                                detail: "the reply (\(reply.readableBytes) octets) does not answer query ID \(view.id) for \(question)")))
                     return
                 }
                 cache.store(reply, view: replyView, query: message, queryView: view, now: .now())

@@ -60,7 +60,7 @@ enum DoTQueryPadding {
             let start = base + optOffset
             guard let (_, _, klass, optTTL, rdLength) = message.getMultipleIntegers(
                 at: start, as: (UInt8, UInt16, UInt16, UInt32, UInt16).self),
-                optOffset + optRecordFixedLength + Int(rdLength) == view.length
+                view.optRecordIsLast
             else { return nil }
             udpSize = klass
             ttl = optTTL

@@ -34,6 +34,9 @@ public struct DNSMessageView: Sendable {
     public let additionalSectionOffset: Int
     /// The offset of the OPT record's first octet, if there is one.
     public let optRecordOffset: Int?
+    /// Whether the OPT record ends the message, so it can be cut off (or replaced) by ending the
+    /// message at ``optRecordOffset``; false without OPT.
+    public let optRecordIsLast: Bool
     /// The OPT record's advertised UDP payload size, if there is one (as sent, not clamped).
     public let ednsUDPPayloadSize: UInt16?
     /// The OPT record's DO bit.
@@ -115,6 +118,7 @@ public struct DNSMessageView: Sendable {
         var optOffset: Int?
         var optSize: UInt16 = 0
         var optTTL: UInt32 = 0
+        var optEnd = 0
         let recordCount = Int(an) + Int(ns) + Int(ar)
         let additionalIndex = Int(an) + Int(ns)
         for index in 0..<recordCount {
@@ -140,6 +144,7 @@ public struct DNSMessageView: Sendable {
                 optOffset = recordStart
                 optSize = Self.read16(bytes, position + 2)
                 optTTL = Self.read32(bytes, position + 4)
+                optEnd = position + 10 + rdLength
             }
             position += 10
             guard position + rdLength <= end else {
@@ -153,6 +158,7 @@ public struct DNSMessageView: Sendable {
         }
         self.additionalSectionOffset = additionalStart
         self.optRecordOffset = optOffset
+        self.optRecordIsLast = optOffset != nil && optEnd == end
         self.ednsUDPPayloadSize = optOffset == nil ? nil : optSize
         self.dnssecOK = optTTL & 0x8000 != 0
         self.extendedResponseCode = UInt8(truncatingIfNeeded: optTTL >> 24)

@@ -1,5 +1,7 @@
 import DoTCore
 import DoTCoreTesting
+import InMemoryLogging
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -46,6 +48,27 @@ import Testing
         }
         guard case .later(let echoed) = Echo().respond(to: query, on: loop) else { Issue.record("the default answers later"); return }
         #expect(try await echoed.get() == query.message)
+    }
+
+    @Test func aReplyThatDoesNotAnswerTheQueryIsSERVFAILWithTheReasonLogged() async throws {
+        /// Answers every query with another ID, as a broken transport might.
+        struct WrongID: UpstreamTransport {
+            func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+                eventLoop.makeCompletedFuture {
+                    var reply = TestDoTServer.answer(try DNSMessage(decoding: query))
+                    reply.header.id &+= 1
+                    return try reply.encoded()
+                }
+            }
+        }
+        let logs = InMemoryLogHandler()
+        var logger = Logger(label: "test", factory: { _ in logs })
+        logger.logLevel = .debug
+        let handler = ForwardingQueryHandler(transport: WrongID(), logger: logger)
+        #expect(try await ask(handler)?.header.responseCode == .serverFailure)
+        let failure = try #require(logs.entries.first { $0.message == "upstream failure" })
+        let error = "\(failure.metadata["error"] ?? "")"
+        #expect(error.contains("malformed reply") && error.contains("query ID 9 for a.test. A") && error.contains("WrongID"), "\(error)")
     }
 
     @Test func aFailedUpstreamIsAnsweredFromAStaleEntry() async throws {

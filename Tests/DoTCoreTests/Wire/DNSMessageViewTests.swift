@@ -15,6 +15,21 @@ import Testing
         #expect(try !DNSMessage(decoding: buffer).header.isTruncated)
     }
 
+    @Test func knowsWhetherOPTEndsTheMessage() throws {
+        var message = DNSMessage.query(name: "a.test.", type: .a, id: 1)
+        message.edns = nil
+        #expect(try !DNSMessageView(message.encoded()).optRecordIsLast, "no OPT")
+        message.edns = EDNSRecord()
+        var buffer = try message.encoded()
+        let view = try DNSMessageView(buffer)
+        #expect(view.optRecordIsLast && view.optRecordOffset != nil)
+        // A record after OPT (as a TSIG would be): OPT can no longer be cut off by truncating.
+        buffer.writeBytes([0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1])
+        buffer.setInteger(UInt16(2), at: 10)
+        let after = try DNSMessageView(buffer)
+        #expect(!after.optRecordIsLast && after.optRecordOffset == view.optRecordOffset)
+    }
+
     @Test func agesEveryTTLButOPT() throws {
         var buffer = try Fixtures.response("nxdomain")
         let before = try DNSMessage(decoding: buffer)
