@@ -49,9 +49,11 @@ import Testing
     @Test func malformedDeniedAndLimitedQueriesAreCountedByAction() async throws {
         let test = TestMetrics()
         let metrics = DNSProxyMetrics(factory: test)
+        // The handler reads the wall clock; a token per 1,000 s keeps a slow machine from refilling
+        // the bucket between the two queries.
         let limited = ForwardingQueryHandler(
             transport: ScriptedUpstreamTransport(),
-            rateLimiter: TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 1, burst: 1, action: .refuse)), metrics: metrics)
+            rateLimiter: TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 0.001, burst: 1, action: .refuse)), metrics: metrics)
         _ = try await ask(limited)
         #expect(try DNSMessage(decoding: try #require(try await ask(limited))).header.responseCode == .refused)
         let open = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), metrics: metrics)
