@@ -1,8 +1,8 @@
 import NIOCore
 
 /// Serves one client TCP connection: framed queries in, replies out as each completes (out of order,
-/// RFC 7766 §6.2.1.1), with a cap on queries in flight and an idle timeout. Replies that complete
-/// within a read (cache hits) go out in one flush at its end.
+/// RFC 7766 §6.2.1.1), with a cap on queries in flight and an idle timeout. Replies are flushed in
+/// batches (see `ReadBatchedWriter`).
 ///
 /// When the cap is reached the handler stops reading, so a client that pipelines without limit is
 /// slowed down rather than buffered in memory.
@@ -16,7 +16,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     private var inFlight = 0
     private var readPending = false
     private var clientAddress: SocketAddress?
-    private var writer = ReadBatchedWriter()
+    private let writer = ReadBatchedWriter()
     let drain = DrainTracker()
 
     init(handler: any DNSQueryHandler, maximumInFlight: Int) {

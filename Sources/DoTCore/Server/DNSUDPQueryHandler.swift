@@ -2,17 +2,16 @@ import NIOCore
 
 /// Reads client datagrams, asks the query handler, and writes each reply back to its sender.
 ///
-/// Replies are written as they complete. A cache hit or a local error completes at once, inside the
-/// read: its reply is written without a flush, and the whole batch is flushed at the end of the read
-/// (one `sendmmsg` rather than a `sendmsg` per reply). Replies that complete later are flushed at once.
-/// Counts queries in flight so the server can drain on shutdown.
+/// Replies are written as they complete and flushed in batches (see `ReadBatchedWriter`): the cache
+/// hits of one read together, and the upstream answers of one event-loop tick together, each batch in
+/// one `sendmmsg`. Counts queries in flight so the server can drain on shutdown.
 final class DNSUDPQueryHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     private let handler: any DNSQueryHandler
     let drain = DrainTracker()
-    private var writer = ReadBatchedWriter()
+    private let writer = ReadBatchedWriter()
 
     init(handler: any DNSQueryHandler) {
         self.handler = handler

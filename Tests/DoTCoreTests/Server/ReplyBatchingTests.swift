@@ -1,0 +1,102 @@
+@testable import DoTCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOEmbedded
+import Testing
+
+/// How the client handlers flush: replies produced together leave in one flush. Driven on an
+/// `EmbeddedChannel`, where unflushed writes are invisible to `readOutbound`.
+@Suite struct ReplyBatchingTests {
+    /// Answers "hit" queries at once and holds every other query until the test completes it.
+    final class HeldQueryHandler: DNSQueryHandler, Sendable {
+        let held = NIOLockedValueBox<[(query: ByteBuffer, promise: EventLoopPromise<ByteBuffer?>)]>([])
+
+        func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
+            switch respond(to: query, on: eventLoop) {
+            case .now(let reply): eventLoop.makeSucceededFuture(reply)
+            case .later(let reply): reply
+            }
+        }
+
+        func respond(to query: DNSClientQuery, on eventLoop: any EventLoop) -> DNSQueryResponse {
+            if query.message.getInteger(at: query.message.readerIndex, as: UInt16.self)! < 100 { return .now(query.message) }
+            let promise = eventLoop.makePromise(of: ByteBuffer?.self)
+            held.withLockedValue { $0.append((query.message, promise)) }
+            return .later(promise.futureResult)
+        }
+
+        /// Completes every held query with its own bytes as the reply.
+        func answerAll() {
+            let waiting = held.withLockedValue { held -> [(query: ByteBuffer, promise: EventLoopPromise<ByteBuffer?>)] in
+                defer { held.removeAll() }
+                return held
+            }
+            for entry in waiting { entry.promise.succeed(entry.query) }
+        }
+    }
+
+    static let client = try! SocketAddress(ipAddress: "192.0.2.7", port: 5300)
+
+    func datagram(id: UInt16) throws -> AddressedEnvelope<ByteBuffer> {
+        AddressedEnvelope(remoteAddress: Self.client, data: try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded())
+    }
+
+    func flushes(of channel: EmbeddedChannel) -> FlushCounter {
+        try! channel.pipeline.syncOperations.handler(type: FlushCounter.self)
+    }
+
+    /// Counts flushes that reach the head of the pipeline.
+    final class FlushCounter: ChannelOutboundHandler {
+        typealias OutboundIn = Any
+        var count = 0
+        func flush(context: ChannelHandlerContext) {
+            count += 1
+            context.flush()
+        }
+    }
+
+    @Test func upstreamAnswersCompletedInOneTickLeaveInOneFlush() throws {
+        let queries = HeldQueryHandler()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: queries)])
+        for id in [100, 101, 102] as [UInt16] { try channel.writeInbound(try datagram(id: id)) }
+        #expect(queries.held.withLockedValue { $0.count } == 3)
+
+        queries.answerAll()
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil, "written, not yet flushed")
+        channel.embeddedEventLoop.run()
+        let ids = try (0..<3).map { _ in try #require(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)).data.getInteger(at: 0, as: UInt16.self) }
+        #expect(ids == [100, 101, 102])
+        #expect(flushes(of: channel).count == 1)
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test func hitsOfOneReadLeaveInOneFlushAtReadComplete() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: HeldQueryHandler())])
+        // writeInbound fires channelReadComplete after each message; deliver two reads, then complete.
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try datagram(id: 1)))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try datagram(id: 2)))
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil)
+        channel.pipeline.syncOperations.fireChannelReadComplete()
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.remoteAddress == Self.client)
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) != nil)
+        #expect(flushes(of: channel).count == 1)
+        channel.embeddedEventLoop.run()
+        #expect(flushes(of: channel).count == 1, "no second flush when nothing is pending")
+    }
+
+    @Test func tcpAnswersCompletedTogetherLeaveInOneFlush() throws {
+        let queries = HeldQueryHandler()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSTCPQueryHandler(handler: queries, maximumInFlight: 10)])
+        try channel.connect(to: Self.client).wait()
+        for id in [200, 201] as [UInt16] { try channel.writeInbound(try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()) }
+        let before = flushes(of: channel).count
+        queries.answerAll()
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: ByteBuffer.self)?.getInteger(at: 0, as: UInt16.self) == 200)
+        #expect(try channel.readOutbound(as: ByteBuffer.self)?.getInteger(at: 0, as: UInt16.self) == 201)
+        #expect(flushes(of: channel).count == before + 1)
+    }
+}
