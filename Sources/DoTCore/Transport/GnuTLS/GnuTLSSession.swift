@@ -37,6 +37,10 @@ final class GnuTLSSession {
     private var inbound: ByteBuffer
     /// Ciphertext GnuTLS has pushed, waiting to be written to the channel.
     private var outbound: ByteBuffer
+    /// Where records are decrypted before their plaintext is appended to the caller's buffer. Reading
+    /// straight into that buffer would need 16 KiB free for every record, which grows a buffer that
+    /// holds a few DNS replies to 64 KiB or more, and frees it again, on every read.
+    private let recordScratch: UnsafeMutableRawBufferPointer
     /// The name GnuTLS verifies the certificate against. GnuTLS keeps the pointer, so the session owns
     /// this copy for its whole lifetime.
     private let verificationName: UnsafeMutablePointer<CChar>?
@@ -56,6 +60,7 @@ final class GnuTLSSession {
         self.session = session
         self.inbound = ByteBuffer()
         self.outbound = ByteBuffer()
+        self.recordScratch = .allocate(byteCount: 16_384, alignment: 16)
         self.verificationName = verificationName.map { strdup($0) }
         self.retainedContext = context
         try configureTransport()
@@ -115,6 +120,7 @@ final class GnuTLSSession {
     deinit {
         deinitialize()
         free(verificationName)
+        recordScratch.deallocate()
     }
 
     private func deinitialize() {
@@ -204,12 +210,11 @@ final class GnuTLSSession {
     /// Decrypts every record the buffered ciphertext holds, appending the plaintext to `plaintext`.
     func read(into plaintext: inout ByteBuffer) -> ReadOutcome {
         while true {
-            var status = 0
-            plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: 16_384) { pointer in
-                status = gnutls_record_recv(session, pointer.baseAddress, pointer.count)
-                return max(status, 0)
+            let status = gnutls_record_recv(session, recordScratch.baseAddress, recordScratch.count)
+            if status > 0 {
+                plaintext.writeBytes(UnsafeRawBufferPointer(rebasing: recordScratch[..<status]))
+                continue
             }
-            if status > 0 { continue }
             if status == 0 { return .closed }
             switch outcome(Int32(truncatingIfNeeded: status), "record receive") {
             case .complete, .incomplete:
