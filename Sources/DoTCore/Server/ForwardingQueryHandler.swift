@@ -98,18 +98,11 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     }
 
     public func respond(to query: DNSClientQuery, on eventLoop: any EventLoop) -> DNSQueryResponse {
-        let start = NIODeadline.now()
-        switch resolve(query, now: start, on: eventLoop) {
-        case .now(let reply):
-            metrics.recordResponse(reply)
-            return .now(reply)
-        case .later(let reply):
-            reply.whenSuccess { [metrics] reply in
-                metrics.recordResponse(reply)
-                metrics.recordForwardedDuration(transport: query.transport, since: start)
-            }
-            return .later(reply)
-        }
+        let response = resolve(query, now: .now(), on: eventLoop)
+        // Replies that wait for the upstream are counted where they are completed (`deliver`), which
+        // saves a callback per miss.
+        if case .now(let reply) = response { metrics.recordResponse(reply) }
+        return response
     }
 
     private func resolve(_ query: DNSClientQuery, now: NIODeadline, on eventLoop: any EventLoop) -> DNSQueryResponse {
@@ -174,6 +167,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             return .now(fitCached(hit, query: query, view: view, allocator: allocator))
         }
         metrics.cacheMisses.increment()
+        let racing = cache.servesStale && staleReplyDelay < queryTimeout
         // One promise per miss, completed from the upstream's callback: chaining map, recover and
         // cascade cost a future and a callback each.
         let replied = eventLoop.makePromise(of: ByteBuffer?.self)
@@ -190,22 +184,39 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                 countersBox.withLockedValue { $0.coalesced += 1 }
                 metrics.coalesced.increment()
                 pending.hop(to: eventLoop).whenComplete { [self] result in
-                    replied.succeed(reply(to: query, view: view, from: result, allocator: allocator))
+                    deliver(result, to: replied, query: query, view: view, start: now, counted: !racing, allocator: allocator)
                 }
             } else {
                 let inFlight = self.inFlight
                 forward(message, view: view, on: eventLoop, allocator: allocator) { [self] result in
                     inFlight.withLockedValue { _ = $0.removeValue(forKey: key) }
                     shared!.completeWith(result)
-                    replied.succeed(reply(to: query, view: view, from: result, allocator: allocator))
+                    deliver(result, to: replied, query: query, view: view, start: now, counted: !racing, allocator: allocator)
                 }
             }
         } else {
             forward(message, view: view, on: eventLoop, allocator: allocator) { [self] result in
-                replied.succeed(reply(to: query, view: view, from: result, allocator: allocator))
+                deliver(result, to: replied, query: query, view: view, start: now, counted: !racing, allocator: allocator)
             }
         }
-        return .later(raceWithStaleAnswer(replied.futureResult, query: query, view: view, on: eventLoop, allocator: allocator))
+        guard racing else { return .later(replied.futureResult) }
+        return .later(raceWithStaleAnswer(replied.futureResult, query: query, view: view, start: now, on: eventLoop, allocator: allocator))
+    }
+
+    /// Completes a miss: the client's reply for the upstream outcome, counted unless a race with a
+    /// stale answer still has to decide which reply the client gets.
+    private func deliver(
+        _ result: Result<UpstreamAnswer, any Error>, to promise: EventLoopPromise<ByteBuffer?>, query: DNSClientQuery, view: DNSMessageView,
+        start: NIODeadline, counted: Bool, allocator: ByteBufferAllocator
+    ) {
+        let answer = reply(to: query, view: view, from: result, allocator: allocator)
+        if counted { recordForwarded(answer, transport: query.transport, since: start) }
+        promise.succeed(answer)
+    }
+
+    private func recordForwarded(_ reply: ByteBuffer?, transport: DNSClientTransport, since start: NIODeadline) {
+        metrics.recordResponse(reply)
+        metrics.recordForwardedDuration(transport: transport, since: start)
     }
 
     /// The client's reply for an upstream outcome: the answer fitted to the client, or a stale answer
@@ -245,10 +256,9 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     /// With a serve-stale cache, answers from a stale entry if the upstream has not answered within
     /// the client response timer; whichever comes first is sent, the other is discarded.
     private func raceWithStaleAnswer(
-        _ replied: EventLoopFuture<ByteBuffer?>, query: DNSClientQuery, view: DNSMessageView, on eventLoop: any EventLoop,
+        _ replied: EventLoopFuture<ByteBuffer?>, query: DNSClientQuery, view: DNSMessageView, start: NIODeadline, on eventLoop: any EventLoop,
         allocator: ByteBufferAllocator
     ) -> EventLoopFuture<ByteBuffer?> {
-        guard cache.servesStale, staleReplyDelay < queryTimeout else { return replied }
         let result = eventLoop.makePromise(of: ByteBuffer?.self)
         let done = NIOLockedValueBox(false)
         let timer = eventLoop.scheduleTask(in: staleReplyDelay) { [self] in
@@ -256,12 +266,15 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                 done.withLockedValue({ done in defer { done = true }; return !done })
             else { return }
             metrics.cacheStaleAnswers.increment()
-            result.succeed(fitCached(stale, query: query, view: view, allocator: allocator))
+            let reply = fitCached(stale, query: query, view: view, allocator: allocator)
+            recordForwarded(reply, transport: query.transport, since: start)
+            result.succeed(reply)
         }
-        replied.whenComplete { outcome in
+        replied.whenSuccess { [self] reply in
             guard done.withLockedValue({ done in defer { done = true }; return !done }) else { return }
             timer.cancel()
-            result.completeWith(outcome)
+            recordForwarded(reply, transport: query.transport, since: start)
+            result.succeed(reply)
         }
         return result.futureResult
     }
