@@ -128,6 +128,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         /// Copies the storage of `slot` (reply and TTL offsets) into `out` in one go, so no reference
         /// to the entry's array leaves the lock.
         func copy(_ slot: Int, into out: inout ByteBuffer) -> Found {
+            // Room for the reply and the OPT record `finish` may append: one allocation per hit.
+            out.reserveCapacity(max(entries[slot].storage.count, Int(entries[slot].length) + EDNSRecord.proxyOPTLength))
             entries[slot].storage.withUnsafeBytes { _ = out.writeBytes($0) }
             return Found(length: Int(entries[slot].length), questionNameStart: Int(entries[slot].questionNameStart), storedAt: entries[slot].storedAt)
         }
@@ -191,8 +193,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     public func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
         guard let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
-        // Allocated before the lock; most replies fit, a larger one grows it once.
-        var out = ByteBufferAllocator().buffer(capacity: 512)
+        // Allocated under the lock, only for a hit and at the entry's size: a miss allocates nothing.
+        var out = ByteBuffer()
         let found: Found? = shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key] else {
                 shard.statistics.misses += 1
@@ -235,7 +237,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     public func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
         guard configuration.serveStale, let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
-        var out = ByteBufferAllocator().buffer(capacity: 512)
+        var out = ByteBuffer()
         let found: Found? = shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key] else { return nil }
             // SERVFAIL is never served stale.

@@ -36,7 +36,7 @@ enum DNSResponseBuilder {
     /// hop-by-hop): DO as the client asked, no client options (cookies, client subnet) passed on.
     static func upstreamQuery(from query: ByteBuffer, view: DNSMessageView, allocator: ByteBufferAllocator) -> ByteBuffer {
         let base = query.readerIndex
-        var out = allocator.buffer(capacity: view.answerSectionOffset + 11)
+        var out = allocator.buffer(capacity: view.answerSectionOffset + EDNSRecord.proxyOPTLength)
         out.writeImmutableBuffer(query.getSlice(at: base, length: view.answerSectionOffset)!)
         out.setMultipleIntegers(UInt16(0), UInt16(0), UInt16(1), at: 6)
         EDNSRecord.writeProxyOPT(into: &out, dnssecOK: view.dnssecOK)
@@ -57,7 +57,7 @@ enum DNSResponseBuilder {
         // rebuild nothing (rare: a TSIG after OPT, which a forwarder cannot pass on anyway).
         let optIsLast = replyView.optRecordOffset == nil || replyView.optRecordIsLast
         let keepUntil = optIsLast ? bodyEnd : replyView.length
-        var out = allocator.buffer(capacity: keepUntil + (clientWantsOPT ? 11 : 0))
+        var out = allocator.buffer(capacity: keepUntil + (clientWantsOPT ? EDNSRecord.proxyOPTLength : 0))
         out.writeImmutableBuffer(reply.getSlice(at: base, length: keepUntil)!)
         var additionalCount = replyView.additionalCount
         if optIsLast && replyView.optRecordOffset != nil { additionalCount -= 1 }

@@ -59,6 +59,9 @@ public struct EDNSRecord: Hashable, Sendable, CustomStringConvertible {
     /// The UDP payload size the proxy advertises to clients (DNS Flag Day 2020).
     static let proxyUDPPayloadSize: UInt16 = 1232
 
+    /// The length of the record ``writeProxyOPT(into:dnssecOK:extendedRCode:)`` appends.
+    static let proxyOPTLength = 11
+
     /// Appends the proxy's own option-less OPT record, as sent to clients and upstreams.
     static func writeProxyOPT(into out: inout ByteBuffer, dnssecOK: Bool, extendedRCode: UInt8 = 0) {
         let ttl = UInt32(extendedRCode) << 24 | (dnssecOK ? 0x8000 : 0)

@@ -147,9 +147,10 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func readRecords(context: ChannelHandlerContext) {
         let outcome = session.read(into: &plaintext)
         if plaintext.readableBytes > 0 {
-            let chunk = plaintext
-            plaintext = ByteBuffer()
-            context.fireChannelRead(wrapInboundOut(chunk))
+            context.fireChannelRead(wrapInboundOut(plaintext))
+            // Keep the storage for the next read when the pipeline kept no reference to it (the usual
+            // case: every frame was copied out); a large one left by a burst is let go.
+            if plaintext.capacity <= 16_384 { plaintext.clear() } else { plaintext = ByteBuffer() }
         }
         if !ticketReported, session.hasSessionTicket, let data = session.resumptionData {
             ticketReported = true

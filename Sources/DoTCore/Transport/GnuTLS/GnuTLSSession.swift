@@ -209,6 +209,8 @@ final class GnuTLSSession {
 
     /// Decrypts every record the buffered ciphertext holds, appending the plaintext to `plaintext`.
     func read(into plaintext: inout ByteBuffer) -> ReadOutcome {
+        // Plaintext is never longer than the ciphertext it came from: one allocation for the whole read.
+        plaintext.reserveCapacity(minimumWritableBytes: inbound.readableBytes)
         while true {
             let status = gnutls_record_recv(session, recordScratch.baseAddress, recordScratch.count)
             if status > 0 {
