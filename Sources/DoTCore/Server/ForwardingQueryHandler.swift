@@ -292,7 +292,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         completion: @escaping @Sendable (Result<UpstreamAnswer, any Error>) -> Void
     ) {
         let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: allocator)
-        transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop).whenComplete { [cache, transport] result in
+        transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop) { [cache, transport] result in
             switch result {
             case .success(let reply):
                 guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,

@@ -60,13 +60,10 @@ final class DoTConnection: ChannelInboundHandler {
         var id = nextID
         while pending[id] != nil { id &+= 1 }
         nextID = id &+ 1
-        query.wire.setInteger(id, at: query.wire.readerIndex)
+        query.setConnectionID(id)
         pending[id] = query
         queriesSent += 1
-        var frame = context.channel.allocator.buffer(capacity: query.wire.readableBytes + 2)
-        frame.writeInteger(UInt16(query.wire.readableBytes))
-        frame.writeImmutableBuffer(query.wire)
-        context.write(wrapOutboundOut(frame), promise: nil)
+        context.write(wrapOutboundOut(query.frame), promise: nil)
         if !flushScheduled {
             flushScheduled = true
             context.eventLoop.assumeIsolated().execute { [self] in
@@ -118,7 +115,7 @@ final class DoTConnection: ChannelInboundHandler {
             return
         }
         guard let query = pending[view.id], view.isResponse,
-            view.questionMatches(query.view, in: frame, otherBuffer: query.wire)
+            view.questionMatches(query.view, in: frame, otherBuffer: query.message)
         else {
             pool.statistics.unmatchedReplies += 1
             return

@@ -1,12 +1,14 @@
 import NIOCore
 
-/// One query on its way to an upstream: the padded wire form, the client's ID to restore, and the
-/// promise to complete. Owned by one event loop.
+/// One query on its way to an upstream: the padded query framed for the stream, the client's ID to
+/// restore, and whom to tell the outcome. Owned by one event loop.
 final class DoTQuery {
-    let promise: EventLoopPromise<ByteBuffer>
-    /// The padded query; its ID is overwritten with the connection's ID when sent.
-    var wire: ByteBuffer
-    /// The index of `wire`, for matching the reply's question.
+    private let completion: @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+    /// The two-octet length prefix and the padded query, written to the connection as it is; the ID
+    /// is overwritten with the connection's ID when sent.
+    var frame: ByteBuffer
+    /// The index of the query as the client sent it, for matching the reply's question. The padded
+    /// query keeps the header and question octets where they were, two octets further on.
     let view: DNSMessageView
     let originalID: UInt16
     /// When the query fails with a timeout; the pool's one timer enforces it.
@@ -15,23 +17,41 @@ final class DoTQuery {
     var retried = false
     var isDone = false
 
-    init(promise: EventLoopPromise<ByteBuffer>, wire: ByteBuffer, view: DNSMessageView, deadline: NIODeadline) {
-        self.promise = promise
+    /// Builds the frame in one buffer: length prefix, then the query padded to `paddingBlockSize`.
+    init(
+        query: ByteBuffer, view: DNSMessageView, paddingBlockSize: Int, deadline: NIODeadline,
+        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+    ) {
+        var frame = ByteBufferAllocator().buffer(capacity: 2 + query.readableBytes + DoTQueryPadding.maximumGrowth(blockSize: paddingBlockSize))
+        frame.writeInteger(UInt16(0))
+        DoTQueryPadding.pad(query, view: view, blockSize: paddingBlockSize, into: &frame)
+        frame.setInteger(UInt16(truncatingIfNeeded: frame.readableBytes - 2), at: frame.readerIndex)
+        self.completion = completion
         self.deadline = deadline
-        self.wire = wire
+        self.frame = frame
         self.view = view
         self.originalID = view.id
+    }
+
+    /// The padded query, without its length prefix.
+    var message: ByteBuffer {
+        frame.getSlice(at: frame.readerIndex + 2, length: frame.readableBytes - 2)!
+    }
+
+    /// Writes the connection's ID into the frame.
+    func setConnectionID(_ id: UInt16) {
+        frame.setInteger(id, at: frame.readerIndex + 2)
     }
 
     func succeed(_ reply: ByteBuffer) {
         guard !isDone else { return }
         isDone = true
-        promise.succeed(reply)
+        completion(.success(reply))
     }
 
     func fail(_ error: UpstreamError) {
         guard !isDone else { return }
         isDone = true
-        promise.fail(error)
+        completion(.failure(error))
     }
 }

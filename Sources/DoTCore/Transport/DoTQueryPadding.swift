@@ -14,10 +14,24 @@ enum DoTQueryPadding {
     /// Any padding already present is replaced. When the OPT record is not the last record (a TSIG
     /// follows it), the message is returned unchanged, because moving records would break signatures.
     static func pad(_ message: ByteBuffer, view: DNSMessageView, blockSize: Int) -> ByteBuffer {
-        guard blockSize > 1 else { return message }
-        guard let rebuilt = rebuild(message, view: view, blockSize: blockSize)
-        else { return message }
-        return rebuilt
+        var out = ByteBuffer()
+        pad(message, view: view, blockSize: blockSize, into: &out)
+        return out
+    }
+
+    /// Appends `message`, padded as ``pad(_:view:blockSize:)`` describes, to `out`: the transport
+    /// builds the length prefix and the padded query in one buffer.
+    static func pad(_ message: ByteBuffer, view: DNSMessageView, blockSize: Int, into out: inout ByteBuffer) {
+        guard blockSize > 1, rebuild(message, view: view, blockSize: blockSize, into: &out) else {
+            out.writeImmutableBuffer(message)
+            return
+        }
+    }
+
+    /// The most octets ``pad(_:view:blockSize:)`` adds to a message: an OPT record, a padding option
+    /// header and up to a block less one of padding.
+    static func maximumGrowth(blockSize: Int) -> Int {
+        optRecordFixedLength + optionHeaderLength + max(0, blockSize - 1)
     }
 
     /// Returns `message` without a padding option, or `message` itself when it has none.
@@ -25,7 +39,8 @@ enum DoTQueryPadding {
         guard let optOffset = view.optRecordOffset,
             optionRange(message, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue) != nil
         else { return message }
-        return rebuild(message, view: view, blockSize: 0) ?? message
+        var out = ByteBuffer()
+        return rebuild(message, view: view, blockSize: 0, into: &out) ? out : message
     }
 
     /// Finds an option in the OPT RDATA; returns its absolute range.
@@ -45,11 +60,10 @@ enum DoTQueryPadding {
         return nil
     }
 
-    /// Copies the message without its OPT, then appends an OPT with the old options (less padding)
-    /// and, when `blockSize > 0`, padding to the block size.
-    private static func rebuild(
-        _ message: ByteBuffer, view: DNSMessageView, blockSize: Int
-    ) -> ByteBuffer? {
+    /// Appends the message without its OPT to `out`, then an OPT with the old options (less padding)
+    /// and, when `blockSize > 0`, padding to the block size. Returns false, with `out` untouched, when
+    /// the message cannot be rebuilt.
+    private static func rebuild(_ message: ByteBuffer, view: DNSMessageView, blockSize: Int, into out: inout ByteBuffer) -> Bool {
         let base = message.readerIndex
         var udpSize = EDNSRecord.proxyUDPPayloadSize
         var ttl: UInt32 = 0
@@ -61,7 +75,7 @@ enum DoTQueryPadding {
             guard let (_, _, klass, optTTL, rdLength) = message.getMultipleIntegers(
                 at: start, as: (UInt8, UInt16, UInt16, UInt32, UInt16).self),
                 view.optRecordIsLast
-            else { return nil }
+            else { return false }
             udpSize = klass
             ttl = optTTL
             prefixLength = optOffset
@@ -79,20 +93,20 @@ enum DoTQueryPadding {
                 position = next
             }
         } else {
-            guard additionalCount < UInt16.max else { return nil }
+            guard additionalCount < UInt16.max else { return false }
             additionalCount += 1
         }
-        var out = ByteBuffer()
+        guard let prefix = message.getSlice(at: base, length: prefixLength) else { return false }
         let unpadded = prefixLength + optRecordFixedLength + options.readableBytes
         var paddingLength = 0
         if blockSize > 0 {
             let withHeader = unpadded + optionHeaderLength
             paddingLength = (blockSize - withHeader % blockSize) % blockSize
         }
-        out.reserveCapacity(unpadded + (blockSize > 0 ? optionHeaderLength + paddingLength : 0))
-        guard let prefix = message.getSlice(at: base, length: prefixLength) else { return nil }
+        let start = out.writerIndex
+        out.reserveCapacity(minimumWritableBytes: unpadded + (blockSize > 0 ? optionHeaderLength + paddingLength : 0))
         out.writeImmutableBuffer(prefix)
-        out.setInteger(additionalCount, at: 10)
+        out.setInteger(additionalCount, at: start + 10)
         out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, udpSize, ttl)
         let rdLength = options.readableBytes + (blockSize > 0 ? optionHeaderLength + paddingLength : 0)
         out.writeInteger(UInt16(rdLength))
@@ -101,6 +115,6 @@ enum DoTQueryPadding {
             out.writeMultipleIntegers(EDNSOptionCode.padding.rawValue, UInt16(paddingLength))
             out.writeRepeatingByte(0, count: paddingLength)
         }
-        return out
+        return true
     }
 }

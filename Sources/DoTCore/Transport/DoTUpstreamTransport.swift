@@ -96,28 +96,36 @@ public final class DoTUpstreamTransport: UpstreamTransport {
     }
 
     public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        futureSend(query, deadline: deadline, on: eventLoop)
+    }
+
+    public func send(
+        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+    ) {
         let view: DNSMessageView
         do {
             view = try DNSMessageView(query)
         } catch {
-            return eventLoop.makeFailedFuture(
-                UpstreamError(.malformedQuery, upstream: configuration.upstream.description, detail: "\(error)"))
+            let failure = UpstreamError(.malformedQuery, upstream: configuration.upstream.description, detail: "\(error)")
+            eventLoop.execute { completion(.failure(failure)) }
+            return
         }
-        let wire = DoTQueryPadding.pad(query, view: view, blockSize: configuration.paddingBlockSize)
-        let promise = eventLoop.makePromise(of: ByteBuffer.self)
         if eventLoop.inEventLoop {
-            submit(wire: wire, view: view, promise: promise, deadline: deadline, on: eventLoop)
+            submit(query, view: view, deadline: deadline, on: eventLoop, completion: completion)
         } else {
             eventLoop.execute {
-                self.submit(wire: wire, view: view, promise: promise, deadline: deadline, on: eventLoop)
+                self.submit(query, view: view, deadline: deadline, on: eventLoop, completion: completion)
             }
         }
-        return promise.futureResult
     }
 
-    private func submit(wire: ByteBuffer, view: DNSMessageView, promise: EventLoopPromise<ByteBuffer>, deadline: NIODeadline, on eventLoop: any EventLoop) {
+    private func submit(
+        _ message: ByteBuffer, view: DNSMessageView, deadline: NIODeadline, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+    ) {
         let pool = pool(for: eventLoop)
-        let query = DoTQuery(promise: promise, wire: wire, view: view, deadline: deadline)
+        let query = DoTQuery(query: message, view: view, paddingBlockSize: configuration.paddingBlockSize, deadline: deadline, completion: completion)
         pool.statistics.queries += 1
         pool.submit(query)
     }

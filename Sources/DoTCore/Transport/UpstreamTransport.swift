@@ -15,9 +15,41 @@ public protocol UpstreamTransport: Sendable {
     ///   - deadline: When to give up; the future fails with ``UpstreamError/Code/timeout`` then.
     ///   - eventLoop: The event loop to complete the future on, and the one whose connections to use.
     func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer>
+
+    /// Sends `query` and calls `completion` once, on `eventLoop`, with the reply or the error.
+    ///
+    /// The same contract as the future-based requirement, without a future: a transport that calls
+    /// another (the pool calls its members, the proxy calls the pool) saves a promise and a callback
+    /// per query. The default implementation calls the future-based one; the library's transports
+    /// implement both natively.
+    ///
+    /// - Parameters:
+    ///   - query: One DNS query in wire form.
+    ///   - deadline: When to give up with ``UpstreamError/Code/timeout``.
+    ///   - eventLoop: The event loop to call `completion` on, and the one whose connections to use.
+    ///   - completion: Receives the reply, or an ``UpstreamError``.
+    func send(
+        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void)
 }
 
 extension UpstreamTransport {
+    public func send(
+        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+    ) {
+        send(query, deadline: deadline, on: eventLoop).whenComplete { result in
+            completion(result.mapError { $0 as? UpstreamError ?? UpstreamError(.connectionFailed, upstream: "\(Self.self)", detail: "\($0)") })
+        }
+    }
+
+    /// A future-based `send` built on the completion-based one, for transports that implement that.
+    func futureSend(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        let promise = eventLoop.makePromise(of: ByteBuffer.self)
+        send(query, deadline: deadline, on: eventLoop) { promise.completeWith($0.mapError { $0 }) }
+        return promise.futureResult
+    }
+
     /// Sends `query` and returns the reply.
     ///
     /// - Parameters:

@@ -83,13 +83,27 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
     }
 
     public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        futureSend(query, deadline: deadline, on: eventLoop)
+    }
+
+    public func send(
+        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+    ) {
         let now = eventLoop.now
         let (current, stale) = state.withLockedValue { ($0.current, now >= $0.expires && $0.lookup == nil) }
         guard let current else {
-            return lookup(on: eventLoop).flatMap { $0.send(query, deadline: deadline, on: eventLoop) }
+            lookup(on: eventLoop).whenComplete { result in
+                switch result {
+                case .success(let transport): transport.send(query, deadline: deadline, on: eventLoop, completion: completion)
+                case .failure(let error):
+                    completion(.failure(error as? UpstreamError ?? UpstreamError(.connectionFailed, upstream: self.name, detail: "\(error)")))
+                }
+            }
+            return
         }
         if stale { _ = lookup(on: eventLoop) }
-        return current.send(query, deadline: deadline, on: eventLoop)
+        current.send(query, deadline: deadline, on: eventLoop, completion: completion)
     }
 
     /// Starts a lookup, or joins the one in progress.

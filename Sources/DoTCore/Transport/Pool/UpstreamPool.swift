@@ -166,9 +166,14 @@ public final class UpstreamPool: UpstreamTransport {
     // MARK: Sending
 
     public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
-        let promise = eventLoop.makePromise(of: ByteBuffer.self)
-        attempt(Attempt(query: query, deadline: deadline, eventLoop: eventLoop, promise: promise))
-        return promise.futureResult
+        futureSend(query, deadline: deadline, on: eventLoop)
+    }
+
+    public func send(
+        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+    ) {
+        attempt(Attempt(query: query, deadline: deadline, eventLoop: eventLoop, completion: completion))
     }
 
     /// One query's progress through the pool.
@@ -176,7 +181,7 @@ public final class UpstreamPool: UpstreamTransport {
         let query: ByteBuffer
         let deadline: NIODeadline
         let eventLoop: any EventLoop
-        let promise: EventLoopPromise<ByteBuffer>
+        let completion: @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
         var tried: UInt64 = 0
         var previous: Int?
         var lastReply: ByteBuffer?
@@ -190,33 +195,33 @@ public final class UpstreamPool: UpstreamTransport {
         let choice: (index: Int, deadline: NIODeadline)? = now < attempt.deadline ? choose(excluding: attempt.tried, after: attempt.previous, now: now, deadline: attempt.deadline) : nil
         guard let choice else {
             if let reply = attempt.lastReply {
-                attempt.promise.succeed(reply)
+                attempt.completion(.success(reply))
             } else {
-                attempt.promise.fail(
-                    attempt.lastError
-                        ?? UpstreamError(.noUpstreamAvailable, upstream: "pool", detail: "all \(members.count) upstreams are down"))
+                attempt.completion(
+                    .failure(
+                        attempt.lastError
+                            ?? UpstreamError(.noUpstreamAvailable, upstream: "pool", detail: "all \(members.count) upstreams are down")))
             }
             return
         }
         attempt.tried |= 1 << UInt64(choice.index)
         attempt.previous = choice.index
-        members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop).whenComplete { [attempt] result in
+        members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop) { [attempt] result in
             var next = attempt
             switch result {
             case .success(let reply):
                 self.memberMetrics[choice.index].duration.recordNanoseconds((loop.now - now).nanoseconds)
                 guard self.isFailoverResponse(reply) else {
                     self.finish(choice.index, outcome: .reply, latency: loop.now - now)
-                    next.promise.succeed(reply)
+                    next.completion(.success(reply))
                     return
                 }
                 self.finish(choice.index, outcome: .failoverResponse, latency: loop.now - now)
                 next.lastReply = reply
             case .failure(let error):
-                let error = error as? UpstreamError ?? UpstreamError(.connectionFailed, upstream: self.members[choice.index].name, detail: "\(error)")
                 guard error.code != .shutdown, error.code != .malformedQuery else {
                     self.finish(choice.index, outcome: .abandoned, latency: nil)
-                    next.promise.fail(error)
+                    next.completion(.failure(error))
                     return
                 }
                 self.finish(choice.index, outcome: .failure(error), latency: nil)
