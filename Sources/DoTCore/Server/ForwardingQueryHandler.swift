@@ -50,7 +50,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     private let logQueries: Bool
     private let metrics: DNSProxyMetrics
     private let countersBox = NIOLockedValueBox(Counters())
-    private let inFlight = NIOLockedValueBox([DNSCacheKey: EventLoopFuture<UpstreamAnswer>]())
+    /// Misses on their way upstream, by question; identical misses join the one in flight.
+    private let inFlight = NIOLockedValueBox([DNSCacheKey: Miss]())
 
     /// Creates a handler.
     ///
@@ -162,56 +163,79 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             metrics.cacheHits.increment()
             if cache.claimPrefetch(message, view: view, now: now) {
                 // Refresh in the background; the new reply replaces the entry when it arrives.
-                forward(message, view: view, on: eventLoop, allocator: allocator) { _ in }
+                forward(message, view: view, on: eventLoop) { _ in }
             }
             return .now(fitCached(hit, query: query, view: view, allocator: allocator))
         }
         metrics.cacheMisses.increment()
         let racing = cache.servesStale && staleReplyDelay < queryTimeout
-        // One promise per miss, completed from the upstream's callback: chaining map, recover and
-        // cascade cost a future and a callback each.
-        let replied = eventLoop.makePromise(of: ByteBuffer?.self)
+        let miss = Miss(query: query, view: view, start: now, replied: eventLoop.makePromise(of: ByteBuffer?.self), counted: !racing)
         // Identical misses wait for the query already in flight instead of each going upstream. The
         // wait is bounded by that query's deadline.
-        if let key = DNSCacheKey(message, view: view) {
-            let (pending, shared) = inFlight.withLockedValue { table -> (EventLoopFuture<UpstreamAnswer>?, EventLoopPromise<UpstreamAnswer>?) in
-                if let existing = table[key] { return (existing, nil) }
-                let promise = eventLoop.makePromise(of: UpstreamAnswer.self)
-                table[key] = promise.futureResult
-                return (nil, promise)
-            }
-            if let pending {
-                countersBox.withLockedValue { $0.coalesced += 1 }
-                metrics.coalesced.increment()
-                pending.hop(to: eventLoop).whenComplete { [self] result in
-                    deliver(result, to: replied, query: query, view: view, start: now, counted: !racing, allocator: allocator)
+        let key = DNSCacheKey(message, view: view)
+        let joined = key.map { key in
+            inFlight.withLockedValue { table -> Bool in
+                guard let leader = table[key] else {
+                    table[key] = miss
+                    return false
                 }
-            } else {
-                let inFlight = self.inFlight
-                forward(message, view: view, on: eventLoop, allocator: allocator) { [self] result in
-                    inFlight.withLockedValue { _ = $0.removeValue(forKey: key) }
-                    shared!.completeWith(result)
-                    deliver(result, to: replied, query: query, view: view, start: now, counted: !racing, allocator: allocator)
-                }
+                leader.followers.append(miss)
+                return true
             }
+        } ?? false
+        if joined {
+            countersBox.withLockedValue { $0.coalesced += 1 }
+            metrics.coalesced.increment()
         } else {
-            forward(message, view: view, on: eventLoop, allocator: allocator) { [self] result in
-                deliver(result, to: replied, query: query, view: view, start: now, counted: !racing, allocator: allocator)
+            forward(message, view: view, on: eventLoop) { [self] result in
+                let followers = key.map { key in
+                    inFlight.withLockedValue { table in
+                        table.removeValue(forKey: key)
+                        return miss.followers
+                    }
+                }
+                complete(miss, with: result)
+                for follower in followers ?? [] {
+                    let loop = follower.replied.futureResult.eventLoop
+                    if loop.inEventLoop {
+                        complete(follower, with: result)
+                    } else {
+                        loop.execute { self.complete(follower, with: result) }
+                    }
+                }
             }
         }
-        guard racing else { return .later(replied.futureResult) }
-        return .later(raceWithStaleAnswer(replied.futureResult, query: query, view: view, start: now, on: eventLoop, allocator: allocator))
+        guard racing else { return .later(miss.replied.futureResult) }
+        return .later(raceWithStaleAnswer(miss.replied.futureResult, query: query, view: view, start: now, on: eventLoop, allocator: allocator))
     }
 
-    /// Completes a miss: the client's reply for the upstream outcome, counted unless a race with a
-    /// stale answer still has to decide which reply the client gets.
-    private func deliver(
-        _ result: Result<UpstreamAnswer, any Error>, to promise: EventLoopPromise<ByteBuffer?>, query: DNSClientQuery, view: DNSMessageView,
-        start: NIODeadline, counted: Bool, allocator: ByteBufferAllocator
-    ) {
-        let answer = reply(to: query, view: view, from: result, allocator: allocator)
-        if counted { recordForwarded(answer, transport: query.transport, since: start) }
-        promise.succeed(answer)
+    /// One cache miss between the client and the upstream: what its callbacks need, in one object,
+    /// so that each captures one reference rather than the query, its view and its promise apiece.
+    private final class Miss: @unchecked Sendable {
+        // Immutable but for `followers`, which only changes under the handler's `inFlight` lock.
+        let query: DNSClientQuery
+        let view: DNSMessageView
+        let start: NIODeadline
+        let replied: EventLoopPromise<ByteBuffer?>
+        /// Whether the reply is counted when completed (no race with a stale answer decides later).
+        let counted: Bool
+        /// Identical misses that arrived while this one was in flight.
+        var followers: [Miss] = []
+
+        init(query: DNSClientQuery, view: DNSMessageView, start: NIODeadline, replied: EventLoopPromise<ByteBuffer?>, counted: Bool) {
+            self.query = query
+            self.view = view
+            self.start = start
+            self.replied = replied
+            self.counted = counted
+        }
+    }
+
+    /// Completes a miss with the client's reply for the upstream outcome; call on its event loop.
+    private func complete(_ miss: Miss, with result: Result<UpstreamAnswer, any Error>) {
+        let answer = reply(to: miss.query, view: miss.view, from: result, allocator: ByteBufferAllocator())
+        if miss.counted { recordForwarded(answer, transport: miss.query.transport, since: miss.start) }
+        miss.replied.succeed(answer)
     }
 
     private func recordForwarded(_ reply: ByteBuffer?, transport: DNSClientTransport, since start: NIODeadline) {
@@ -288,10 +312,10 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     /// Sends the query upstream, checks that the reply answers it, offers the reply to the cache, and
     /// calls `completion` with the outcome on the transport's callback.
     private func forward(
-        _ message: ByteBuffer, view: DNSMessageView, on eventLoop: any EventLoop, allocator: ByteBufferAllocator,
+        _ message: ByteBuffer, view: DNSMessageView, on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<UpstreamAnswer, any Error>) -> Void
     ) {
-        let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: allocator)
+        let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: ByteBufferAllocator())
         transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop) { [cache, transport] result in
             switch result {
             case .success(let reply):

@@ -176,8 +176,10 @@ public final class UpstreamPool: UpstreamTransport {
         attempt(Attempt(query: query, deadline: deadline, eventLoop: eventLoop, completion: completion))
     }
 
-    /// One query's progress through the pool.
-    private struct Attempt {
+    /// One query's progress through the pool. A class, so that each try and its callback share it
+    /// instead of copying (and retaining) every field.
+    private final class Attempt: @unchecked Sendable {
+        // Touched by one try at a time: each try starts from the previous one's callback.
         let query: ByteBuffer
         let deadline: NIODeadline
         let eventLoop: any EventLoop
@@ -186,10 +188,16 @@ public final class UpstreamPool: UpstreamTransport {
         var previous: Int?
         var lastReply: ByteBuffer?
         var lastError: UpstreamError?
+
+        init(query: ByteBuffer, deadline: NIODeadline, eventLoop: any EventLoop, completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void) {
+            self.query = query
+            self.deadline = deadline
+            self.eventLoop = eventLoop
+            self.completion = completion
+        }
     }
 
     private func attempt(_ attempt: Attempt) {
-        var attempt = attempt
         let loop = attempt.eventLoop
         let now = loop.now
         let choice: (index: Int, deadline: NIODeadline)? = now < attempt.deadline ? choose(excluding: attempt.tried, after: attempt.previous, now: now, deadline: attempt.deadline) : nil
@@ -206,8 +214,8 @@ public final class UpstreamPool: UpstreamTransport {
         }
         attempt.tried |= 1 << UInt64(choice.index)
         attempt.previous = choice.index
-        members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop) { [attempt] result in
-            var next = attempt
+        members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop) { result in
+            let next = attempt
             switch result {
             case .success(let reply):
                 self.memberMetrics[choice.index].duration.recordNanoseconds((loop.now - now).nanoseconds)
