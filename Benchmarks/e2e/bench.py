@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -292,6 +293,21 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
     return figures
 
 
+def measure_fill(system, port, pid, work, tag, count):
+    """Sends `count` distinct names once, as fast as the system answers, and reports the memory they take."""
+    queries = os.path.join(work, f"q-{system}-fill.txt")
+    write_queries(queries, "miss", count, tag)
+    before = rss_kib(pid, "VmRSS")
+    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", queries, "-n", "1", "-l", "300", "-m", "udp", "-t", "5",
+            "-c", "4", "-q", "100", "-T", "2"]
+    figures = parse_dnsperf(subprocess.run(argv, capture_output=True, text=True, timeout=330).stdout)
+    time.sleep(1)
+    after = rss_kib(pid, "VmRSS")
+    answered = figures["completed"]
+    return {"names": count, "answered": answered, "qps": figures["qps"], "rss_before_mib": before / 1024, "rss_after_mib": after / 1024,
+            "bytes_per_name": (after - before) * 1024 / answered if answered else None}
+
+
 # ---------------------------------------------------------------------------------------------------
 # Report
 
@@ -299,14 +315,42 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
 LOWER_IS_BETTER = {"avg_ms": True, "p99_ms": True, "cpu_us_per_query": True, "peak_rss_mib": True, "lost": True, "qps": False}
 
 
-def ratio_table(results, seconds):
+def median_figures(values):
+    """Each figure's median over rounds (lost: the total); the upstream connection count's maximum."""
+    merged = {}
+    for key in values[0]:
+        column = [v[key] for v in values if v.get(key) is not None]
+        if key in ("system", "transport", "workload", "round"):
+            continue
+        if not column or not all(isinstance(x, (int, float)) for x in column):
+            merged[key] = None
+        elif key == "lost":
+            merged[key] = sum(column)
+        elif key == "upstream_connections":
+            merged[key] = max(column)
+        else:
+            merged[key] = statistics.median(column)
+    return merged
+
+
+def ratio_table(results, seconds, rounds=1):
     lines = [f"# dotproxy end-to-end benchmark ({datetime.datetime.now().isoformat(timespec='seconds')}, {seconds} s per run, "
-             f"{os.cpu_count()} CPUs)", ""]
+             f"{os.cpu_count()} CPUs" + (f", median of {rounds} alternating rounds" if rounds > 1 else "") + ")", ""]
     if "direct" in results:
         d = results["direct"]
         lines += [f"dnsperf -m dot straight to the upstream (unique names): {d['qps']:.0f} QPS, avg {d['avg_ms']:.2f} ms", ""]
     if results.get("idle_rss_mib"):
         lines += ["Idle RSS (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in results["idle_rss_mib"].items()), ""]
+    if results.get("idle_anon_rss_mib"):
+        lines += ["Idle anonymous RSS, the process's own memory without mapped code (MiB): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in results["idle_anon_rss_mib"].items()), ""]
+    if results.get("fill"):
+        lines += ["Memory after caching distinct names (UDP, each name once; bytes per name = RSS growth / names answered):", "",
+                  "| system | names answered | QPS | RSS before MiB | RSS after MiB | bytes per name |", "|---|---|---|---|---|---|"]
+        for f in results["fill"]:
+            per_name = f"{f['bytes_per_name']:.0f}" if f.get("bytes_per_name") is not None else "–"
+            lines.append(f"| {f['system']} | {f['answered']:.0f} | {f['qps']:.0f} | {f['rss_before_mib']:.1f} | {f['rss_after_mib']:.1f} | {per_name} |")
+        lines.append("")
     lines += ["Ratios are dotproxy's figure over the best peer's in this run (QPS: higher is better; the others: lower is better).", ""]
     header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
@@ -339,6 +383,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dotproxy", required=True)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=1, help="measure every system this many times, alternating; report medians")
+    parser.add_argument("--fill", type=int, default=1_000_000,
+                        help="distinct names to cache after the workloads, to report memory per cached name (0: skip)")
     parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby")
     parser.add_argument("--transports", default="udp,tcp")
     parser.add_argument("--workloads", default="hit,miss,mixed,light")
@@ -350,7 +397,7 @@ def main():
     work = tempfile.mkdtemp(prefix="dotproxy-e2e-")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     rig_dir = os.path.join(work, "upstream")
-    results = {"seconds": args.seconds, "runs": [], "idle_rss_mib": {}}
+    results = {"seconds": args.seconds, "rounds_run": args.rounds, "runs": [], "rounds": [], "fill": [], "fill_rounds": [], "idle_rss_mib": {}}
     run_tag = f"r{int(time.time())}"
     try:
         out = subprocess.run([os.path.join(ROOT, "scripts/unbound-rig.sh"), "start", rig_dir], capture_output=True, text=True, check=True).stdout
@@ -358,34 +405,62 @@ def main():
         upstream_port = int(rig["RIG_DOT_PORT"])
         print(f"upstream: Unbound DoT on 127.0.0.1:{upstream_port}", flush=True)
 
-        # The reference: dnsperf speaking DoT straight to the upstream.
-        if "miss" in args.workloads:
-            queries = os.path.join(work, "direct.txt")
-            write_queries(queries, "miss", 120_000 * args.seconds, run_tag + "direct")
-            results["direct"] = parse_dnsperf(run_dnsperf(upstream_port, "dot", queries, args.seconds))
-            print(f"direct dnsperf -m dot: {results['direct']['qps']:.0f} QPS", flush=True)
-
-        for system in systems:
-            port = free_port()
-            log = open(os.path.join(work, f"{system}.log"), "w")
-            process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy), log)
-            if not wait_ready(port):
-                print(f"{system}: did not answer; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
+        # Each round starts every system afresh (empty cache) and measures it in turn, so that the
+        # systems alternate; the table reports each figure's median over the rounds. One run moves a
+        # lot with how SO_REUSEPORT happens to hash dnsperf's sockets onto a system's threads.
+        samples = {}
+        idle = {}
+        direct = []
+        for round_index in range(args.rounds):
+            tag_round = f"{run_tag}n{round_index}"
+            # The reference: dnsperf speaking DoT straight to the upstream.
+            if "miss" in args.workloads:
+                queries = os.path.join(work, "direct.txt")
+                write_queries(queries, "miss", 120_000 * args.seconds, tag_round + "direct")
+                direct.append(parse_dnsperf(run_dnsperf(upstream_port, "dot", queries, args.seconds)))
+                print(f"round {round_index + 1}: direct dnsperf -m dot: {direct[-1]['qps']:.0f} QPS", flush=True)
+            for system in systems:
+                port = free_port()
+                log = open(os.path.join(work, f"{system}.log"), "w")
+                process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy), log)
+                if not wait_ready(port):
+                    print(f"{system}: did not answer; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
+                    stop(process)
+                    continue
+                time.sleep(0.5)
+                idle.setdefault(system, []).append((rss_kib(process.pid, "VmRSS") / 1024, rss_kib(process.pid, "RssAnon") / 1024))
+                for transport in args.transports.split(","):
+                    for workload in args.workloads.split(","):
+                        tag = f"{tag_round}{system}{transport}{workload}"
+                        figures = measure(system, port, process.pid, transport, workload, args.seconds, work, tag, upstream_port)
+                        figures.update(system=system, transport=transport, workload=workload, round=round_index + 1)
+                        results["rounds"].append(figures)
+                        samples.setdefault((system, transport, workload), []).append(figures)
+                        print(f"{system:8} {transport} {workload:5}: {figures['qps']:9.0f} QPS  avg {figures['avg_ms']:.2f} ms  "
+                              f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
+                              f"conns {figures['upstream_connections']}", flush=True)
+                if args.fill and system in CACHING:
+                    figures = measure_fill(system, port, process.pid, work, f"{tag_round}{system}fill", args.fill)
+                    figures.update(system=system, round=round_index + 1)
+                    results["fill_rounds"].append(figures)
+                    print(f"{system:8} fill {args.fill} names: {figures['answered']} answered at {figures['qps']:.0f} QPS, "
+                          f"RSS {figures['rss_before_mib']:.0f} -> {figures['rss_after_mib']:.0f} MiB", flush=True)
                 stop(process)
-                continue
-            time.sleep(0.5)
-            results["idle_rss_mib"][system] = rss_kib(process.pid, "VmRSS") / 1024
-            for transport in args.transports.split(","):
-                for workload in args.workloads.split(","):
-                    tag = f"{run_tag}{system}{transport}{workload}"
-                    figures = measure(system, port, process.pid, transport, workload, args.seconds, work, tag, upstream_port)
-                    figures.update(system=system, transport=transport, workload=workload)
-                    results["runs"].append(figures)
-                    print(f"{system:8} {transport} {workload:5}: {figures['qps']:9.0f} QPS  avg {figures['avg_ms']:.2f} ms  "
-                          f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
-                          f"conns {figures['upstream_connections']}", flush=True)
-            stop(process)
-        table = ratio_table(results, args.seconds)
+        if direct:
+            results["direct"] = median_figures(direct)
+        results["idle_rss_mib"] = {system: statistics.median(v[0] for v in values) for system, values in idle.items()}
+        results["idle_anon_rss_mib"] = {system: statistics.median(v[1] for v in values) for system, values in idle.items()}
+        for system in systems:
+            values = [f for f in results["fill_rounds"] if f["system"] == system]
+            if values:
+                figures = median_figures(values)
+                figures.update(system=system)
+                results["fill"].append(figures)
+        for (system, transport, workload), values in samples.items():
+            figures = median_figures(values)
+            figures.update(system=system, transport=transport, workload=workload)
+            results["runs"].append(figures)
+        table = ratio_table(results, args.seconds, args.rounds)
         print("\n" + table)
         out_dir = os.path.join(ROOT, "Benchmarks", "e2e", "results")
         os.makedirs(out_dir, exist_ok=True)

@@ -2,8 +2,13 @@
 # The end-to-end comparison: dotproxy against dnsdist, Unbound, Knot Resolver and Stubby, each
 # forwarding UDP/TCP to the same loopback Unbound over verified TLS, under dnsperf.
 #
-#   Benchmarks/e2e/run.sh [--seconds 15] [--systems dotproxy,dnsdist,unbound,kresd,stubby]
+#   Benchmarks/e2e/run.sh [--seconds 15] [--rounds 1] [--fill 1000000]
+#                         [--systems dotproxy,dnsdist,unbound,kresd,stubby]
 #                         [--transports udp,tcp] [--workloads hit,miss,mixed,light]
+#
+# --rounds N measures every system N times, alternating, and reports each figure's median (one run
+# moves a lot with how SO_REUSEPORT hashes dnsperf's four sockets onto two threads). --fill N then
+# caches N distinct names in each caching system and reports RSS growth per name (0 skips it).
 #
 # Installs what it needs (dnsperf, Unbound, dnsdist, knot-resolver, stubby, certtool, dig; only those
 # missing), builds dotproxy in release mode, then runs Benchmarks/e2e/bench.py. Results go to
