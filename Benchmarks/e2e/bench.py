@@ -440,6 +440,12 @@ def main():
                               f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
                               f"conns {figures['upstream_connections']}", flush=True)
                 if args.fill and system in CACHING:
+                    # A fresh process: the workloads above may already have filled the cache to its bound.
+                    stop(process)
+                    process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy), log)
+                    if not wait_ready(port):
+                        stop(process)
+                        continue
                     figures = measure_fill(system, port, process.pid, work, f"{tag_round}{system}fill", args.fill)
                     figures.update(system=system, round=round_index + 1)
                     results["fill_rounds"].append(figures)

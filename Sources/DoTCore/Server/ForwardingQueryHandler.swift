@@ -100,8 +100,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
 
     public func respond(to query: DNSClientQuery, on eventLoop: any EventLoop) -> DNSQueryResponse {
         let response = resolve(query, now: .now(), on: eventLoop)
-        // Replies that wait for the upstream are counted where they are completed (`deliver`), which
-        // saves a callback per miss.
+        // Replies that wait for the upstream are counted where they are completed (`complete(_:with:)`),
+        // which saves a callback per miss.
         if case .now(let reply) = response { metrics.recordResponse(reply) }
         return response
     }

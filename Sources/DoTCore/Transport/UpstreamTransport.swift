@@ -5,8 +5,11 @@ import NIOCore
 /// The reply carries the query's own ID and question: implementations rewrite IDs on the wire as
 /// they need, and restore them. A failure is always an ``UpstreamError`` that names the upstream.
 ///
-/// The requirement is future-based so that the proxy can answer a cache miss on the event loop that
-/// read the query, without a task hop. Embedders can use the `async` convenience instead.
+/// Both requirements take the event loop to answer on, so that the proxy can answer a cache miss on
+/// the loop that read the query, without a task hop. A conforming type implements the future-based
+/// `send`; the completion-based one has a default built on it, and is worth implementing natively
+/// when the transport sits on the query path (it saves a promise per query). Embedders can use the
+/// `async` convenience instead.
 public protocol UpstreamTransport: Sendable {
     /// Sends `query` and completes with the reply, or fails with ``UpstreamError``.
     ///

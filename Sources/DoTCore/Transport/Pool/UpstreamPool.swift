@@ -215,27 +215,26 @@ public final class UpstreamPool: UpstreamTransport {
         attempt.tried |= 1 << UInt64(choice.index)
         attempt.previous = choice.index
         members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop) { result in
-            let next = attempt
             switch result {
             case .success(let reply):
                 self.memberMetrics[choice.index].duration.recordNanoseconds((loop.now - now).nanoseconds)
                 guard self.isFailoverResponse(reply) else {
                     self.finish(choice.index, outcome: .reply, latency: loop.now - now)
-                    next.completion(.success(reply))
+                    attempt.completion(.success(reply))
                     return
                 }
                 self.finish(choice.index, outcome: .failoverResponse, latency: loop.now - now)
-                next.lastReply = reply
+                attempt.lastReply = reply
             case .failure(let error):
                 guard error.code != .shutdown, error.code != .malformedQuery else {
                     self.finish(choice.index, outcome: .abandoned, latency: nil)
-                    next.completion(.failure(error))
+                    attempt.completion(.failure(error))
                     return
                 }
                 self.finish(choice.index, outcome: .failure(error), latency: nil)
-                next.lastError = error
+                attempt.lastError = error
             }
-            self.attempt(next)
+            self.attempt(attempt)
         }
     }
 
