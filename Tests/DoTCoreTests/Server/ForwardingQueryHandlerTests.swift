@@ -81,11 +81,12 @@ import Testing
     @Test func aSlowUpstreamIsAnsweredStaleAfterTheClientTimer() async throws {
         let handler = ForwardingQueryHandler(
             transport: ScriptedUpstreamTransport(behaviour: .silence), cache: StaleOnlyCache(), staleReplyDelay: .milliseconds(50),
-            queryTimeout: .seconds(10))
+            queryTimeout: .seconds(120))
         let start = NIODeadline.now()
         let reply = try #require(try await ask(handler))
         #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
-        #expect(NIODeadline.now() - start < .seconds(5), "answered by the timer, not the deadline")
+        // Far from both ends, so a machine saturated by other work cannot blur which one answered.
+        #expect(NIODeadline.now() - start < .seconds(60), "answered by the timer, not the deadline")
     }
 
     @Test func withoutStaleDataAFailureIsSERVFAIL() async throws {
