@@ -115,12 +115,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             let start = Int(entries[slot].questionNameStart)
             return entries[slot].storage.withUnsafeBufferPointer { stored in
                 query.withUnsafeReadableBytes { bytes in
-                    guard name.upperBound <= bytes.count, start + name.count <= stored.count else { return false }
-                    for offset in 0..<name.count
-                    where DNSName.lowercase(bytes[name.lowerBound + offset]) != DNSName.lowercase(stored[start + offset]) {
-                        return false
-                    }
-                    return true
+                    name.upperBound <= bytes.count && start + name.count <= stored.count
+                        && DNSName.equalIgnoringCase(bytes[name], stored[start..<start + name.count])
                 }
             }
         }

@@ -60,6 +60,12 @@ public struct UpstreamError: Error, Hashable, Sendable, CustomStringConvertible 
         self.tlsError = tlsError
     }
 
+    /// `error` itself when it is an `UpstreamError`; otherwise a connection failure of `upstream`
+    /// that describes it.
+    static func wrapping(_ error: any Error, upstream: String) -> UpstreamError {
+        error as? UpstreamError ?? UpstreamError(.connectionFailed, upstream: upstream, detail: "\(error)")
+    }
+
     public var description: String {
         "upstream \(upstream): \(code)" + (detail.isEmpty ? "" : ": \(detail)")
     }

@@ -42,7 +42,7 @@ extension UpstreamTransport {
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     ) {
         send(query, deadline: deadline, on: eventLoop).whenComplete { result in
-            completion(result.mapError { $0 as? UpstreamError ?? UpstreamError(.connectionFailed, upstream: "\(Self.self)", detail: "\($0)") })
+            completion(result.mapError { UpstreamError.wrapping($0, upstream: "\(Self.self)") })
         }
     }
 
@@ -63,10 +63,8 @@ extension UpstreamTransport {
     public func send(_ query: ByteBuffer, timeout: TimeAmount, on eventLoop: any EventLoop) async throws(UpstreamError) -> ByteBuffer {
         do {
             return try await send(query, deadline: .now() + timeout, on: eventLoop).get()
-        } catch let error as UpstreamError {
-            throw error
         } catch {
-            throw UpstreamError(.connectionFailed, upstream: "unknown", detail: "\(error)")
+            throw UpstreamError.wrapping(error, upstream: "\(Self.self)")
         }
     }
 }

@@ -245,16 +245,11 @@ public struct DNSMessageView: Sendable {
         guard let range = questionNameRange, let otherRange = other.questionNameRange else {
             return questionNameRange == nil && other.questionNameRange == nil
         }
-        guard range.count == otherRange.count else { return false }
         // Compare the raw octets: one access to each buffer instead of two bounds-checked reads per octet.
         return buffer.withUnsafeReadableBytes { bytes in
             otherBuffer.withUnsafeReadableBytes { otherBytes in
-                guard range.upperBound <= bytes.count, otherRange.upperBound <= otherBytes.count else { return false }
-                for index in 0..<range.count
-                where DNSName.lowercase(bytes[range.lowerBound + index]) != DNSName.lowercase(otherBytes[otherRange.lowerBound + index]) {
-                    return false
-                }
-                return true
+                range.upperBound <= bytes.count && otherRange.upperBound <= otherBytes.count
+                    && DNSName.equalIgnoringCase(bytes[range], otherBytes[otherRange])
             }
         }
     }

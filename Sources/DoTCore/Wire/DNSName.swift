@@ -185,7 +185,9 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, ExpressibleB
         (byte >= 0x41 && byte <= 0x5A) ? byte | 0x20 : byte
     }
 
-    static func equalIgnoringCase(_ lhs: ArraySlice<UInt8>, _ rhs: ArraySlice<UInt8>) -> Bool {
+    /// Whether two runs of name octets are equal, ASCII case ignored: names in arrays, in a message's
+    /// bytes, or in a cache entry.
+    static func equalIgnoringCase<L: Collection<UInt8>, R: Collection<UInt8>>(_ lhs: L, _ rhs: R) -> Bool {
         guard lhs.count == rhs.count else { return false }
         return zip(lhs, rhs).allSatisfy { lowercase($0) == lowercase($1) }
     }

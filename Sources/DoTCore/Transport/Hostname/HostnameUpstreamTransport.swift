@@ -97,7 +97,7 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
                 switch result {
                 case .success(let transport): transport.send(query, deadline: deadline, on: eventLoop, completion: completion)
                 case .failure(let error):
-                    completion(.failure(error as? UpstreamError ?? UpstreamError(.connectionFailed, upstream: self.name, detail: "\(error)")))
+                    completion(.failure(UpstreamError.wrapping(error, upstream: self.name)))
                 }
             }
             return
