@@ -11,8 +11,8 @@
 # caches N distinct names in each caching system and reports RSS growth per name (0 skips it).
 #
 # Installs what it needs (dnsperf, Unbound, dnsdist, knot-resolver, stubby, certtool, dig; only those
-# missing), builds dotproxy in release mode with the Swift runtime linked in (as scripts/run.sh and the
-# container image build it), then runs Benchmarks/e2e/bench.py. Results go to
+# missing), builds dotproxy as it ships (scripts/build-release.sh, as scripts/run.sh and the container
+# image build it), then runs Benchmarks/e2e/bench.py. Results go to
 # Benchmarks/e2e/results/ (ignored by git) as Markdown and JSON. Everything runs on loopback, every load
 # is bounded in time, and every process started is stopped by PID, also on Ctrl-C.
 set -euo pipefail
@@ -20,5 +20,5 @@ cd "$(dirname "$0")/../.."
 scripts/setup.sh bench
 # The distribution's units must not hold the ports or the CPU while we measure.
 for unit in dnsdist kresd@1 stubby unbound; do systemctl stop "$unit" >/dev/null 2>&1 || true; done
-swift build -c release --static-swift-stdlib --product dotproxy
-exec python3 Benchmarks/e2e/bench.py --dotproxy .build/release/dotproxy "$@"
+binary="$(scripts/build-release.sh)"
+exec python3 Benchmarks/e2e/bench.py --dotproxy "$binary" "$@"
