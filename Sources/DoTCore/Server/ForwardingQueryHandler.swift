@@ -171,25 +171,27 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         let racing = cache.servesStale && staleReplyDelay < queryTimeout
         let miss = Miss(query: query, view: view, start: now, replied: eventLoop.makePromise(of: ByteBuffer?.self), counted: !racing)
         // Identical misses wait for the query already in flight instead of each going upstream. The
-        // wait is bounded by that query's deadline.
+        // wait is bounded by that query's deadline. The key is a hash, so a miss joins only a leader
+        // that asks the same question; after a collision it goes upstream on its own, unregistered.
         let key = DNSCacheKey(message, view: view)
-        let joined = key.map { key in
-            inFlight.withLockedValue { table -> Bool in
+        let role: Miss.Role = key.map { key in
+            inFlight.withLockedValue { table -> Miss.Role in
                 guard let leader = table[key] else {
                     table[key] = miss
-                    return false
+                    return .leader
                 }
+                guard miss.asksSameQuestion(as: leader) else { return .alone }
                 leader.followers.append(miss)
-                return true
+                return .follower
             }
-        } ?? false
-        if joined {
+        } ?? .alone
+        if role == .follower {
             countersBox.withLockedValue { $0.coalesced += 1 }
             metrics.coalesced.increment()
         } else {
             forward(message, view: view, on: eventLoop) { [self] result in
-                let followers = key.map { key in
-                    inFlight.withLockedValue { table in
+                let followers = key.flatMap { key in
+                    role != .leader ? nil : inFlight.withLockedValue { table in
                         table.removeValue(forKey: key)
                         return miss.followers
                     }
@@ -211,7 +213,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
 
     /// One cache miss between the client and the upstream: what its callbacks need, in one object,
     /// so that each captures one reference rather than the query, its view and its promise apiece.
-    private final class Miss: @unchecked Sendable {
+    final class Miss: @unchecked Sendable {
         // Immutable but for `followers`, which only changes under the handler's `inFlight` lock.
         let query: DNSClientQuery
         let view: DNSMessageView
@@ -222,12 +224,29 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         /// Identical misses that arrived while this one was in flight.
         var followers: [Miss] = []
 
+        /// How a miss relates to the table of misses in flight.
+        enum Role {
+            /// Registered under its key; answers its followers.
+            case leader
+            /// Waits for a leader's answer.
+            case follower
+            /// Not registered: no key, or its key's leader asks another question.
+            case alone
+        }
+
         init(query: DNSClientQuery, view: DNSMessageView, start: NIODeadline, replied: EventLoopPromise<ByteBuffer?>, counted: Bool) {
             self.query = query
             self.view = view
             self.start = start
             self.replied = replied
             self.counted = counted
+        }
+
+        /// Whether `leader`'s answer also answers this miss: the same question (name in any case,
+        /// type, class) and the same DO and CD bits, which is everything its cache key hashes.
+        func asksSameQuestion(as leader: Miss) -> Bool {
+            view.dnssecOK == leader.view.dnssecOK && view.checkingDisabled == leader.view.checkingDisabled
+                && view.questionMatches(leader.view, in: query.message, otherBuffer: leader.query.message)
         }
     }
 
