@@ -87,12 +87,12 @@ import Testing
             queryTimeout: .seconds(2))
         let query = DNSClientQuery(message: try DNSMessage.query(name: "a.test.", type: .a, id: 9).encoded(), client: Self.client, transport: .udp)
         guard case .later(let reply) = handler.respond(to: query, on: loop) else { Issue.record("a miss must wait"); return }
-        var answer: ByteBuffer??
-        reply.whenSuccess { answer = $0 }
+        let answer = NIOLockedValueBox<ByteBuffer??>(nil)
+        reply.whenSuccess { reply in answer.withLockedValue { $0 = reply } }
         loop.advanceTime(by: .milliseconds(49))
-        #expect(answer == nil, "the client timer has not run out")
+        #expect(answer.withLockedValue { $0 } == nil, "the client timer has not run out")
         loop.advanceTime(by: .milliseconds(1))
-        let stale = try #require(answer.flatMap { $0 }, "answered stale when the client timer ran out")
+        let stale = try #require(answer.withLockedValue { $0 }.flatMap { $0 }, "answered stale when the client timer ran out")
         #expect(try DNSMessage(decoding: stale).answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
     }
 
