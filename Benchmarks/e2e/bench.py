@@ -333,6 +333,12 @@ def median_figures(values):
     return merged
 
 
+def comparable(peer, metric, workload):
+    """Whether a peer's figure is a like-for-like comparison: Stubby keeps no cache, so neither its
+    hit QPS nor its memory is compared with a caching proxy's."""
+    return peer in CACHING or not (metric == "peak_rss_mib" or (metric == "qps" and workload == "hit"))
+
+
 def ratio_table(results, seconds, rounds=1):
     lines = [f"# dotproxy end-to-end benchmark ({datetime.datetime.now().isoformat(timespec='seconds')}, {seconds} s per run, "
              f"{os.cpu_count()} CPUs" + (f", median of {rounds} alternating rounds" if rounds > 1 else "") + ")", ""]
@@ -369,7 +375,7 @@ def ratio_table(results, seconds, rounds=1):
                     continue
                 text = fmt.format(value)
                 if r["system"] == "dotproxy" and peers:
-                    values = [p[metric] for p in peers if p[metric] is not None and (metric != "qps" or p["system"] in CACHING or workload != "hit")]
+                    values = [p[metric] for p in peers if p[metric] is not None and comparable(p["system"], metric, workload)]
                     if values:
                         best = min(values) if LOWER_IS_BETTER[metric] else max(values)
                         if best:
