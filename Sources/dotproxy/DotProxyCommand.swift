@@ -134,6 +134,7 @@ struct DotProxyCommand: AsyncParsableCommand {
     static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
 
     static func main() async {
+        AllocatorTuning.reexecuteIfNeeded()
         let arguments = EnvironmentArguments.merge(
             arguments: Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
             options: environmentOptions, flags: environmentFlags)

@@ -244,3 +244,12 @@ import Testing
         services.pool.shutdown()
     }
 }
+
+@Suite struct AllocatorTuningTests {
+    @Test func aFirstStartEnlargesTheThreadCacheAndAnOperatorsSettingIsKept() {
+        #expect(AllocatorTuning.tunablesToApply(existing: nil) == "glibc.malloc.tcache_count=1024")
+        #expect(AllocatorTuning.tunablesToApply(existing: "glibc.malloc.tcache_count=1024") == nil, "no second re-execution")
+        #expect(AllocatorTuning.tunablesToApply(existing: "glibc.malloc.arena_max=2") == nil)
+        #expect(AllocatorTuning.tunablesToApply(existing: "") == nil, "an empty value switches the tuning off")
+    }
+}
