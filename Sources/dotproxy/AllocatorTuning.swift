@@ -8,8 +8,8 @@ import Glibc
 /// buffers, query state) and frees them in batches as replies arrive. glibc keeps only 7 freed chunks
 /// of each size in a thread's cache; the rest go to shared bins that are consolidated, and the next
 /// allocations take the slow path (`_int_malloc` was 7% of the CPU of a cache miss under load). With
-/// 1,024 chunks per size a loop's working set stays in its cache: 17% fewer user cycles per miss and
-/// per hit (Docs/performance.md). The chunks kept are ones the proxy just used, so memory stays bounded
+/// 1,024 chunks per size a loop's working set stays in its cache: about 15% fewer user cycles per
+/// miss and per hit (Docs/performance.md). The chunks kept are ones the proxy just used, so memory stays bounded
 /// by the configured limits.
 ///
 /// glibc reads the setting only at start-up, from `GLIBC_TUNABLES`, so the process re-executes itself

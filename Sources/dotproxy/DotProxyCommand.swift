@@ -125,11 +125,14 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("log-queries"), help: "Log every query's name and type (off by default, for privacy).")
     var logQueries = false
 
+    @Option(name: .customLong("threads"), help: "Event-loop threads serving clients and upstream connections (1-256). Default: one per CPU core.")
+    var threads: Int?
+
     static let environmentOptions = [
         "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
         "log-format", "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
         "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl", "upstream-policy", "max-fails",
-        "failover-rcode", "health-check-interval", "bootstrap", "metrics-listen",
+        "failover-rcode", "health-check-interval", "bootstrap", "metrics-listen", "threads",
     ]
     static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
 
@@ -183,6 +186,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             guard pins.isEmpty else { throw ValidationError("--opportunistic-tls: cannot be combined with --pin-sha256") }
             tls.verification = .opportunistic
         }
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads: \(threads) must be from 1 to 256") }
         guard timeout > 0, timeout <= 60 else { throw ValidationError("--timeout: \(timeout) must be above 0 and at most 60 seconds") }
         guard idleTimeout > 0, idleTimeout <= 3600 else {
             throw ValidationError("--idle-timeout: \(idleTimeout) must be above 0 and at most 3600 seconds")
@@ -264,7 +268,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             upstreams: upstreams, pool: pool, bootstrap: bootstrapServers, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
             idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter, cache: cache,
             logLevel: level, logJSON: logFormat.lowercased() == "json", logQueries: logQueries,
-            metricsListen: metricsAddress)
+            metricsListen: metricsAddress, threads: threads)
     }
 
     /// The upstream list and the pool's policy, failover and health settings.
@@ -321,6 +325,8 @@ struct DotProxyCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "dotproxy")
+        // Read by the singleton group when it is first used, which is below.
+        if let threads = configuration.threads { NIOSingletons.groupLoopCountSuggestion = threads }
         let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         if let factory = services.metricsFactory { MetricsSystem.bootstrap(factory) }
         logger.info("starting: \(configuration.summary)")

@@ -22,6 +22,8 @@ struct ProxyConfiguration: Sendable {
     var logQueries: Bool
     /// Where `/metrics`, `/health` and `/ready` are served; off when `nil`.
     var metricsListen: SocketAddress? = nil
+    /// Event-loop threads; one per CPU core when `nil`.
+    var threads: Int? = nil
 
     /// One line for the start-up log.
     var summary: String {
@@ -30,6 +32,7 @@ struct ProxyConfiguration: Sendable {
         let upstreamList = upstreams.map(\.description).joined(separator: ",")
         return "listen=\(listeners) upstream=\(upstreamList) policy=\(type(of: pool.policy)) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
             + "timeout=\(queryTimeout) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) " + rateLimitSummary
+            + " threads=\(threads.map(String.init) ?? "per-core")"
     }
 
     private var cacheSummary: String {

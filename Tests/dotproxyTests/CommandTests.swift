@@ -53,6 +53,8 @@ import Testing
         #expect(configuration.tls.minimumVersion == .tls13)
         #expect(configuration.queryTimeout == .milliseconds(1500) && configuration.idleTimeout == .seconds(4))
         #expect(configuration.logLevel == .debug && configuration.logQueries)
+        #expect(try self.configuration(["--upstream", "1.1.1.1", "--threads", "1"]).threads == 1)
+        #expect(try self.configuration(["--upstream", "1.1.1.1"]).threads == nil, "one per core by default")
         let opportunistic = try self.configuration(["--upstream", "192.0.2.1", "--opportunistic-tls"])
         #expect(opportunistic.tls.verification == .opportunistic)
     }
@@ -99,6 +101,8 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--timeout=-3"], mentioning: "--timeout")
         expectRejected(["--upstream", "1.1.1.1", "--idle-timeout", "0"], mentioning: "--idle-timeout")
         expectRejected(["--upstream", "1.1.1.1", "--log-level", "loud"], mentioning: "--log-level")
+        expectRejected(["--upstream", "1.1.1.1", "--threads", "0"], mentioning: "--threads")
+        expectRejected(["--upstream", "1.1.1.1", "--threads", "257"], mentioning: "--threads")
         expectRejected(["--upstream", "1.1.1.1", "--opportunistic-tls", "--pin-sha256", TestCertificates.serverSPKIPin], mentioning: "--opportunistic-tls")
     }
 

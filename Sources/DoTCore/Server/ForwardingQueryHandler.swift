@@ -190,14 +190,14 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             metrics.coalesced.increment()
         } else {
             forward(message, view: view, on: eventLoop) { [self] result in
-                let followers = key.flatMap { key in
-                    role != .leader ? nil : inFlight.withLockedValue { table in
-                        table.removeValue(forKey: key)
+                // Only a leader is in the table; it takes its followers out with it.
+                let followers: [Miss] =
+                    role != .leader ? [] : inFlight.withLockedValue { table in
+                        if let key { table.removeValue(forKey: key) }
                         return miss.followers
                     }
-                }
                 complete(miss, with: result)
-                for follower in followers ?? [] {
+                for follower in followers {
                     let loop = follower.replied.futureResult.eventLoop
                     if loop.inEventLoop {
                         complete(follower, with: result)
