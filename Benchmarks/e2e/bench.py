@@ -450,6 +450,7 @@ def main():
                     stop(process)
                     process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy), log)
                     if not wait_ready(port):
+                        print(f"{system}: not ready after restarting for the fill; no memory-per-name figure this round", flush=True)
                         stop(process)
                         continue
                     figures = measure_fill(system, port, process.pid, work, f"{tag_round}{system}fill", args.fill)
