@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # End to end with real clients: dig and kdig -> dotproxy (the built binary) -> Unbound over DoT, all on
 # loopback. Checks answers over UDP and TCP, truncation of a large reply, NXDOMAIN, a FORMERR for a
-# malformed packet, the metrics endpoint (checked by promtool), the two embedding examples, and that
-# SIGTERM makes dotproxy exit 0. Fails loudly if a tool is missing.
+# malformed packet, BADVERS for an unknown EDNS version, the metrics endpoint (checked by promtool), the
+# three examples, and that SIGTERM makes dotproxy exit 0. Fails loudly if a tool is missing.
 #   scripts/e2e-clients.sh [path/to/dotproxy]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${1:-.build/debug/dotproxy}
 bin_dir=$(dirname "$binary")
-for tool in dig kdig python3 promtool "$binary" "$bin_dir/custom-cache" "$bin_dir/embedded-server"; do command -v "$tool" >/dev/null || { echo "e2e: $tool is missing" >&2; exit 69; }; done
+for tool in dig kdig python3 promtool "$binary" "$bin_dir/resolve" "$bin_dir/custom-cache" "$bin_dir/embedded-server"; do command -v "$tool" >/dev/null || { echo "e2e: $tool is missing" >&2; exit 69; }; done
 work=$(mktemp -d)
 proxy_pid=""
 example_pids=()
@@ -60,12 +60,16 @@ check "malformed packet gets FORMERR" "rcode=1" python3 -c "
 import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
 s.sendto(bytes.fromhex('123401000001000000000000c00c00010001'), ('127.0.0.1', $port))
 print('rcode=%d' % (s.recv(512)[3] & 15))"
+check "dig EDNS version 1 gets BADVERS" "status: BADVERS" dig @127.0.0.1 -p "$port" a.test +edns=1 +noednsnegotiation
 check "still answering after bad input" "^192\.0\.2\." dig @127.0.0.1 -p "$port" a.test +short
+check "/metrics counts BADVERS by its extended code" '^dotproxy_responses_total\{rcode="BADVERS"\} 1' http_get /metrics
 check "/metrics counts the queries" '^dotproxy_queries_total\{transport="udp",qtype="A"\} [1-9]' http_get /metrics
 check "/metrics passes promtool check metrics" "^ok$" bash -c "$(declare -f http_get); metrics_port=$metrics_port; http_get /metrics | tail -n +2 | promtool check metrics && echo ok"
 check "/ready is 200 with the upstream up" "^200$" http_get /ready
 check "custom-cache example answers, then from its cache" "^A\.TeSt\.\s+29[0-9]\s" bash -c \
   "dig @127.0.0.1 -p $cache_port a.test +short >/dev/null; sleep 1.1; dig @127.0.0.1 -p $cache_port A.TeSt +noall +answer"
+check "resolve example answers over DoT" "^a\.test\.\s+300\s+IN\s+A\s+192\.0\.2\." "$bin_dir/resolve" a.test A \
+  --server "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA"
 check "embedded-server example answers over TCP" "^192\.0\.2\.[0-9]+$" dig @127.0.0.1 -p "$embedded_port" a.test +tcp +short
 for pid in "${example_pids[@]}"; do kill -INT "$pid"; done
 for pid in "${example_pids[@]}"; do wait "$pid" 2>/dev/null || { echo "FAIL an example exited with an error"; failures=$((failures+1)); }; done
@@ -75,6 +79,6 @@ kill -TERM "$proxy_pid"
 status=0; wait "$proxy_pid" || status=$?
 proxy_pid=""
 if [ "$status" = 0 ]; then echo "ok   SIGTERM exits 0"; else echo "FAIL SIGTERM exit status $status"; cat "$work/proxy.log"; failures=$((failures+1)); fi
-total=15
+total=18
 echo "$((total - failures)) passed, $failures failed"
 [ "$failures" = 0 ]

@@ -99,7 +99,7 @@ public final class DNSProxyMetrics: Sendable {
     private let factory: any MetricsFactory
     /// Indexed by transport (UDP 0, TCP 1) times the counted types (plus `other`), then the type.
     private let queries: [Counter]
-    /// Indexed by header RCODE 0-15.
+    /// Indexed by header RCODE 0-15, then BADVERS (16) and any other extended code (17, `other`).
     private let responses: [Counter]
     private let forwardedDurations: [Timer]
     /// Indexed by ``RateLimitDecision`` raw value order: admit, refuse, drop, slip.
@@ -131,7 +131,9 @@ public final class DNSProxyMetrics: Sendable {
         queries = Self.transports.flatMap { transport in
             typeLabels.map { counter(Name.queries, [("transport", "\(transport)"), ("qtype", $0)]) }
         }
-        responses = (0..<16).map { counter(Name.responses, [("rcode", DNSResponseCode(truncating: UInt16($0)).description)]) }
+        responses = ((0..<16).map { DNSResponseCode(truncating: UInt16($0)).description } + [DNSResponseCode.badVersion.description, "other"]).map {
+            counter(Name.responses, [("rcode", $0)])
+        }
         forwardedDurations = Self.transports.map { Timer(label: Name.forwardedRequestDuration, dimensions: [("transport", "\($0)")], factory: factory) }
         rateLimitDecisions = ["admit", "refuse", "drop", "slip"].map { counter(Name.rateLimitDecisions, [("action", $0)]) }
         malformedDropped = counter(Name.malformed, [("action", "dropped")])
@@ -156,10 +158,22 @@ public final class DNSProxyMetrics: Sendable {
         queries[(transport.isUDP ? 0 : 1) * (Self.countedTypes.count + 1) + slot].increment()
     }
 
-    /// Counts a reply by its header RCODE.
+    /// Counts a reply by its response code: the header's four bits, joined with the extended bits
+    /// when the reply ends with an option-less OPT record, as every reply dotproxy writes to an EDNS
+    /// client does (BADVERS is NOERROR in the header).
     func recordResponse(_ reply: ByteBuffer?) {
         guard let reply, let flags = reply.getInteger(at: reply.readerIndex + 3, as: UInt8.self) else { return }
-        responses[Int(flags & 0x0F)].increment()
+        let headerBits = Int(flags & 0x0F)
+        let opt = reply.readerIndex + reply.readableBytes - EDNSRecord.proxyOPTLength
+        // The OPT record: owner (the root), TYPE, CLASS, then TTL = extended RCODE, version, flags; RDLENGTH.
+        guard headerBits == 0, opt >= reply.readerIndex + DNSHeader.wireLength, reply.getInteger(at: opt, as: UInt8.self) == 0,
+            reply.getInteger(at: opt + 1, as: UInt16.self) == DNSRecordType.opt.rawValue, reply.getInteger(at: opt + 9, as: UInt16.self) == 0,
+            let extended = reply.getInteger(at: opt + 5, as: UInt8.self), extended != 0
+        else {
+            responses[headerBits].increment()
+            return
+        }
+        responses[extended == DNSResponseCode.badVersion.extendedBits ? 16 : 17].increment()
     }
 
     /// Records the time since `start` of a reply that waited for an upstream.

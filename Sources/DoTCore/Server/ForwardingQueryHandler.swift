@@ -9,7 +9,8 @@ import NIOCore
 ///   outside it) and the rate limiter (REFUSED, a drop, or an empty TC reply for a slip).
 /// - A packet shorter than a header, or with QR set, is dropped and counted.
 /// - A query that cannot be parsed gets FORMERR (header only); an opcode other than QUERY gets NOTIMP;
-///   zero or several questions get FORMERR.
+///   an EDNS version other than 0 gets BADVERS with the proxy's version-0 OPT (RFC 6891 §6.1.3); zero
+///   or several questions get FORMERR.
 /// - EDNS is hop-by-hop: the upstream query carries the proxy's own OPT (DO as the client asked, no
 ///   client options), and the reply carries the proxy's OPT only if the client sent one.
 /// - Identical queries that miss while one is in flight wait for its reply instead of going upstream
@@ -27,6 +28,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         public var formatErrors = 0
         /// NOTIMP replies.
         public var notImplemented = 0
+        /// BADVERS replies to queries with an EDNS version other than 0.
+        public var badVersion = 0
         /// SERVFAIL replies after an upstream failure.
         public var serverFailures = 0
         /// UDP replies truncated to the client's size.
@@ -144,6 +147,10 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         guard view.opcode == .query else {
             countersBox.withLockedValue { $0.notImplemented += 1 }
             return .now(DNSResponseBuilder.reply(to: message, view: view, rcode: .notImplemented, allocator: allocator))
+        }
+        if let version = view.ednsVersion, version != 0 {
+            countersBox.withLockedValue { $0.badVersion += 1 }
+            return .now(DNSResponseBuilder.reply(to: message, view: view, rcode: .badVersion, allocator: allocator))
         }
         guard view.questionCount == 1 else {
             countersBox.withLockedValue { $0.formatErrors += 1 }

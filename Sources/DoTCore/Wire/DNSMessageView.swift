@@ -43,6 +43,8 @@ public struct DNSMessageView: Sendable {
     public let dnssecOK: Bool
     /// The upper eight bits of the response code, from OPT.
     public let extendedResponseCode: UInt8
+    /// The OPT record's EDNS version, if there is one; 0 is the only version defined (RFC 6891 §6.1.3).
+    public let ednsVersion: UInt8?
     /// The length of the message.
     public let length: Int
 
@@ -162,6 +164,7 @@ public struct DNSMessageView: Sendable {
         self.ednsUDPPayloadSize = optOffset == nil ? nil : optSize
         self.dnssecOK = optTTL & 0x8000 != 0
         self.extendedResponseCode = UInt8(truncatingIfNeeded: optTTL >> 24)
+        self.ednsVersion = optOffset == nil ? nil : UInt8(truncatingIfNeeded: optTTL >> 16)
     }
 
     /// Skips a name without following pointers, checking label types, label bounds, the 255-octet

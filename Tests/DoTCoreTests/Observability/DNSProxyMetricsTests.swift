@@ -62,6 +62,8 @@ import Testing
         header.moveWriterIndex(to: header.readerIndex + 14)
         let formerr = try #require(try await send(open, header))
         #expect(try DNSMessage(decoding: formerr).header.responseCode == .formatError)
+        let badVersion = try DNSMessage.query(name: "a.test.", type: .a, id: 2, edns: EDNSRecord(version: 1)).encoded()
+        #expect(try DNSMessage(decoding: try #require(try await send(open, badVersion))).header.responseCode == .badVersion)
         let denied = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), accessControl: AccessControlList(allowed: []), metrics: metrics)
         _ = try await ask(denied)
         #expect(try test.expectCounter(Name.rateLimitDecisions, [("action", "admit")]).totalValue == 1)
@@ -71,6 +73,9 @@ import Testing
         #expect(try test.expectCounter(Name.accessDenied).totalValue == 1)
         #expect(try test.expectCounter(Name.responses, [("rcode", "REFUSED")]).totalValue == 2)
         #expect(try test.expectCounter(Name.responses, [("rcode", "FORMERR")]).totalValue == 1)
+        // BADVERS is NOERROR in the header; the extended bits in OPT make it BADVERS.
+        #expect(try test.expectCounter(Name.responses, [("rcode", "BADVERS")]).totalValue == 1)
+        #expect(try test.expectCounter(Name.responses, [("rcode", "NOERROR")]).totalValue == 1)
     }
 
     @Test func aFullCacheReportsEvictionsAndStaysAtItsBound() async throws {

@@ -152,4 +152,19 @@ import Testing
         let slipped = try #require(try await ask(handler))
         #expect(slipped.header.isTruncated && slipped.answers.isEmpty && slipped.header.id == 9)
     }
+
+    @Test func anUnknownEDNSVersionIsAnsweredBADVERSWithVersionZeroAndNothingSent() async throws {
+        let upstream = ScriptedUpstreamTransport()
+        let handler = ForwardingQueryHandler(transport: upstream)
+        let query = try DNSMessage.query(name: "a.test.", type: .a, id: 5, edns: EDNSRecord(version: 1, dnssecOK: true)).encoded()
+        let reply = try DNSMessage(
+            decoding: try #require(try await handler.handle(DNSClientQuery(message: query, client: Self.client, transport: .udp), on: MultiThreadedEventLoopGroup.singleton.next()).get()))
+        #expect(reply.header.responseCode == .badVersion)
+        #expect(reply.header.id == 5 && reply.questions.first?.name == "a.test." && reply.answers.isEmpty)
+        #expect(reply.edns?.version == 0 && reply.edns?.dnssecOK == true)
+        #expect(upstream.queryCount == 0 && handler.counters.badVersion == 1)
+        // Version 0 is forwarded as usual.
+        #expect(try await ask(handler)?.header.responseCode == .noError)
+        #expect(upstream.queryCount == 1)
+    }
 }
