@@ -208,17 +208,24 @@ public final class DNSProxyServer: Service {
                     connections.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    let tcpHandler = DNSTCPQueryHandler(
-                        handler: handler, maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection)
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(allTimeout: configuration.tcpIdleTimeout))
-                    try sync.addHandler(DNSStreamFraming.makeDecoder())
-                    try sync.addHandler(DNSStreamFraming.makeEncoder())
-                    try sync.addHandler(tcpHandler)
+                    let tcpHandler = try Self.addClientTCPHandlers(to: channel.pipeline.syncOperations, handler: handler, configuration: configuration)
                     let bound = NIOLoopBound(tcpHandler, eventLoop: channel.eventLoop)
                     connections.withLockedValue { $0[ObjectIdentifier(channel)] = (channel, bound) }
                 }
             }
+    }
+
+    /// Sets up a client TCP connection's pipeline: RFC 1035 framing and the query handler (which keeps
+    /// the idle timeout), which it returns.
+    static func addClientTCPHandlers(
+        to pipeline: ChannelPipeline.SynchronousOperations, handler: any DNSQueryHandler, configuration: Configuration
+    ) throws -> DNSTCPQueryHandler {
+        let tcpHandler = DNSTCPQueryHandler(
+            handler: handler, maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection, idleTimeout: configuration.tcpIdleTimeout)
+        try pipeline.addHandler(DNSStreamFraming.makeDecoder())
+        try pipeline.addHandler(DNSStreamFraming.makeEncoder())
+        try pipeline.addHandler(tcpHandler)
+        return tcpHandler
     }
 
     /// Stops accepting and reading, waits for in-flight queries up to the grace period, then closes.

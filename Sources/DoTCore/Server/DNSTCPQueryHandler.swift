@@ -6,6 +6,9 @@ import NIOCore
 ///
 /// When the cap is reached the handler stops reading, so a client that pipelines without limit is
 /// slowed down rather than buffered in memory.
+///
+/// The idle timer runs on the event loop's clock (so tests drive it with an `EmbeddedEventLoop`): a
+/// connection closes once it has been quiet for the timeout with no query waiting for the upstream.
 final class DNSTCPQueryHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -13,20 +16,55 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
 
     private let handler: any DNSQueryHandler
     private let maximumInFlight: Int
+    private let idleTimeout: TimeAmount
     private var inFlight = 0
+    /// The last read, or the last reply that waited for the upstream.
+    private var lastActivity = NIODeadline.uptimeNanoseconds(0)
+    private var idleCheck: Scheduled<Void>?
     private var readPending = false
     private var clientAddress: SocketAddress?
     private let writer = ReadBatchedWriter()
     let drain = DrainTracker()
 
-    init(handler: any DNSQueryHandler, maximumInFlight: Int) {
+    init(handler: any DNSQueryHandler, maximumInFlight: Int, idleTimeout: TimeAmount) {
         self.handler = handler
         self.maximumInFlight = maximumInFlight
+        self.idleTimeout = idleTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { started(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        clientAddress = context.remoteAddress
+        started(context: context)
         context.fireChannelActive()
+    }
+
+    private func started(context: ChannelHandlerContext) {
+        guard idleCheck == nil else { return }
+        clientAddress = context.remoteAddress
+        lastActivity = context.eventLoop.now
+        scheduleIdleCheck(context: context, at: lastActivity + idleTimeout)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleCheck?.cancel()
+        idleCheck = nil
+        context.fireChannelInactive()
+    }
+
+    private func scheduleIdleCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            let context = bound.value
+            let now = context.eventLoop.now
+            if inFlight == 0 && now >= lastActivity + idleTimeout {
+                context.close(promise: nil)
+            } else {
+                scheduleIdleCheck(context: context, at: inFlight == 0 ? lastActivity + idleTimeout : now + idleTimeout)
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -44,6 +82,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
                 inFlight -= 1
                 drain.finished()
                 let context = bound.value
+                lastActivity = context.eventLoop.now
                 if case .success(let reply?) = result, context.channel.isActive {
                     writer.write(wrapOutboundOut(reply), context: context)
                 }
@@ -56,6 +95,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        lastActivity = context.eventLoop.now
         writer.readComplete(context: context)
         context.fireChannelReadComplete()
     }
@@ -66,14 +106,6 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
         } else {
             context.read()
         }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent, inFlight == 0 {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

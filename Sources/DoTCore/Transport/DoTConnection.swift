@@ -176,7 +176,10 @@ final class DoTConnection: ChannelInboundHandler {
         pool.connectionDidClose(self, error: error)
         pool.logger.debug(
             "connection closed",
-            metadata: ["upstream": "\(pool.upstream)", "connection": "\(identifier)", "reason": "\(error.code)", "orphans": "\(orphans.count)"])
+            metadata: [
+                "upstream": "\(pool.upstream)", "connection": "\(identifier)", "reason": "\(error.code)", "detail": "\(error.detail)",
+                "orphans": "\(orphans.count)",
+            ])
         for query in orphans where !query.isDone {
             if handshakeCompleted && !query.retried {
                 query.retried = true

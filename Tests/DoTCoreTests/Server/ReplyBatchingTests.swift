@@ -89,7 +89,7 @@ import Testing
     @Test func tcpAnswersCompletedTogetherLeaveInOneFlush() throws {
         let queries = HeldQueryHandler()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSTCPQueryHandler(handler: queries, maximumInFlight: 10)])
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSTCPQueryHandler(handler: queries, maximumInFlight: 10, idleTimeout: .seconds(10))])
         try channel.connect(to: Self.client).wait()
         for id in [200, 201] as [UInt16] { try channel.writeInbound(try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()) }
         let before = flushes(of: channel).count

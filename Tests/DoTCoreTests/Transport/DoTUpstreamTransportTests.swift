@@ -1,5 +1,6 @@
 import DoTCore
 import DoTCoreTesting
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -242,5 +243,44 @@ import Testing
         await expectFailure(.malformedQuery) {
             _ = try await transport.send(ByteBuffer(bytes: [1, 2, 3]), deadline: .now() + .seconds(1), on: group.next()).get()
         }
+    }
+
+    /// Passes each log message, with its `detail` metadata, to a stream the test can wait on.
+    struct StreamingLogHandler: LogHandler {
+        let continuation: AsyncStream<String>.Continuation
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            continuation.yield("\(event.message) \(event.metadata?["detail"].map { "\($0)" } ?? "")")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func anIdleConnectionIsClosedAndTheNextQueryResumesTheSession() async throws {
+        let server = try await TestDoTServer.start(group: group)
+        let (events, continuation) = AsyncStream.makeStream(of: String.self)
+        let transport = DoTUpstreamTransport(
+            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: server.port, authenticationName: TestCertificates.serverName), idleTimeout: .milliseconds(50)),
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()),
+            logger: Logger(label: "test") { _ in StreamingLogHandler(continuation: continuation) })
+        let loop = group.next()
+        _ = try await transport.send(try Self.query(id: 1), deadline: .now() + .seconds(5), on: loop).get()
+        // Waits for the event, not for a time: the test's limit bounds it.
+        for await event in events where event.hasPrefix("connection closed") {
+            #expect(event.hasSuffix("idle"), "\(event)")
+            break
+        }
+        var statistics = await transport.statistics()
+        #expect(statistics.openConnections == 0 && statistics.connectionsOpened == 1)
+        let reply = try await transport.send(try Self.query(id: 2), deadline: .now() + .seconds(5), on: loop).get()
+        #expect(try DNSMessage(decoding: reply).header.id == 2)
+        statistics = await transport.statistics()
+        #expect(statistics.connectionsOpened == 2 && statistics.resumedHandshakes == 1)
+        await transport.shutdown()
+        continuation.finish()
+        try await server.stop()
     }
 }
