@@ -1,7 +1,8 @@
 import DoTCore
 import Foundation
 
-/// Fixture certificates for TLS tests, written to a private temporary directory on first use.
+/// Fixture certificates for TLS tests, written to a private temporary directory on first use and
+/// removed at exit.
 ///
 /// The CA and the valid server certificate never expire (9999-12-31). The server certificate names
 /// `dns.test`, `127.0.0.1` and `::1`. Regenerate with `make-test-certificates.sh`.
@@ -17,10 +18,12 @@ public enum TestCertificates {
     /// The name every server certificate here is issued for (except ``wrongName``).
     public static let serverName = "dns.test"
 
+    /// Removed when the process exits, so test runs leave nothing behind.
     private static let directory: String = {
         let path = FileManager.default.temporaryDirectory
             .appendingPathComponent("dotproxy-test-certificates-\(getpid())").path
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: TestCertificates.directory) }
         return path
     }()
 
