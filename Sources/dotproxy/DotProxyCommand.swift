@@ -136,15 +136,15 @@ struct DotProxyCommand: AsyncParsableCommand {
     ]
     static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
 
-    static func main() async {
+    static func main() {
         AllocatorTuning.reexecuteIfNeeded()
         let arguments = EnvironmentArguments.merge(
             arguments: Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
             options: environmentOptions, flags: environmentFlags)
         do {
             var command = try parseAsRoot(arguments)
-            if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
+            if let asyncCommand = command as? any AsyncParsableCommand {
+                try BlockingCommandRunner.run(asyncCommand)
             } else {
                 try command.run()
             }
