@@ -74,32 +74,44 @@ callgrind_annotate --threshold=100 --inclusive=no "$work/callgrind.out" \
   | sed -nE 's|^ *[0-9,]+ +\( *[0-9.]+%\) +[^ :]*:([^ ]+) \[.*/dotproxy\]$|\1|p' \
   | awk '!seen[$0]++' > "$work/executed.txt"
 
-# lld moves whole input sections. Some objects (the static Swift runtime's Swift.o, for one) keep most
-# functions in one large .text, and ordering one of them would move all of it in among the hot code.
-# So a function in a section over 64 KiB that is mostly cold stays where it is; the linker map says
-# which section holds each function.
-scripts/build-release.sh -Xlinker "-Map=$work/link.map" >/dev/null
+# lld moves whole input sections, and a name orders every section that defines it. So two kinds of
+# function stay where they are: one in a section over 64 KiB that is mostly cold (the static Swift
+# runtime's Swift.o keeps 1.6 MB in one .text; moving it would spread the hot code apart), and a local
+# helper whose name many objects define (objectdestroyTm, closures' thunks), which would drag all their
+# sections in. The linker map says which section holds each function.
+scripts/build-release.sh -Xlinker "-Map=$work/link.map" -Xlinker --no-demangle >/dev/null
 python3 - "$work/link.map" "$work/executed.txt" > scripts/symbol-order.txt <<'EOF'
-import collections, sys
+import collections, re, sys
 executed = [line.strip() for line in open(sys.argv[2])]
 wanted = set(executed)
-section_size, section_of, section = {}, {}, None
+# Map lines: VMA LMA Size Align, then at indent 1 an output section, at 9 an input section, at 17 a symbol.
+line_pattern = re.compile(r"^\s*[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)\s+\d+( +)(\S+)")
+section_size, sections_of, symbol_size = {}, collections.defaultdict(set), {}
+output = section = None
 for line in open(sys.argv[1]):
-    fields = line.split()  # VMA LMA Size Align, then an input section (file:(name)) or a symbol
-    if len(fields) != 5:
+    match = line_pattern.match(line)
+    if not match:
         continue
-    if ":(" in fields[4]:
-        section = fields[4]
-        section_size[section] = int(fields[2], 16)
-    elif section and fields[4] in wanted and fields[4] not in section_of:
-        section_of[fields[4]] = (section, int(fields[2], 16))
+    size, indent, name = int(match.group(1), 16), len(match.group(2)), match.group(3)
+    if indent == 1:
+        output = name
+    elif indent == 9:
+        section = name
+        section_size[section] = size
+    elif indent == 17 and output == ".text" and name in wanted:
+        sections_of[name].add(section)
+        symbol_size[name] = size
 hot_bytes = collections.Counter()
-for section, size in section_of.values():
-    hot_bytes[section] += size
+for name, sections in sections_of.items():
+    if len(sections) == 1:
+        hot_bytes[next(iter(sections))] += symbol_size[name]
 for name in executed:
-    section = section_of.get(name, (None, 0))[0]
-    if section and section_size[section] > 65536 and hot_bytes[section] * 2 < section_size[section]:
-        continue
-    print(name)
+    sections = sections_of.get(name)
+    if sections is None:
+        print(name)  # not in the map: lld skips it
+    elif len(sections) == 1:
+        section = next(iter(sections))
+        if section_size[section] <= 65536 or 2 * hot_bytes[section] >= section_size[section]:
+            print(name)
 EOF
 echo "scripts/symbol-order.txt: $(wc -l < scripts/symbol-order.txt) functions" >&2
