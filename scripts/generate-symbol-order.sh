@@ -56,7 +56,7 @@ done
 
 for round in 1 2 3; do
   for name in a.test www.test; do ask "$name" A; ask "$name" AAAA; ask +tcp "$name" A; done
-  for i in $(seq 20); do ask "order$round-$i.test" A; ask +tcp "order$round-tcp$i.test" A; done
+  for i in $(seq 20); do ask "order$round-$i.unique.test" A; ask +tcp "order$round-tcp$i.unique.test" A; done
   ask no-such-name.invalid A
   ask +dnssec a.test A
   ask +edns=1 a.test A
