@@ -86,7 +86,9 @@ enum ProxyBuilder {
         let metricsFactory = configuration.metricsListen.map { _ in makeMetricsFactory() }
         let metrics = metricsFactory.map { DNSProxyMetrics(factory: $0) } ?? DNSProxyMetrics()
         let context = try TLSClientContext(configuration: configuration.tls, logger: logger)
-        let resolver: any UpstreamHostResolver =
+        // Made on first use: the system resolver starts NIO's blocking thread pool (two threads), which
+        // only host-name upstreams need.
+        lazy var resolver: any UpstreamHostResolver =
             configuration.bootstrap.isEmpty ? SystemHostResolver() : BootstrapHostResolver(servers: configuration.bootstrap)
         let members = configuration.upstreams.map { upstream -> UpstreamPool.Member in
             switch upstream.target {
