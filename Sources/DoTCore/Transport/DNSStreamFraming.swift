@@ -37,6 +37,21 @@ public enum DNSStreamFraming {
         buffer.writeImmutableBuffer(message)
     }
 
+    /// The same framing as the decoder handler, for a handler that decodes in place with
+    /// `NIOSingleStepByteToMessageProcessor` (NIOCore's code is inlinable, so it is specialized there).
+    struct SingleStepDecoder: NIOSingleStepByteToMessageDecoder {
+        typealias InboundOut = ByteBuffer
+
+        /// The next whole message, or `nil` (nothing consumed) while its frame is incomplete.
+        mutating func decode(buffer: inout ByteBuffer) -> ByteBuffer? {
+            buffer.readLengthPrefixedSlice(as: UInt16.self)
+        }
+
+        mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) -> ByteBuffer? {
+            decode(buffer: &buffer)
+        }
+    }
+
     /// Frames each outbound DNS message with its two-octet length.
     public struct Encoder: MessageToByteEncoder, Sendable {
         public typealias OutboundIn = ByteBuffer

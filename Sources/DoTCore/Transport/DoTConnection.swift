@@ -3,8 +3,10 @@ import NIOCore
 
 /// One TLS connection to an upstream, carrying many queries at once.
 ///
-/// It is the last handler of the connection's pipeline (TLS, then frame decoder, then this). Each
-/// query gets an ID unique on this connection, so clients' IDs can never collide; replies are matched
+/// It is the last handler of the connection's pipeline, after TLS, and cuts the decrypted bytes into
+/// DNS messages itself (``DNSStreamFraming``'s framing, decoded in place rather than by a handler of
+/// its own: one pipeline step less per read, and code the compiler specializes). Each query gets an ID unique on this
+/// connection, so clients' IDs can never collide; replies are matched
 /// out of order by that ID and by question, and a reply that matches no pending query is dropped and
 /// counted. Writes are flushed once per event-loop tick. Owned by its pool's event loop.
 final class DoTConnection: ChannelInboundHandler {
@@ -35,6 +37,7 @@ final class DoTConnection: ChannelInboundHandler {
     /// Set when the connection must take no new queries (max queries or age reached, suspect).
     private(set) var isDraining = false
     private var closeError: UpstreamError?
+    private var frames = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.SingleStepDecoder())
 
     init(pool: DoTConnectionPool, identifier: Int) {
         self.pool = pool
@@ -109,7 +112,15 @@ final class DoTConnection: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        do {
+            try frames.process(buffer: unwrapInboundIn(data)) { frame in received(frame) }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    /// One DNS message from the upstream: the reply to a pending query, or counted and dropped.
+    private func received(_ frame: ByteBuffer) {
         guard let view = try? DNSMessageView(frame) else {
             pool.statistics.malformedReplies += 1
             return

@@ -138,7 +138,6 @@ final class DoTConnectionPool {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(QuickAckHandler())
                     try sync.addHandler(GnuTLSHandler(client: context, serverName: serverName, resumptionData: resumption))
-                    try sync.addHandler(DNSStreamFraming.makeDecoder())
                     try sync.addHandler(boundConnection.value)
                 }
             }

@@ -1,4 +1,4 @@
-import DoTCore
+@testable import DoTCore
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils
@@ -16,6 +16,29 @@ import Testing
             inputOutputPairs: [(framed, messages), (ByteBuffer(bytes: [0, 0]), [unframed])],
             decoderFactory: { DNSStreamFraming.makeFrameDecoder() }
         )
+    }
+
+    /// The decoder `DoTConnection` runs in place: the same messages whatever the read sizes, and an
+    /// incomplete frame kept, unconsumed, until the rest arrives.
+    @Test func singleStepDecoderHandlesEveryChunkSize() throws {
+        let messages = try ["a", "big-txt", "nxdomain"].map(Fixtures.response) + [ByteBuffer()]
+        var framed = ByteBuffer()
+        for message in messages { try DNSStreamFraming.writeFrame(message, into: &framed) }
+        for chunkSize in [1, 2, 3, 7, 64, framed.readableBytes] {
+            let processor = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.SingleStepDecoder())
+            var input = framed
+            var decoded: [ByteBuffer] = []
+            while let chunk = input.readSlice(length: min(chunkSize, input.readableBytes)), chunk.readableBytes > 0 {
+                try processor.process(buffer: chunk) { decoded.append($0) }
+            }
+            #expect(decoded == messages, "chunks of \(chunkSize)")
+        }
+        let processor = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.SingleStepDecoder())
+        var decoded: [ByteBuffer] = []
+        try processor.process(buffer: ByteBuffer(bytes: [0, 5, 1, 2])) { decoded.append($0) }
+        #expect(decoded.isEmpty)
+        try processor.process(buffer: ByteBuffer(bytes: [3, 4, 5, 0])) { decoded.append($0) }
+        #expect(decoded == [ByteBuffer(bytes: [1, 2, 3, 4, 5])])
     }
 
     @Test func encoderWritesLengthAndMessageInOneBuffer() throws {
