@@ -3,8 +3,9 @@ import NIOExtras
 
 /// The two-octet length framing that DNS uses over TCP and TLS (RFC 1035 §4.2.2, RFC 7766 §8).
 ///
-/// Decoding uses NIOExtras' `LengthFieldBasedFrameDecoder`, which emits each message as a slice and
-/// waits without consuming anything while a frame is incomplete. Encoding writes the length and the
+/// Decoding uses NIOExtras' `LengthFieldBasedFrameDecoder` in a handler, or the same framing with
+/// `readLengthPrefixedSlice` inside a handler (`SingleStepDecoder`, as the upstream connection does);
+/// both emit each message as a slice and wait without consuming anything while a frame is incomplete. Encoding writes the length and the
 /// message into one buffer, so a pipelined burst becomes one TLS record per flush rather than two
 /// writes per message.
 public enum DNSStreamFraming {

@@ -5,10 +5,9 @@ import NIOCore
 ///
 /// It is the last handler of the connection's pipeline, after TLS, and cuts the decrypted bytes into
 /// DNS messages itself (``DNSStreamFraming``'s framing, decoded in place rather than by a handler of
-/// its own: one pipeline step less per read, and code the compiler specializes). Each query gets an ID unique on this
-/// connection, so clients' IDs can never collide; replies are matched
-/// out of order by that ID and by question, and a reply that matches no pending query is dropped and
-/// counted. Writes are flushed once per event-loop tick. Owned by its pool's event loop.
+/// its own: one pipeline step less per read, and code the compiler specializes). Each query gets an
+/// ID unique on this connection, so clients' IDs can never collide; replies are matched out of order
+/// by that ID and by question, and a reply that matches no pending query is dropped and counted. Writes are flushed once per event-loop tick. Owned by its pool's event loop.
 final class DoTConnection: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
