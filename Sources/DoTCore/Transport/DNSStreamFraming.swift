@@ -5,9 +5,9 @@ import NIOExtras
 ///
 /// Decoding uses NIOExtras' `LengthFieldBasedFrameDecoder` in a handler, or the same framing with
 /// `readLengthPrefixedSlice` inside a handler (`SingleStepDecoder`, as the upstream connection does);
-/// both emit each message as a slice and wait without consuming anything while a frame is incomplete. Encoding writes the length and the
-/// message into one buffer, so a pipelined burst becomes one TLS record per flush rather than two
-/// writes per message.
+/// both emit each message as a slice and wait without consuming anything while a frame is incomplete.
+/// Encoding writes the length and the message into one buffer, so a pipelined burst becomes one TLS
+/// record per flush rather than two writes per message.
 public enum DNSStreamFraming {
     /// The largest message a frame can carry.
     public static let maximumMessageLength = Int(UInt16.max)
