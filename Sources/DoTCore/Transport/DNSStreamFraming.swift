@@ -1,25 +1,24 @@
 import NIOCore
-import NIOExtras
 
 /// The two-octet length framing that DNS uses over TCP and TLS (RFC 1035 §4.2.2, RFC 7766 §8).
 ///
-/// Decoding uses NIOExtras' `LengthFieldBasedFrameDecoder` in a handler, or the same framing with
-/// `readLengthPrefixedSlice` inside a handler (`SingleStepDecoder`, as the upstream connection does);
-/// both emit each message as a slice and wait without consuming anything while a frame is incomplete.
-/// Encoding writes the length and the message into one buffer, so a pipelined burst becomes one TLS
-/// record per flush rather than two writes per message.
+/// One decoder (``FrameDecoder``) cuts the stream into messages, either as a handler of its own
+/// (``makeDecoder()``) or run in place by a handler with `NIOSingleStepByteToMessageProcessor`, as the
+/// upstream connection does; it emits each message as a slice and consumes nothing while a frame is
+/// incomplete. Encoding writes the length and the message into one buffer, so a pipelined burst
+/// becomes one TLS record per flush rather than two writes per message.
 public enum DNSStreamFraming {
     /// The largest message a frame can carry.
     public static let maximumMessageLength = Int(UInt16.max)
 
     /// A new decoder handler: bytes in, one `ByteBuffer` per DNS message out.
-    public static func makeDecoder() -> ByteToMessageHandler<LengthFieldBasedFrameDecoder> {
-        ByteToMessageHandler(makeFrameDecoder())
+    public static func makeDecoder() -> ByteToMessageHandler<FrameDecoder> {
+        ByteToMessageHandler(FrameDecoder())
     }
 
     /// The bare decoder, for composing into another handler or for tests.
-    public static func makeFrameDecoder() -> LengthFieldBasedFrameDecoder {
-        LengthFieldBasedFrameDecoder(lengthFieldBitLength: .twoBytes)
+    public static func makeFrameDecoder() -> FrameDecoder {
+        FrameDecoder()
     }
 
     /// A new encoder handler: one `ByteBuffer` per DNS message in, framed bytes out.
@@ -38,18 +37,31 @@ public enum DNSStreamFraming {
         buffer.writeImmutableBuffer(message)
     }
 
-    /// The same framing as the decoder handler, for a handler that decodes in place with
-    /// `NIOSingleStepByteToMessageProcessor` (NIOCore's code is inlinable, so it is specialized there).
-    struct SingleStepDecoder: NIOSingleStepByteToMessageDecoder {
-        typealias InboundOut = ByteBuffer
+    /// Cuts a byte stream into DNS messages: each frame's two-octet length, then that many octets.
+    ///
+    /// A whole frame comes out as a slice of the input; an incomplete one stays unconsumed until the
+    /// rest arrives. NIOCore's processing code is inlinable, so a handler that runs this decoder in
+    /// place gets it specialized, with no generic lookups per read.
+    public struct FrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
+        public typealias InboundOut = ByteBuffer
+
+        /// Creates a decoder.
+        public init() {}
 
         /// The next whole message, or `nil` (nothing consumed) while its frame is incomplete.
-        mutating func decode(buffer: inout ByteBuffer) -> ByteBuffer? {
+        public mutating func decode(buffer: inout ByteBuffer) -> ByteBuffer? {
             buffer.readLengthPrefixedSlice(as: UInt16.self)
         }
 
-        mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) -> ByteBuffer? {
-            decode(buffer: &buffer)
+        /// As ``decode(buffer:)``, at the end of the stream.
+        ///
+        /// - Throws: ``DNSWireError/Code/unexpectedEnd`` when only part of a frame is left.
+        public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(DNSWireError) -> ByteBuffer? {
+            if let message = decode(buffer: &buffer) { return message }
+            guard buffer.readableBytes == 0 else {
+                throw DNSWireError(.unexpectedEnd, detail: "the stream ended inside a frame, \(buffer.readableBytes) octets left")
+            }
+            return nil
         }
     }
 

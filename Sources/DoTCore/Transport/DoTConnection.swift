@@ -4,10 +4,11 @@ import NIOCore
 /// One TLS connection to an upstream, carrying many queries at once.
 ///
 /// It is the last handler of the connection's pipeline, after TLS, and cuts the decrypted bytes into
-/// DNS messages itself (``DNSStreamFraming``'s framing, decoded in place rather than by a handler of
+/// DNS messages itself (``DNSStreamFraming/FrameDecoder``, run in place rather than as a handler of
 /// its own: one pipeline step less per read, and code the compiler specializes). Each query gets an
 /// ID unique on this connection, so clients' IDs can never collide; replies are matched out of order
-/// by that ID and by question, and a reply that matches no pending query is dropped and counted. Writes are flushed once per event-loop tick. Owned by its pool's event loop.
+/// by that ID and by question, and a reply that matches no pending query is dropped and counted.
+/// Writes are flushed once per event-loop tick. Owned by its pool's event loop.
 final class DoTConnection: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -36,7 +37,7 @@ final class DoTConnection: ChannelInboundHandler {
     /// Set when the connection must take no new queries (max queries or age reached, suspect).
     private(set) var isDraining = false
     private var closeError: UpstreamError?
-    private var frames = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.SingleStepDecoder())
+    private var frames = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.makeFrameDecoder())
 
     init(pool: DoTConnectionPool, identifier: Int) {
         self.pool = pool

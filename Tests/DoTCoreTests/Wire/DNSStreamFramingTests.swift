@@ -1,4 +1,4 @@
-@testable import DoTCore
+import DoTCore
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils
@@ -18,14 +18,14 @@ import Testing
         )
     }
 
-    /// The decoder `DoTConnection` runs in place: the same messages whatever the read sizes, and an
-    /// incomplete frame kept, unconsumed, until the rest arrives.
-    @Test func singleStepDecoderHandlesEveryChunkSize() throws {
+    /// The decoder run in place, as `DoTConnection` runs it: the same messages whatever the read sizes,
+    /// and an incomplete frame kept, unconsumed, until the rest arrives.
+    @Test func decoderRunInPlaceHandlesEveryChunkSize() throws {
         let messages = try ["a", "big-txt", "nxdomain"].map(Fixtures.response) + [ByteBuffer()]
         var framed = ByteBuffer()
         for message in messages { try DNSStreamFraming.writeFrame(message, into: &framed) }
         for chunkSize in [1, 2, 3, 7, 64, framed.readableBytes] {
-            let processor = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.SingleStepDecoder())
+            let processor = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.makeFrameDecoder())
             var input = framed
             var decoded: [ByteBuffer] = []
             while let chunk = input.readSlice(length: min(chunkSize, input.readableBytes)), chunk.readableBytes > 0 {
@@ -33,7 +33,7 @@ import Testing
             }
             #expect(decoded == messages, "chunks of \(chunkSize)")
         }
-        let processor = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.SingleStepDecoder())
+        let processor = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.makeFrameDecoder())
         var decoded: [ByteBuffer] = []
         try processor.process(buffer: ByteBuffer(bytes: [0, 5, 1, 2])) { decoded.append($0) }
         #expect(decoded.isEmpty)
@@ -66,6 +66,6 @@ import Testing
         #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
         try channel.writeInbound(ByteBuffer(bytes: [3, 4, 5, 0]))
         #expect(try channel.readInbound(as: ByteBuffer.self) == ByteBuffer(bytes: [1, 2, 3, 4, 5]))
-        #expect(throws: (any Error).self) { try channel.finish() }  // A left-over partial frame is an error at close.
+        #expect(throws: DNSWireError.self) { try channel.finish() }  // A left-over partial frame is an error at close.
     }
 }
