@@ -147,7 +147,34 @@ public final class DNSProxyServer: Service {
         do {
             var bound: [SocketAddress] = []
             for address in configuration.listenAddresses {
-                var address = address
+                let (address, addressListeners) = try await bindListeners(for: address)
+                listeners += addressListeners
+                bound.append(address)
+            }
+            settleListening(.success(bound))
+            logger.info("listening", metadata: ["addresses": "\(bound.map(\.description))"])
+        } catch {
+            settleListening(.failure(error))
+            for listener in listeners { try? await listener.channel.close() }
+            throw error
+        }
+
+        try? await gracefulShutdown()
+        await drain(listeners)
+    }
+
+    /// How many ports a listen address with port 0 tries before giving up.
+    private static let ephemeralPortAttempts = 8
+
+    /// Binds one address: a UDP socket per event loop (SO_REUSEPORT), then the TCP listener on the
+    /// same port. With port 0 the kernel picks the UDP port, and TCP may already use it (an outgoing
+    /// connection's local port, for one); then the UDP sockets are closed and another port is tried.
+    private func bindListeners(for requested: SocketAddress) async throws -> (SocketAddress, [Listener]) {
+        var attempt = 1
+        while true {
+            var address = requested
+            var listeners: [Listener] = []
+            do {
                 for loop in group.makeIterator() {
                     let udpHandler = try await loop.submit { NIOLoopBound(DNSUDPQueryHandler(handler: self.handler), eventLoop: loop) }.get()
                     let channel = try await DatagramBootstrap(group: loop)
@@ -165,18 +192,15 @@ public final class DNSProxyServer: Service {
                 }
                 let tcp = try await makeTCPBootstrap().bind(to: address).get()
                 listeners.append(Listener(channel: tcp, udpHandler: nil))
-                bound.append(address)
+                return (address, listeners)
+            } catch {
+                for listener in listeners { try? await listener.channel.close() }
+                let portTakenForTCP = (error as? IOError)?.errnoCode == EADDRINUSE && requested.port == 0 && !listeners.isEmpty
+                guard portTakenForTCP, attempt < Self.ephemeralPortAttempts else { throw error }
+                logger.debug("the port picked for UDP is taken for TCP; trying another", metadata: ["port": "\(address.port ?? 0)"])
+                attempt += 1
             }
-            settleListening(.success(bound))
-            logger.info("listening", metadata: ["addresses": "\(bound.map(\.description))"])
-        } catch {
-            settleListening(.failure(error))
-            for listener in listeners { try? await listener.channel.close() }
-            throw error
         }
-
-        try? await gracefulShutdown()
-        await drain(listeners)
     }
 
     private func makeTCPBootstrap() -> ServerBootstrap {
