@@ -40,7 +40,26 @@ def stop_all():
         stop(process)
 
 
+def evict_from_page_cache(program):
+    """Drops a program file's cached pages, so that it starts as it would from disk.
+
+    Idle RSS counts the code the kernel maps, 64 KiB around each page that runs, or the whole large
+    folio that holds it; how a file's pages are grouped into folios depends on how it reached the page
+    cache. A binary lld has just written idled 0.5-1 MiB above the same binary read back from disk, so
+    every system's program is measured as read from disk.
+    """
+    path = shutil.which(program)
+    if path:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # dirty pages (a fresh link) stay cached
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def start(name, argv, log):
+    evict_from_page_cache(argv[0])
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     started.append((name, process))
     return process
