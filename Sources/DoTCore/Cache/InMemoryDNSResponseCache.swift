@@ -123,10 +123,14 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
 
         /// Copies the storage of `slot` (reply and TTL offsets) into `out` in one go, so no reference
         /// to the entry's array leaves the lock.
-        func copy(_ slot: Int, into out: inout ByteBuffer) -> Found {
-            // Room for the reply and the OPT record `finish` may append: one allocation per hit.
-            out.reserveCapacity(max(entries[slot].storage.count, Int(entries[slot].length) + EDNSRecord.proxyOPTLength))
-            entries[slot].storage.withUnsafeBytes { _ = out.writeBytes($0) }
+        func copy(_ slot: Int, into out: inout ByteBuffer?) -> Found {
+            // Room for the reply and the OPT record `finish` may append: one allocation per hit. (Not
+            // `ByteBuffer()`: that shares NIO's one empty storage, whose reference count every event
+            // loop thread would then write to.)
+            var bytes = ByteBufferAllocator().buffer(
+                capacity: max(entries[slot].storage.count, Int(entries[slot].length) + EDNSRecord.proxyOPTLength))
+            entries[slot].storage.withUnsafeBytes { _ = bytes.writeBytes($0) }
+            out = bytes
             return Found(length: Int(entries[slot].length), questionNameStart: Int(entries[slot].questionNameStart), storedAt: entries[slot].storedAt)
         }
 
@@ -190,7 +194,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         guard let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         // Allocated under the lock, only for a hit and at the entry's size: a miss allocates nothing.
-        var out = ByteBuffer()
+        var out: ByteBuffer?
         let found: Found? = shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key] else {
                 shard.statistics.misses += 1
@@ -212,7 +216,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             shard.statistics.hits += 1
             return shard.copy(slot, into: &out)
         }
-        guard let found else { return nil }
+        guard let found, var out = out.take() else { return nil }
         return Self.finish(&out, found, query: query, view: view, queryName: queryName, elapsedNanos: nowNanos &- found.storedAt, staleTTL: nil)
     }
 
@@ -233,7 +237,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     public func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
         guard configuration.serveStale, let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
-        var out = ByteBuffer()
+        var out: ByteBuffer?
         let found: Found? = shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key] else { return nil }
             // SERVFAIL is never served stale.
@@ -244,7 +248,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             shard.statistics.staleServed += 1
             return shard.copy(slot, into: &out)
         }
-        guard let found else { return nil }
+        guard let found, var out = out.take() else { return nil }
         return Self.finish(&out, found, query: query, view: view, queryName: queryName, elapsedNanos: 0, staleTTL: Self.staleTTL)
     }
 

@@ -14,7 +14,7 @@ enum DoTQueryPadding {
     /// Any padding already present is replaced. When the OPT record is not the last record (a TSIG
     /// follows it), the message is returned unchanged, because moving records would break signatures.
     static func pad(_ message: ByteBuffer, view: DNSMessageView, blockSize: Int) -> ByteBuffer {
-        var out = ByteBuffer()
+        var out = ByteBufferAllocator().buffer(capacity: message.readableBytes + maximumGrowth(blockSize: blockSize))
         pad(message, view: view, blockSize: blockSize, into: &out)
         return out
     }
@@ -39,25 +39,32 @@ enum DoTQueryPadding {
         guard let optOffset = view.optRecordOffset,
             optionRange(message, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue) != nil
         else { return message }
-        var out = ByteBuffer()
+        var out = ByteBufferAllocator().buffer(capacity: message.readableBytes)
         return rebuild(message, view: view, blockSize: 0, into: &out) ? out : message
     }
 
     /// Finds an option in the OPT RDATA; returns its absolute range.
     private static func optionRange(_ message: ByteBuffer, optOffset: Int, code: UInt16) -> Range<Int>? {
-        let base = message.readerIndex
-        let rdStart = base + optOffset + optRecordFixedLength
+        let rdStart = message.readerIndex + optOffset + optRecordFixedLength
         guard let rdLength = message.getInteger(at: rdStart - 2, as: UInt16.self) else { return nil }
-        var position = rdStart
-        let end = rdStart + Int(rdLength)
-        while position + optionHeaderLength <= end,
-            let (optionCode, length) = message.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)
+        var found: Range<Int>?
+        forEachOption(in: message, rdata: rdStart..<rdStart + Int(rdLength)) { optionCode, range in
+            if found == nil, optionCode == code { found = range }
+        }
+        return found
+    }
+
+    /// Calls `body` with the code and absolute range (header included) of each option in the OPT
+    /// RDATA at `rdata`.
+    private static func forEachOption(in message: ByteBuffer, rdata: Range<Int>, _ body: (UInt16, Range<Int>) -> Void) {
+        var position = rdata.lowerBound
+        while position + optionHeaderLength <= rdata.upperBound,
+            let (code, length) = message.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)
         {
             let next = position + optionHeaderLength + Int(length)
-            if optionCode == code { return position..<next }
+            body(code, position..<next)
             position = next
         }
-        return nil
     }
 
     /// Appends the message without its OPT to `out`, then an OPT with the old options (less padding)
@@ -67,7 +74,9 @@ enum DoTQueryPadding {
         let base = message.readerIndex
         var udpSize = EDNSRecord.proxyUDPPayloadSize
         var ttl: UInt32 = 0
-        var options = ByteBuffer()
+        // The options other than padding are copied from the message; none is buffered on the way.
+        var rdata = 0..<0
+        var optionsLength = 0
         var prefixLength = view.length
         var additionalCount = view.additionalCount
         if let optOffset = view.optRecordOffset {
@@ -79,25 +88,17 @@ enum DoTQueryPadding {
             udpSize = klass
             ttl = optTTL
             prefixLength = optOffset
-            var position = start + optRecordFixedLength
-            let end = position + Int(rdLength)
-            while position + optionHeaderLength <= end,
-                let (code, length) = message.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)
-            {
-                let next = position + optionHeaderLength + Int(length)
-                if code != EDNSOptionCode.padding.rawValue,
-                    let slice = message.getSlice(at: position, length: next - position)
-                {
-                    options.writeImmutableBuffer(slice)
-                }
-                position = next
+            rdata = start + optRecordFixedLength..<start + optRecordFixedLength + Int(rdLength)
+            guard rdata.upperBound <= message.writerIndex else { return false }
+            forEachOption(in: message, rdata: rdata) { code, range in
+                if code != EDNSOptionCode.padding.rawValue, range.upperBound <= rdata.upperBound { optionsLength += range.count }
             }
         } else {
             guard additionalCount < UInt16.max else { return false }
             additionalCount += 1
         }
         guard let prefix = message.getSlice(at: base, length: prefixLength) else { return false }
-        let unpadded = prefixLength + optRecordFixedLength + options.readableBytes
+        let unpadded = prefixLength + optRecordFixedLength + optionsLength
         var paddingLength = 0
         if blockSize > 0 {
             let withHeader = unpadded + optionHeaderLength
@@ -108,9 +109,14 @@ enum DoTQueryPadding {
         out.writeImmutableBuffer(prefix)
         out.setInteger(additionalCount, at: start + 10)
         out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, udpSize, ttl)
-        let rdLength = options.readableBytes + (blockSize > 0 ? optionHeaderLength + paddingLength : 0)
+        let rdLength = optionsLength + (blockSize > 0 ? optionHeaderLength + paddingLength : 0)
         out.writeInteger(UInt16(rdLength))
-        out.writeBuffer(&options)
+        forEachOption(in: message, rdata: rdata) { code, range in
+            guard code != EDNSOptionCode.padding.rawValue, range.upperBound <= rdata.upperBound,
+                let option = message.viewBytes(at: range.lowerBound, length: range.count)
+            else { return }
+            out.writeBytes(option)
+        }
         if blockSize > 0 {
             out.writeMultipleIntegers(EDNSOptionCode.padding.rawValue, UInt16(paddingLength))
             out.writeRepeatingByte(0, count: paddingLength)

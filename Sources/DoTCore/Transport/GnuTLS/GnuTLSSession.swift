@@ -35,8 +35,10 @@ final class GnuTLSSession {
     private let session: gnutls_session_t
     /// Ciphertext received from the peer that GnuTLS has not pulled yet.
     private var inbound: ByteBuffer
-    /// Ciphertext GnuTLS has pushed, waiting to be written to the channel.
-    private var outbound: ByteBuffer
+    /// Ciphertext GnuTLS has pushed, waiting to be written to the channel; allocated by the first push
+    /// after each take. (`ByteBuffer()` would share NIO's one empty storage, whose reference count every
+    /// event loop thread then writes to.)
+    private var outbound: ByteBuffer?
     /// Where records are decrypted before their plaintext is appended to the caller's buffer. Reading
     /// straight into that buffer would need 16 KiB free for every record, which grows a buffer that
     /// holds a few DNS replies to 64 KiB or more, and frees it again, on every read.
@@ -59,7 +61,7 @@ final class GnuTLSSession {
         guard status == GNUTLS_E_SUCCESS, let session else { throw GnuTLSError(code: status, operation: "init session") }
         self.session = session
         self.inbound = ByteBuffer()
-        self.outbound = ByteBuffer()
+        self.outbound = nil
         self.recordScratch = .allocate(byteCount: 16_384, alignment: 16)
         self.verificationName = verificationName.map { strdup($0) }
         self.retainedContext = context
@@ -139,15 +141,14 @@ final class GnuTLSSession {
 
     /// Ciphertext that GnuTLS produced and that must be written to the channel, if any.
     func takeCiphertext() -> ByteBuffer? {
-        guard outbound.readableBytes > 0 else { return nil }
-        let bytes = outbound
-        outbound = ByteBuffer()
+        guard let bytes = outbound.take(), bytes.readableBytes > 0 else { return nil }
         return bytes
     }
 
     fileprivate func push(_ data: UnsafeRawPointer?, _ size: Int) -> Int {
         guard let data else { return 0 }
-        outbound.writeBytes(UnsafeRawBufferPointer(start: data, count: size))
+        if outbound == nil { outbound = ByteBufferAllocator().buffer(capacity: max(size, 1024)) }
+        outbound!.writeBytes(UnsafeRawBufferPointer(start: data, count: size))
         return size
     }
 
