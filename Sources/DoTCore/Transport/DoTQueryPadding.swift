@@ -55,13 +55,14 @@ enum DoTQueryPadding {
     }
 
     /// Calls `body` with the code and absolute range (header included) of each option in the OPT
-    /// RDATA at `rdata`.
+    /// RDATA at `rdata`; stops at an option that runs past the RDATA.
     private static func forEachOption(in message: ByteBuffer, rdata: Range<Int>, _ body: (UInt16, Range<Int>) -> Void) {
         var position = rdata.lowerBound
         while position + optionHeaderLength <= rdata.upperBound,
             let (code, length) = message.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)
         {
             let next = position + optionHeaderLength + Int(length)
+            guard next <= rdata.upperBound else { return }
             body(code, position..<next)
             position = next
         }
@@ -91,7 +92,7 @@ enum DoTQueryPadding {
             rdata = start + optRecordFixedLength..<start + optRecordFixedLength + Int(rdLength)
             guard rdata.upperBound <= message.writerIndex else { return false }
             forEachOption(in: message, rdata: rdata) { code, range in
-                if code != EDNSOptionCode.padding.rawValue, range.upperBound <= rdata.upperBound { optionsLength += range.count }
+                if code != EDNSOptionCode.padding.rawValue { optionsLength += range.count }
             }
         } else {
             guard additionalCount < UInt16.max else { return false }
@@ -112,8 +113,7 @@ enum DoTQueryPadding {
         let rdLength = optionsLength + (blockSize > 0 ? optionHeaderLength + paddingLength : 0)
         out.writeInteger(UInt16(rdLength))
         forEachOption(in: message, rdata: rdata) { code, range in
-            guard code != EDNSOptionCode.padding.rawValue, range.upperBound <= rdata.upperBound,
-                let option = message.viewBytes(at: range.lowerBound, length: range.count)
+            guard code != EDNSOptionCode.padding.rawValue, let option = message.viewBytes(at: range.lowerBound, length: range.count)
             else { return }
             out.writeBytes(option)
         }
