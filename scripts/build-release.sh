@@ -13,6 +13,12 @@
 #   code 64 KiB around each page that runs, so packed hot code keeps about 3 MiB of cold code out of
 #   memory (Docs/performance.md).
 #
+# - libstdc++ linked in (the Swift runtime uses a few of its string and allocation functions). Loading
+#   libstdc++.so costs about 1 MiB of idle RSS, mostly its symbol tables read while the loader binds
+#   its relocations; linked in, only the members the runtime uses come along (about 85 KB). The
+#   runtime's link arguments say `-lstdc++`, so a directory holding only the archive is searched first.
+#   No other library the proxy loads uses libstdc++.
+#
 #   scripts/build-release.sh [SWIFT BUILD ARGUMENTS...]   extra arguments go to `swift build` as they are
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +35,13 @@ if [ -x "$toolchain_bin/ld.lld" ]; then
   if [ -n "$glibc" ] && [ "$(printf '%s\n' 2.36 "$glibc" | sort -V | head -1)" = 2.36 ]; then
     args+=(-Xlinker -z -Xlinker pack-relative-relocs)
   fi
+fi
+
+libstdcxx="$("$toolchain_bin/clang" -print-file-name=libstdc++.a 2>/dev/null || true)"
+if [ -f "$libstdcxx" ]; then
+  mkdir -p .build/static-libstdc++
+  ln -sfn "$libstdcxx" .build/static-libstdc++/libstdc++.a
+  args+=(-Xswiftc "-L$PWD/.build/static-libstdc++")
 fi
 
 binary="$(swift build -c release --static-swift-stdlib --show-bin-path)/dotproxy"
