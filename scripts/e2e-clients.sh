@@ -2,7 +2,8 @@
 # End to end with real clients: dig and kdig -> dotproxy (the built binary) -> Unbound over DoT, all on
 # loopback. Checks answers over UDP and TCP, truncation of a large reply, NXDOMAIN, a FORMERR for a
 # malformed packet, BADVERS for an unknown EDNS version, the metrics endpoint (checked by promtool), the
-# three examples, and that SIGTERM makes dotproxy exit 0. Fails loudly if a tool is missing.
+# three examples, and that SIGTERM makes dotproxy exit 0. Run as root, it runs dotproxy as user 65534
+# with no capabilities. Fails loudly if a tool is missing.
 #   scripts/e2e-clients.sh [path/to/dotproxy]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,15 @@ scripts/unbound-rig.sh start "$work/rig" >/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 metrics_port=$(free_port)
-"$binary" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" --pin-sha256 "$RIG_SPKI_SHA256" \
+# dotproxy runs as it is deployed, as an unprivileged user (the container's 65534, the systemd unit's
+# DynamicUser), so that a socket option or a file that needs root fails here rather than in production.
+proxy=("$binary")
+if [ "$(id -u)" = 0 ]; then
+  chmod 755 "$work"
+  install -m 0755 "$binary" "$work/dotproxy"
+  proxy=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all "$work/dotproxy")
+fi
+"${proxy[@]}" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" --pin-sha256 "$RIG_SPKI_SHA256" \
   --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --log-level warning > "$work/proxy.log" 2>&1 &
 proxy_pid=$!
 cache_port=$(free_port)

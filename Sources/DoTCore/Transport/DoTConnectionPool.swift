@@ -131,7 +131,7 @@ final class DoTConnectionPool {
         let serverName = upstream.verificationName
         let resumption = resumptionData.withLockedValue { $0 }
         ClientBootstrap(group: eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(configuration.connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
