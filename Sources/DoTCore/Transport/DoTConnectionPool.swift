@@ -63,7 +63,7 @@ final class DoTConnectionPool {
         if let best {
             best.enqueue(query)
         } else if connections.count < configuration.maximumConnectionsPerEventLoop {
-            open().enqueue(query)
+            open(for: query)
         } else {
             statistics.overloaded += 1
             query.fail(
@@ -111,10 +111,13 @@ final class DoTConnectionPool {
         query.fail(UpstreamError(.timeout, upstream: upstream.description, detail: "no reply before the deadline"))
     }
 
-    private func open() -> DoTConnection {
+    /// Opens a connection with `query` already queued on it: the connection can fail before `connect`
+    /// returns (an address or socket option the kernel refuses), and its queued queries fail with it.
+    private func open(for query: DoTQuery) {
         nextIdentifier += 1
         let connection = DoTConnection(pool: self, identifier: nextIdentifier)
         connections.append(connection)
+        connection.enqueue(query)
         statistics.connectionsOpened += 1
         metrics.connections.increment()
         logger.debug("connecting", metadata: ["upstream": "\(upstream)", "connection": "\(nextIdentifier)"])
@@ -123,7 +126,7 @@ final class DoTConnectionPool {
             address = try upstream.socketAddress()
         } catch {
             connection.connectionClosed(error: UpstreamError(.connectionFailed, upstream: upstream.description, detail: "\(error)"))
-            return connection
+            return
         }
         let boundConnection = NIOLoopBound(connection, eventLoop: eventLoop)
         let boundSelf = NIOLoopBound(self, eventLoop: eventLoop)
@@ -151,7 +154,6 @@ final class DoTConnectionPool {
                     connection.connectionClosed(error: boundSelf.value.upstreamError(for: error))
                 }
             }
-        return connection
     }
 
     func connectionDidClose(_ connection: DoTConnection, error: UpstreamError) {

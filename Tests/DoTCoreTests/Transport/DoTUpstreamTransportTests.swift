@@ -195,6 +195,32 @@ import Testing
         await transport.shutdown()
     }
 
+    /// A connection can fail while it is being set up, before `connect` returns (a socket option or
+    /// an address the kernel refuses); the query that opened it must fail then, not wait forever. An
+    /// IPv6 link-local address without a scope is refused by `connect` itself: nothing is sent. The
+    /// outcome is read after letting the loop run its queued tasks, so a regression fails instead of
+    /// hanging.
+    @Test func aConnectionThatFailsWhileOpeningFailsItsQuery() async throws {
+        let transport = DoTUpstreamTransport(
+            configuration: .init(upstream: UpstreamAddress(host: "fe80::1", port: 853, authenticationName: TestCertificates.serverName)),
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+        let loop = group.next()
+        let outcome = NIOLockedValueBox<Result<ByteBuffer, UpstreamError>?>(nil)
+        let query = try Self.query()
+        try await loop.submit {
+            transport.send(query, deadline: .now() + .seconds(30), on: loop) { result in outcome.withLockedValue { $0 = result } }
+        }.get()
+        for _ in 0..<100 where outcome.withLockedValue({ $0 == nil }) { try await loop.submit {}.get() }
+        switch outcome.withLockedValue({ $0 }) {
+        case .failure(let error): #expect(error.code == .connectionFailed, "\(error)")
+        case .success: Issue.record("expected a connection failure, got a reply")
+        case nil: Issue.record("the query was neither answered nor failed")
+        }
+        let statistics = await transport.statistics()
+        #expect(statistics.connectionsOpened == 1 && statistics.openConnections == 0 && statistics.timeouts == 0)
+        await transport.shutdown()
+    }
+
     @Test func aReconnectResumesTheTLSSession() async throws {
         let server = try await TestDoTServer.start(group: group)
         let transport = try makeTransport(port: server.port) { $0.maximumQueriesPerConnection = 1 }
