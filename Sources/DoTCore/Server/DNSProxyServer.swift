@@ -71,6 +71,7 @@ public final class DNSProxyServer: Service {
     private let handler: any DNSQueryHandler
     private let group: any EventLoopGroup
     private let logger: Logger
+    private let bindTCP: TCPBinder
     private let metrics: DNSProxyMetrics
     private let limiter: TCPConnectionLimiter
     private let connectionRate: (any QueryRateLimiter)?
@@ -92,10 +93,23 @@ public final class DNSProxyServer: Service {
     ///   - metrics: Where open client TCP connections are reported (queries and replies are the
     ///     handler's).
     ///   - logger: Receives start-up, shutdown and error messages.
-    public init(
+    public convenience init(
         configuration: Configuration, handler: any DNSQueryHandler, eventLoopGroup: any EventLoopGroup,
         metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.server")
     ) {
+        self.init(
+            configuration: configuration, handler: handler, eventLoopGroup: eventLoopGroup, metrics: metrics, logger: logger,
+            bindTCP: { bootstrap, address in try await bootstrap.bind(to: address).get() })
+    }
+
+    /// Binds a TCP listener; tests put a failing one in to reach the retry for port 0.
+    typealias TCPBinder = @Sendable (ServerBootstrap, SocketAddress) async throws -> any Channel
+
+    init(
+        configuration: Configuration, handler: any DNSQueryHandler, eventLoopGroup: any EventLoopGroup, metrics: DNSProxyMetrics,
+        logger: Logger, bindTCP: @escaping TCPBinder
+    ) {
+        self.bindTCP = bindTCP
         self.metrics = metrics
         self.configuration = configuration
         self.handler = handler
@@ -164,7 +178,7 @@ public final class DNSProxyServer: Service {
     }
 
     /// How many ports a listen address with port 0 tries before giving up.
-    private static let ephemeralPortAttempts = 8
+    static let ephemeralPortAttempts = 8
 
     /// Binds one address: a UDP socket per event loop (SO_REUSEPORT), then the TCP listener on the
     /// same port. With port 0 the kernel picks the UDP port, and TCP may already use it (an outgoing
@@ -190,7 +204,7 @@ public final class DNSProxyServer: Service {
                     listeners.append(Listener(channel: channel, udpHandler: udpHandler))
                     if address.port == 0, let port = channel.localAddress?.port { address.port = port }
                 }
-                let tcp = try await makeTCPBootstrap().bind(to: address).get()
+                let tcp = try await bindTCP(makeTCPBootstrap(), address)
                 listeners.append(Listener(channel: tcp, udpHandler: nil))
                 return (address, listeners)
             } catch {

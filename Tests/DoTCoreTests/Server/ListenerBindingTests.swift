@@ -1,0 +1,64 @@
+@testable import DoTCore
+import DoTCoreTesting
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Testing
+
+/// Binding a listen address with port 0: the kernel picks the UDP port, and TCP may already use that
+/// port (an outgoing connection's, say); the server then tries another. The TCP bind is replaced to
+/// refuse on cue, since a real collision cannot be arranged.
+@Suite(.serialized) struct ListenerBindingTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    func makeServer(port: Int, refusals: NIOLockedValueBox<Int>, refuse: Int) throws -> DNSProxyServer {
+        DNSProxyServer(
+            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: port)]),
+            handler: ForwardingQueryHandler(transport: ScriptedUpstreamTransport(behaviour: .answer)), eventLoopGroup: group,
+            metrics: DNSProxyMetrics(), logger: Logger(label: "test"),
+            bindTCP: { bootstrap, address in
+                if refusals.withLockedValue({ count in count += 1; return count <= refuse }) {
+                    throw IOError(errnoCode: EADDRINUSE, reason: "bind")
+                }
+                return try await bootstrap.bind(to: address).get()
+            })
+    }
+
+    @Test func aPortTakenForTCPIsRetriedOnAnotherPortThatServesBoth() async throws {
+        let refusals = NIOLockedValueBox(0)
+        let server = try makeServer(port: 0, refusals: refusals, refuse: 2)
+        let services = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await services.run() }
+        let port = try #require(try await server.listeningAddresses().first?.port)
+        #expect(refusals.withLockedValue { $0 } == 3)
+        let query = try DNSMessage.query(name: "a.test.", type: .a, id: 7).encoded()
+        #expect(try DNSMessage(decoding: try await TestDNSClient.udp(query, port: port, group: group)).header.id == 7)
+        #expect(try await TestDNSClient.tcp([query], port: port, group: group).count == 1)
+        await services.triggerGracefulShutdown()
+        try await running.value
+    }
+
+    @Test func theRetryGivesUpAfterItsAttemptsWithTheBindError() async throws {
+        let refusals = NIOLockedValueBox(0)
+        let server = try makeServer(port: 0, refusals: refusals, refuse: .max)
+        await #expect(throws: IOError.self) { try await server.run() }
+        await #expect(throws: IOError.self) { try await server.listeningAddresses() }
+        #expect(refusals.withLockedValue { $0 } == DNSProxyServer.ephemeralPortAttempts)
+    }
+
+    @Test func aFixedPortIsNotRetried() async throws {
+        let refusals = NIOLockedValueBox(0)
+        let server = try makeServer(port: 0, refusals: refusals, refuse: 0)
+        let services = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await services.run() }
+        let port = try #require(try await server.listeningAddresses().first?.port)
+        await services.triggerGracefulShutdown()
+        try await running.value
+        // The port just freed, asked for by number: a refusal is the answer, not a retry elsewhere.
+        let fixed = try makeServer(port: port, refusals: refusals, refuse: .max)
+        await #expect(throws: IOError.self) { try await fixed.run() }
+        #expect(refusals.withLockedValue { $0 } == 2)
+    }
+}
