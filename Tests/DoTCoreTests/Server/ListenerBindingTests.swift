@@ -26,18 +26,29 @@ import Testing
             })
     }
 
-    @Test func aPortTakenForTCPIsRetriedOnAnotherPortThatServesBoth() async throws {
-        let refusals = NIOLockedValueBox(0)
-        let server = try makeServer(port: 0, refusals: refusals, refuse: 2)
+    /// Runs `server` while `body` runs; `body` gets the port it listens on.
+    func serving(_ server: DNSProxyServer, _ body: (Int) async throws -> Void) async throws {
         let services = ServiceGroup(services: [server], logger: Logger(label: "test"))
         let running = Task { try await services.run() }
-        let port = try #require(try await server.listeningAddresses().first?.port)
-        #expect(refusals.withLockedValue { $0 } == 3)
-        let query = try DNSMessage.query(name: "a.test.", type: .a, id: 7).encoded()
-        #expect(try DNSMessage(decoding: try await TestDNSClient.udp(query, port: port, group: group)).header.id == 7)
-        #expect(try await TestDNSClient.tcp([query], port: port, group: group).count == 1)
+        do {
+            try await body(try #require(try await server.listeningAddresses().first?.port))
+        } catch {
+            await services.triggerGracefulShutdown()
+            _ = try? await running.value
+            throw error
+        }
         await services.triggerGracefulShutdown()
         try await running.value
+    }
+
+    @Test func aPortTakenForTCPIsRetriedOnAnotherPortThatServesBoth() async throws {
+        let refusals = NIOLockedValueBox(0)
+        try await serving(try makeServer(port: 0, refusals: refusals, refuse: 2)) { port in
+            #expect(refusals.withLockedValue { $0 } == 3)
+            let query = try DNSMessage.query(name: "a.test.", type: .a, id: 7).encoded()
+            #expect(try DNSMessage(decoding: try await TestDNSClient.udp(query, port: port, group: group)).header.id == 7)
+            #expect(try await TestDNSClient.tcp([query], port: port, group: group).count == 1)
+        }
     }
 
     @Test func theRetryGivesUpAfterItsAttemptsWithTheBindError() async throws {
@@ -50,12 +61,8 @@ import Testing
 
     @Test func aFixedPortIsNotRetried() async throws {
         let refusals = NIOLockedValueBox(0)
-        let server = try makeServer(port: 0, refusals: refusals, refuse: 0)
-        let services = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await services.run() }
-        let port = try #require(try await server.listeningAddresses().first?.port)
-        await services.triggerGracefulShutdown()
-        try await running.value
+        var port = 0
+        try await serving(try makeServer(port: 0, refusals: refusals, refuse: 0)) { port = $0 }
         // The port just freed, asked for by number: a refusal is the answer, not a retry elsewhere.
         let fixed = try makeServer(port: port, refusals: refusals, refuse: .max)
         await #expect(throws: IOError.self) { try await fixed.run() }
