@@ -4,7 +4,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
 import Testing
 
 /// Binding a listen address with port 0: the kernel picks the UDP port, and TCP may already use that
@@ -26,24 +25,9 @@ import Testing
             })
     }
 
-    /// Runs `server` while `body` runs; `body` gets the port it listens on.
-    func serving(_ server: DNSProxyServer, _ body: (Int) async throws -> Void) async throws {
-        let services = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await services.run() }
-        do {
-            try await body(try #require(try await server.listeningAddresses().first?.port))
-        } catch {
-            await services.triggerGracefulShutdown()
-            _ = try? await running.value
-            throw error
-        }
-        await services.triggerGracefulShutdown()
-        try await running.value
-    }
-
     @Test func aPortTakenForTCPIsRetriedOnAnotherPortThatServesBoth() async throws {
         let refusals = NIOLockedValueBox(0)
-        try await serving(try makeServer(port: 0, refusals: refusals, refuse: 2)) { port in
+        try await makeServer(port: 0, refusals: refusals, refuse: 2).serving { port, _ in
             #expect(refusals.withLockedValue { $0 } == 3)
             let query = try DNSMessage.query(name: "a.test.", type: .a, id: 7).encoded()
             #expect(try DNSMessage(decoding: try await TestDNSClient.udp(query, port: port, group: group)).header.id == 7)
@@ -62,7 +46,7 @@ import Testing
     @Test func aFixedPortIsNotRetried() async throws {
         let refusals = NIOLockedValueBox(0)
         var port = 0
-        try await serving(try makeServer(port: 0, refusals: refusals, refuse: 0)) { port = $0 }
+        try await makeServer(port: 0, refusals: refusals, refuse: 0).serving { listening, _ in port = listening }
         // The port just freed, asked for by number: a refusal is the answer, not a retry elsewhere.
         let fixed = try makeServer(port: port, refusals: refusals, refuse: .max)
         await #expect(throws: IOError.self) { try await fixed.run() }

@@ -27,18 +27,7 @@ import Testing
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)], shutdownGracePeriod: grace),
             handler: handler, eventLoopGroup: group, metrics: metrics)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
-        let port = try await server.listeningAddresses().first!.port!
-        do {
-            try await body(port, serviceGroup, handler)
-        } catch {
-            await serviceGroup.triggerGracefulShutdown()
-            _ = try? await running.value
-            throw error
-        }
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
+        try await server.serving { port, services in try await body(port, services, handler) }
         await transport.shutdown()
     }
 
@@ -220,12 +209,7 @@ import Testing
         let handler = ForwardingQueryHandler(transport: transport, accessControl: accessControl, rateLimiter: rateLimiter)
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
-        let port = try await server.listeningAddresses().first!.port!
-        try await body(port)
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
+        try await server.serving { port, _ in try await body(port) }
         await transport.shutdown()
         try await upstream.stop()
     }
@@ -267,21 +251,18 @@ import Testing
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]),
             handler: ForwardingQueryHandler(transport: transport, cache: cache), eventLoopGroup: group)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
-        let port = try await server.listeningAddresses().first!.port!
-        for (id, name) in [(UInt16(1), "cached.test."), (2, "CACHED.test."), (3, "cached.TEST.")] {
-            let query = try DNSMessage.query(name: DNSName(parsing: name), type: .a, id: id).encoded()
-            let reply = try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group))
-            #expect(reply.header.id == id && reply.questions.first?.name.description == name)
-            #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
+        try await server.serving { port, _ in
+            for (id, name) in [(UInt16(1), "cached.test."), (2, "CACHED.test."), (3, "cached.TEST.")] {
+                let query = try DNSMessage.query(name: DNSName(parsing: name), type: .a, id: id).encoded()
+                let reply = try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group))
+                #expect(reply.header.id == id && reply.questions.first?.name.description == name)
+                #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
+            }
+            let tcp = try await TestDNSClient.tcp([DNSMessage.query(name: "cached.test.", type: .a, id: 4).encoded()], port: port, group: group)
+            #expect(try DNSMessage(decoding: tcp[0]).header.id == 4)
+            #expect(upstream.queryCount == 1, "only the first query went upstream")
+            #expect(cache.statistics.hits == 3)
         }
-        let tcp = try await TestDNSClient.tcp([DNSMessage.query(name: "cached.test.", type: .a, id: 4).encoded()], port: port, group: group)
-        #expect(try DNSMessage(decoding: tcp[0]).header.id == 4)
-        #expect(upstream.queryCount == 1, "only the first query went upstream")
-        #expect(cache.statistics.hits == 3)
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
         await transport.shutdown()
         try await upstream.stop()
     }
@@ -297,30 +278,27 @@ import Testing
         let handler = ForwardingQueryHandler(transport: transport)
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
-        let serviceGroup = ServiceGroup(services: [server], logger: Logger(label: "test"))
-        let running = Task { try await serviceGroup.run() }
-        let port = try await server.listeningAddresses().first!.port!
-        let replies = try await withThrowingTaskGroup(of: (UInt16, DNSMessage).self) { tasks in
-            for id in UInt16(1)...10 {
-                tasks.addTask {
-                    let name: DNSName = id % 2 == 0 ? "HERD.test." : "herd.test."
-                    let query = try DNSMessage.query(name: name, type: .a, id: id).encoded()
-                    return (id, try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group)))
+        try await server.serving { port, _ in
+            let replies = try await withThrowingTaskGroup(of: (UInt16, DNSMessage).self) { tasks in
+                for id in UInt16(1)...10 {
+                    tasks.addTask {
+                        let name: DNSName = id % 2 == 0 ? "HERD.test." : "herd.test."
+                        let query = try DNSMessage.query(name: name, type: .a, id: id).encoded()
+                        return (id, try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group)))
+                    }
                 }
+                var all: [(UInt16, DNSMessage)] = []
+                for try await reply in tasks { all.append(reply) }
+                return all
             }
-            var all: [(UInt16, DNSMessage)] = []
-            for try await reply in tasks { all.append(reply) }
-            return all
+            #expect(replies.count == 10)
+            for (id, reply) in replies {
+                #expect(reply.header.id == id && reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
+                #expect(reply.questions.first?.name.description == (id % 2 == 0 ? "HERD.test." : "herd.test."))
+            }
+            #expect(upstream.queryCount == 1, "one upstream query for ten identical misses")
+            #expect(handler.counters.coalesced == 9)
         }
-        #expect(replies.count == 10)
-        for (id, reply) in replies {
-            #expect(reply.header.id == id && reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
-            #expect(reply.questions.first?.name.description == (id % 2 == 0 ? "HERD.test." : "herd.test."))
-        }
-        #expect(upstream.queryCount == 1, "one upstream query for ten identical misses")
-        #expect(handler.counters.coalesced == 9)
-        await serviceGroup.triggerGracefulShutdown()
-        try await running.value
         await transport.shutdown()
         try await upstream.stop()
     }
