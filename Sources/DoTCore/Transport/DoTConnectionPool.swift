@@ -139,7 +139,6 @@ final class DoTConnectionPool {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(QuickAckHandler())
                     try sync.addHandler(GnuTLSHandler(client: context, serverName: serverName, resumptionData: resumption))
                     try sync.addHandler(boundConnection.value)
                 }
