@@ -112,19 +112,21 @@ def upstream_connections(port):
 # Systems
 
 
-def config_dotproxy(work, port, rig, binary):
-    return [binary, "--upstream", f"127.0.0.1:{rig['RIG_DOT_PORT']}#dns.test", "--ca-file", rig["RIG_CA"], "--listen", f"127.0.0.1:{port}",
+def config_dotproxy(work, port, rig, binary, threads):
+    return [binary, "--threads", str(threads), "--upstream", f"127.0.0.1:{rig['RIG_DOT_PORT']}#dns.test", "--ca-file", rig["RIG_CA"], "--listen", f"127.0.0.1:{port}",
             "--cache-size", "1100000", "--cache-max-bytes", str(1 << 30), "--log-level", "warning",
             # Counters on, as operators run it (dnsdist counts every query too).
             "--metrics-listen", f"127.0.0.1:{port + 1}"]
 
 
-def config_dnsdist(work, port, rig, _):
+def config_dnsdist(work, port, rig, _, threads):
     path = os.path.join(work, "dnsdist.conf")
+    # One UDP listener (and its receiving thread) per worker thread, all on the port (SO_REUSEPORT).
+    listeners = "\n".join([f'setLocal("127.0.0.1:{port}", {{reusePort=true}})']
+                          + [f'addLocal("127.0.0.1:{port}", {{reusePort=true}})'] * (threads - 1))
     with open(path, "w") as f:
         f.write(f"""
-setLocal("127.0.0.1:{port}", {{reusePort=true}})
-addLocal("127.0.0.1:{port}", {{reusePort=true}})
+{listeners}
 setACL({{"127.0.0.0/8"}})
 setSecurityPollSuffix("")
 newServer({{address="127.0.0.1:{rig['RIG_DOT_PORT']}", tls="openssl", subjectName="dns.test", caStore="{rig['RIG_CA']}",
@@ -135,7 +137,7 @@ getPool(""):setCache(pc)
     return ["dnsdist", "--supervised", "--disable-syslog", "-C", path]
 
 
-def config_unbound(work, port, rig, _):
+def config_unbound(work, port, rig, _, threads):
     directory = os.path.join(work, "unbound-forwarder")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "unbound.conf")
@@ -148,7 +150,7 @@ def config_unbound(work, port, rig, _):
   use-syslog: no
   logfile: ""
   verbosity: 0
-  num-threads: 2
+  num-threads: {threads}
   so-reuseport: yes
   interface: 127.0.0.1@{port}
   access-control: 127.0.0.0/8 allow
@@ -170,7 +172,8 @@ forward-zone:
     return ["unbound", "-d", "-c", path]
 
 
-def config_kresd(work, port, rig, _):
+def config_kresd(work, port, rig, _, threads):
+    # One process, one thread: Knot Resolver scales by running more instances, which this run does not.
     directory = os.path.join(work, "kresd")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "config.lua")
@@ -183,7 +186,7 @@ policy.add(policy.all(policy.TLS_FORWARD({{{{'127.0.0.1@{rig['RIG_DOT_PORT']}', 
     return ["kresd", "-n", "-q", "-c", path, directory]
 
 
-def config_stubby(work, port, rig, _):
+def config_stubby(work, port, rig, _, threads):
     path = os.path.join(work, "stubby.yml")
     with open(path, "w") as f:
         f.write(f"""resolution_type: GETDNS_RESOLUTION_STUB
@@ -268,7 +271,83 @@ def run_dnsperf(port, transport, queries, seconds, rate=None):
     return result.stdout + result.stderr
 
 
+def wire_query(name, qtype, qid):
+    labels = b"".join(bytes([len(label)]) + label.encode() for label in name.split("."))
+    return qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
+
+
+def pair_latencies(port, transport, seconds, tag):
+    """What a stub resolver's getaddrinfo does: A and AAAA for a new name, sent back to back, waiting
+    for both; then 5 ms of quiet. Returns each pair's time to both answers (None: not both in 1 s).
+
+    dnsperf spaces its queries evenly, so it never shows a second reply held behind the first one's
+    ACK (the upstream's Nagle algorithm against the proxy's delayed ACK), which costs about 40 ms.
+    """
+    if transport == "udp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect(("127.0.0.1", port))
+    else:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(1)
+    stream = b""
+
+    def receive():
+        nonlocal stream
+        if transport == "udp":
+            sock.recv(4096)
+            return
+        while len(stream) < 2 or len(stream) < 2 + int.from_bytes(stream[:2], "big"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed")
+            stream += chunk
+        stream = stream[2 + int.from_bytes(stream[:2], "big"):]
+
+    latencies = []
+    deadline = time.time() + seconds
+    index = 0
+    try:
+        while time.time() < deadline:
+            name = f"p{index}.{tag}.unique.test"
+            queries = [wire_query(name, 1, (2 * index) & 0xFFFF), wire_query(name, 28, (2 * index + 1) & 0xFFFF)]
+            begun = time.perf_counter()
+            for query in queries:
+                sock.send(query if transport == "udp" else len(query).to_bytes(2, "big") + query)
+            try:
+                receive()
+                receive()
+                latencies.append((time.perf_counter() - begun) * 1000)
+            except (socket.timeout, ConnectionError):
+                latencies.append(None)
+                if transport == "tcp":
+                    break
+            index += 1
+            time.sleep(0.005)
+    finally:
+        sock.close()
+    return latencies
+
+
+def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
+    cpu_before = cpu_seconds(pid)
+    connections = upstream_connections(upstream_port)
+    latencies = pair_latencies(port, transport, seconds, tag)
+    connections |= upstream_connections(upstream_port)
+    answered = sorted(x for x in latencies if x is not None)
+    cpu = cpu_seconds(pid) - cpu_before
+    return {
+        "sent": 2 * len(latencies), "completed": 2 * len(answered), "lost": len(latencies) - len(answered), "qps": None,
+        "avg_ms": statistics.mean(answered) if answered else None, "stddev_ms": statistics.pstdev(answered) if answered else None,
+        "servfail": 0, "p99_ms": answered[min(len(answered) - 1, int(len(answered) * 0.99))] if answered else None,
+        "cpu_us_per_query": cpu / (2 * len(answered)) * 1e6 if answered else None, "peak_rss_mib": rss_kib(pid, "VmHWM") / 1024,
+        "upstream_connections": len(connections),
+    }
+
+
 def measure(system, port, pid, transport, workload, seconds, work, tag, upstream_port):
+    if workload == "pairs":
+        return measure_pairs(pid, port, transport, seconds, tag, upstream_port)
     queries = os.path.join(work, f"q-{system}-{transport}-{workload}.txt")
     if workload == "light":
         write_queries(queries, "light", 200 * seconds + 200, tag)
@@ -380,7 +459,7 @@ def ratio_table(results, seconds, rounds=1):
     header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     runs = results["runs"]
-    keys = sorted({(r["transport"], r["workload"]) for r in runs}, key=lambda k: (k[0], ["hit", "miss", "mixed", "light"].index(k[1])))
+    keys = sorted({(r["transport"], r["workload"]) for r in runs}, key=lambda k: (k[0], ["hit", "miss", "mixed", "light", "pairs"].index(k[1])))
     for transport, workload in keys:
         group = [r for r in runs if r["transport"] == transport and r["workload"] == workload]
         peers = [r for r in group if r["system"] != "dotproxy"]
@@ -411,9 +490,12 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="measure every system this many times, alternating; report medians")
     parser.add_argument("--fill", type=int, default=1_000_000,
                         help="distinct names to cache after the workloads, to report memory per cached name (0: skip)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="worker threads for dotproxy, dnsdist (UDP listeners) and the Unbound forwarder; Knot Resolver and "
+                             "Stubby run one. The default leaves the second of two cores to dnsperf and the upstream")
     parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby")
     parser.add_argument("--transports", default="udp,tcp")
-    parser.add_argument("--workloads", default="hit,miss,mixed,light")
+    parser.add_argument("--workloads", default="hit,miss,mixed,light,pairs")
     args = parser.parse_args()
     systems = [s for s in args.systems.split(",") if s]
     for tool in ["dnsperf", "dig", "ss"] + [("unbound" if s == "unbound" else s) for s in systems if s != "dotproxy"]:
@@ -447,7 +529,7 @@ def main():
             for system in systems:
                 port = free_port()
                 log = open(os.path.join(work, f"{system}.log"), "w")
-                process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy), log)
+                process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy, args.threads), log)
                 if not wait_ready(port):
                     print(f"{system}: did not answer; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
                     stop(process)
@@ -461,13 +543,13 @@ def main():
                         figures.update(system=system, transport=transport, workload=workload, round=round_index + 1)
                         results["rounds"].append(figures)
                         samples.setdefault((system, transport, workload), []).append(figures)
-                        print(f"{system:8} {transport} {workload:5}: {figures['qps']:9.0f} QPS  avg {figures['avg_ms']:.2f} ms  "
+                        print(f"{system:8} {transport} {workload:5}: {figures['qps'] or 0:9.0f} QPS  avg {figures['avg_ms'] or 0:.2f} ms  "
                               f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
                               f"conns {figures['upstream_connections']}", flush=True)
                 if args.fill and system in CACHING:
                     # A fresh process: the workloads above may already have filled the cache to its bound.
                     stop(process)
-                    process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy), log)
+                    process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy, args.threads), log)
                     if not wait_ready(port):
                         print(f"{system}: not ready after restarting for the fill; no memory-per-name figure this round", flush=True)
                         stop(process)

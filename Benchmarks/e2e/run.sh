@@ -2,9 +2,14 @@
 # The end-to-end comparison: dotproxy against dnsdist, Unbound, Knot Resolver and Stubby, each
 # forwarding UDP/TCP to the same loopback Unbound over verified TLS, under dnsperf.
 #
-#   Benchmarks/e2e/run.sh [--seconds 15] [--rounds 1] [--fill 1000000]
+#   Benchmarks/e2e/run.sh [--seconds 15] [--rounds 1] [--fill 1000000] [--threads 1]
 #                         [--systems dotproxy,dnsdist,unbound,kresd,stubby]
-#                         [--transports udp,tcp] [--workloads hit,miss,mixed,light]
+#                         [--transports udp,tcp] [--workloads hit,miss,mixed,light,pairs]
+#
+# pairs sends A and AAAA for a new name back to back, as getaddrinfo does, and times both answers.
+# --threads N gives dotproxy, dnsdist (UDP listeners) and the Unbound forwarder N worker threads each;
+# Knot Resolver and Stubby run one. The default of 1 leaves the second of two cores to dnsperf and the
+# upstream.
 #
 # --rounds N measures every system N times, alternating, and reports each figure's median (one run
 # moves a lot with how SO_REUSEPORT hashes dnsperf's four sockets onto two threads). --fill N then
