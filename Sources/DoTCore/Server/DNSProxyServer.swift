@@ -179,6 +179,10 @@ public final class DNSProxyServer: Service {
 
     /// How many ports a listen address with port 0 tries before giving up.
     static let ephemeralPortAttempts = 8
+    /// Datagrams read per `recvmmsg`.
+    static let datagramsPerRead = 16
+    /// The largest UDP query read whole; longer datagrams are cut there and answered FORMERR.
+    static let maximumUDPQuerySize = 2048
 
     /// Binds one address: a UDP socket per event loop (SO_REUSEPORT), then the TCP listener on the
     /// same port. With port 0 the kernel picks the UDP port, and TCP may already use it (an outgoing
@@ -195,8 +199,12 @@ public final class DNSProxyServer: Service {
                         .channelOption(.socketOption(.so_reuseaddr), value: 1)
                         .channelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: 1)
                         .channelOption(.maxMessagesPerRead, value: 16)
-                        // recvmmsg: up to 16 datagrams per system call.
-                        .channelOption(.datagramVectorReadMessageCount, value: 16)
+                        // recvmmsg: up to 16 datagrams per system call, each in its own slice of one
+                        // buffer. NIO's default buffer (2,048 bytes) would give each slice 128 bytes.
+                        .channelOption(.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
+                        .channelOption(
+                            .recvAllocator,
+                            value: FixedSizeRecvByteBufferAllocator(capacity: Self.datagramsPerRead * Self.maximumUDPQuerySize))
                         .channelInitializer { channel in
                             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(udpHandler.value) }
                         }

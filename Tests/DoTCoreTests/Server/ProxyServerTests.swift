@@ -118,6 +118,21 @@ import Testing
         try await upstream.stop()
     }
 
+    @Test func aLargeUDPQueryIsReadWhole() async throws {
+        // A long name and 1,500 octets of padding: about 1,770 octets, read in one recvmmsg slice.
+        let upstream = try await TestDoTServer.start(group: group, responder: Self.responder)
+        try await withProxy(upstreamPort: upstream.port) { port, _, _ in
+            let label = String(repeating: "l", count: 60)
+            let name = try DNSName(parsing: "\(label).\(label).\(label).\(label).test.")
+            let query = try Self.query(name, edns: EDNSRecord(options: [.padding(length: 1500)]))
+            #expect(query.readableBytes > 1700)
+            let reply = try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group))
+            #expect(reply.header.responseCode == .noError && reply.questions.first?.name == name)
+            #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
+        }
+        try await upstream.stop()
+    }
+
     @Test func malformedPacketsGetFORMERROrAreDroppedAndServiceContinues() async throws {
         let upstream = try await TestDoTServer.start(group: group, responder: Self.responder)
         try await withProxy(upstreamPort: upstream.port) { port, _, handler in
