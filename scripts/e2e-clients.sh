@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end with real clients: dig and kdig -> dotproxy (the built binary) -> Unbound over DoT, all on
-# loopback. Checks answers over UDP and TCP, truncation of a large reply, NXDOMAIN, a FORMERR for a
+# loopback. Checks answers over UDP and TCP, a padded query, truncation of a large reply, NXDOMAIN, a FORMERR for a
 # malformed packet, BADVERS for an unknown EDNS version, the metrics endpoint (checked by promtool), the
 # three examples, and that SIGTERM makes dotproxy exit 0. Run as root, it runs dotproxy as user 65534
 # with no capabilities. Fails loudly if a tool is missing.
@@ -59,6 +59,7 @@ check() { # description, expected (grep -E pattern), command...
   if echo "$output" | grep -qE "$pattern"; then echo "ok   $description"; else echo "FAIL $description"; echo "$output" | sed 's/^/     /'; failures=$((failures+1)); fi
 }
 check "dig A over UDP" "^192\.0\.2\.1$" dig @127.0.0.1 -p "$port" a.test +short
+check "dig query padded to 468 octets over UDP" "^192\.0\.2\.99$" dig @127.0.0.1 -p "$port" padded.unique.test +padding=468 +short
 check "kdig A over TCP" "^192\.0\.2\.2$" kdig @127.0.0.1 -p "$port" +tcp a.test +short
 check "dig keeps the client's case" "^A\.TeSt\.\s" dig @127.0.0.1 -p "$port" A.TeSt +noall +answer
 check "dig NXDOMAIN with SOA" "status: NXDOMAIN" dig @127.0.0.1 -p "$port" nope.test
