@@ -336,6 +336,7 @@ def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
     connections |= upstream_connections(upstream_port)
     answered = sorted(x for x in latencies if x is not None)
     cpu = cpu_seconds(pid) - cpu_before
+    # sent and completed count queries; lost counts pairs that did not get both answers within 1 s.
     return {
         "sent": 2 * len(latencies), "completed": 2 * len(answered), "lost": len(latencies) - len(answered), "qps": None,
         "avg_ms": statistics.mean(answered) if answered else None, "stddev_ms": statistics.pstdev(answered) if answered else None,
