@@ -27,10 +27,12 @@ final class DNSUDPQueryHandler: ChannelInboundHandler {
         case .later(let reply):
             drain.started()
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            // The address only: the envelope's data would keep the whole read buffer while the query waits.
+            let client = envelope.remoteAddress
             reply.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
                 drain.finished()
                 guard case .success(let reply?) = result else { return }
-                writer.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)), context: bound.value)
+                writer.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: client, data: reply)), context: bound.value)
             }
         }
     }

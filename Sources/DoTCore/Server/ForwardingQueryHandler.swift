@@ -175,12 +175,16 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             return .now(fitCached(hit, query: query, view: view, allocator: allocator))
         }
         metrics.cacheMisses.increment()
+        // The query is a slice of the buffer it was read into: over UDP, 16 datagrams of 2,048 octets.
+        // A miss waits for the upstream with a copy of its own octets, so it does not keep all 32 KiB.
+        var query = query
+        query.message = allocator.buffer(buffer: message)
         let racing = cache.servesStale && staleReplyDelay < queryTimeout
         let miss = Miss(query: query, view: view, start: now, replied: eventLoop.makePromise(of: ByteBuffer?.self), counted: !racing)
         // Identical misses wait for the query already in flight instead of each going upstream. The
         // wait is bounded by that query's deadline. The key is a hash, so a miss joins only a leader
         // that asks the same question; after a collision it goes upstream on its own, unregistered.
-        let key = DNSCacheKey(message, view: view)
+        let key = DNSCacheKey(query.message, view: view)
         let role: Miss.Role = key.map { key in
             inFlight.withLockedValue { table -> Miss.Role in
                 guard let leader = table[key] else {
@@ -196,7 +200,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             countersBox.withLockedValue { $0.coalesced += 1 }
             metrics.coalesced.increment()
         } else {
-            forward(message, view: view, on: eventLoop) { [self] result in
+            forward(query.message, view: view, on: eventLoop) { [self] result in
                 // Only a leader is in the table; it takes its followers out with it.
                 let followers: [Miss] =
                     role != .leader ? [] : inFlight.withLockedValue { table in
