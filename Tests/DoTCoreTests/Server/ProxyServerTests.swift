@@ -118,10 +118,10 @@ import Testing
         try await upstream.stop()
     }
 
-    @Test func aLargeUDPQueryIsReadWhole() async throws {
+    @Test func aLargeUDPQueryIsReadWholeAndALongerOneGetsFORMERR() async throws {
         // A long name and 1,500 octets of padding: about 1,770 octets, read in one recvmmsg slice.
         let upstream = try await TestDoTServer.start(group: group, responder: Self.responder)
-        try await withProxy(upstreamPort: upstream.port) { port, _, _ in
+        try await withProxy(upstreamPort: upstream.port) { port, _, handler in
             let label = String(repeating: "l", count: 60)
             let name = try DNSName(parsing: "\(label).\(label).\(label).\(label).test.")
             let query = try Self.query(name, edns: EDNSRecord(options: [.padding(length: 1500)]))
@@ -129,6 +129,13 @@ import Testing
             let reply = try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group))
             #expect(reply.header.responseCode == .noError && reply.questions.first?.name == name)
             #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
+
+            // Past the read size the datagram is cut, so it cannot parse: FORMERR, counted, same ID.
+            let tooLong = try Self.query(name, id: 0x2222, edns: EDNSRecord(options: [.padding(length: 1800)]))
+            #expect(tooLong.readableBytes > 2048)
+            let refused = try DNSMessage(decoding: await TestDNSClient.udp(tooLong, port: port, group: group))
+            #expect(refused.header.id == 0x2222 && refused.header.responseCode == .formatError)
+            #expect(handler.counters.formatErrors == 1, "\(handler.counters)")
         }
         try await upstream.stop()
     }
