@@ -206,6 +206,9 @@ upstream_recursive_servers:
     return ["stubby", "-C", path]
 
 
+# In the order the tables list them.
+WORKLOADS = ["hit", "miss", "mixed", "light", "pairs"]
+
 SYSTEMS = {"dotproxy": config_dotproxy, "dnsdist": config_dnsdist, "unbound": config_unbound, "kresd": config_kresd, "stubby": config_stubby}
 CACHING = {"dotproxy", "dnsdist", "unbound", "kresd"}
 
@@ -460,7 +463,7 @@ def ratio_table(results, seconds, rounds=1):
     header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     runs = results["runs"]
-    keys = sorted({(r["transport"], r["workload"]) for r in runs}, key=lambda k: (k[0], ["hit", "miss", "mixed", "light", "pairs"].index(k[1])))
+    keys = sorted({(r["transport"], r["workload"]) for r in runs}, key=lambda k: (k[0], WORKLOADS.index(k[1])))
     for transport, workload in keys:
         group = [r for r in runs if r["transport"] == transport and r["workload"] == workload]
         peers = [r for r in group if r["system"] != "dotproxy"]
@@ -496,7 +499,7 @@ def main():
                              "Stubby run one. The default leaves the second of two cores to dnsperf and the upstream")
     parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby")
     parser.add_argument("--transports", default="udp,tcp")
-    parser.add_argument("--workloads", default="hit,miss,mixed,light,pairs")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
     args = parser.parse_args()
     systems = [s for s in args.systems.split(",") if s]
     for tool in ["dnsperf", "dig", "ss"] + [("unbound" if s == "unbound" else s) for s in systems if s != "dotproxy"]:

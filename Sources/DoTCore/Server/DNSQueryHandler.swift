@@ -3,6 +3,11 @@ import NIOCore
 /// One client query, as a handler sees it.
 public struct DNSClientQuery: Sendable {
     /// The query in wire form, exactly as received.
+    ///
+    /// It may share storage with the listener's read buffer (over UDP, one buffer holds a whole
+    /// batch of datagrams, 32 KiB). A handler that keeps the query after answering returns, for
+    /// example while it waits for an upstream, should keep a copy of its own
+    /// (`ByteBufferAllocator().buffer(buffer: message)`), or it holds the whole read buffer meanwhile.
     public var message: ByteBuffer
     /// The client's address.
     public var client: SocketAddress

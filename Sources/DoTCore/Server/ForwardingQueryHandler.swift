@@ -175,8 +175,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             return .now(fitCached(hit, query: query, view: view, allocator: allocator))
         }
         metrics.cacheMisses.increment()
-        // The query is a slice of the buffer it was read into: over UDP, 16 datagrams of 2,048 octets.
-        // A miss waits for the upstream with a copy of its own octets, so it does not keep all 32 KiB.
+        // A miss outlives this call, so it keeps a copy of the query, not the listener's read buffer
+        // the query may be a slice of (see `DNSClientQuery.message`).
         var query = query
         query.message = allocator.buffer(buffer: message)
         let racing = cache.servesStale && staleReplyDelay < queryTimeout
