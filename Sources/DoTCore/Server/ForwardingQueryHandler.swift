@@ -169,8 +169,9 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         if let hit = cache.lookup(message, view: view, now: now) {
             metrics.cacheHits.increment()
             if cache.claimPrefetch(message, view: view, now: now) {
-                // Refresh in the background; the new reply replaces the entry when it arrives.
-                forward(message, view: view, on: eventLoop) { _ in }
+                // Refresh in the background; the new reply replaces the entry when it arrives. Like a
+                // miss, the refresh outlives this call, so it keeps a copy of the query.
+                forward(allocator.buffer(buffer: message), view: view, on: eventLoop) { _ in }
             }
             return .now(fitCached(hit, query: query, view: view, allocator: allocator))
         }

@@ -23,6 +23,16 @@ import Testing
         }
     }
 
+    /// A cache that claims a prefetch on every hit, so the refresh does not depend on the clock.
+    struct AlwaysPrefetch: DNSResponseCache {
+        let inner = InMemoryDNSResponseCache()
+        func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { inner.lookup(query, view: view, now: now) }
+        func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {
+            inner.store(reply, view: view, query: query, queryView: queryView, now: now)
+        }
+        func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool { true }
+    }
+
     static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
 
     func ask(_ handler: ForwardingQueryHandler, _ name: DNSName = "a.test.") async throws -> DNSMessage? {
@@ -121,20 +131,71 @@ import Testing
 
     @Test func prefetchRefreshesAnEntryInTheBackgroundOnce() async throws {
         let transport = ScriptedUpstreamTransport()
-        // Every hit is in the last tenth of a 1-second lifetime only if the clock reads late; use a
-        // generous window instead: a 100 s TTL and a cache that always claims.
-        struct AlwaysPrefetch: DNSResponseCache {
-            let inner = InMemoryDNSResponseCache()
-            func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { inner.lookup(query, view: view, now: now) }
-            func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {
-                inner.store(reply, view: view, query: query, queryView: queryView, now: now)
-            }
-            func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool { true }
-        }
         let handler = ForwardingQueryHandler(transport: transport, cache: AlwaysPrefetch())
         _ = try await ask(handler)  // miss: goes upstream
         _ = try await ask(handler)  // hit: answered from cache, and a refresh goes upstream
         #expect(transport.queryCount == 2)
+    }
+
+    /// Holds every query until `release()`, as a slow upstream does.
+    final class HeldTransport: UpstreamTransport {
+        private let held = NIOLockedValueBox([(query: ByteBuffer, promise: EventLoopPromise<ByteBuffer>)]())
+
+        var count: Int { held.withLockedValue { $0.count } }
+
+        func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+            let promise = eventLoop.makePromise(of: ByteBuffer.self)
+            held.withLockedValue { $0.append((query, promise)) }
+            return promise.futureResult
+        }
+
+        /// Answers every held query.
+        func release() throws {
+            let waiting = held.withLockedValue { held in
+                defer { held.removeAll() }
+                return held
+            }
+            for (query, promise) in waiting {
+                promise.succeed(try TestDoTServer.answer(DNSMessage(decoding: query)).encoded())
+            }
+        }
+    }
+
+    /// Sends a query that is a slice of `readBuffer`, as the UDP listener delivers it, and returns
+    /// whether it was answered at once. Nothing of the query outlives this call but what the handler kept.
+    func askFromSlice(_ handler: ForwardingQueryHandler, of readBuffer: ByteBuffer, length: Int, on loop: any EventLoop) -> Bool {
+        let query = DNSClientQuery(message: readBuffer.getSlice(at: 0, length: length)!, client: Self.client, transport: .udp)
+        if case .now = handler.respond(to: query, on: loop) { return true }
+        return false
+    }
+
+    /// Whether `buffer`'s storage is shared: a write to shared storage copies it first.
+    func isShared(_ buffer: inout ByteBuffer) -> Bool {
+        let before = buffer.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        buffer.setInteger(UInt8(0), at: buffer.writerIndex - 1)
+        return before != buffer.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+    }
+
+    @Test func queriesWaitingForTheUpstreamDoNotKeepTheBufferTheyWereReadInto() async throws {
+        let transport = HeldTransport()
+        let handler = ForwardingQueryHandler(transport: transport, cache: AlwaysPrefetch())
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let query = try DNSMessage.query(name: "a.test.", type: .a, id: 9).encoded()
+        // A read buffer with room for many datagrams, the query at its start.
+        var readBuffer = ByteBuffer(repeating: 0, count: 32 * 1024)
+        readBuffer.setBuffer(query, at: 0)
+
+        // A miss waits for the upstream.
+        #expect(!askFromSlice(handler, of: readBuffer, length: query.readableBytes, on: loop))
+        #expect(transport.count == 1 && !isShared(&readBuffer), "a miss keeps a copy of its query, not the read buffer")
+        try transport.release()
+        #expect(try await ask(handler) != nil, "the reply is cached")
+
+        // A hit answers at once; its prefetch refresh waits for the upstream.
+        readBuffer.setBuffer(query, at: 0)
+        #expect(askFromSlice(handler, of: readBuffer, length: query.readableBytes, on: loop))
+        #expect(transport.count == 1 && !isShared(&readBuffer), "a refresh keeps a copy of its query, not the read buffer")
+        try transport.release()
     }
 
     @Test func deniedClientsCanBeDropped() async throws {
