@@ -221,23 +221,26 @@ def hot_line(index):
     return f"{name} {HOT_TYPES.get(name, 'A')}"
 
 
+def query_line(workload, index, tag):
+    """The `index`th query of a workload, as dnsperf reads it ("name TYPE"). Unique names carry `tag`."""
+    if workload == "hit":
+        return hot_line(index)
+    if workload == "miss":
+        return f"m{index}.{tag}.unique.test A"
+    # mixed and light: 60% hot, 30% unique, 10% NXDOMAIN (a hundred names, negatively cached)
+    slot = index % 10
+    if slot < 6:
+        return hot_line(index)
+    if slot < 9:
+        return f"x{index}.{tag}.unique.test A"
+    return f"nx{index % 100}.nope.test A"
+
+
 def write_queries(path, workload, count, tag):
     """Query file for dnsperf. Unique names carry `tag`, so no name is reused across runs or systems."""
     with open(path, "w") as f:
         for i in range(count):
-            if workload == "hit":
-                line = hot_line(i)
-            elif workload == "miss":
-                line = f"m{i}.{tag}.unique.test A"
-            else:  # mixed and light: 60% hot, 30% unique, 10% NXDOMAIN (a hundred names, negatively cached)
-                slot = i % 10
-                if slot < 6:
-                    line = hot_line(i)
-                elif slot < 9:
-                    line = f"x{i}.{tag}.unique.test A"
-                else:
-                    line = f"nx{i % 100}.nope.test A"
-            f.write(line + "\n")
+            f.write(query_line(workload, i, tag) + "\n")
 
 
 def parse_dnsperf(text):
@@ -279,6 +282,78 @@ def wire_query(name, qtype, qid):
     return qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
 
 
+TYPE_CODES = {"A": 1, "NS": 2, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28, "SRV": 33, "HTTPS": 65, "CAA": 257}
+
+
+class StubClient:
+    """One client socket to a system: a connected UDP socket, or one TCP connection with 2-octet framing."""
+
+    def __init__(self, port, transport):
+        self.transport = transport
+        if transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.connect(("127.0.0.1", port))
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(1)
+        self.stream = b""
+
+    def send(self, query):
+        self.sock.send(query if self.transport == "udp" else len(query).to_bytes(2, "big") + query)
+
+    def receive(self):
+        """Waits for one reply; raises socket.timeout after 1 s, ConnectionError if the stream closes."""
+        if self.transport == "udp":
+            self.sock.recv(4096)
+            return
+        while len(self.stream) < 2 or len(self.stream) < 2 + int.from_bytes(self.stream[:2], "big"):
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.stream += chunk
+        self.stream = self.stream[2 + int.from_bytes(self.stream[:2], "big"):]
+
+    def close(self):
+        self.sock.close()
+
+
+def percentile_99(latencies):
+    """The 99th percentile of `latencies` in ms, a missing answer (None) counting as the 1 s timeout."""
+    values = sorted(1000.0 if x is None else x for x in latencies)
+    return values[min(len(values) - 1, int(len(values) * 0.99))] if values else None
+
+
+def probe_latencies(port, transport, workload, tag, stop, rate=100):
+    """Times one query at a time beside dnsperf's load, `rate` per second, following the workload's
+    mix, until `stop` is set; returns the latencies in ms (None: no answer within 1 s).
+
+    dnsperf reports percentiles only by printing every reply (-v), which would slow the client itself at
+    these rates; the probe adds under 0.1% to the load.
+    """
+    client = StubClient(port, transport)
+    latencies = []
+    index = 0
+    try:
+        while not stop.is_set():
+            name, qtype = query_line(workload, index, tag + "p").split()
+            begun = time.perf_counter()
+            try:
+                client.send(wire_query(name, TYPE_CODES[qtype], index & 0xFFFF))
+                client.receive()
+                latencies.append((time.perf_counter() - begun) * 1000)
+            except (socket.timeout, ConnectionError, OSError):
+                latencies.append(None)
+                if transport == "tcp":
+                    client.close()
+                    client = StubClient(port, transport)
+            index += 1
+            stop.wait(max(0.0, 1 / rate - (time.perf_counter() - begun)))
+    finally:
+        client.close()
+    return latencies
+
+
 def pair_latencies(port, transport, seconds, tag):
     """What a stub resolver's getaddrinfo does: A and AAAA for a new name, sent back to back, waiting
     for both; then 5 ms of quiet. Returns each pair's time to both answers (None: not both in 1 s).
@@ -286,27 +361,7 @@ def pair_latencies(port, transport, seconds, tag):
     dnsperf spaces its queries evenly, so it never shows a second reply held behind the first one's
     ACK (the upstream's Nagle algorithm against the proxy's delayed ACK), which costs about 40 ms.
     """
-    if transport == "udp":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.connect(("127.0.0.1", port))
-    else:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=2)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.settimeout(1)
-    stream = b""
-
-    def receive():
-        nonlocal stream
-        if transport == "udp":
-            sock.recv(4096)
-            return
-        while len(stream) < 2 or len(stream) < 2 + int.from_bytes(stream[:2], "big"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("closed")
-            stream += chunk
-        stream = stream[2 + int.from_bytes(stream[:2], "big"):]
-
+    client = StubClient(port, transport)
     latencies = []
     deadline = time.time() + seconds
     index = 0
@@ -316,10 +371,10 @@ def pair_latencies(port, transport, seconds, tag):
             queries = [wire_query(name, 1, (2 * index) & 0xFFFF), wire_query(name, 28, (2 * index + 1) & 0xFFFF)]
             begun = time.perf_counter()
             for query in queries:
-                sock.send(query if transport == "udp" else len(query).to_bytes(2, "big") + query)
+                client.send(query)
             try:
-                receive()
-                receive()
+                client.receive()
+                client.receive()
                 latencies.append((time.perf_counter() - begun) * 1000)
             except (socket.timeout, ConnectionError):
                 latencies.append(None)
@@ -328,7 +383,7 @@ def pair_latencies(port, transport, seconds, tag):
             index += 1
             time.sleep(0.005)
     finally:
-        sock.close()
+        client.close()
     return latencies
 
 
@@ -343,7 +398,7 @@ def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
     return {
         "sent": 2 * len(latencies), "completed": 2 * len(answered), "lost": len(latencies) - len(answered), "qps": None,
         "avg_ms": statistics.mean(answered) if answered else None, "stddev_ms": statistics.pstdev(answered) if answered else None,
-        "servfail": 0, "p99_ms": answered[min(len(answered) - 1, int(len(answered) * 0.99))] if answered else None,
+        "servfail": 0, "p99_ms": percentile_99(latencies),
         "cpu_us_per_query": cpu / (2 * len(answered)) * 1e6 if answered else None, "peak_rss_mib": rss_kib(pid, "VmHWM") / 1024,
         "upstream_connections": len(connections),
     }
@@ -377,18 +432,27 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
     output = []
     reader = threading.Thread(target=lambda: output.append(proc.stdout.read()))
     reader.start()
+    # Under load, p99 comes from a probe beside dnsperf; at 200 QPS from dnsperf's own per-reply lines.
+    probed, stop = [], threading.Event()
+    probe = None if workload == "light" else threading.Thread(
+        target=lambda: probed.extend(probe_latencies(port, transport, workload, tag, stop)))
+    if probe:
+        probe.start()
     while proc.poll() is None and time.time() < deadline:
         connections |= upstream_connections(upstream_port)
         time.sleep(0.25)
+    stop.set()
     if proc.poll() is None:
         proc.kill()
     proc.wait()
     reader.join()
+    if probe:
+        probe.join()
     started[:] = [(n, p) for n, p in started if p is not proc]
     text = "".join(output)
     cpu = cpu_seconds(pid) - cpu_before
     figures = parse_dnsperf(text)
-    figures["p99_ms"] = p99_from_verbose(text) if workload == "light" else None
+    figures["p99_ms"] = p99_from_verbose(text) if workload == "light" else percentile_99(probed)
     figures["cpu_us_per_query"] = cpu / figures["completed"] * 1e6 if figures["completed"] else None
     figures["peak_rss_mib"] = rss_kib(pid, "VmHWM") / 1024
     figures["upstream_connections"] = len(connections)
@@ -459,7 +523,9 @@ def ratio_table(results, seconds, rounds=1):
             per_name = f"{f['bytes_per_name']:.0f}" if f.get("bytes_per_name") is not None else "–"
             lines.append(f"| {f['system']} | {f['answered']:.0f} | {f['qps']:.0f} | {f['rss_before_mib']:.1f} | {f['rss_after_mib']:.1f} | {per_name} |")
         lines.append("")
-    lines += ["Ratios are dotproxy's figure over the best peer's in this run (QPS: higher is better; the others: lower is better).", ""]
+    lines += ["Ratios are dotproxy's figure over the best peer's in this run (QPS: higher is better; the others: lower is better). "
+              "p99: for light, over dnsperf's replies; for hit, miss and mixed, over a probe that sends one query at a time, 100 per "
+              "second, beside dnsperf's load (a missing answer counts as 1 s); for pairs, over pairs.", ""]
     header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     runs = results["runs"]
