@@ -260,10 +260,7 @@ def parse_dnsperf(text):
 
 
 def p99_from_verbose(text):
-    latencies = sorted(float(m) for m in re.findall(r"^> \w+ \S+ \S+ ([\d.]+)$", text, re.M))
-    if not latencies:
-        return None
-    return latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return percentile_99([float(m) * 1000 for m in re.findall(r"^> \w+ \S+ \S+ ([\d.]+)$", text, re.M)])
 
 
 def dnsperf_argv(port, transport, queries, seconds, rate=None):
@@ -303,16 +300,25 @@ class StubClient:
         self.sock.send(query if self.transport == "udp" else len(query).to_bytes(2, "big") + query)
 
     def receive(self):
-        """Waits for one reply; raises socket.timeout after 1 s, ConnectionError if the stream closes."""
+        """Waits for one reply and returns it; raises socket.timeout after 1 s, ConnectionError if the
+        stream closes."""
         if self.transport == "udp":
-            self.sock.recv(4096)
-            return
+            return self.sock.recv(4096)
         while len(self.stream) < 2 or len(self.stream) < 2 + int.from_bytes(self.stream[:2], "big"):
             chunk = self.sock.recv(4096)
             if not chunk:
                 raise ConnectionError("closed")
             self.stream += chunk
-        self.stream = self.stream[2 + int.from_bytes(self.stream[:2], "big"):]
+        length = int.from_bytes(self.stream[:2], "big")
+        reply, self.stream = self.stream[2:2 + length], self.stream[2 + length:]
+        return reply
+
+    def receive_answers(self, ids):
+        """Waits for a reply to each query ID in `ids`, skipping late replies to earlier queries, so that
+        one of those is never timed as the answer to a later query."""
+        waiting = set(ids)
+        while waiting:
+            waiting.discard(int.from_bytes(self.receive()[:2], "big"))
 
     def close(self):
         self.sock.close()
@@ -340,9 +346,9 @@ def probe_latencies(port, transport, workload, tag, stop, rate=100):
             begun = time.perf_counter()
             try:
                 client.send(wire_query(name, TYPE_CODES[qtype], index & 0xFFFF))
-                client.receive()
+                client.receive_answers([index & 0xFFFF])
                 latencies.append((time.perf_counter() - begun) * 1000)
-            except (socket.timeout, ConnectionError, OSError):
+            except OSError:  # a timeout, a closed stream, or a refused datagram
                 latencies.append(None)
                 if transport == "tcp":
                     client.close()
@@ -368,13 +374,13 @@ def pair_latencies(port, transport, seconds, tag):
     try:
         while time.time() < deadline:
             name = f"p{index}.{tag}.unique.test"
-            queries = [wire_query(name, 1, (2 * index) & 0xFFFF), wire_query(name, 28, (2 * index + 1) & 0xFFFF)]
+            ids = [(2 * index) & 0xFFFF, (2 * index + 1) & 0xFFFF]
+            queries = [wire_query(name, 1, ids[0]), wire_query(name, 28, ids[1])]
             begun = time.perf_counter()
             for query in queries:
                 client.send(query)
             try:
-                client.receive()
-                client.receive()
+                client.receive_answers(ids)
                 latencies.append((time.perf_counter() - begun) * 1000)
             except (socket.timeout, ConnectionError):
                 latencies.append(None)

@@ -133,8 +133,8 @@ import Testing
             // Past the read size the datagram is cut, so it cannot parse: FORMERR, counted, same ID.
             let tooLong = try Self.query(name, id: 0x2222, edns: EDNSRecord(options: [.padding(length: 1800)]))
             #expect(tooLong.readableBytes > 2048)
-            let refused = try DNSMessage(decoding: await TestDNSClient.udp(tooLong, port: port, group: group))
-            #expect(refused.header.id == 0x2222 && refused.header.responseCode == .formatError)
+            let rejected = try DNSMessage(decoding: await TestDNSClient.udp(tooLong, port: port, group: group))
+            #expect(rejected.header.id == 0x2222 && rejected.header.responseCode == .formatError)
             #expect(handler.counters.formatErrors == 1, "\(handler.counters)")
         }
         try await upstream.stop()
