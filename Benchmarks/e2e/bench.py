@@ -94,6 +94,24 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
 
+def host_cpu_ticks():
+    """(busy, total) ticks of all CPUs so far, from /proc/stat. Idle and I/O wait are not busy; time
+    taken by the hypervisor (steal) is, since no process here could use it."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    total = sum(fields)
+    return total - fields[3] - fields[4], total
+
+
+def host_busy_percent(before):
+    """The share of all CPUs' time that was busy since `before` (a `host_cpu_ticks()` reading).
+
+    Near 100%, the run was bound by the machine's CPU as a whole (client, proxy and upstream together),
+    so a system's QPS there follows the sum of everyone's CPU per query rather than its own latency."""
+    busy, total = host_cpu_ticks()
+    return 100 * (busy - before[0]) / (total - before[1]) if total > before[1] else None
+
+
 def rss_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -394,7 +412,7 @@ def pair_latencies(port, transport, seconds, tag):
 
 
 def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
-    cpu_before = cpu_seconds(pid)
+    cpu_before, host_before = cpu_seconds(pid), host_cpu_ticks()
     connections = upstream_connections(upstream_port)
     latencies = pair_latencies(port, transport, seconds, tag)
     connections |= upstream_connections(upstream_port)
@@ -406,7 +424,7 @@ def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
         "avg_ms": statistics.mean(answered) if answered else None, "stddev_ms": statistics.pstdev(answered) if answered else None,
         "servfail": 0, "p99_ms": percentile_99(latencies),
         "cpu_us_per_query": cpu / (2 * len(answered)) * 1e6 if answered else None, "peak_rss_mib": rss_kib(pid, "VmHWM") / 1024,
-        "upstream_connections": len(connections),
+        "upstream_connections": len(connections), "host_busy_pct": host_busy_percent(host_before),
     }
 
 
@@ -428,7 +446,7 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
                 f.write(f"nx{i}.nope.test A\n")
         run_dnsperf(port, transport, warm, 1, rate=2000)
     connections = set()
-    cpu_before = cpu_seconds(pid)
+    cpu_before, host_before = cpu_seconds(pid), host_cpu_ticks()
 
     # Sample upstream connections while dnsperf runs.
     proc = subprocess.Popen(dnsperf_argv(port, transport, queries, seconds, 200 if workload == "light" else None),
@@ -457,11 +475,13 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
     started[:] = [(n, p) for n, p in started if p is not proc]
     text = "".join(output)
     cpu = cpu_seconds(pid) - cpu_before
+    host_busy = host_busy_percent(host_before)
     figures = parse_dnsperf(text)
     figures["p99_ms"] = p99_from_verbose(text) if workload == "light" else percentile_99(probed)
     figures["cpu_us_per_query"] = cpu / figures["completed"] * 1e6 if figures["completed"] else None
     figures["peak_rss_mib"] = rss_kib(pid, "VmHWM") / 1024
     figures["upstream_connections"] = len(connections)
+    figures["host_busy_pct"] = host_busy
     return figures
 
 
@@ -516,7 +536,8 @@ def ratio_table(results, seconds, rounds=1):
              f"{os.cpu_count()} CPUs" + (f", median of {rounds} alternating rounds" if rounds > 1 else "") + ")", ""]
     if "direct" in results:
         d = results["direct"]
-        lines += [f"dnsperf -m dot straight to the upstream (unique names): {d['qps']:.0f} QPS, avg {d['avg_ms']:.2f} ms", ""]
+        busy = f", host CPU {d['host_busy_pct']:.0f}% busy" if d.get("host_busy_pct") is not None else ""
+        lines += [f"dnsperf -m dot straight to the upstream (unique names): {d['qps']:.0f} QPS, avg {d['avg_ms']:.2f} ms{busy}", ""]
     if results.get("idle_rss_mib"):
         lines += ["Idle RSS (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in results["idle_rss_mib"].items()), ""]
     if results.get("idle_anon_rss_mib"):
@@ -531,8 +552,10 @@ def ratio_table(results, seconds, rounds=1):
         lines.append("")
     lines += ["Ratios are dotproxy's figure over the best peer's in this run (QPS: higher is better; the others: lower is better). "
               "p99: for light, over dnsperf's replies; for hit, miss and mixed, over a probe that sends one query at a time, 100 per "
-              "second, beside dnsperf's load (a missing answer counts as 1 s); for pairs, over pairs.", ""]
-    header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns |"
+              "second, beside dnsperf's load (a missing answer counts as 1 s); for pairs, over pairs. Host busy: the share of all "
+              "CPUs' time not idle during the run, for every process on the machine; near 100% the run was bound by the sum of the "
+              "client's, the system's and the upstream's CPU.", ""]
+    header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns | host busy % |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     runs = results["runs"]
     keys = sorted({(r["transport"], r["workload"]) for r in runs}, key=lambda k: (k[0], WORKLOADS.index(k[1])))
@@ -555,7 +578,8 @@ def ratio_table(results, seconds, rounds=1):
                         if best:
                             text += f" ({value / best:.2f}×)"
                 cells.append(text)
-            lines.append(f"| {transport} | {workload} | {r['system']} | " + " | ".join(cells) + f" | {r['upstream_connections']} |")
+            busy = f"{r['host_busy_pct']:.0f}" if r.get("host_busy_pct") is not None else "–"
+            lines.append(f"| {transport} | {workload} | {r['system']} | " + " | ".join(cells) + f" | {r['upstream_connections']} | {busy} |")
     return "\n".join(lines) + "\n"
 
 
@@ -600,8 +624,11 @@ def main():
             if "miss" in args.workloads:
                 queries = os.path.join(work, "direct.txt")
                 write_queries(queries, "miss", 120_000 * args.seconds, tag_round + "direct")
+                host_before = host_cpu_ticks()
                 direct.append(parse_dnsperf(run_dnsperf(upstream_port, "dot", queries, args.seconds)))
-                print(f"round {round_index + 1}: direct dnsperf -m dot: {direct[-1]['qps']:.0f} QPS", flush=True)
+                direct[-1]["host_busy_pct"] = host_busy_percent(host_before)
+                print(f"round {round_index + 1}: direct dnsperf -m dot: {direct[-1]['qps']:.0f} QPS  host busy {direct[-1]['host_busy_pct'] or 0:.0f}%",
+                      flush=True)
             for system in systems:
                 port = free_port()
                 log = open(os.path.join(work, f"{system}.log"), "w")
@@ -621,7 +648,7 @@ def main():
                         samples.setdefault((system, transport, workload), []).append(figures)
                         print(f"{system:8} {transport} {workload:5}: {figures['qps'] or 0:9.0f} QPS  avg {figures['avg_ms'] or 0:.2f} ms  "
                               f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
-                              f"conns {figures['upstream_connections']}", flush=True)
+                              f"conns {figures['upstream_connections']}  host busy {figures['host_busy_pct'] or 0:.0f}%", flush=True)
                 if args.fill and system in CACHING:
                     # A fresh process: the workloads above may already have filled the cache to its bound.
                     stop(process)
