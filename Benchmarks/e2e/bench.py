@@ -304,15 +304,38 @@ class StubClient:
     """One client socket to a system: a connected UDP socket, or one TCP connection with 2-octet framing."""
 
     def __init__(self, port, transport):
+        self.port = port
         self.transport = transport
-        if transport == "udp":
+        self.open()
+
+    def open(self):
+        if self.transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.connect(("127.0.0.1", port))
+            self.sock.connect(("127.0.0.1", self.port))
         else:
-            self.sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(1)
         self.stream = b""
+
+    def ask(self, queries, ids):
+        """Sends `queries` back to back and returns the ms until a reply to each of `ids` came, or None
+        if one did not come within 1 s or the socket failed. A failed TCP connection is opened again
+        (if that fails too, the next call tries again), so one lost answer does not end the measuring."""
+        begun = time.perf_counter()
+        try:
+            for query in queries:
+                self.send(query)
+            self.receive_answers(ids)
+            return (time.perf_counter() - begun) * 1000
+        except OSError:  # a timeout, a closed stream, or a refused datagram
+            if self.transport == "tcp":
+                self.sock.close()
+                try:
+                    self.open()
+                except OSError:
+                    pass
+            return None
 
     def send(self, query):
         self.sock.send(query if self.transport == "udp" else len(query).to_bytes(2, "big") + query)
@@ -362,15 +385,7 @@ def probe_latencies(port, transport, workload, tag, stop, rate=100):
         while not stop.is_set():
             name, qtype = query_line(workload, index, tag + "p").split()
             begun = time.perf_counter()
-            try:
-                client.send(wire_query(name, TYPE_CODES[qtype], index & 0xFFFF))
-                client.receive_answers([index & 0xFFFF])
-                latencies.append((time.perf_counter() - begun) * 1000)
-            except OSError:  # a timeout, a closed stream, or a refused datagram
-                latencies.append(None)
-                if transport == "tcp":
-                    client.close()
-                    client = StubClient(port, transport)
+            latencies.append(client.ask([wire_query(name, TYPE_CODES[qtype], index & 0xFFFF)], [index & 0xFFFF]))
             index += 1
             stop.wait(max(0.0, 1 / rate - (time.perf_counter() - begun)))
     finally:
@@ -393,17 +408,7 @@ def pair_latencies(port, transport, seconds, tag):
         while time.time() < deadline:
             name = f"p{index}.{tag}.unique.test"
             ids = [(2 * index) & 0xFFFF, (2 * index + 1) & 0xFFFF]
-            queries = [wire_query(name, 1, ids[0]), wire_query(name, 28, ids[1])]
-            begun = time.perf_counter()
-            for query in queries:
-                client.send(query)
-            try:
-                client.receive_answers(ids)
-                latencies.append((time.perf_counter() - begun) * 1000)
-            except (socket.timeout, ConnectionError):
-                latencies.append(None)
-                if transport == "tcp":
-                    break
+            latencies.append(client.ask([wire_query(name, 1, ids[0]), wire_query(name, 28, ids[1])], ids))
             index += 1
             time.sleep(0.005)
     finally:
