@@ -44,12 +44,14 @@ import Testing
     }
 
     @Test func aFixedPortIsNotRetried() async throws {
-        let refusals = NIOLockedValueBox(0)
         var port = 0
-        try await makeServer(port: 0, refusals: refusals, refuse: 0).serving { listening, _ in port = listening }
+        // Binding port 0 may itself be retried, when TCP already uses the port the kernel picked for
+        // UDP; only the fixed port's attempts are counted.
+        try await makeServer(port: 0, refusals: NIOLockedValueBox(0), refuse: 0).serving { listening, _ in port = listening }
         // The port just freed, asked for by number: a refusal is the answer, not a retry elsewhere.
-        let fixed = try makeServer(port: port, refusals: refusals, refuse: .max)
+        let attempts = NIOLockedValueBox(0)
+        let fixed = try makeServer(port: port, refusals: attempts, refuse: .max)
         await #expect(throws: IOError.self) { try await fixed.run() }
-        #expect(refusals.withLockedValue { $0 } == 2)
+        #expect(attempts.withLockedValue { $0 } == 1, "one TCP bind, and no retry on another port")
     }
 }
