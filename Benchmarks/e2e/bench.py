@@ -112,6 +112,20 @@ def host_busy_percent(before):
     return 100 * (busy - before[0]) / (total - before[1]) if total > before[1] else None
 
 
+def wakeups(pid):
+    """Voluntary context switches of all the process's threads so far: how often one went to sleep
+    waiting for work and had to be woken. Per query, it says whether a run was served in large batches
+    (near 0) or a few queries per wake-up, where the wake-ups themselves cost most of the CPU."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches:"))
+        except (OSError, StopIteration):
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def rss_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -417,7 +431,7 @@ def pair_latencies(port, transport, seconds, tag):
 
 
 def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
-    cpu_before, host_before = cpu_seconds(pid), host_cpu_ticks()
+    cpu_before, host_before, wakeups_before = cpu_seconds(pid), host_cpu_ticks(), wakeups(pid)
     connections = upstream_connections(upstream_port)
     latencies = pair_latencies(port, transport, seconds, tag)
     connections |= upstream_connections(upstream_port)
@@ -430,6 +444,7 @@ def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
         "servfail": 0, "p99_ms": percentile_99(latencies),
         "cpu_us_per_query": cpu / (2 * len(answered)) * 1e6 if answered else None, "peak_rss_mib": rss_kib(pid, "VmHWM") / 1024,
         "upstream_connections": len(connections), "host_busy_pct": host_busy_percent(host_before),
+        "wakeups_per_query": (wakeups(pid) - wakeups_before) / (2 * len(answered)) if answered else None,
     }
 
 
@@ -451,7 +466,7 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
                 f.write(f"nx{i}.nope.test A\n")
         run_dnsperf(port, transport, warm, 1, rate=2000)
     connections = set()
-    cpu_before, host_before = cpu_seconds(pid), host_cpu_ticks()
+    cpu_before, host_before, wakeups_before = cpu_seconds(pid), host_cpu_ticks(), wakeups(pid)
 
     # Sample upstream connections while dnsperf runs.
     proc = subprocess.Popen(dnsperf_argv(port, transport, queries, seconds, 200 if workload == "light" else None),
@@ -487,6 +502,7 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
     figures["peak_rss_mib"] = rss_kib(pid, "VmHWM") / 1024
     figures["upstream_connections"] = len(connections)
     figures["host_busy_pct"] = host_busy
+    figures["wakeups_per_query"] = (wakeups(pid) - wakeups_before) / figures["completed"] if figures["completed"] else None
     return figures
 
 
@@ -559,8 +575,10 @@ def ratio_table(results, seconds, rounds=1):
               "p99: for light, over dnsperf's replies; for hit, miss and mixed, over a probe that sends one query at a time, 100 per "
               "second, beside dnsperf's load (a missing answer counts as 1 s); for pairs, over pairs. Host busy: the share of all "
               "CPUs' time not idle during the run, for every process on the machine; near 100% the run was bound by the sum of the "
-              "client's, the system's and the upstream's CPU.", ""]
-    header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns | host busy % |"
+              "client's, the system's and the upstream's CPU. Wake-ups: the system's voluntary context switches per query (a thread "
+              "slept and was woken); near 0 it served queries in large batches, near 1 a few per wake-up, which costs more CPU "
+              "per query.", ""]
+    header = "| transport | workload | system | QPS | avg ms | p99 ms | lost | CPU µs/query | peak RSS MiB | upstream conns | host busy % | wake-ups/query |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     runs = results["runs"]
     keys = sorted({(r["transport"], r["workload"]) for r in runs}, key=lambda k: (k[0], WORKLOADS.index(k[1])))
@@ -584,7 +602,8 @@ def ratio_table(results, seconds, rounds=1):
                             text += f" ({value / best:.2f}×)"
                 cells.append(text)
             busy = f"{r['host_busy_pct']:.0f}" if r.get("host_busy_pct") is not None else "–"
-            lines.append(f"| {transport} | {workload} | {r['system']} | " + " | ".join(cells) + f" | {r['upstream_connections']} | {busy} |")
+            woken = f"{r['wakeups_per_query']:.2f}" if r.get("wakeups_per_query") is not None else "–"
+            lines.append(f"| {transport} | {workload} | {r['system']} | " + " | ".join(cells) + f" | {r['upstream_connections']} | {busy} | {woken} |")
     return "\n".join(lines) + "\n"
 
 
@@ -653,7 +672,8 @@ def main():
                         samples.setdefault((system, transport, workload), []).append(figures)
                         print(f"{system:8} {transport} {workload:5}: {figures['qps'] or 0:9.0f} QPS  avg {figures['avg_ms'] or 0:.2f} ms  "
                               f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
-                              f"conns {figures['upstream_connections']}  host busy {figures['host_busy_pct'] or 0:.0f}%", flush=True)
+                              f"conns {figures['upstream_connections']}  host busy {figures['host_busy_pct'] or 0:.0f}%  "
+                              f"wake-ups {figures['wakeups_per_query'] or 0:.2f}/q", flush=True)
                 if args.fill and system in CACHING:
                     # A fresh process: the workloads above may already have filled the cache to its bound.
                     stop(process)
