@@ -115,7 +115,7 @@ def host_busy_percent(before):
 def wakeups(pid):
     """Voluntary context switches of all the process's threads so far: how often one went to sleep
     waiting for work and had to be woken. Per query, it says whether a run was served in large batches
-    (near 0) or a few queries per wake-up, where the wake-ups themselves cost most of the CPU."""
+    (near 0) or a few queries per wake-up (near 1), where each wake-up's cost falls on few queries."""
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
