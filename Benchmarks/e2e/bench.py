@@ -553,8 +553,8 @@ def comparable(peer, metric, workload):
 
 
 def ratio_table(results, seconds, rounds=1):
-    lines = [f"# dotproxy end-to-end benchmark ({datetime.datetime.now().isoformat(timespec='seconds')}, {seconds} s per run, "
-             f"{os.cpu_count()} CPUs" + (f", median of {rounds} alternating rounds" if rounds > 1 else "") + ")", ""]
+    lines = [f"# dotproxy end-to-end benchmark ({results.get('finished', 'time not recorded')}, {seconds} s per run, "
+             f"{results.get('cpus', '?')} CPUs" + (f", median of {rounds} alternating rounds" if rounds > 1 else "") + ")", ""]
     if "direct" in results:
         d = results["direct"]
         busy = f", host CPU {d['host_busy_pct']:.0f}% busy" if d.get("host_busy_pct") is not None else ""
@@ -607,9 +607,61 @@ def ratio_table(results, seconds, rounds=1):
     return "\n".join(lines) + "\n"
 
 
+def target_table(results):
+    """Issue 8's targets, each as the ratio of this run's medians, the ratio in every round and whether the
+    former meets it. Over TCP the targets are the same ratios, allowed 20% worse."""
+
+    def figure(rows, system, transport, workload, metric):
+        row = next((r for r in rows if (r["system"], r["transport"], r["workload"]) == (system, transport, workload)), None)
+        return row.get(metric) if row else None
+
+    def best_peer(rows, transport, workload, metric):
+        values = [r[metric] for r in rows if r["system"] != "dotproxy" and (r["transport"], r["workload"]) == (transport, workload)
+                  and r.get(metric) is not None]
+        return (min(values) if LOWER_IS_BETTER[metric] else max(values)) if values else None
+
+    def ratio(rows, direct, transport, workload, metric, peer):
+        ours = figure(rows, "dotproxy", transport, workload, metric)
+        theirs = (direct or {}).get(metric) if peer == "direct" else (
+            best_peer(rows, transport, workload, metric) if peer == "best" else figure(rows, peer, transport, workload, metric))
+        return ours / theirs if ours is not None and theirs else None
+
+    per_round = sorted({r["round"] for r in results["rounds"]})
+    direct_rounds = results.get("direct_rounds") or []
+    lines = ["Targets (issue 8): dotproxy's figure over the peer's, first from the medians over the rounds (as in the table "
+             "above), then in each round. Over TCP the same ratios may be 20% worse.", "",
+             "| target | from medians | per round | met |", "|---|---|---|---|"]
+    checks = [("miss QPS ≥ {:g}× Knot Resolver's", "miss", "qps", "kresd", 1.5),
+              ("miss QPS ≥ {:g}× dnsperf -m dot straight to the upstream", "miss", "qps", "direct", 0.9),
+              ("hit QPS ≥ {:g}× dnsdist's", "hit", "qps", "dnsdist", 1.0),
+              ("hit CPU per query ≤ {:g}× dnsdist's", "hit", "cpu_us_per_query", "dnsdist", 0.8),
+              ("light average latency ≤ {:g}× the best peer's", "light", "avg_ms", "best", 1.0)]
+    for transport, allowance in (("udp", 0.0), ("tcp", 0.2)):
+        for label, workload, metric, peer, goal in checks:
+            lower = LOWER_IS_BETTER[metric]
+            goal = round(goal * (1 + allowance) if lower else goal * (1 - allowance), 2)
+            overall = ratio(results["runs"], results.get("direct"), transport, workload, metric, peer)
+            if overall is None:
+                continue
+            rounds = []
+            for number in per_round:
+                rows = [r for r in results["rounds"] if r["round"] == number]
+                direct = direct_rounds[number - 1] if peer == "direct" and len(direct_rounds) >= number else None
+                value = ratio(rows, direct, transport, workload, metric, peer)
+                rounds.append(f"{value:.2f}×" if value is not None else "–")
+            met = overall <= goal if lower else overall >= goal
+            lines.append(f"| {transport.upper()} {label.format(goal)} | {overall:.2f}× | {', '.join(rounds)} | {'yes' if met else 'no'} |")
+    idle = results.get("idle_rss_mib", {}).get("dotproxy")
+    if idle is not None:
+        million_bytes = idle * 1024 * 1024 / 1e6
+        lines.append(f"| idle RSS ≤ 15 MB | {idle:.1f} MiB ({million_bytes:.1f} million bytes) | | {'yes' if million_bytes <= 15 else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--dotproxy", required=True)
+    parser.add_argument("--dotproxy", help="the dotproxy binary to measure (run.sh builds it)")
+    parser.add_argument("--report", metavar="JSON", help="print the tables of an earlier run's results JSON again, and measure nothing")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=1, help="measure every system this many times, alternating; report medians")
     parser.add_argument("--fill", type=int, default=1_000_000,
@@ -621,6 +673,13 @@ def main():
     parser.add_argument("--transports", default="udp,tcp")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     args = parser.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            results = json.load(f)
+        print(ratio_table(results, results["seconds"], results["rounds_run"]) + "\n" + target_table(results), end="")
+        return
+    if not args.dotproxy:
+        parser.error("--dotproxy is required to measure")
     systems = [s for s in args.systems.split(",") if s]
     for tool in ["dnsperf", "dig", "ss"] + [("unbound" if s == "unbound" else s) for s in systems if s != "dotproxy"]:
         if not shutil.which(tool):
@@ -628,7 +687,7 @@ def main():
     work = tempfile.mkdtemp(prefix="dotproxy-e2e-")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     rig_dir = os.path.join(work, "upstream")
-    results = {"seconds": args.seconds, "rounds_run": args.rounds, "runs": [], "rounds": [], "fill": [], "fill_rounds": [], "idle_rss_mib": {}}
+    results = {"seconds": args.seconds, "rounds_run": args.rounds, "cpus": os.cpu_count(), "runs": [], "rounds": [], "fill": [], "fill_rounds": [], "idle_rss_mib": {}}
     run_tag = f"r{int(time.time())}"
     try:
         out = subprocess.run([os.path.join(ROOT, "scripts/unbound-rig.sh"), "start", rig_dir], capture_output=True, text=True, check=True).stdout
@@ -690,6 +749,7 @@ def main():
                 stop(process)
         if direct:
             results["direct"] = median_figures(direct)
+            results["direct_rounds"] = direct
         results["idle_rss_mib"] = {system: statistics.median(v[0] for v in values) for system, values in idle.items()}
         results["idle_anon_rss_mib"] = {system: statistics.median(v[1] for v in values) for system, values in idle.items()}
         for system in systems:
@@ -702,11 +762,13 @@ def main():
             figures = median_figures(values)
             figures.update(system=system, transport=transport, workload=workload)
             results["runs"].append(figures)
-        table = ratio_table(results, args.seconds, args.rounds)
+        finished = datetime.datetime.now()
+        results["finished"] = finished.isoformat(timespec="seconds")
+        table = ratio_table(results, args.seconds, args.rounds) + "\n" + target_table(results)
         print("\n" + table)
         out_dir = os.path.join(ROOT, "Benchmarks", "e2e", "results")
         os.makedirs(out_dir, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        stamp = finished.strftime("%Y%m%d-%H%M%S")
         with open(os.path.join(out_dir, f"{stamp}.md"), "w") as f:
             f.write(table)
         with open(os.path.join(out_dir, f"{stamp}.json"), "w") as f:
