@@ -654,7 +654,7 @@ def target_table(results):
     idle = results.get("idle_rss_mib", {}).get("dotproxy")
     if idle is not None:
         million_bytes = idle * 1024 * 1024 / 1e6
-        lines.append(f"| idle RSS ≤ 15 MB | {idle:.1f} MiB ({million_bytes:.1f} million bytes) | | {'yes' if million_bytes <= 15 else 'no'} |")
+        lines.append(f"| idle RSS ≤ 15 MB | {idle:.1f} MiB ({million_bytes:.2f} million bytes) | | {'yes' if million_bytes <= 15 else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
