@@ -126,6 +126,23 @@ def wakeups(pid):
     return total
 
 
+def usage_before(pid):
+    """What `usage_since` compares with: the system's CPU time and wake-ups, and the machine's CPU ticks."""
+    return cpu_seconds(pid), wakeups(pid), host_cpu_ticks()
+
+
+def usage_since(before, pid, completed):
+    """The figures every workload reports about resources since `before` (a `usage_before` reading): the
+    system's CPU and wake-ups per answered query, its peak RSS, and how busy the whole machine was."""
+    cpu, woken, host = before
+
+    def per_query(total):
+        return total / completed if completed else None
+
+    return {"cpu_us_per_query": per_query((cpu_seconds(pid) - cpu) * 1e6), "wakeups_per_query": per_query(wakeups(pid) - woken),
+            "peak_rss_mib": rss_kib(pid, "VmHWM") / 1024, "host_busy_pct": host_busy_percent(host)}
+
+
 def rss_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -431,20 +448,17 @@ def pair_latencies(port, transport, seconds, tag):
 
 
 def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
-    cpu_before, host_before, wakeups_before = cpu_seconds(pid), host_cpu_ticks(), wakeups(pid)
+    before = usage_before(pid)
     connections = upstream_connections(upstream_port)
     latencies = pair_latencies(port, transport, seconds, tag)
     connections |= upstream_connections(upstream_port)
     answered = sorted(x for x in latencies if x is not None)
-    cpu = cpu_seconds(pid) - cpu_before
     # sent and completed count queries; lost counts pairs that did not get both answers within 1 s.
     return {
         "sent": 2 * len(latencies), "completed": 2 * len(answered), "lost": len(latencies) - len(answered), "qps": None,
         "avg_ms": statistics.mean(answered) if answered else None, "stddev_ms": statistics.pstdev(answered) if answered else None,
-        "servfail": 0, "p99_ms": percentile_99(latencies),
-        "cpu_us_per_query": cpu / (2 * len(answered)) * 1e6 if answered else None, "peak_rss_mib": rss_kib(pid, "VmHWM") / 1024,
-        "upstream_connections": len(connections), "host_busy_pct": host_busy_percent(host_before),
-        "wakeups_per_query": (wakeups(pid) - wakeups_before) / (2 * len(answered)) if answered else None,
+        "servfail": 0, "p99_ms": percentile_99(latencies), "upstream_connections": len(connections),
+        **usage_since(before, pid, 2 * len(answered)),
     }
 
 
@@ -466,7 +480,7 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
                 f.write(f"nx{i}.nope.test A\n")
         run_dnsperf(port, transport, warm, 1, rate=2000)
     connections = set()
-    cpu_before, host_before, wakeups_before = cpu_seconds(pid), host_cpu_ticks(), wakeups(pid)
+    before = usage_before(pid)
 
     # Sample upstream connections while dnsperf runs.
     proc = subprocess.Popen(dnsperf_argv(port, transport, queries, seconds, 200 if workload == "light" else None),
@@ -494,15 +508,10 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
         probe.join()
     started[:] = [(n, p) for n, p in started if p is not proc]
     text = "".join(output)
-    cpu = cpu_seconds(pid) - cpu_before
-    host_busy = host_busy_percent(host_before)
     figures = parse_dnsperf(text)
+    figures.update(usage_since(before, pid, figures["completed"]))
     figures["p99_ms"] = p99_from_verbose(text) if workload == "light" else percentile_99(probed)
-    figures["cpu_us_per_query"] = cpu / figures["completed"] * 1e6 if figures["completed"] else None
-    figures["peak_rss_mib"] = rss_kib(pid, "VmHWM") / 1024
     figures["upstream_connections"] = len(connections)
-    figures["host_busy_pct"] = host_busy
-    figures["wakeups_per_query"] = (wakeups(pid) - wakeups_before) / figures["completed"] if figures["completed"] else None
     return figures
 
 
@@ -552,6 +561,13 @@ def comparable(peer, metric, workload):
     return peer in CACHING or not (metric == "peak_rss_mib" or (metric == "qps" and workload == "hit"))
 
 
+def best_peer(rows, transport, workload, metric):
+    """The best peer figure among `rows` for one transport and workload, counting like-for-like peers only."""
+    values = [r[metric] for r in rows if r["system"] != "dotproxy" and (r["transport"], r["workload"]) == (transport, workload)
+              and r.get(metric) is not None and comparable(r["system"], metric, workload)]
+    return (min(values) if LOWER_IS_BETTER[metric] else max(values)) if values else None
+
+
 def ratio_table(results, seconds, rounds=1):
     lines = [f"# dotproxy end-to-end benchmark ({results.get('finished', 'time not recorded')}, {seconds} s per run, "
              f"{results.get('cpus', '?')} CPUs" + (f", median of {rounds} alternating rounds" if rounds > 1 else "") + ")", ""]
@@ -584,7 +600,6 @@ def ratio_table(results, seconds, rounds=1):
     keys = sorted({(r["transport"], r["workload"]) for r in runs}, key=lambda k: (k[0], WORKLOADS.index(k[1])))
     for transport, workload in keys:
         group = [r for r in runs if r["transport"] == transport and r["workload"] == workload]
-        peers = [r for r in group if r["system"] != "dotproxy"]
         for r in group:
             cells = []
             for metric, fmt in (("qps", "{:.0f}"), ("avg_ms", "{:.2f}"), ("p99_ms", "{:.2f}"), ("lost", "{:d}"), ("cpu_us_per_query", "{:.1f}"),
@@ -594,12 +609,9 @@ def ratio_table(results, seconds, rounds=1):
                     cells.append("–")
                     continue
                 text = fmt.format(value)
-                if r["system"] == "dotproxy" and peers:
-                    values = [p[metric] for p in peers if p[metric] is not None and comparable(p["system"], metric, workload)]
-                    if values:
-                        best = min(values) if LOWER_IS_BETTER[metric] else max(values)
-                        if best:
-                            text += f" ({value / best:.2f}×)"
+                best = best_peer(group, transport, workload, metric) if r["system"] == "dotproxy" else None
+                if best:
+                    text += f" ({value / best:.2f}×)"
                 cells.append(text)
             busy = f"{r['host_busy_pct']:.0f}" if r.get("host_busy_pct") is not None else "–"
             woken = f"{r['wakeups_per_query']:.2f}" if r.get("wakeups_per_query") is not None else "–"
@@ -614,11 +626,6 @@ def target_table(results):
     def figure(rows, system, transport, workload, metric):
         row = next((r for r in rows if (r["system"], r["transport"], r["workload"]) == (system, transport, workload)), None)
         return row.get(metric) if row else None
-
-    def best_peer(rows, transport, workload, metric):
-        values = [r[metric] for r in rows if r["system"] != "dotproxy" and (r["transport"], r["workload"]) == (transport, workload)
-                  and r.get(metric) is not None]
-        return (min(values) if LOWER_IS_BETTER[metric] else max(values)) if values else None
 
     def ratio(rows, direct, transport, workload, metric, peer):
         ours = figure(rows, "dotproxy", transport, workload, metric)
