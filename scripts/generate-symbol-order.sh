@@ -6,17 +6,22 @@
 # Why: the kernel maps a binary's code into the process 64 KiB at a time around each page it runs
 # (fault-around). Scattered among 13 MiB of code, the 1 MiB the proxy actually runs kept 8.4 MiB of the
 # binary's code mapped at idle; packed together, 5.3 MiB, and idle RSS fell by 3 MiB (Docs/performance.md,
-# "Idle memory"). Only code layout changes: a stale or missing list costs memory, never correctness.
+# "Idle memory"). And a query that arrives after the proxy slept finds its code out of the CPU's caches
+# and TLB: the fewer pages and lines its path spans, the less it waits for them (Docs/performance.md,
+# "Code layout for a cold query"). Only code layout changes: a stale or missing list costs memory and
+# time, never correctness.
 #
 # How: builds dotproxy as it ships, runs it under valgrind's callgrind against the loopback Unbound rig,
-# sends it the traffic it serves (UDP and TCP, cache hits and misses, NXDOMAIN, EDNS, a metrics
-# scrape), stops it, and lists every function that ran, by instructions executed.
+# sends it the queries it serves (UDP and TCP, cache hits and misses, NXDOMAIN, EDNS), then a metrics
+# scrape, stops it, and lists every function that ran: first those a UDP cache hit runs, then those the
+# other queries run, each group most instructions first, so that the query path spans as few pages as
+# it can; then the rest (start-up, the scrape, shutdown).
 #
 #   scripts/generate-symbol-order.sh        needs valgrind, unbound, gnutls-bin, bind9-dnsutils, curl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in valgrind callgrind_annotate dig curl; do
+for tool in valgrind callgrind_control dig curl; do
   command -v "$tool" >/dev/null || { echo "generate-symbol-order: $tool is not installed (apt-get install valgrind bind9-dnsutils curl)" >&2; exit 69; }
 done
 
@@ -54,25 +59,69 @@ for _ in $(seq 120); do
   sleep 1
 done
 
-for round in 1 2 3; do
+# Four profiles, listed in this order: cache hits over UDP (callgrind.out.2), the other queries
+# (callgrind.out.3), start-up with a first round of every kind of query, which does the one-time work
+# (metadata, conformances, the upstream connection; callgrind.out.1), and the rest (the scrape,
+# shutdown; callgrind.out). Hits are most of a resolver's traffic and the least work each, so a cold
+# cost weighs most on them: their path is packed first and tightest.
+queries() {
   for name in a.test www.test; do ask "$name" A; ask "$name" AAAA; ask +tcp "$name" A; done
-  for i in $(seq 20); do ask "order$round-$i.unique.test" A; ask +tcp "order$round-tcp$i.unique.test" A; done
+  for i in $(seq 20); do ask "order$1-$i.unique.test" A; ask +tcp "order$1-tcp$i.unique.test" A; done
   ask no-such-name.invalid A
   ask +dnssec a.test A
   ask +edns=1 a.test A
   ask +noedns a.test A
-  curl -fsS "http://127.0.0.1:$metrics_port/metrics" >/dev/null
-  curl -fsS "http://127.0.0.1:$metrics_port/ready" >/dev/null
+}
+queries 1
+callgrind_control --dump=start-up "$proxy_pid" >/dev/null
+for _ in 1 2 3 4 5; do
+  for name in a.test www.test; do ask "$name" A; ask "$name" AAAA; done
 done
+callgrind_control --dump=hits "$proxy_pid" >/dev/null
+for round in 2 3 4; do queries "$round"; done
+callgrind_control --dump=queries "$proxy_pid" >/dev/null
+curl -fsS "http://127.0.0.1:$metrics_port/metrics" >/dev/null
+curl -fsS "http://127.0.0.1:$metrics_port/ready" >/dev/null
 
 kill -TERM "$proxy_pid"
 wait "$proxy_pid" || true
 proxy_pid=
 
-# Every function of the binary that ran (C and C++ runtime functions too), most instructions first.
-callgrind_annotate --threshold=100 --inclusive=no "$work/callgrind.out" \
-  | sed -nE 's|^ *[0-9,]+ +\( *[0-9.]+%\) +[^ :]*:([^ ]+) \[.*/dotproxy\]$|\1|p' \
-  | awk '!seen[$0]++' > "$work/executed.txt"
+# Every function of the binary that ran (C and C++ runtime functions too), profile by profile in the
+# order above, and within each profile most instructions first. The profiles are read here, not with
+# callgrind_annotate: it counts the calls still running at a dump (the event loops') as their callers'
+# own instructions.
+python3 - "$work/dotproxy" "$work/callgrind.out".{2,3,1} "$work/callgrind.out" > "$work/executed.txt" <<'EOF'
+import collections, re, sys
+binary, listed = sys.argv[1], set()
+for path in sys.argv[2:]:
+    names, own = {}, collections.Counter()
+    obj = fn = None
+    after_call = False
+    for line in open(path):
+        match = re.match(r"^(c?)(ob|fn|fl|fi|fe)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+        if match:
+            called, kind, number, name = match.groups()
+            if name is not None:
+                names[kind, number] = name
+            if not called and kind == "ob":
+                obj = names.get((kind, number))
+            elif not called and kind == "fn":
+                fn = names.get((kind, number))
+            continue
+        if line.startswith("calls="):
+            after_call = True  # the next cost line is the call's inclusive cost
+            continue
+        cost = re.match(r"^[0-9+*-]\S*\s+(\d+)", line)
+        if cost:
+            if not after_call and obj == binary:
+                own[fn] += int(cost.group(1))
+            after_call = False
+    for name, _ in own.most_common():
+        if name not in listed:
+            listed.add(name)
+            print(name)
+EOF
 
 # lld moves whole input sections, and a name orders every section that defines it. So two kinds of
 # function stay where they are: one in a section over 64 KiB that is mostly cold (the static Swift
