@@ -73,13 +73,13 @@ queries() {
   ask +noedns a.test A
 }
 queries 1
-callgrind_control --dump=start-up "$proxy_pid" >/dev/null
+callgrind_control --dump=start-up "$proxy_pid" >/dev/null 2>&1
 for _ in 1 2 3 4 5; do
   for name in a.test www.test; do ask "$name" A; ask "$name" AAAA; done
 done
-callgrind_control --dump=hits "$proxy_pid" >/dev/null
+callgrind_control --dump=hits "$proxy_pid" >/dev/null 2>&1
 for round in 2 3 4; do queries "$round"; done
-callgrind_control --dump=queries "$proxy_pid" >/dev/null
+callgrind_control --dump=queries "$proxy_pid" >/dev/null 2>&1
 curl -fsS "http://127.0.0.1:$metrics_port/metrics" >/dev/null
 curl -fsS "http://127.0.0.1:$metrics_port/ready" >/dev/null
 
@@ -88,35 +88,17 @@ wait "$proxy_pid" || true
 proxy_pid=
 
 # Every function of the binary that ran (C and C++ runtime functions too), profile by profile in the
-# order above, and within each profile most instructions first. The profiles are read here, not with
-# callgrind_annotate: it counts the calls still running at a dump (the event loops') as their callers'
-# own instructions.
+# order above, and within each profile most instructions first.
 python3 - "$work/dotproxy" "$work/callgrind.out".{2,3,1} "$work/callgrind.out" > "$work/executed.txt" <<'EOF'
-import collections, re, sys
+import collections, sys
+sys.path.insert(0, "scripts")
+from callgrind_costs import own_costs
 binary, listed = sys.argv[1], set()
 for path in sys.argv[2:]:
-    names, own = {}, collections.Counter()
-    obj = fn = None
-    after_call = False
-    for line in open(path):
-        match = re.match(r"^(c?)(ob|fn|fl|fi|fe)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
-        if match:
-            called, kind, number, name = match.groups()
-            if name is not None:
-                names[kind, number] = name
-            if not called and kind == "ob":
-                obj = names.get((kind, number))
-            elif not called and kind == "fn":
-                fn = names.get((kind, number))
-            continue
-        if line.startswith("calls="):
-            after_call = True  # the next cost line is the call's inclusive cost
-            continue
-        cost = re.match(r"^[0-9+*-]\S*\s+(\d+)", line)
-        if cost:
-            if not after_call and obj == binary:
-                own[fn] += int(cost.group(1))
-            after_call = False
+    own = collections.Counter()
+    for obj, fn, _, instructions in own_costs(path):
+        if obj == binary and not fn.startswith("0x"):  # code without a symbol has nothing to order by
+            own[fn] += instructions
     for name, _ in own.most_common():
         if name not in listed:
             listed.add(name)

@@ -4,12 +4,12 @@
 #   scripts/setup.sh test    that, plus the tools the test suite drives (Unbound, certtool, dig, kdig, dnsperf,
 #                            promtool from the prometheus package)
 #   scripts/setup.sh bench   that, plus the peers the end-to-end benchmark compares against (dnsdist,
-#                            Knot Resolver, Stubby)
+#                            Knot Resolver, Stubby) and valgrind (Benchmarks/footprint/run.sh)
 set -euo pipefail
 
 run_packages=(libgnutls28-dev pkg-config ca-certificates)
 test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf python3 prometheus)
-bench_packages=("${test_packages[@]}" dnsdist knot-resolver stubby)
+bench_packages=("${test_packages[@]}" dnsdist knot-resolver stubby valgrind)
 
 case "${1:-run}" in
   run) wanted=("${run_packages[@]}") ;;
