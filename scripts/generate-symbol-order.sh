@@ -25,39 +25,11 @@ for tool in valgrind callgrind_control dig curl; do
   command -v "$tool" >/dev/null || { echo "generate-symbol-order: $tool is not installed (apt-get install valgrind bind9-dnsutils curl)" >&2; exit 69; }
 done
 
-work=$(mktemp -d)
-proxy_pid=
-cleanup() {
-  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
-  scripts/unbound-rig.sh stop "$work/rig" || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-binary=$(scripts/build-release.sh)
-# valgrind reads symbols from the binary; without the DWARF it starts in seconds, not minutes.
-strip --strip-debug -o "$work/dotproxy" "$binary"
-
-scripts/unbound-rig.sh start "$work/rig" >/dev/null
-. "$work/rig/rig.env"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
-# GLIBC_TUNABLES set: the proxy runs as it would after re-executing itself with its allocator tuning,
-# and valgrind follows one process.
-GLIBC_TUNABLES=glibc.malloc.tcache_count=1024 valgrind --tool=callgrind --demangle=no \
-  --callgrind-out-file="$work/callgrind.out" "$work/dotproxy" \
-  --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" \
-  --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --log-level warning \
-  >"$work/valgrind.log" 2>&1 &
-proxy_pid=$!
+. scripts/callgrind-proxy.sh
+metrics_port=$(free_port)
+start_callgrind_proxy -- --metrics-listen "127.0.0.1:$metrics_port"
 
 ask() { dig +tries=1 +time=10 @127.0.0.1 -p "$port" "$@" >/dev/null || true; }
-for _ in $(seq 120); do
-  dig +short +tries=1 +time=1 @127.0.0.1 -p "$port" a.test A >/dev/null 2>&1 && break
-  kill -0 "$proxy_pid" 2>/dev/null || { cat "$work/valgrind.log" >&2; exit 1; }
-  sleep 1
-done
 
 # Four profiles, listed in this order: cache hits over UDP (callgrind.out.2), the other queries
 # (callgrind.out.3), start-up with a first round of every kind of query, which does the one-time work

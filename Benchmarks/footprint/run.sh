@@ -17,34 +17,10 @@ cd "$(dirname "$0")/../.."
 queries=${1:-1000}
 scripts/setup.sh bench
 
-work=$(mktemp -d)
-proxy_pid=
-cleanup() {
-  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
-  scripts/unbound-rig.sh stop "$work/rig" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-binary=$(scripts/build-release.sh)
-# valgrind reads symbols from the binary; without the DWARF it starts in seconds, not minutes.
-strip --strip-debug -o "$work/dotproxy" "$binary"
-scripts/unbound-rig.sh start "$work/rig" >/dev/null
-. "$work/rig/rig.env"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
+. scripts/callgrind-proxy.sh
 # Instrumented only while the measured queries run: start-up and the warm-up are left out. The idle
 # timeout outlasts the run, so no query pays for a new upstream connection.
-GLIBC_TUNABLES=glibc.malloc.tcache_count=1024 valgrind --tool=callgrind --demangle=no --instr-atstart=no \
-  --dump-instr=yes --callgrind-out-file="$work/callgrind.out" "$work/dotproxy" --threads 1 \
-  --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" --idle-timeout 600 \
-  --listen "127.0.0.1:$port" --log-level warning >"$work/valgrind.log" 2>&1 &
-proxy_pid=$!
-for _ in $(seq 120); do
-  dig +short +tries=1 +time=1 @127.0.0.1 -p "$port" a0.unique.test A >/dev/null 2>&1 && break
-  kill -0 "$proxy_pid" 2>/dev/null || { cat "$work/valgrind.log" >&2; exit 1; }
-  sleep 1
-done
+start_callgrind_proxy --instr-atstart=no --dump-instr=yes -- --threads 1 --idle-timeout 600
 
 python3 -c "for i in range($queries): print(f'a{i % 5}.unique.test A')" > "$work/hits.txt"
 python3 -c "for i in range($queries): print(f'footprint{i}.unique.test A')" > "$work/misses.txt"
