@@ -15,7 +15,8 @@ def own_costs(path):
 
     The inclusive cost of a call, on the line after `calls=`, is skipped. `address` is the instruction's
     address when callgrind ran with `--dump-instr=yes`, else None. Names are as callgrind wrote them
-    (mangled with `--demangle=no`); objects are full paths.
+    (mangled with `--demangle=no`); objects are full paths. The profile has one event, instructions
+    (callgrind's default, without `--cache-sim` or `--collect-jumps`).
     """
     names, obj, fn, last, after_call, by_address = {}, None, None, 0, False, False
     with open(path) as lines:
