@@ -36,8 +36,10 @@ ask() { dig +tries=1 +time=10 @127.0.0.1 -p "$port" "$@" >/dev/null || true; }
 # (metadata, conformances, the upstream connection; callgrind.out.1), and the rest (the scrape,
 # shutdown; callgrind.out). Hits are most of a resolver's traffic and the least work each, so a cold
 # cost weighs most on them: their path is packed first and tightest.
+hits() { for name in a.test www.test; do ask "$name" A; ask "$name" AAAA; done; }
 queries() {
-  for name in a.test www.test; do ask "$name" A; ask "$name" AAAA; ask +tcp "$name" A; done
+  hits
+  for name in a.test www.test; do ask +tcp "$name" A; done
   for i in $(seq 20); do ask "order$1-$i.unique.test" A; ask +tcp "order$1-tcp$i.unique.test" A; done
   ask no-such-name.invalid A
   ask +dnssec a.test A
@@ -46,9 +48,7 @@ queries() {
 }
 queries 1
 callgrind_control --dump=start-up "$proxy_pid" >/dev/null 2>&1
-for _ in 1 2 3 4 5; do
-  for name in a.test www.test; do ask "$name" A; ask "$name" AAAA; done
-done
+for _ in 1 2 3 4 5; do hits; done
 callgrind_control --dump=hits "$proxy_pid" >/dev/null 2>&1
 for round in 2 3 4; do queries "$round"; done
 callgrind_control --dump=queries "$proxy_pid" >/dev/null 2>&1
