@@ -116,7 +116,9 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             return entries[slot].storage.withUnsafeBufferPointer { stored in
                 query.withUnsafeReadableBytes { bytes in
                     name.upperBound <= bytes.count && start + name.count <= stored.count
-                        && DNSName.equalIgnoringCase(bytes[name], stored[start..<start + name.count])
+                        && DNSName.equalIgnoringCase(
+                            UnsafeRawBufferPointer(rebasing: bytes[name]),
+                            UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: stored[start..<start + name.count])))
                 }
             }
         }

@@ -35,10 +35,24 @@ enum DoTQueryPadding {
     }
 
     /// Returns `message` without a padding option, or `message` itself when it has none.
+    ///
+    /// When the padding is the last option of an OPT that ends the message (as upstreams write it), it
+    /// is cut off in place: the writer index moves back and the RDLENGTH shrinks, so no new buffer is
+    /// made. Otherwise the OPT is rebuilt without it.
     static func stripPadding(_ message: ByteBuffer, view: DNSMessageView) -> ByteBuffer {
         guard let optOffset = view.optRecordOffset,
-            optionRange(message, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue) != nil
+            let padding = optionRange(message, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue)
         else { return message }
+        let rdLengthAt = message.readerIndex + optOffset + optRecordFixedLength - 2
+        if view.optRecordIsLast, padding.upperBound == message.writerIndex,
+            let rdLength = message.getInteger(at: rdLengthAt, as: UInt16.self),
+            rdLengthAt + 2 + Int(rdLength) == padding.upperBound
+        {
+            var out = message
+            out.moveWriterIndex(to: padding.lowerBound)
+            out.setInteger(rdLength - UInt16(padding.count), at: rdLengthAt)
+            return out
+        }
         var out = ByteBufferAllocator().buffer(capacity: message.readableBytes)
         return rebuild(message, view: view, blockSize: 0, into: &out) ? out : message
     }

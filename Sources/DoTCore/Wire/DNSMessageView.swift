@@ -252,7 +252,8 @@ public struct DNSMessageView: Sendable {
         return buffer.withUnsafeReadableBytes { bytes in
             otherBuffer.withUnsafeReadableBytes { otherBytes in
                 range.upperBound <= bytes.count && otherRange.upperBound <= otherBytes.count
-                    && DNSName.equalIgnoringCase(bytes[range], otherBytes[otherRange])
+                    && DNSName.equalIgnoringCase(
+                        UnsafeRawBufferPointer(rebasing: bytes[range]), UnsafeRawBufferPointer(rebasing: otherBytes[otherRange]))
             }
         }
     }

@@ -191,4 +191,18 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, ExpressibleB
         guard lhs.count == rhs.count else { return false }
         return zip(lhs, rhs).allSatisfy { lowercase($0) == lowercase($1) }
     }
+
+    /// The same for raw octets, as the query path holds them (a reply against its query, a query
+    /// against a cache entry): a plain loop, where the generic one cost about 15 instructions an octet.
+    static func equalIgnoringCase(_ lhs: UnsafeRawBufferPointer, _ rhs: UnsafeRawBufferPointer) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        var index = 0
+        while index < lhs.count {
+            let left = lhs[index]
+            let right = rhs[index]
+            if left != right && lowercase(left) != lowercase(right) { return false }
+            index += 1
+        }
+        return true
+    }
 }

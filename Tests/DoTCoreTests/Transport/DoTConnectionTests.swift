@@ -11,11 +11,12 @@ import Testing
 @Suite struct DoTConnectionTests {
     /// A connection on its own channel, past the handshake, and its pool (which connections do not
     /// keep alive).
-    func makeConnection() throws -> (EmbeddedChannel, DoTConnection, DoTConnectionPool) {
+    func makeConnection(idleTimeout: TimeAmount = .seconds(10)) throws -> (EmbeddedChannel, DoTConnection, DoTConnectionPool) {
         let channel = EmbeddedChannel()
         let pool = DoTConnectionPool(
             eventLoop: channel.embeddedEventLoop,
-            configuration: DoTUpstreamTransport.Configuration(upstream: UpstreamAddress(host: "127.0.0.1", port: 853, authenticationName: "dns.test")),
+            configuration: DoTUpstreamTransport.Configuration(
+                upstream: UpstreamAddress(host: "127.0.0.1", port: 853, authenticationName: "dns.test"), idleTimeout: idleTimeout),
             tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()), resumptionData: NIOLockedValueBox(nil),
             metrics: DNSProxyMetrics().upstream("127.0.0.1:853"), logger: Logger(label: "test"))
         let connection = DoTConnection(pool: pool, identifier: 1)
@@ -69,5 +70,42 @@ import Testing
         channel.pipeline.fireChannelReadComplete()
         #expect(connection.immediateAcks == 1)
         _ = try? channel.finish()
+    }
+
+    /// Sends one query and answers it at once.
+    func answerOne(on channel: EmbeddedChannel, _ connection: DoTConnection, replies: NIOLockedValueBox<[ByteBuffer]>) throws {
+        connection.enqueue(try makeQuery(id: 7, replies: replies))
+        channel.embeddedEventLoop.run()
+        try channel.writeInbound(reply(to: try #require(try channel.readOutbound(as: ByteBuffer.self))))
+    }
+
+    /// The idle timer is armed once and not reset per query: a connection used again before it fires
+    /// is checked again a full timeout after its last reply, and one busy at the check is not closed.
+    @Test func closesOnlyAfterAFullTimeoutWithNothingInFlight() throws {
+        let (channel, connection, pool) = try makeConnection(idleTimeout: .seconds(10))
+        defer { withExtendedLifetime(pool) {} }
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 853)).wait()
+        let replies = NIOLockedValueBox<[ByteBuffer]>([])
+        try answerOne(on: channel, connection, replies: replies)  // idle from 0 s
+
+        channel.embeddedEventLoop.advanceTime(by: .seconds(6))
+        try answerOne(on: channel, connection, replies: replies)  // idle from 6 s
+        channel.embeddedEventLoop.advanceTime(by: .seconds(4))  // the first check, at 10 s
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(5_999))
+        #expect(channel.isActive)
+
+        // A query in flight at the check (16 s) keeps the connection; its reply starts the timeout again.
+        connection.enqueue(try makeQuery(id: 8, replies: replies))
+        channel.embeddedEventLoop.run()
+        let frame = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(20))
+        #expect(channel.isActive)
+        try channel.writeInbound(reply(to: frame))  // idle from 36 s
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(9_999))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+        #expect(!channel.isActive)
+        #expect(replies.withLockedValue { $0.count } == 3)
     }
 }

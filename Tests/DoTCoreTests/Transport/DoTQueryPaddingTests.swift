@@ -27,4 +27,20 @@ import Testing
         #expect(stripped == reply)
         #expect(DoTQueryPadding.pad(reply, view: try DNSMessageView(reply), blockSize: 0) == reply)
     }
+
+    /// Upstreams put padding last: it is cut off in place. Padding before another option needs the OPT
+    /// rebuilt. Both give the same options, less the padding, and the same message otherwise.
+    @Test(arguments: [true, false])
+    func paddingIsStrippedWhereverItSits(paddingLast: Bool) throws {
+        var message = try DNSMessage(decoding: Fixtures.response("a"))
+        let cookie = EDNSOption.cookie(client: Array(1...8))
+        message.edns = EDNSRecord(dnssecOK: true, options: paddingLast ? [cookie, .padding(length: 40)] : [.padding(length: 40), cookie])
+        let padded = try message.encoded()
+        let stripped = DoTQueryPadding.stripPadding(padded, view: try DNSMessageView(padded))
+        #expect(stripped.readableBytes == padded.readableBytes - 44)
+        var expected = message
+        expected.edns?.options = [cookie]
+        #expect(try DNSMessage(decoding: stripped) == expected)
+        #expect(try DNSMessageView(stripped).length == stripped.readableBytes)
+    }
 }
