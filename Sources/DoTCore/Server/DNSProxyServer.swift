@@ -261,15 +261,13 @@ public final class DNSProxyServer: Service {
             }
     }
 
-    /// Sets up a client TCP connection's pipeline: RFC 1035 framing and the query handler (which keeps
-    /// the idle timeout), which it returns.
+    /// Sets up a client TCP connection's pipeline: the query handler, which does the RFC 1035 framing
+    /// and keeps the idle timeout, and which it returns.
     static func addClientTCPHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations, handler: any DNSQueryHandler, configuration: Configuration
     ) throws -> DNSTCPQueryHandler {
         let tcpHandler = DNSTCPQueryHandler(
             handler: handler, maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection, idleTimeout: configuration.tcpIdleTimeout)
-        try pipeline.addHandler(DNSStreamFraming.makeDecoder())
-        try pipeline.addHandler(DNSStreamFraming.makeEncoder())
         try pipeline.addHandler(tcpHandler)
         return tcpHandler
     }

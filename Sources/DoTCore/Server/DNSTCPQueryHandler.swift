@@ -4,6 +4,11 @@ import NIOCore
 /// RFC 7766 §6.2.1.1), with a cap on queries in flight and an idle timeout. Replies are flushed in
 /// batches (see `ReadBatchedWriter`).
 ///
+/// It reads the connection's bytes and does the two-octet framing itself (``DNSStreamFraming``), as
+/// the upstream connection does, rather than behind NIO's generic decoder and encoder handlers: those
+/// run unspecialized here and looked up generic metadata and cast `NIOAny` on every query, about a
+/// sixth of a TCP cache hit's instructions.
+///
 /// When the cap is reached the handler stops reading, so a client that pipelines without limit is
 /// slowed down rather than buffered in memory.
 ///
@@ -24,6 +29,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     private var readPending = false
     private var clientAddress: SocketAddress?
     private let writer = ReadBatchedWriter()
+    private var frames = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.makeFrameDecoder())
     let drain = DrainTracker()
 
     init(handler: any DNSQueryHandler, maximumInFlight: Int, idleTimeout: TimeAmount) {
@@ -68,12 +74,21 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        do {
+            try frames.process(buffer: unwrapInboundIn(data)) { message in received(message, context: context) }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    /// One query from the client.
+    private func received(_ message: ByteBuffer, context: ChannelHandlerContext) {
         guard let client = clientAddress ?? context.remoteAddress else { return }
-        let query = DNSClientQuery(message: unwrapInboundIn(data), client: client, transport: .tcp)
+        let query = DNSClientQuery(message: message, client: client, transport: .tcp)
         writer.readStarted()
         switch handler.respond(to: query, on: context.eventLoop) {
         case .now(let reply):
-            if let reply { writer.write(wrapOutboundOut(reply), context: context) }
+            if let reply { write(reply, context: context) }
         case .later(let reply):
             inFlight += 1
             drain.started()
@@ -84,7 +99,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
                 let context = bound.value
                 lastActivity = context.eventLoop.now
                 if case .success(let reply?) = result, context.channel.isActive {
-                    writer.write(wrapOutboundOut(reply), context: context)
+                    write(reply, context: context)
                 }
                 if readPending && inFlight < maximumInFlight {
                     readPending = false
@@ -92,6 +107,14 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
                 }
             }
         }
+    }
+
+    /// Writes `reply` behind its two-octet length, in one buffer.
+    private func write(_ reply: ByteBuffer, context: ChannelHandlerContext) {
+        var framed = context.channel.allocator.buffer(capacity: reply.readableBytes + 2)
+        // A reply longer than a frame can carry is never built (replies are at most 65,535 octets).
+        guard (try? DNSStreamFraming.writeFrame(reply, into: &framed)) != nil else { return }
+        writer.write(wrapOutboundOut(framed), context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -91,12 +91,13 @@ import Testing
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSTCPQueryHandler(handler: queries, maximumInFlight: 10, idleTimeout: .seconds(10))])
         try channel.connect(to: Self.client).wait()
-        for id in [200, 201] as [UInt16] { try channel.writeInbound(try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()) }
+        for id in [200, 201] as [UInt16] { try channel.writeInbound(try TCPQueryFramingTests.framed(id: id)) }
         let before = flushes(of: channel).count
         queries.answerAll()
         channel.embeddedEventLoop.run()
-        #expect(try channel.readOutbound(as: ByteBuffer.self)?.getInteger(at: 0, as: UInt16.self) == 200)
-        #expect(try channel.readOutbound(as: ByteBuffer.self)?.getInteger(at: 0, as: UInt16.self) == 201)
+        // Each reply behind its length.
+        #expect(try channel.readOutbound(as: ByteBuffer.self)?.getInteger(at: 2, as: UInt16.self) == 200)
+        #expect(try channel.readOutbound(as: ByteBuffer.self)?.getInteger(at: 2, as: UInt16.self) == 201)
         #expect(flushes(of: channel).count == before + 1)
     }
 }

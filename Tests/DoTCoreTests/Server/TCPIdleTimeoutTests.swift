@@ -16,14 +16,6 @@ import Testing
         return channel
     }
 
-    func framed(id: UInt16) throws -> ByteBuffer {
-        let query = try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()
-        var frame = ByteBuffer()
-        frame.writeInteger(UInt16(query.readableBytes))
-        frame.writeImmutableBuffer(query)
-        return frame
-    }
-
     @Test func anIdleConnectionClosesAtTheTimeoutAndNotBefore() throws {
         let channel = try connect(ReplyBatchingTests.HeldQueryHandler(), idleTimeout: .seconds(10))
         channel.embeddedEventLoop.advanceTime(by: .seconds(9))
@@ -35,7 +27,7 @@ import Testing
     @Test func aQueryWaitingForTheUpstreamKeepsTheConnectionOpen() throws {
         let queries = ReplyBatchingTests.HeldQueryHandler()
         let channel = try connect(queries, idleTimeout: .seconds(10))
-        try channel.writeInbound(try framed(id: 300))
+        try channel.writeInbound(try TCPQueryFramingTests.framed(id: 300))
         #expect(queries.held.withLockedValue { $0.count } == 1)
         channel.embeddedEventLoop.advanceTime(by: .seconds(25))
         #expect(channel.isActive, "a slow upstream answer must still reach the client")
