@@ -174,24 +174,25 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
             context.flush()
             return
         }
-        let writes = waitingForFlush
-        waitingForFlush.removeAll(keepingCapacity: true)
+        // Encrypted from the array in place and emptied after, keeping its storage: copying it out
+        // first and then emptying it made a new array on every flush.
         session.cork()
-        for (bytes, _) in writes {
+        var failure: GnuTLSError?
+        for (bytes, _) in waitingForFlush {
             if case .failed(let error) = session.write(bytes) {
-                writes.forEach { $0.1?.fail(error) }
-                lastError = error
-                perform(stateMachine.recordFailed(), context: context)
-                return
+                failure = error
+                break
             }
         }
-        if case .failed(let error) = session.uncork() {
-            writes.forEach { $0.1?.fail(error) }
-            lastError = error
+        if failure == nil, case .failed(let error) = session.uncork() { failure = error }
+        let promises = waitingForFlush.compactMap(\.1)
+        waitingForFlush.removeAll(keepingCapacity: true)
+        if let failure {
+            promises.forEach { $0.fail(failure) }
+            lastError = failure
             perform(stateMachine.recordFailed(), context: context)
             return
         }
-        let promises = writes.compactMap(\.1)
         if promises.isEmpty {
             writeCiphertext(context: context, flush: true)
         } else {
