@@ -31,15 +31,18 @@ start_callgrind_proxy -- --metrics-listen "127.0.0.1:$metrics_port"
 
 ask() { dig +tries=1 +time=10 @127.0.0.1 -p "$port" "$@" >/dev/null || true; }
 
-# Four profiles, listed in this order: cache hits over UDP (callgrind.out.2), the other queries
-# (callgrind.out.3), start-up with a first round of every kind of query, which does the one-time work
-# (metadata, conformances, the upstream connection; callgrind.out.1), and the rest (the scrape,
-# shutdown; callgrind.out). Hits are most of a resolver's traffic and the least work each, so a cold
-# cost weighs most on them: their path is packed first and tightest.
+# Five profiles, listed in this order: cache hits over UDP (callgrind.out.2), cache hits over one TCP
+# connection (callgrind.out.3), the other queries (callgrind.out.4), start-up with a first round of
+# every kind of query, which does the one-time work (metadata, conformances, the upstream connection;
+# callgrind.out.1), and the rest (the scrape, shutdown; callgrind.out). Hits are most of a resolver's
+# traffic and the least work each, so a cold cost weighs most on them: their path is packed first and
+# tightest.
 hits() { for name in a.test www.test; do ask "$name" A; ask "$name" AAAA; done; }
+# Twenty hits on one connection (+keepopen), as a stub resolver or dnsperf sends them.
+tcp_hits() { ask +tcp +keepopen $(for _ in 1 2 3 4 5; do echo a.test A a.test AAAA www.test A www.test AAAA; done); }
 queries() {
   hits
-  for name in a.test www.test; do ask +tcp "$name" A; done
+  tcp_hits
   for i in $(seq 20); do ask "order$1-$i.unique.test" A; ask +tcp "order$1-tcp$i.unique.test" A; done
   ask no-such-name.invalid A
   ask +dnssec a.test A
@@ -50,6 +53,8 @@ queries 1
 callgrind_control --dump=start-up "$proxy_pid" >/dev/null 2>&1
 for _ in 1 2 3 4 5; do hits; done
 callgrind_control --dump=hits "$proxy_pid" >/dev/null 2>&1
+tcp_hits
+callgrind_control --dump=tcp-hits "$proxy_pid" >/dev/null 2>&1
 for round in 2 3 4; do queries "$round"; done
 callgrind_control --dump=queries "$proxy_pid" >/dev/null 2>&1
 curl -fsS "http://127.0.0.1:$metrics_port/metrics" >/dev/null
@@ -61,7 +66,7 @@ proxy_pid=
 
 # Every function of the binary that ran (C and C++ runtime functions too), profile by profile in the
 # order above, and within each profile most instructions first.
-python3 - "$work/dotproxy" "$work/callgrind.out".{2,3,1} "$work/callgrind.out" > "$work/executed.txt" <<'EOF'
+python3 - "$work/dotproxy" "$work/callgrind.out".{2,3,4,1} "$work/callgrind.out" > "$work/executed.txt" <<'EOF'
 import collections, sys
 sys.path.insert(0, "scripts")
 from callgrind_costs import own_costs

@@ -5,7 +5,8 @@
 # "Code layout for a cold query").
 #
 # Runs dotproxy as it ships under valgrind's callgrind, one query at a time (dnsperf -Q 100 -c 1), first
-# QUERIES cache hits over UDP, then QUERIES misses, and prints for each: instructions per query, and the
+# QUERIES cache hits over UDP, then QUERIES misses, then QUERIES cache hits over one TCP connection, and
+# prints for each: instructions per query, and the
 # distinct 64-byte lines and 4 KiB pages of code, per object, that run on (nearly) every query. Timing
 # at low rate needs a dozen alternating rounds to show a 10% change on a shared machine; these counts
 # come out the same from run to run, so a change to the path or to the code layout
@@ -29,9 +30,11 @@ dig +short @127.0.0.1 -p "$port" warm-up.unique.test A >/dev/null
 
 answered=()
 callgrind_control --instr=on "$proxy_pid" >/dev/null 2>&1
-for kind in hits misses; do
+for kind in hits misses tcp-hits; do
   callgrind_control --zero "$proxy_pid" >/dev/null 2>&1
-  out=$(dnsperf -s 127.0.0.1 -p "$port" -d "$work/$kind.txt" -n 1 -c 1 -Q 100 -l $((queries / 100 + 30)) 2>&1)
+  mode=udp data=$kind
+  [ "$kind" = tcp-hits ] && mode=tcp data=hits
+  out=$(dnsperf -s 127.0.0.1 -p "$port" -m $mode -d "$work/$data.txt" -n 1 -c 1 -Q 100 -l $((queries / 100 + 30)) 2>&1)
   answered+=("$(echo "$out" | awk '/Queries completed/{print $3}')")
   callgrind_control --dump="$kind" "$proxy_pid" >/dev/null 2>&1
 done
@@ -41,7 +44,7 @@ import collections, sys
 sys.path.insert(0, "scripts")
 from callgrind_costs import own_costs
 base, sent, answered = sys.argv[1], int(sys.argv[2]), [int(a) for a in sys.argv[3:]]
-for part, (kind, count) in enumerate(zip(["UDP cache hit", "UDP miss"], answered), start=1):
+for part, (kind, count) in enumerate(zip(["UDP cache hit", "UDP miss", "TCP cache hit"], answered), start=1):
     executed = collections.Counter()
     for obj, _, address, instructions in own_costs(f"{base}.{part}"):
         executed[obj.rsplit("/", 1)[-1], address] += instructions
