@@ -4,9 +4,13 @@ import NIOCore
 ///
 /// One decoder (``FrameDecoder``) cuts the stream into messages, either as a handler of its own
 /// (``makeDecoder()``) or run in place by a handler with `NIOSingleStepByteToMessageProcessor`, as the
-/// upstream connection does; it emits each message as a slice and consumes nothing while a frame is
-/// incomplete. Encoding writes the length and the message into one buffer, so a pipelined burst
-/// becomes one TLS record per flush rather than two writes per message.
+/// upstream connection and the TCP listener do; it emits each message as a slice and consumes nothing
+/// while a frame is incomplete. Encoding (``makeEncoder()`` or ``writeFrame(_:into:)``) writes the
+/// length and the message into one buffer, so a pipelined burst becomes one TLS record per flush
+/// rather than two writes per message.
+///
+/// The handler forms are the simplest to compose, but NIOCore's generic handler classes run
+/// unspecialized outside it: on a hot path, run the decoder in place and write frames directly.
 public enum DNSStreamFraming {
     /// The largest message a frame can carry.
     public static let maximumMessageLength = Int(UInt16.max)
