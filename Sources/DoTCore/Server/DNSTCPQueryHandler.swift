@@ -7,7 +7,7 @@ import NIOCore
 /// It reads the connection's bytes and does the two-octet framing itself (``DNSStreamFraming``), as
 /// the upstream connection does, rather than behind NIO's generic decoder and encoder handlers: those
 /// run unspecialized here and looked up generic metadata and cast `NIOAny` on every query, about a
-/// sixth of a TCP cache hit's instructions.
+/// fifth of a TCP cache hit's instructions.
 ///
 /// When the cap is reached the handler stops reading, so a client that pipelines without limit is
 /// slowed down rather than buffered in memory.
