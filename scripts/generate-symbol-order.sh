@@ -13,9 +13,9 @@
 #
 # How: builds dotproxy as it ships, runs it under valgrind's callgrind against the loopback Unbound rig,
 # sends it the queries it serves (UDP and TCP, cache hits and misses, NXDOMAIN, EDNS), then a metrics
-# scrape, stops it, and lists every function that ran: first those a UDP cache hit runs, then those the
-# other queries run, each group most instructions first, so that the query path spans as few pages as
-# it can; then the rest (start-up, the scrape, shutdown).
+# scrape, stops it, and lists every function that ran: first those a UDP cache hit runs, then those a
+# TCP cache hit runs, then those the other queries run, each group most instructions first, so that
+# the query path spans as few pages as it can; then the rest (start-up, the scrape, shutdown).
 #
 #   scripts/generate-symbol-order.sh        needs valgrind, unbound, gnutls-bin, bind9-dnsutils, curl
 set -euo pipefail

@@ -6,11 +6,10 @@
 #
 # Runs dotproxy as it ships under valgrind's callgrind, one query at a time (dnsperf -Q 100 -c 1), first
 # QUERIES cache hits over UDP, then QUERIES misses, then QUERIES cache hits over one TCP connection, and
-# prints for each: instructions per query, and the
-# distinct 64-byte lines and 4 KiB pages of code, per object, that run on (nearly) every query. Timing
-# at low rate needs a dozen alternating rounds to show a 10% change on a shared machine; these counts
-# come out the same from run to run, so a change to the path or to the code layout
-# (scripts/generate-symbol-order.sh) shows at once.
+# prints for each: instructions per query, and the distinct 64-byte lines and 4 KiB pages of code, per
+# object, that run on (nearly) every query. Timing at low rate needs a dozen alternating rounds to show
+# a 10% change on a shared machine; these counts come out the same from run to run, so a change to the
+# path or to the code layout (scripts/generate-symbol-order.sh) shows at once.
 #
 #   Benchmarks/footprint/run.sh [QUERIES=1000]
 set -euo pipefail
