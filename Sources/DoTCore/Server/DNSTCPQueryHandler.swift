@@ -109,11 +109,17 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Writes `reply` behind its two-octet length, in one buffer.
+    /// Writes `reply` behind its two-octet length, in one buffer. A reply too long for a frame (a
+    /// query handler's bug: the proxy's own are at most 65,535 octets) closes the connection, as the
+    /// encoder handler did, rather than leaving the client waiting.
     private func write(_ reply: ByteBuffer, context: ChannelHandlerContext) {
         var framed = context.channel.allocator.buffer(capacity: reply.readableBytes + 2)
-        // A reply longer than a frame can carry is never built (replies are at most 65,535 octets).
-        guard (try? DNSStreamFraming.writeFrame(reply, into: &framed)) != nil else { return }
+        do {
+            try DNSStreamFraming.writeFrame(reply, into: &framed)
+        } catch {
+            errorCaught(context: context, error: error)
+            return
+        }
         writer.write(wrapOutboundOut(framed), context: context)
     }
 

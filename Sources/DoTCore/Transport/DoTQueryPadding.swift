@@ -43,10 +43,10 @@ enum DoTQueryPadding {
         guard let optOffset = view.optRecordOffset,
             let padding = optionRange(message, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue)
         else { return message }
+        // The padding lies inside the RDATA, so when it ends the message it also ends the RDATA.
         let rdLengthAt = message.readerIndex + optOffset + optRecordFixedLength - 2
         if view.optRecordIsLast, padding.upperBound == message.writerIndex,
-            let rdLength = message.getInteger(at: rdLengthAt, as: UInt16.self),
-            rdLengthAt + 2 + Int(rdLength) == padding.upperBound
+            let rdLength = message.getInteger(at: rdLengthAt, as: UInt16.self)
         {
             var out = message
             out.moveWriterIndex(to: padding.lowerBound)

@@ -55,4 +55,21 @@ import Testing
         #expect(channel.isActive)
         _ = try? channel.finish()
     }
+
+    /// Answers every query with a message longer than a frame can carry.
+    struct OversizedReplyHandler: DNSQueryHandler {
+        func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
+            eventLoop.makeSucceededFuture(ByteBuffer(repeating: 0, count: DNSStreamFraming.maximumMessageLength + 1))
+        }
+    }
+
+    @Test func aReplyTooLongForAFrameClosesTheConnectionInsteadOfHangingTheClient() throws {
+        let channel = EmbeddedChannel()
+        _ = try DNSProxyServer.addClientTCPHandlers(to: channel.pipeline.syncOperations, handler: OversizedReplyHandler(), configuration: .init())
+        try channel.connect(to: TCPIdleTimeoutTests.client).wait()
+        try channel.writeInbound(try Self.framed(id: 1))
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(!channel.isActive)
+    }
 }
