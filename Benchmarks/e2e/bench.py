@@ -515,6 +515,26 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
     return figures
 
 
+def measure_direct(work, upstream_port, seconds, tag, transport, round_number):
+    """dnsperf speaking DoT straight to the upstream with the miss workload's unique names: the
+    reference for dotproxy's misses over `transport` in round `round_number`."""
+    queries = os.path.join(work, "direct.txt")
+    write_queries(queries, "miss", 120_000 * seconds, tag)
+    host_before = host_cpu_ticks()
+    figures = parse_dnsperf(run_dnsperf(upstream_port, "dot", queries, seconds))
+    figures.update(host_busy_pct=host_busy_percent(host_before), transport=transport, round=round_number)
+    print(f"direct dnsperf -m dot beside dotproxy's {transport} misses: {figures['qps'] or 0:.0f} QPS  host busy "
+          f"{figures['host_busy_pct'] or 0:.0f}%", flush=True)
+    return figures
+
+
+def direct_for(results, transport, round_number=None):
+    """The direct runs that pair with dotproxy's misses over `transport` (in one round, if given). Runs
+    from before the pairing (no transport recorded) were one per round and serve both transports."""
+    return [d for index, d in enumerate(results.get("direct_rounds") or [])
+            if d.get("transport", transport) == transport and round_number in (None, d.get("round", index + 1))]
+
+
 def measure_fill(system, port, pid, work, tag, count):
     """Sends `count` distinct names once, as fast as the system answers, and reports the memory they take."""
     queries = os.path.join(work, f"q-{system}-fill.txt")
@@ -571,10 +591,17 @@ def best_peer(rows, transport, workload, metric):
 def ratio_table(results, seconds, rounds=1):
     lines = [f"# dotproxy end-to-end benchmark ({results.get('finished', 'time not recorded')}, {seconds} s per run, "
              f"{results.get('cpus', '?')} CPUs" + (f", median of {rounds} alternating rounds" if rounds > 1 else "") + ")", ""]
-    if "direct" in results:
-        d = results["direct"]
+    for transport in ("udp", "tcp"):
+        pairs = direct_for(results, transport)
+        if not pairs or all(p.get("qps") is None for p in pairs):
+            continue
+        d = median_figures(pairs)
         busy = f", host CPU {d['host_busy_pct']:.0f}% busy" if d.get("host_busy_pct") is not None else ""
-        lines += [f"dnsperf -m dot straight to the upstream (unique names): {d['qps']:.0f} QPS, avg {d['avg_ms']:.2f} ms{busy}", ""]
+        beside = f"beside dotproxy's {transport.upper()} misses, " if any("transport" in p for p in pairs) else ""
+        lines += [f"dnsperf -m dot straight to the upstream (unique names; {beside}median of {len(pairs)}): {d['qps']:.0f} QPS, "
+                  f"avg {d['avg_ms']:.2f} ms{busy}", ""]
+        if not beside:
+            break  # an older run: one direct figure for both transports
     if results.get("idle_rss_mib"):
         lines += ["Idle RSS (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in results["idle_rss_mib"].items()), ""]
     if results.get("idle_anon_rss_mib"):
@@ -629,12 +656,11 @@ def target_table(results):
 
     def ratio(rows, direct, transport, workload, metric, peer):
         ours = figure(rows, "dotproxy", transport, workload, metric)
-        theirs = (direct or {}).get(metric) if peer == "direct" else (
+        theirs = (median_figures(direct).get(metric) if direct else None) if peer == "direct" else (
             best_peer(rows, transport, workload, metric) if peer == "best" else figure(rows, peer, transport, workload, metric))
         return ours / theirs if ours is not None and theirs else None
 
     per_round = sorted({r["round"] for r in results["rounds"]})
-    direct_rounds = results.get("direct_rounds") or []
     lines = ["Targets (issue 8): dotproxy's figure over the peer's, first from the medians over the rounds (as in the table "
              "above), then in each round. Over TCP the same ratios may be 20% worse.", "",
              "| target | from medians | per round | met |", "|---|---|---|---|"]
@@ -647,14 +673,13 @@ def target_table(results):
         for label, workload, metric, peer, goal in checks:
             lower = LOWER_IS_BETTER[metric]
             goal = round(goal * (1 + allowance) if lower else goal * (1 - allowance), 2)
-            overall = ratio(results["runs"], results.get("direct"), transport, workload, metric, peer)
+            overall = ratio(results["runs"], direct_for(results, transport), transport, workload, metric, peer)
             if overall is None:
                 continue
             rounds = []
             for number in per_round:
                 rows = [r for r in results["rounds"] if r["round"] == number]
-                direct = direct_rounds[number - 1] if peer == "direct" and len(direct_rounds) >= number else None
-                value = ratio(rows, direct, transport, workload, metric, peer)
+                value = ratio(rows, direct_for(results, transport, number), transport, workload, metric, peer)
                 rounds.append(f"{value:.2f}×" if value is not None else "–")
             met = overall <= goal if lower else overall >= goal
             lines.append(f"| {transport.upper()} {label.format(goal)} | {overall:.2f}× | {', '.join(rounds)} | {'yes' if met else 'no'} |")
@@ -710,15 +735,6 @@ def main():
         direct = []
         for round_index in range(args.rounds):
             tag_round = f"{run_tag}n{round_index}"
-            # The reference: dnsperf speaking DoT straight to the upstream.
-            if "miss" in args.workloads:
-                queries = os.path.join(work, "direct.txt")
-                write_queries(queries, "miss", 120_000 * args.seconds, tag_round + "direct")
-                host_before = host_cpu_ticks()
-                direct.append(parse_dnsperf(run_dnsperf(upstream_port, "dot", queries, args.seconds)))
-                direct[-1]["host_busy_pct"] = host_busy_percent(host_before)
-                print(f"round {round_index + 1}: direct dnsperf -m dot: {direct[-1]['qps']:.0f} QPS  host busy {direct[-1]['host_busy_pct'] or 0:.0f}%",
-                      flush=True)
             for system in systems:
                 port = free_port()
                 log = open(os.path.join(work, f"{system}.log"), "w")
@@ -732,7 +748,17 @@ def main():
                 for transport in args.transports.split(","):
                     for workload in args.workloads.split(","):
                         tag = f"{tag_round}{system}{transport}{workload}"
+                        # The reference for dotproxy's misses, dnsperf speaking DoT straight to the
+                        # upstream, runs right beside each of them: the machine's speed drifts by a
+                        # quarter within minutes, and a pair taken seconds apart shares the drift.
+                        # It goes first in even rounds and second in odd ones, as the second of two
+                        # back-to-back runs tends to come out slower.
+                        paired = system == "dotproxy" and workload == "miss"
+                        if paired and round_index % 2 == 0:
+                            direct.append(measure_direct(work, upstream_port, args.seconds, f"{tag}direct", transport, round_index + 1))
                         figures = measure(system, port, process.pid, transport, workload, args.seconds, work, tag, upstream_port)
+                        if paired and round_index % 2 == 1:
+                            direct.append(measure_direct(work, upstream_port, args.seconds, f"{tag}direct", transport, round_index + 1))
                         figures.update(system=system, transport=transport, workload=workload, round=round_index + 1)
                         results["rounds"].append(figures)
                         samples.setdefault((system, transport, workload), []).append(figures)
