@@ -781,8 +781,7 @@ def main():
                           f"RSS {figures['rss_before_mib']:.0f} -> {figures['rss_after_mib']:.0f} MiB", flush=True)
                 stop(process)
         if direct:
-            results["direct"] = median_figures(direct)
-            results["direct_rounds"] = direct
+            results["direct_rounds"] = direct  # each with its transport and round; the report takes medians
         results["idle_rss_mib"] = {system: statistics.median(v[0] for v in values) for system, values in idle.items()}
         results["idle_anon_rss_mib"] = {system: statistics.median(v[1] for v in values) for system, values in idle.items()}
         for system in systems:
