@@ -8,28 +8,42 @@ import NIOCore
 /// - Replies written outside a read (answers from upstream) are flushed by a task that runs after the
 ///   event loop has handled its current I/O. One TLS read from the upstream completes many queries, and
 ///   they all go out in that one flush instead of a `sendmsg` each.
+/// - A reply written with a linger (the owner expects more replies soon) waits up to that long, so that
+///   the replies of several upstream reads leave together; a reply without one, or a read, flushes it
+///   earlier.
 ///
 /// Lives on the channel's event loop; the handler that owns it calls it from there only.
 final class ReadBatchedWriter {
     private var reading = false
     private var flushPending = false
-    private var flushScheduled = false
+    private var endOfTickFlushScheduled = false
+    private var lingeringFlushScheduled = false
 
     /// Call from `channelRead`, before handling the message.
     func readStarted() {
         reading = true
     }
 
-    /// Writes `data` and makes sure a flush follows.
-    func write(_ data: NIOAny, context: ChannelHandlerContext) {
+    /// Writes `data` and makes sure a flush follows: at the end of the read being delivered, else after
+    /// `linger` if given, else at the end of the event-loop tick.
+    func write(_ data: NIOAny, context: ChannelHandlerContext, linger: TimeAmount? = nil) {
         context.write(data, promise: nil)
         flushPending = true
-        guard !reading, !flushScheduled else { return }
-        flushScheduled = true
+        guard !reading, !endOfTickFlushScheduled else { return }
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.eventLoop.assumeIsolated().execute { [self] in
-            flushScheduled = false
-            flushIfPending(bound.value)
+        if let linger {
+            guard !lingeringFlushScheduled else { return }
+            lingeringFlushScheduled = true
+            context.eventLoop.assumeIsolated().scheduleTask(in: linger) { [self] in
+                lingeringFlushScheduled = false
+                flushIfPending(bound.value)
+            }
+        } else {
+            endOfTickFlushScheduled = true
+            context.eventLoop.assumeIsolated().execute { [self] in
+                endOfTickFlushScheduled = false
+                flushIfPending(bound.value)
+            }
         }
     }
 

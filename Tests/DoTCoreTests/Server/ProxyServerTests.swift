@@ -293,11 +293,13 @@ import Testing
 @Suite(.serialized) struct ProxyCoalescingTests {
     @Test func tenIdenticalMissesMakeOneUpstreamQuery() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
+        // The upstream holds its reply long enough for all ten clients to have asked, even when the
+        // other suites keep the machine busy and the clients' tasks start late (300 ms was not).
         let upstream = try await TestDoTServer.start(group: group) { query in
-            .delayedReply(TestDoTServer.answer(query), .milliseconds(300))
+            .delayedReply(TestDoTServer.answer(query), .seconds(1))
         }
         let transport = try upstream.makeTransport()
-        let handler = ForwardingQueryHandler(transport: transport)
+        let handler = ForwardingQueryHandler(transport: transport, queryTimeout: .seconds(5))
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
         try await server.serving { port, _ in
@@ -306,7 +308,7 @@ import Testing
                     tasks.addTask {
                         let name: DNSName = id % 2 == 0 ? "HERD.test." : "herd.test."
                         let query = try DNSMessage.query(name: name, type: .a, id: id).encoded()
-                        return (id, try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, group: group)))
+                        return (id, try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, timeout: .seconds(10), group: group)))
                     }
                 }
                 var all: [(UInt16, DNSMessage)] = []

@@ -25,11 +25,12 @@ import Testing
             return .later(promise.futureResult)
         }
 
-        /// Completes every held query with its own bytes as the reply.
-        func answerAll() {
+        /// Completes the first `count` held queries (all by default) with their own bytes as the reply.
+        func answer(first count: Int = .max) {
             let waiting = held.withLockedValue { held -> [(query: ByteBuffer, promise: EventLoopPromise<ByteBuffer?>)] in
-                defer { held.removeAll() }
-                return held
+                let first = Array(held.prefix(count))
+                held.removeFirst(first.count)
+                return first
             }
             for entry in waiting { entry.promise.succeed(entry.query) }
         }
@@ -62,12 +63,42 @@ import Testing
         for id in [100, 101, 102] as [UInt16] { try channel.writeInbound(try datagram(id: id)) }
         #expect(queries.held.withLockedValue { $0.count } == 3)
 
-        queries.answerAll()
+        queries.answer()
         #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil, "written, not yet flushed")
         channel.embeddedEventLoop.run()
         let ids = try (0..<3).map { _ in try #require(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)).data.getInteger(at: 0, as: UInt16.self) }
         #expect(ids == [100, 101, 102])
         #expect(flushes(of: channel).count == 1)
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test func upstreamAnswersUnderLoadLingerForTheNextOnes() throws {
+        let queries = HeldQueryHandler()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: queries)])
+        let waiting = DNSUDPQueryHandler.lingerThreshold + 4
+        for id in 100..<100 + waiting { try channel.writeInbound(try datagram(id: UInt16(id))) }
+        let before = flushes(of: channel).count
+
+        // Two answers in while enough queries still wait: they linger, past the end of the tick.
+        queries.answer(first: 2)
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil, "lingering")
+        channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 100)
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 101)
+        #expect(flushes(of: channel).count == before + 1, "both in one flush")
+
+        // The rest: the first linger, and once few queries are left to wait for, the end of the tick
+        // flushes them all at once.
+        queries.answer()
+        channel.embeddedEventLoop.run()
+        var ids: [UInt16] = []
+        while let reply = try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) { ids.append(reply.data.getInteger(at: 0, as: UInt16.self)!) }
+        #expect(ids == (102..<100 + waiting).map { UInt16($0) })
+        #expect(flushes(of: channel).count == before + 2)
+        channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
+        #expect(flushes(of: channel).count == before + 2, "no second flush when nothing is pending")
         #expect(try channel.finish().isClean)
     }
 
@@ -93,7 +124,7 @@ import Testing
         try channel.connect(to: Self.client).wait()
         for id in [200, 201] as [UInt16] { try channel.writeInbound(try TCPQueryFramingTests.framed(id: id)) }
         let before = flushes(of: channel).count
-        queries.answerAll()
+        queries.answer()
         channel.embeddedEventLoop.run()
         // Each reply behind its length.
         #expect(try channel.readOutbound(as: ByteBuffer.self)?.getInteger(at: 2, as: UInt16.self) == 200)
