@@ -89,8 +89,8 @@ import Testing
         #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 101)
         #expect(flushes(of: channel).count == before + 1, "both in one flush")
 
-        // The rest: the first linger, and once few queries are left to wait for, the end of the tick
-        // flushes them all at once.
+        // The rest: the first ones linger again, and once fewer than the threshold are left waiting,
+        // the next answer asks for the end of the tick, which flushes them all at once.
         queries.answer()
         channel.embeddedEventLoop.run()
         var ids: [UInt16] = []
