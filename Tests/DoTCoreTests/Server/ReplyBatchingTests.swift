@@ -102,6 +102,25 @@ import Testing
         #expect(try channel.finish().isClean)
     }
 
+    @Test func aReadFlushesLingeringAnswersWithItsOwnReplies() throws {
+        let queries = HeldQueryHandler()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: queries)])
+        for id in 100..<100 + DNSUDPQueryHandler.lingerThreshold + 2 { try channel.writeInbound(try datagram(id: UInt16(id))) }
+        let before = flushes(of: channel).count
+        queries.answer(first: 1)
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil, "lingering")
+
+        // A cache hit read before the linger ends takes the lingering answer out with it.
+        try channel.writeInbound(try datagram(id: 1))
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 100)
+        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 1)
+        #expect(flushes(of: channel).count == before + 1)
+        channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
+        #expect(flushes(of: channel).count == before + 1, "the linger's end finds nothing left to flush")
+    }
+
     @Test func hitsOfOneReadLeaveInOneFlushAtReadComplete() throws {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: HeldQueryHandler())])
