@@ -34,6 +34,11 @@ final class DoTConnection: ChannelInboundHandler {
     private var pending: [UInt16: DoTQuery] = [:]
     private var nextID = UInt16.random(in: .min ... .max)
     private var flushScheduled = false
+    /// Replies were read since the last flush of queries, and under load their ACK was left to ride on
+    /// the next one (see `channelReadComplete(context:)`).
+    private var ackOwed = false
+    /// Whether the check that sends an owed ACK at the latest after ``ackDeferral`` is armed.
+    private var ackCheckArmed = false
     /// When the last query in flight was answered or expired; `nil` while the connection has never
     /// been idle.
     private var idleSince: NIODeadline?
@@ -81,6 +86,7 @@ final class DoTConnection: ChannelInboundHandler {
             flushScheduled = true
             context.eventLoop.assumeIsolated().execute { [self] in
                 flushScheduled = false
+                ackOwed = false
                 self.context?.flush()
             }
         }
@@ -129,8 +135,13 @@ final class DoTConnection: ChannelInboundHandler {
         }
     }
 
-    /// After a burst of reads, asks the kernel to acknowledge them now if replies are still awaited and
-    /// no query will be written this tick to carry the ACK.
+    /// The queries in flight from which on the ACK of a burst of reads waits for the next write.
+    static let ackDeferralThreshold = 16
+    /// How long, at most, that ACK waits before it is sent on its own.
+    static let ackDeferral = TimeAmount.microseconds(200)
+
+    /// After a burst of reads, sees that the kernel acknowledges them soon if replies are still awaited
+    /// and no query will be written this tick to carry the ACK.
     ///
     /// Upstreams such as Unbound write each reply as it is ready, with Nagle's algorithm on: while one
     /// reply is unacknowledged, the next ones wait for our ACK. Linux delays the ACKs of a connection
@@ -140,14 +151,40 @@ final class DoTConnection: ChannelInboundHandler {
     /// about to be flushed the ACK rides on them instead, which keeps the segments few under load.
     /// On a fresh TLS 1.3 connection this also stops the first reply waiting behind the server's
     /// session tickets.
+    ///
+    /// Under load (``ackDeferralThreshold`` queries or more in flight) the ACK waits up to
+    /// ``ackDeferral`` for the next flush of queries, which clients at that load send within
+    /// microseconds: meanwhile the upstream gathers its held replies into one segment, and the proxy
+    /// reads them in one go instead of sending an ACK segment and reading again for every few
+    /// replies. Only if no query was flushed by then is the ACK sent on its own.
     func channelReadComplete(context: ChannelHandlerContext) {
         if !flushScheduled && inFlight > 0 {
-            immediateAcks += 1
-            #if os(Linux)
-            _ = context.channel.setOption(ChannelOptions.socket(SocketOptionLevel(IPPROTO_TCP), SocketOptionName(TCP_QUICKACK)), value: 1)
-            #endif
+            if inFlight < Self.ackDeferralThreshold {
+                acknowledgeNow(context: context)
+            } else {
+                ackOwed = true
+                armAckCheck(context: context)
+            }
         }
         context.fireChannelReadComplete()
+    }
+
+    private func armAckCheck(context: ChannelHandlerContext) {
+        guard !ackCheckArmed else { return }
+        ackCheckArmed = true
+        context.eventLoop.assumeIsolated().scheduleTask(in: Self.ackDeferral) { [self] in
+            ackCheckArmed = false
+            guard ackOwed, inFlight > 0, let context = self.context else { return }
+            acknowledgeNow(context: context)
+        }
+    }
+
+    private func acknowledgeNow(context: ChannelHandlerContext) {
+        ackOwed = false
+        immediateAcks += 1
+        #if os(Linux)
+        _ = context.channel.setOption(ChannelOptions.socket(SocketOptionLevel(IPPROTO_TCP), SocketOptionName(TCP_QUICKACK)), value: 1)
+        #endif
     }
 
     /// One DNS message from the upstream: the reply to a pending query, or counted and dropped.

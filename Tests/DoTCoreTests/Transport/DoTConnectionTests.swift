@@ -72,6 +72,36 @@ import Testing
         _ = try? channel.finish()
     }
 
+    @Test func underLoadTheAckWaitsForTheNextWriteThenGoesOnItsOwn() throws {
+        let (channel, connection, pool) = try makeConnection()
+        defer { withExtendedLifetime(pool) {} }
+        let replies = NIOLockedValueBox<[ByteBuffer]>([])
+        for id in 0..<UInt16(DoTConnection.ackDeferralThreshold) { connection.enqueue(try makeQuery(id: id, replies: replies)) }
+        channel.embeddedEventLoop.run()
+
+        // A burst of reads at the threshold: the ACK is owed, not sent.
+        channel.pipeline.fireChannelReadComplete()
+        #expect(connection.immediateAcks == 0)
+
+        // The next query's flush carries it: nothing is sent when the check fires.
+        channel.embeddedEventLoop.advanceTime(by: .microseconds(50))
+        connection.enqueue(try makeQuery(id: 0x100, replies: replies))
+        channel.embeddedEventLoop.run()
+        channel.embeddedEventLoop.advanceTime(by: DoTConnection.ackDeferral)
+        #expect(connection.immediateAcks == 0)
+
+        // No query follows the next burst: the ACK goes on its own once the deferral is over, once.
+        channel.pipeline.fireChannelReadComplete()
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.advanceTime(by: DoTConnection.ackDeferral - .microseconds(1))
+        #expect(connection.immediateAcks == 0)
+        channel.embeddedEventLoop.advanceTime(by: .microseconds(1))
+        #expect(connection.immediateAcks == 1)
+        channel.embeddedEventLoop.advanceTime(by: DoTConnection.ackDeferral)
+        #expect(connection.immediateAcks == 1)
+        _ = try? channel.finish()
+    }
+
     /// Sends one query and answers it at once.
     func answerOne(on channel: EmbeddedChannel, _ connection: DoTConnection, replies: NIOLockedValueBox<[ByteBuffer]>) throws {
         connection.enqueue(try makeQuery(id: 7, replies: replies))
