@@ -138,7 +138,7 @@ final class DoTConnection: ChannelInboundHandler {
     /// The queries in flight from which on the ACK of a burst of reads waits for the next write.
     static let ackDeferralThreshold = 16
     /// How long, at most, that ACK waits before it is sent on its own.
-    static let ackDeferral = TimeAmount.microseconds(200)
+    static let ackDeferral = TimeAmount.microseconds(100)
 
     /// After a burst of reads, sees that the kernel acknowledges them soon if replies are still awaited
     /// and no query will be written this tick to carry the ACK.
