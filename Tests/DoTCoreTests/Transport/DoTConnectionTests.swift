@@ -84,7 +84,7 @@ import Testing
         #expect(connection.immediateAcks == 0)
 
         // The next query's flush carries it: nothing is sent when the check fires.
-        channel.embeddedEventLoop.advanceTime(by: .microseconds(50))
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(DoTConnection.ackDeferral.nanoseconds / 2))
         connection.enqueue(try makeQuery(id: 0x100, replies: replies))
         channel.embeddedEventLoop.run()
         channel.embeddedEventLoop.advanceTime(by: DoTConnection.ackDeferral)
