@@ -257,6 +257,8 @@ upstream_recursive_servers:
 
 # In the order the tables list them.
 WORKLOADS = ["hit", "miss", "mixed", "light", "pairs"]
+# The workloads that measure latency at a light load, not throughput.
+LATENCY_WORKLOADS = ("light", "pairs")
 
 SYSTEMS = {"dotproxy": config_dotproxy, "dnsdist": config_dnsdist, "unbound": config_unbound, "kresd": config_kresd, "stubby": config_stubby}
 CACHING = {"dotproxy", "dnsdist", "unbound", "kresd"}
@@ -704,6 +706,8 @@ def main():
     parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby")
     parser.add_argument("--transports", default="udp,tcp")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--settle", type=float, default=5,
+                        help="seconds of quiet before each light and pairs run, for every system alike (0: none)")
     args = parser.parse_args()
     if args.report:
         with open(args.report) as f:
@@ -719,7 +723,7 @@ def main():
     work = tempfile.mkdtemp(prefix="dotproxy-e2e-")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     rig_dir = os.path.join(work, "upstream")
-    results = {"seconds": args.seconds, "rounds_run": args.rounds, "cpus": os.cpu_count(), "runs": [], "rounds": [], "fill": [], "fill_rounds": [], "idle_rss_mib": {}}
+    results = {"seconds": args.seconds, "rounds_run": args.rounds, "settle_seconds": args.settle, "cpus": os.cpu_count(), "runs": [], "rounds": [], "fill": [], "fill_rounds": [], "idle_rss_mib": {}}
     run_tag = f"r{int(time.time())}"
     try:
         out = subprocess.run([os.path.join(ROOT, "scripts/unbound-rig.sh"), "start", rig_dir], capture_output=True, text=True, check=True).stdout
@@ -754,6 +758,11 @@ def main():
                         # It goes first in even rounds and second in odd ones, as the second of two
                         # back-to-back runs tends to come out slower.
                         paired = system == "dotproxy" and workload == "miss"
+                        if workload in LATENCY_WORKLOADS and args.settle > 0:
+                            # Right after a saturating run the shared upstream and the machine answer
+                            # slower for some seconds, whichever proxy is asked, and more so the harder
+                            # the run before drove them; a latency run must not measure that recovery.
+                            time.sleep(args.settle)
                         if paired and round_index % 2 == 0:
                             direct.append(measure_direct(work, upstream_port, args.seconds, f"{tag}direct", transport, round_index + 1))
                         figures = measure(system, port, process.pid, transport, workload, args.seconds, work, tag, upstream_port)
