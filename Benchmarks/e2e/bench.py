@@ -752,17 +752,17 @@ def main():
                 for transport in args.transports.split(","):
                     for workload in args.workloads.split(","):
                         tag = f"{tag_round}{system}{transport}{workload}"
+                        if workload in LATENCY_WORKLOADS and args.settle > 0:
+                            # Right after a saturating run the shared upstream and the machine answer
+                            # slower for some seconds, whichever proxy is asked, and more so the harder
+                            # the run before drove them; a latency run must not measure that recovery.
+                            time.sleep(args.settle)
                         # The reference for dotproxy's misses, dnsperf speaking DoT straight to the
                         # upstream, runs right beside each of them: the machine's speed drifts by a
                         # quarter within minutes, and a pair taken seconds apart shares the drift.
                         # It goes first in even rounds and second in odd ones, as the second of two
                         # back-to-back runs tends to come out slower.
                         paired = system == "dotproxy" and workload == "miss"
-                        if workload in LATENCY_WORKLOADS and args.settle > 0:
-                            # Right after a saturating run the shared upstream and the machine answer
-                            # slower for some seconds, whichever proxy is asked, and more so the harder
-                            # the run before drove them; a latency run must not measure that recovery.
-                            time.sleep(args.settle)
                         if paired and round_index % 2 == 0:
                             direct.append(measure_direct(work, upstream_port, args.seconds, f"{tag}direct", transport, round_index + 1))
                         figures = measure(system, port, process.pid, transport, workload, args.seconds, work, tag, upstream_port)

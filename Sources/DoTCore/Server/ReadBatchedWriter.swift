@@ -29,10 +29,11 @@ final class ReadBatchedWriter {
     func write(_ data: NIOAny, context: ChannelHandlerContext, linger: TimeAmount? = nil) {
         context.write(data, promise: nil)
         flushPending = true
-        guard !reading, !endOfTickFlushScheduled else { return }
+        // A flush already on its way takes this reply too. Under load most lingering answers end here,
+        // so the loop check and the retains of a task's context come after this test, not before.
+        guard !reading, !endOfTickFlushScheduled, linger == nil || !lingeringFlushScheduled else { return }
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         if let linger {
-            guard !lingeringFlushScheduled else { return }
             lingeringFlushScheduled = true
             context.eventLoop.assumeIsolated().scheduleTask(in: linger) { [self] in
                 lingeringFlushScheduled = false
