@@ -151,10 +151,10 @@ def rss_kib(pid, key):
     return 0
 
 
-def upstream_connections(port):
-    """Local ports of TCP connections to the upstream right now."""
-    out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"127.0.0.1:{port}"], capture_output=True, text=True).stdout
-    return {line.split()[2] for line in out.splitlines() if line.strip()}
+def upstream_connections(port, pid):
+    """Local ports of process `pid`'s TCP connections to the upstream right now (other systems may be up)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", f"127.0.0.1:{port}"], capture_output=True, text=True).stdout
+    return {line.split()[2] for line in out.splitlines() if f"pid={pid}," in line}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -451,9 +451,9 @@ def pair_latencies(port, transport, seconds, tag):
 
 def measure_pairs(pid, port, transport, seconds, tag, upstream_port):
     before = usage_before(pid)
-    connections = upstream_connections(upstream_port)
+    connections = upstream_connections(upstream_port, pid)
     latencies = pair_latencies(port, transport, seconds, tag)
-    connections |= upstream_connections(upstream_port)
+    connections |= upstream_connections(upstream_port, pid)
     answered = sorted(x for x in latencies if x is not None)
     # sent and completed count queries; lost counts pairs that did not get both answers within 1 s.
     return {
@@ -499,7 +499,7 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
     if probe:
         probe.start()
     while proc.poll() is None and time.time() < deadline:
-        connections |= upstream_connections(upstream_port)
+        connections |= upstream_connections(upstream_port, pid)
         time.sleep(0.25)
     stop.set()
     if proc.poll() is None:
@@ -692,6 +692,56 @@ def target_table(results):
     return "\n".join(lines) + "\n"
 
 
+def record(results, samples, figures, system, transport, workload, round_number):
+    """Keeps one run's figures for the tables and prints them."""
+    figures.update(system=system, transport=transport, workload=workload, round=round_number)
+    results["rounds"].append(figures)
+    samples.setdefault((system, transport, workload), []).append(figures)
+    print(f"{system:8} {transport} {workload:5}: {figures['qps'] or 0:9.0f} QPS  avg {figures['avg_ms'] or 0:.2f} ms  "
+          f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
+          f"conns {figures['upstream_connections']}  host busy {figures['host_busy_pct'] or 0:.0f}%  "
+          f"wake-ups {figures['wakeups_per_query'] or 0:.2f}/q", flush=True)
+
+
+def measure_latency_interleaved(args, systems, workloads, work, rig, upstream_port, run_tag, results, samples):
+    """The latency workloads (light, pairs), with every system up at once on its own port, taken in
+    turn within each round (the order rotates by round), so that the systems' runs of one round lie
+    seconds apart rather than minutes.
+
+    Latency at 200 QPS is mostly wake-ups, and on a shared virtual machine their cost drifts from
+    minute to minute: run one system at a time after its load runs, the same build's UDP light
+    average ranged 0.064-0.169 ms over five rounds, and a pause of 5, 10 or 20 s after a saturating
+    run did not narrow it. The systems that wait meanwhile are idle: the host was 2-3% busy during
+    the interleaved light runs of the other systems, against 1% with one system up.
+    """
+    processes = {}
+    try:
+        for system in systems:
+            port = free_port()
+            log = open(os.path.join(work, f"{system}-latency.log"), "w")
+            process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy, args.threads), log)
+            if not wait_ready(port):
+                print(f"{system}: did not answer for the latency runs; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
+                stop(process)
+                continue
+            processes[system] = (port, process)
+        # Quiet after the last saturating run, for the shared upstream and the machine.
+        time.sleep(args.settle)
+        for round_index in range(args.rounds):
+            shift = round_index % max(1, len(processes))
+            order = list(processes)[shift:] + list(processes)[:shift]
+            for transport in args.transports.split(","):
+                for workload in workloads:
+                    for system in order:
+                        port, process = processes[system]
+                        tag = f"{run_tag}n{round_index}{system}{transport}{workload}"
+                        figures = measure(system, port, process.pid, transport, workload, args.seconds, work, tag, upstream_port)
+                        record(results, samples, figures, system, transport, workload, round_index + 1)
+    finally:
+        for _, process in processes.values():
+            stop(process)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dotproxy", help="the dotproxy binary to measure (run.sh builds it)")
@@ -707,7 +757,7 @@ def main():
     parser.add_argument("--transports", default="udp,tcp")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--settle", type=float, default=5,
-                        help="seconds of quiet before each light and pairs run, for every system alike (0: none)")
+                        help="seconds of quiet between the last saturating run and the latency runs (light, pairs)")
     args = parser.parse_args()
     if args.report:
         with open(args.report) as f:
@@ -737,6 +787,9 @@ def main():
         samples = {}
         idle = {}
         direct = []
+        workloads = [w for w in args.workloads.split(",") if w]
+        load_workloads = [w for w in workloads if w not in LATENCY_WORKLOADS]
+        latency_workloads = [w for w in workloads if w in LATENCY_WORKLOADS]
         for round_index in range(args.rounds):
             tag_round = f"{run_tag}n{round_index}"
             for system in systems:
@@ -750,13 +803,8 @@ def main():
                 time.sleep(0.5)
                 idle.setdefault(system, []).append((rss_kib(process.pid, "VmRSS") / 1024, rss_kib(process.pid, "RssAnon") / 1024))
                 for transport in args.transports.split(","):
-                    for workload in args.workloads.split(","):
+                    for workload in load_workloads:
                         tag = f"{tag_round}{system}{transport}{workload}"
-                        if workload in LATENCY_WORKLOADS and args.settle > 0:
-                            # Right after a saturating run the shared upstream and the machine answer
-                            # slower for some seconds, whichever proxy is asked, and more so the harder
-                            # the run before drove them; a latency run must not measure that recovery.
-                            time.sleep(args.settle)
                         # The reference for dotproxy's misses, dnsperf speaking DoT straight to the
                         # upstream, runs right beside each of them: the machine's speed drifts by a
                         # quarter within minutes, and a pair taken seconds apart shares the drift.
@@ -768,13 +816,7 @@ def main():
                         figures = measure(system, port, process.pid, transport, workload, args.seconds, work, tag, upstream_port)
                         if paired and round_index % 2 == 1:
                             direct.append(measure_direct(work, upstream_port, args.seconds, f"{tag}direct", transport, round_index + 1))
-                        figures.update(system=system, transport=transport, workload=workload, round=round_index + 1)
-                        results["rounds"].append(figures)
-                        samples.setdefault((system, transport, workload), []).append(figures)
-                        print(f"{system:8} {transport} {workload:5}: {figures['qps'] or 0:9.0f} QPS  avg {figures['avg_ms'] or 0:.2f} ms  "
-                              f"lost {figures['lost']}  cpu {figures['cpu_us_per_query'] or 0:.1f} µs/q  rss {figures['peak_rss_mib']:.0f} MiB  "
-                              f"conns {figures['upstream_connections']}  host busy {figures['host_busy_pct'] or 0:.0f}%  "
-                              f"wake-ups {figures['wakeups_per_query'] or 0:.2f}/q", flush=True)
+                        record(results, samples, figures, system, transport, workload, round_index + 1)
                 if args.fill and system in CACHING:
                     # A fresh process: the workloads above may already have filled the cache to its bound.
                     stop(process)
@@ -789,6 +831,8 @@ def main():
                     print(f"{system:8} fill {args.fill} names: {figures['answered']} answered at {figures['qps']:.0f} QPS, "
                           f"RSS {figures['rss_before_mib']:.0f} -> {figures['rss_after_mib']:.0f} MiB", flush=True)
                 stop(process)
+        if latency_workloads:
+            measure_latency_interleaved(args, systems, latency_workloads, work, rig, upstream_port, run_tag, results, samples)
         if direct:
             results["direct_rounds"] = direct  # each with its transport and round; the report takes medians
         results["idle_rss_mib"] = {system: statistics.median(v[0] for v in values) for system, values in idle.items()}
