@@ -692,6 +692,18 @@ def target_table(results):
     return "\n".join(lines) + "\n"
 
 
+def start_ready(system, port, args, work, rig, purpose):
+    """Starts `system` on `port` and waits until it answers; None, after printing its log's tail, if it
+    does not. `purpose` names the log and the message."""
+    log = open(os.path.join(work, f"{system}-{purpose.replace(' ', '-')}.log"), "w")
+    process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy, args.threads), log)
+    if wait_ready(port):
+        return process
+    print(f"{system}: did not answer for the {purpose}; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
+    stop(process)
+    return None
+
+
 def record(results, samples, figures, system, transport, workload, round_number):
     """Keeps one run's figures for the tables and prints them."""
     figures.update(system=system, transport=transport, workload=workload, round=round_number)
@@ -718,13 +730,9 @@ def measure_latency_interleaved(args, systems, workloads, work, rig, upstream_po
     try:
         for system in systems:
             port = free_port()
-            log = open(os.path.join(work, f"{system}-latency.log"), "w")
-            process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy, args.threads), log)
-            if not wait_ready(port):
-                print(f"{system}: did not answer for the latency runs; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
-                stop(process)
-                continue
-            processes[system] = (port, process)
+            process = start_ready(system, port, args, work, rig, "latency runs")
+            if process:
+                processes[system] = (port, process)
         # Quiet after the last saturating run, for the shared upstream and the machine.
         time.sleep(args.settle)
         for round_index in range(args.rounds):
@@ -794,11 +802,8 @@ def main():
             tag_round = f"{run_tag}n{round_index}"
             for system in systems:
                 port = free_port()
-                log = open(os.path.join(work, f"{system}.log"), "w")
-                process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy, args.threads), log)
-                if not wait_ready(port):
-                    print(f"{system}: did not answer; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
-                    stop(process)
+                process = start_ready(system, port, args, work, rig, "load runs")
+                if not process:
                     continue
                 time.sleep(0.5)
                 idle.setdefault(system, []).append((rss_kib(process.pid, "VmRSS") / 1024, rss_kib(process.pid, "RssAnon") / 1024))
@@ -820,10 +825,8 @@ def main():
                 if args.fill and system in CACHING:
                     # A fresh process: the workloads above may already have filled the cache to its bound.
                     stop(process)
-                    process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy, args.threads), log)
-                    if not wait_ready(port):
-                        print(f"{system}: not ready after restarting for the fill; no memory-per-name figure this round", flush=True)
-                        stop(process)
+                    process = start_ready(system, port, args, work, rig, "fill")
+                    if not process:
                         continue
                     figures = measure_fill(system, port, process.pid, work, f"{tag_round}{system}fill", args.fill)
                     figures.update(system=system, round=round_index + 1)
