@@ -193,6 +193,7 @@ public final class DNSProxyServer: Service {
             var address = requested
             var listeners: [Listener] = []
             do {
+                let segmentsReplies = Self.segmentsUDPReplies(listeningOn: requested)
                 for loop in group.makeIterator() {
                     let udpHandler = try await loop.submit { NIOLoopBound(DNSUDPQueryHandler(handler: self.handler), eventLoop: loop) }.get()
                     let channel = try await DatagramBootstrap(group: loop)
@@ -206,7 +207,10 @@ public final class DNSProxyServer: Service {
                             .recvAllocator,
                             value: FixedSizeRecvByteBufferAllocator(capacity: Self.datagramsPerRead * Self.maximumUDPQuerySize))
                         .channelInitializer { channel in
-                            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(udpHandler.value) }
+                            channel.eventLoop.makeCompletedFuture {
+                                if segmentsReplies { try channel.pipeline.syncOperations.addHandler(UDPReplyCoalescer()) }
+                                try channel.pipeline.syncOperations.addHandler(udpHandler.value)
+                            }
                         }
                         .bind(to: address).get()
                     listeners.append(Listener(channel: channel, udpHandler: udpHandler))
@@ -224,6 +228,16 @@ public final class DNSProxyServer: Service {
             }
         }
     }
+
+    /// Whether a UDP listener on `address` sends replies to one client in segmented datagrams
+    /// (`UDPReplyCoalescer`): on Linux with `UDP_SEGMENT`, for listeners on loopback addresses, whose
+    /// clients are reached only over the loopback device, where the kernel accepts such sends.
+    static func segmentsUDPReplies(listeningOn address: SocketAddress) -> Bool {
+        guard System.supportsUDPSegmentationOffload, let host = ClientAddress(address) else { return false }
+        return loopbackNetworks.contains { $0.contains(host) }
+    }
+
+    private static let loopbackNetworks = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
 
     private func makeTCPBootstrap() -> ServerBootstrap {
         let limiter = self.limiter
