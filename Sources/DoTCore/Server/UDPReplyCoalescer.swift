@@ -16,9 +16,10 @@ import NIOCore
 /// longer than ``maximumSegmentSize``, passes through as it is.
 ///
 /// Use it only where the kernel is known to accept segmented sends to every client of the channel:
-/// the server adds it to listeners on loopback addresses (see `DNSProxyServer`). Elsewhere an IPsec
-/// route, or on older kernels a device without checksum offload, fails the send with `EIO`, and
-/// SwiftNIO closes a datagram channel on that error.
+/// the server adds it to listeners on loopback addresses, once a segmented datagram sent there at
+/// start-up went out (see `DNSProxyServer`). Elsewhere an IPsec route, or on older kernels a device
+/// without checksum offload, fails the send with `EIO`, and SwiftNIO closes a datagram channel on
+/// that error.
 final class UDPReplyCoalescer: ChannelOutboundHandler {
     typealias OutboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>

@@ -98,6 +98,16 @@ import Testing
 
     // MARK: Through the kernel
 
+    @Test(.enabled(if: System.supportsUDPSegmentationOffload))
+    func theStartUpCheckSendsASegmentedDatagramOnLoopbackAndFailsWhereItCannotBind() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        try await DNSProxyServer.sendSegmentedDatagram(from: try SocketAddress(ipAddress: "127.0.0.1", port: 5053), group: group)
+        try await DNSProxyServer.sendSegmentedDatagram(from: try SocketAddress(ipAddress: "::1", port: 5053), group: group)
+        await #expect(throws: (any Error).self, "not an address of this machine") {
+            try await DNSProxyServer.sendSegmentedDatagram(from: try SocketAddress(ipAddress: "192.0.2.1", port: 5053), group: group)
+        }
+    }
+
     struct NoReply: Error {}
 
     /// Echoes every datagram once `count` have arrived, all written before one flush.
