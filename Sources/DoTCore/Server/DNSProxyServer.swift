@@ -188,7 +188,7 @@ public final class DNSProxyServer: Service {
     /// same port. With port 0 the kernel picks the UDP port, and TCP may already use it (an outgoing
     /// connection's local port, for one); then the UDP sockets are closed and another port is tried.
     private func bindListeners(for requested: SocketAddress) async throws -> (SocketAddress, [Listener]) {
-        let segmentsReplies = await segmentsUDPReplies(listeningOn: requested)
+        let segmentsReplies = segmentsUDPReplies(listeningOn: requested)
         var attempt = 1
         while true {
             var address = requested
@@ -232,41 +232,17 @@ public final class DNSProxyServer: Service {
     /// Whether a UDP listener on `address` sends replies to one client in segmented datagrams
     /// (`UDPReplyCoalescer`): on Linux with `UDP_SEGMENT`, for listeners on loopback addresses, whose
     /// clients are reached only over the loopback device, and only if a segmented datagram sent there
-    /// at start-up goes out (it would not if the loopback device's checksum offload were turned off).
-    private func segmentsUDPReplies(listeningOn address: SocketAddress) async -> Bool {
-        guard Self.segmentsUDPReplies(listeningOn: address) else { return false }
+    /// at start-up goes out.
+    private func segmentsUDPReplies(listeningOn address: SocketAddress) -> Bool {
+        guard UDPSegmentation.isCandidate(address) else { return false }
         do {
-            try await Self.sendSegmentedDatagram(from: address, group: group)
+            try UDPSegmentation.sendProbe(from: address)
             return true
         } catch {
             logger.notice("UDP replies are sent one datagram each: a segmented datagram failed", metadata: ["address": "\(address)", "error": "\(error)"])
             return false
         }
     }
-
-    /// Whether a listener on `address` may segment its replies, before trying: the platform has
-    /// `UDP_SEGMENT` and the address is a loopback address.
-    static func segmentsUDPReplies(listeningOn address: SocketAddress) -> Bool {
-        guard System.supportsUDPSegmentationOffload, let host = ClientAddress(address) else { return false }
-        return loopbackNetworks.contains { $0.contains(host) }
-    }
-
-    /// Sends a datagram of two segments from a new socket on `address`'s host to itself. SwiftNIO
-    /// closes a datagram channel whose send fails with `EIO` or `EINVAL`, so a listener must not learn
-    /// that from a client's reply.
-    static func sendSegmentedDatagram(from address: SocketAddress, group: any EventLoopGroup) async throws {
-        var local = address
-        local.port = 0
-        let channel = try await DatagramBootstrap(group: group).bind(to: local).get()
-        defer { channel.close(promise: nil) }
-        let segmentSize = 16
-        let metadata = AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: segmentSize)
-        let datagram = ByteBuffer(repeating: 0, count: 2 * segmentSize)
-        guard let itself = channel.localAddress else { throw ChannelError.unknownLocalAddress }
-        try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: itself, data: datagram, metadata: metadata))
-    }
-
-    private static let loopbackNetworks = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
 
     private func makeTCPBootstrap() -> ServerBootstrap {
         let limiter = self.limiter

@@ -89,26 +89,43 @@ import Testing
     @Test func onlyLoopbackListenersSegmentReplies() throws {
         let supported = System.supportsUDPSegmentationOffload
         for address in ["127.0.0.1", "127.0.0.53", "::1"] {
-            #expect(DNSProxyServer.segmentsUDPReplies(listeningOn: try SocketAddress(ipAddress: address, port: 53)) == supported, "\(address)")
+            #expect(UDPSegmentation.isCandidate(try SocketAddress(ipAddress: address, port: 53)) == supported, "\(address)")
         }
         for address in ["0.0.0.0", "::", "192.0.2.1", "2001:db8::1"] {
-            #expect(!DNSProxyServer.segmentsUDPReplies(listeningOn: try SocketAddress(ipAddress: address, port: 53)), "\(address)")
+            #expect(!UDPSegmentation.isCandidate(try SocketAddress(ipAddress: address, port: 53)), "\(address)")
         }
     }
 
     // MARK: Through the kernel
 
+    struct NoReply: Error {}
+
     @Test(.enabled(if: System.supportsUDPSegmentationOffload))
-    func theStartUpCheckSendsASegmentedDatagramOnLoopbackAndFailsWhereItCannotBind() async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
-        try await DNSProxyServer.sendSegmentedDatagram(from: try SocketAddress(ipAddress: "127.0.0.1", port: 5053), group: group)
-        try await DNSProxyServer.sendSegmentedDatagram(from: try SocketAddress(ipAddress: "::1", port: 5053), group: group)
-        await #expect(throws: (any Error).self, "not an address of this machine") {
-            try await DNSProxyServer.sendSegmentedDatagram(from: try SocketAddress(ipAddress: "192.0.2.1", port: 5053), group: group)
+    func theStartUpCheckSendsASegmentedDatagramOnLoopbackAndFailsWhereItCannotBind() throws {
+        try UDPSegmentation.sendProbe(from: try SocketAddress(ipAddress: "127.0.0.1", port: 5053))
+        try UDPSegmentation.sendProbe(from: try SocketAddress(ipAddress: "::1", port: 5053))
+        #expect(throws: IOError.self, "not an address of this machine") {
+            try UDPSegmentation.sendProbe(from: try SocketAddress(ipAddress: "192.0.2.1", port: 5053))
         }
     }
 
-    struct NoReply: Error {}
+    @Test(.enabled(if: System.supportsUDPSegmentationOffload))
+    func theStartUpCheckSendsTwoDatagramsOfItsSegmentSize() async throws {
+        // The probe's own datagram goes to its own socket; sent to a listening one instead, it must
+        // arrive as two datagrams of 16 octets, not one of 32 (a control message the kernel ignored).
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let done = loop.makePromise(of: [ByteBuffer].self)
+        let receiver = try await DatagramBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(count: 2, done: done)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { receiver.close(promise: nil) }
+        let timer = loop.scheduleTask(in: .seconds(3)) { done.fail(NoReply()) }
+        defer { timer.cancel() }
+        try UDPSegmentation.sendProbe(from: try SocketAddress(ipAddress: "127.0.0.1", port: 0), to: receiver.localAddress!)
+        #expect(try await done.futureResult.get().map(\.readableBytes) == [16, 16])
+    }
 
     /// Echoes every datagram once `count` have arrived, all written before one flush.
     final class EchoAllAtOnce: ChannelInboundHandler {
