@@ -17,7 +17,7 @@ import NIOCore
 ///
 /// Use it only where the kernel is known to accept segmented sends to every client of the channel:
 /// the server adds it to listeners on loopback addresses, once a segmented datagram sent there at
-/// start-up went out (see `DNSProxyServer`). Elsewhere an IPsec route, or on older kernels a device
+/// start-up went out (see `DNSProxyServer`). Elsewhere an IPsec route, or on some kernels a device
 /// without checksum offload, fails the send with `EIO`, and SwiftNIO closes a datagram channel on
 /// that error.
 final class UDPReplyCoalescer: ChannelOutboundHandler {
