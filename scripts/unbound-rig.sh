@@ -95,14 +95,22 @@ TMPL
 fi
 pin=$(certtool --key-info --load-privkey "$dir/server.key" 2>/dev/null | awk '/Public Key PIN:/{getline; sub(/^[ \t]*pin-sha256:/,""); print; exit}')
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-dns_port=$(free_port); dot_port=$(free_port)
-while [ "$dot_port" = "$dns_port" ]; do dot_port=$(free_port); done
+# A port free for both TCP and UDP right now; Unbound binds both on each. Another process may still
+# take it before Unbound does (tests start rigs in parallel), so the start below tries new ports.
+free_port() { python3 -c '
+import socket
+while True:
+    t = socket.socket(); t.bind(("127.0.0.1", 0)); port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try: u.bind(("127.0.0.1", port))
+    except OSError: continue
+    print(port); break'; }
 
 # A TXT record over 1,232 octets: six strings of 250 octets.
 big_txt=""
 for i in 1 2 3 4 5 6; do big_txt+=" \"$(printf "%0250d" "$i")\""; done
 
+write_conf() {
 cat > "$dir/unbound.conf" <<CONF
 server:
   username: ""
@@ -151,12 +159,24 @@ server:
   local-zone: "unique.test." redirect
   local-data: "unique.test. 60 IN A 192.0.2.99"
 CONF
+}
 
-unbound-checkconf "$dir/unbound.conf" >/dev/null
-# Unbound daemonizes; it must not inherit our stdout, or a caller reading it to EOF would wait forever.
-unbound -c "$dir/unbound.conf" </dev/null >/dev/null 2>&1
-# Wait until both ports answer (Unbound writes its PID file once it has bound).
-wait_ready "$dns_port" "$dot_port"
+for attempt in 1 2 3 4 5; do
+  dns_port=$(free_port); dot_port=$(free_port)
+  while [ "$dot_port" = "$dns_port" ]; do dot_port=$(free_port); done
+  write_conf
+  unbound-checkconf "$dir/unbound.conf" >/dev/null
+  # Unbound daemonizes; it must not inherit our stdout, or a caller reading it to EOF would wait
+  # forever. Then wait until both ports answer (it writes its PID file once it has bound).
+  if unbound -c "$dir/unbound.conf" </dev/null >/dev/null 2>"$dir/unbound.start.err" && wait_ready "$dns_port" "$dot_port"; then
+    break
+  fi
+  if [ "$attempt" = 5 ]; then
+    echo "unbound-rig: Unbound did not start in 5 attempts on free ports; its last error:" >&2
+    cat "$dir/unbound.start.err" >&2
+    exit 1
+  fi
+done
 cat > "$dir/rig.env" <<ENV
 RIG_PID=$(cat "$dir/unbound.pid")
 RIG_DNS_PORT=$dns_port
