@@ -51,29 +51,29 @@ enum UDPSegmentation {
             guard named == 0 else { throw IOError(errnoCode: errno, reason: "getsockname") }
         }
 
+        // The datagram, then one control message: level SOL_UDP (17), type UDP_SEGMENT (103,
+        // linux/udp.h) and a UInt16 segment size after the cmsghdr, padded to 8 octets.
         let segmentSize = 16
-        var payload = [UInt8](repeating: 0, count: 2 * segmentSize)
-        // One control message: level SOL_UDP (17), type UDP_SEGMENT (103, linux/udp.h), a UInt16
-        // segment size; a cmsghdr is 16 octets on 64-bit Linux, and the message is padded to 8.
         let headerLength = MemoryLayout<cmsghdr>.size
-        var control = [UInt8](repeating: 0, count: headerLength + 8)
-        control.withUnsafeMutableBytes { bytes in
-            bytes.storeBytes(of: headerLength + MemoryLayout<UInt16>.size, toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_len)!, as: Int.self)
-            bytes.storeBytes(of: CInt(17), toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_level)!, as: CInt.self)
-            bytes.storeBytes(of: CInt(103), toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_type)!, as: CInt.self)
-            bytes.storeBytes(of: UInt16(segmentSize), toByteOffset: headerLength, as: UInt16.self)
+        let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * segmentSize, alignment: 8)
+        let control = UnsafeMutableRawBufferPointer.allocate(byteCount: headerLength + 8, alignment: MemoryLayout<cmsghdr>.alignment)
+        defer {
+            payload.deallocate()
+            control.deallocate()
         }
-        let sent = payload.withUnsafeMutableBytes { payloadBytes in
-            control.withUnsafeMutableBytes { controlBytes in
-                withUnsafeMutablePointer(to: &target) { name in
-                    var vector = iovec(iov_base: payloadBytes.baseAddress, iov_len: payloadBytes.count)
-                    return withUnsafeMutablePointer(to: &vector) { vector in
-                        var message = msghdr(
-                            msg_name: UnsafeMutableRawPointer(name), msg_namelen: targetLength, msg_iov: vector, msg_iovlen: 1,
-                            msg_control: controlBytes.baseAddress, msg_controllen: controlBytes.count, msg_flags: 0)
-                        return sendmsg(socket, &message, 0)
-                    }
-                }
+        payload.initializeMemory(as: UInt8.self, repeating: 0)
+        control.initializeMemory(as: UInt8.self, repeating: 0)
+        control.storeBytes(of: headerLength + MemoryLayout<UInt16>.size, toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_len)!, as: Int.self)
+        control.storeBytes(of: CInt(17), toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_level)!, as: CInt.self)
+        control.storeBytes(of: CInt(103), toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_type)!, as: CInt.self)
+        control.storeBytes(of: UInt16(segmentSize), toByteOffset: headerLength, as: UInt16.self)
+        var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
+        let sent = withUnsafeMutablePointer(to: &target) { name in
+            withUnsafeMutablePointer(to: &vector) { vector in
+                var message = msghdr(
+                    msg_name: UnsafeMutableRawPointer(name), msg_namelen: targetLength, msg_iov: vector, msg_iovlen: 1,
+                    msg_control: control.baseAddress, msg_controllen: control.count, msg_flags: 0)
+                return sendmsg(socket, &message, 0)
             }
         }
         guard sent == payload.count else { throw IOError(errnoCode: errno, reason: "sendmsg") }
