@@ -260,8 +260,11 @@ WORKLOADS = ["hit", "miss", "mixed", "light", "pairs"]
 # The workloads that measure latency at a light load, not throughput.
 LATENCY_WORKLOADS = ("light", "pairs")
 
-SYSTEMS = {"dotproxy": config_dotproxy, "dnsdist": config_dnsdist, "unbound": config_unbound, "kresd": config_kresd, "stubby": config_stubby}
-CACHING = {"dotproxy", "dnsdist", "unbound", "kresd"}
+# "baseline" is another dotproxy build (--baseline BIN), measured as one more peer: to compare two builds
+# the way the benchmark starts and measures them.
+SYSTEMS = {"dotproxy": config_dotproxy, "baseline": config_dotproxy, "dnsdist": config_dnsdist, "unbound": config_unbound,
+           "kresd": config_kresd, "stubby": config_stubby}
+CACHING = {"dotproxy", "baseline", "dnsdist", "unbound", "kresd"}
 
 # ---------------------------------------------------------------------------------------------------
 # Workloads
@@ -696,7 +699,8 @@ def start_ready(system, port, args, work, rig, purpose):
     """Starts `system` on `port` and waits until it answers; None, after printing its log's tail, if it
     does not. `purpose` names the log and the message."""
     log = open(os.path.join(work, f"{system}-{purpose.replace(' ', '-')}.log"), "w")
-    process = start(system, SYSTEMS[system](work, port, rig, args.dotproxy, args.threads), log)
+    binary = args.baseline if system == "baseline" else args.dotproxy
+    process = start(system, SYSTEMS[system](work, port, rig, binary, args.threads), log)
     if wait_ready(port):
         return process
     print(f"{system}: did not answer for the {purpose}; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
@@ -761,7 +765,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="worker threads for dotproxy, dnsdist (UDP listeners) and the Unbound forwarder; Knot Resolver and "
                              "Stubby run one. The default leaves the second of two cores to dnsperf and the upstream")
-    parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby")
+    parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby",
+                        help="which systems to measure; add baseline (with --baseline) to compare two dotproxy builds")
+    parser.add_argument("--baseline", metavar="BIN", help="another dotproxy binary, measured as the system baseline")
     parser.add_argument("--transports", default="udp,tcp")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--settle", type=float, default=5,
@@ -775,7 +781,12 @@ def main():
     if not args.dotproxy:
         parser.error("--dotproxy is required to measure")
     systems = [s for s in args.systems.split(",") if s]
-    for tool in ["dnsperf", "dig", "ss"] + [("unbound" if s == "unbound" else s) for s in systems if s != "dotproxy"]:
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        parser.error(f"--systems: unknown {', '.join(unknown)} (known: {', '.join(SYSTEMS)})")
+    if "baseline" in systems and not args.baseline:
+        parser.error("--systems baseline needs --baseline BIN")
+    for tool in ["dnsperf", "dig", "ss"] + [s for s in systems if s not in ("dotproxy", "baseline")]:
         if not shutil.which(tool):
             sys.exit(f"e2e: {tool} is not installed (Benchmarks/e2e/run.sh installs it)")
     work = tempfile.mkdtemp(prefix="dotproxy-e2e-")

@@ -5,6 +5,11 @@
 #   Benchmarks/e2e/run.sh [--seconds 15] [--rounds 1] [--fill 1000000] [--threads 1]
 #                         [--systems dotproxy,dnsdist,unbound,kresd,stubby]
 #                         [--transports udp,tcp] [--workloads hit,miss,mixed,light,pairs]
+#                         [--baseline OLD_BINARY --systems dotproxy,baseline,...]
+#
+# --baseline runs another dotproxy binary as one more system, baseline: two builds compared the way the
+# benchmark starts and measures every system (each in its own session; see Docs/performance.md, "Hit
+# CPU after segmentation", for why that matters).
 #
 # pairs sends A and AAAA for a new name back to back, as getaddrinfo does, and times both answers.
 # --threads N gives dotproxy, dnsdist (UDP listeners) and the Unbound forwarder N worker threads each;
