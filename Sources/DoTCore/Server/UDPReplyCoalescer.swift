@@ -29,12 +29,18 @@ final class UDPReplyCoalescer: ChannelOutboundHandler {
     static let maximumSegmentSize = 512
     /// The most segments in one datagram; the kernel's limit (`UDP_MAX_SEGMENTS`) is 64 or more.
     static let maximumSegments = 64
+    /// How many of the latest groups a reply is compared with. Bounds the work per reply when one
+    /// flush holds replies to many clients, each with one or two (stubs that send every query from a
+    /// new port); a reply past the bound starts a group of its own.
+    static let groupsSearched = 64
 
     /// One group of replies to the same address with the same length, as indices into `held`.
     private struct Group {
         var first: Int
         var last: Int
         var length: Int
+        /// The address's port: compared before the whole address, which costs more.
+        var port: Int?
         var count: Int
     }
 
@@ -69,15 +75,17 @@ final class UDPReplyCoalescer: ChannelOutboundHandler {
         for index in held.indices {
             nextInGroup.append(-1)
             let length = held[index].data.readableBytes
-            // The length first: it is the cheaper test and rules out most groups.
-            if let group = groups.firstIndex(where: {
-                $0.length == length && $0.count < Self.maximumSegments && held[$0.first].remoteAddress == held[index].remoteAddress
+            let port = held[index].remoteAddress.port
+            // Length and port first: they are cheap and rule out most groups.
+            if let group = groups[groups.indices.suffix(Self.groupsSearched)].firstIndex(where: {
+                $0.length == length && $0.port == port && $0.count < Self.maximumSegments
+                    && held[$0.first].remoteAddress == held[index].remoteAddress
             }) {
                 nextInGroup[groups[group].last] = index
                 groups[group].last = index
                 groups[group].count += 1
             } else {
-                groups.append(Group(first: index, last: index, length: length, count: 1))
+                groups.append(Group(first: index, last: index, length: length, port: port, count: 1))
             }
         }
         for group in groups {

@@ -86,6 +86,33 @@ import Testing
         #expect(out[1].data.getInteger(at: 0, as: UInt8.self) == UInt8(UDPReplyCoalescer.maximumSegments), "in write order")
     }
 
+    @Test func aReplyIsComparedWithTheLatestGroupsOnly() throws {
+        // One reply to A, then replies to `others` other clients, then one more to A: A's second
+        // reply joins its first only while A's group is among the latest `groupsSearched`.
+        for (others, grouped) in [(UDPReplyCoalescer.groupsSearched - 1, true), (UDPReplyCoalescer.groupsSearched, false)] {
+            let channel = EmbeddedChannel(handler: UDPReplyCoalescer())
+            channel.write(Self.reply(1, length: 40), promise: nil)
+            for port in 0..<others {
+                channel.write(Self.reply(2, length: 40, to: try SocketAddress(ipAddress: "127.0.0.1", port: 6000 + port)), promise: nil)
+            }
+            channel.write(Self.reply(3, length: 40), promise: nil)
+            channel.flush()
+            let out = try Self.outbound(channel)
+            #expect(out.count == (grouped ? others + 1 : others + 2), "\(others) other clients")
+            #expect((out[0].metadata?.segmentSize == 40) == grouped, "\(others) other clients")
+            #expect(out.filter { $0.remoteAddress == Self.clientA }.map(\.data.readableBytes) == (grouped ? [80] : [40, 40]))
+        }
+    }
+
+    @Test func repliesToTheSamePortOnAnotherAddressAreNotGrouped() throws {
+        let channel = EmbeddedChannel(handler: UDPReplyCoalescer())
+        let samePort = try SocketAddress(ipAddress: "127.0.0.2", port: Self.clientA.port!)
+        channel.write(Self.reply(1, length: 40), promise: nil)
+        channel.write(Self.reply(2, length: 40, to: samePort), promise: nil)
+        channel.flush()
+        #expect(try Self.outbound(channel) == [Self.reply(1, length: 40), Self.reply(2, length: 40, to: samePort)])
+    }
+
     @Test func onlyLoopbackListenersSegmentReplies() throws {
         let supported = System.supportsUDPSegmentationOffload
         for address in ["127.0.0.1", "127.0.0.53", "::1"] {
