@@ -36,6 +36,10 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible, LosslessSt
     public static let anyIPv4 = IPNetwork("0.0.0.0/0")!
     /// Every IPv6 address.
     public static let anyIPv6 = IPNetwork("::/0")!
+    /// The IPv4 loopback network, 127.0.0.0/8.
+    public static let loopbackIPv4 = IPNetwork("127.0.0.0/8")!
+    /// The IPv6 loopback address, ::1/128.
+    public static let loopbackIPv6 = IPNetwork("::1/128")!
 
     /// Whether this network contains `address`.
     public func contains(_ address: ClientAddress) -> Bool {

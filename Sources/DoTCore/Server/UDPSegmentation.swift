@@ -11,10 +11,8 @@ enum UDPSegmentation {
     /// loopback device.
     static func isCandidate(_ address: SocketAddress) -> Bool {
         guard System.supportsUDPSegmentationOffload, let host = ClientAddress(address) else { return false }
-        return loopbackNetworks.contains { $0.contains(host) }
+        return IPNetwork.loopbackIPv4.contains(host) || IPNetwork.loopbackIPv6.contains(host)
     }
-
-    private static let loopbackNetworks = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
 
     /// Sends one datagram of two segments from a new socket on `address`'s host (any port) to itself,
     /// or to `destination`.

@@ -114,6 +114,11 @@ import Testing
         #expect(IPNetwork("2001:db8::/32")?.description == "2001:db8::/32")
         #expect(IPNetwork("192.0.2.7")?.description == "192.0.2.7/32")
         #expect(IPNetwork("0.0.0.0/0")?.isEverything == true)
+        #expect(IPNetwork.loopbackIPv4.description == "127.0.0.0/8" && IPNetwork.loopbackIPv6.description == "::1/128")
+        #expect(IPNetwork.loopbackIPv4.contains(TokenBucketRateLimiterTests.client("127.9.8.7")))
+        #expect(!IPNetwork.loopbackIPv4.contains(TokenBucketRateLimiterTests.client("128.0.0.1")))
+        #expect(IPNetwork.loopbackIPv6.contains(TokenBucketRateLimiterTests.client("::1")))
+        #expect(!IPNetwork.loopbackIPv6.contains(TokenBucketRateLimiterTests.client("::2")))
         for bad in ["192.168.0.1/16", "10.0.0.0/33", "2001:db8::1/32", "::/129", "nope", "10.0.0.0/x", ""] {
             #expect(IPNetwork(bad) == nil, "\(bad)")
         }
