@@ -172,8 +172,13 @@ for attempt in 1 2 3 4 5; do
     break
   fi
   if [ "$attempt" = 5 ]; then
-    echo "unbound-rig: Unbound did not start in 5 attempts on free ports; its last error:" >&2
-    cat "$dir/unbound.start.err" >&2
+    # A start that failed left its error here; one that never answered printed its log above.
+    if [ -s "$dir/unbound.start.err" ]; then
+      echo "unbound-rig: Unbound did not start in 5 attempts on free ports; its last error:" >&2
+      cat "$dir/unbound.start.err" >&2
+    else
+      echo "unbound-rig: Unbound started in 5 attempts on free ports but never answered; its last log is above" >&2
+    fi
     exit 1
   fi
 done
