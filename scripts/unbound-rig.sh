@@ -177,7 +177,7 @@ for attempt in 1 2 3 4 5; do
       echo "unbound-rig: Unbound did not start in 5 attempts on free ports; its last error:" >&2
       cat "$dir/unbound.start.err" >&2
     else
-      echo "unbound-rig: Unbound started in 5 attempts on free ports but never answered; its last log is above" >&2
+      echo "unbound-rig: the last of 5 Unbound starts on free ports never answered; its log is above" >&2
     fi
     exit 1
   fi
