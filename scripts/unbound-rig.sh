@@ -98,13 +98,14 @@ pin=$(certtool --key-info --load-privkey "$dir/server.key" 2>/dev/null | awk '/P
 # A port free for both TCP and UDP right now; Unbound binds both on each. Another process may still
 # take it before Unbound does (tests start rigs in parallel), so the start below tries new ports.
 free_port() { python3 -c '
-import socket
-while True:
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try: u.bind(("127.0.0.1", port))
-    except OSError: continue
-    print(port); break'; }
+import socket, sys
+for _ in range(100):
+    with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        t.bind(("127.0.0.1", 0)); port = t.getsockname()[1]
+        try: u.bind(("127.0.0.1", port))
+        except OSError: continue
+        print(port); break
+else: sys.exit("unbound-rig: no port free for both TCP and UDP in 100 tries")'; }
 
 # A TXT record over 1,232 octets: six strings of 250 octets.
 big_txt=""
