@@ -3,8 +3,12 @@
 # generated CA and local data only. It never recurses to the internet: every name outside the local
 # zones gets an authoritative NXDOMAIN from the root zone below.
 #
-#   scripts/unbound-rig.sh start DIR   generate certificates and config in DIR, start Unbound, wait until
-#                                      it answers, then print KEY=VALUE lines (also saved as DIR/rig.env)
+#   scripts/unbound-rig.sh start DIR [--refuse-outside-zone]
+#                                      generate certificates and config in DIR, start Unbound, wait until
+#                                      it answers, then print KEY=VALUE lines (also saved as DIR/rig.env).
+#                                      With --refuse-outside-zone it answers REFUSED to every name outside
+#                                      test. (the root included), as an authoritative or filtering server
+#                                      does.
 #   scripts/unbound-rig.sh stop DIR    stop the Unbound started in DIR, by PID
 #   scripts/unbound-rig.sh restart DIR start the stopped Unbound of DIR again, on the same ports
 #
@@ -16,8 +20,9 @@
 # RIG_SPKI_SHA256 (the server key's SPKI pin, base64).
 set -euo pipefail
 
-cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|restart DIR" >&2; exit 64; }
+cmd=${1:-}; dir=${2:-}; mode=${3:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|restart DIR [--refuse-outside-zone]" >&2; exit 64; }
+[ -z "$mode" ] || [ "$mode" = --refuse-outside-zone ] || { echo "unbound-rig: unknown option $mode" >&2; exit 64; }
 
 stop() {
   if [ -f "$dir/unbound.pid" ]; then
@@ -111,6 +116,16 @@ else: sys.exit("unbound-rig: no port free for both TCP and UDP in 100 tries")'; 
 big_txt=""
 for i in 1 2 3 4 5 6; do big_txt+=" \"$(printf "%0250d" "$i")\""; done
 
+if [ "$mode" = --refuse-outside-zone ]; then
+  root_zone='  # Everything outside test. is refused, the root included.
+  local-zone: "." refuse'
+else
+  root_zone='  # The root is a static local zone: nothing is ever looked up upstream.
+  local-zone: "." static
+  local-data: ". 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300"
+  local-data: ". 3600 IN NS ns.test."'
+fi
+
 write_conf() {
 cat > "$dir/unbound.conf" <<CONF
 server:
@@ -135,10 +150,7 @@ server:
   module-config: "iterator"
   qname-minimisation: no
   do-not-query-localhost: yes
-  # The root is a static local zone: nothing is ever looked up upstream.
-  local-zone: "." static
-  local-data: ". 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300"
-  local-data: ". 3600 IN NS ns.test."
+$root_zone
   local-zone: "test." static
   local-data: "test. 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300"
   local-data: "test. 3600 IN NS ns.test."

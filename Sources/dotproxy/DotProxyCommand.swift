@@ -39,8 +39,14 @@ struct DotProxyCommand: AsyncParsableCommand {
         help: "Reply code that sends a query on to the next upstream (repeatable): SERVFAIL, REFUSED, NOTIMP, FORMERR or a number; none to disable. Default: SERVFAIL and REFUSED.")
     var failoverResponseCodes: [String] = []
 
-    @Option(name: .customLong("health-check-interval"), help: "Seconds between active checks (. IN NS) of every upstream; 0 checks only upstreams that failed.")
+    @Option(name: .customLong("health-check-interval"), help: "Seconds between active checks of every upstream; 0 checks only upstreams that failed.")
     var healthCheckInterval: Double = 0
+
+    @Option(name: .customLong("health-check-name"), help: "The name a health probe asks for; any reply to it, whatever its code, shows the upstream is up.")
+    var healthCheckName: String = "."
+
+    @Option(name: .customLong("health-check-type"), help: "The type a health probe asks for, such as NS, A or SOA.")
+    var healthCheckType: String = "NS"
 
     @Option(name: .customLong("bootstrap"), help: "Plain DNS server, IP or IP:PORT, that resolves tls:// upstream names (repeatable). Default: the system resolver.")
     var bootstrap: [String] = []
@@ -132,7 +138,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
         "log-format", "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
         "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl", "upstream-policy", "max-fails",
-        "failover-rcode", "health-check-interval", "bootstrap", "metrics-listen", "threads",
+        "failover-rcode", "health-check-interval", "health-check-name", "health-check-type", "bootstrap", "metrics-listen", "threads",
     ]
     static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
 
@@ -305,8 +311,17 @@ struct DotProxyCommand: AsyncParsableCommand {
                 codes.insert(code)
             }
         }
+        let probeName: DNSName
+        do {
+            probeName = try DNSName(parsing: healthCheckName)
+        } catch {
+            throw ValidationError("--health-check-name: \(healthCheckName) is not a domain name: \(error)")
+        }
+        guard let probeType = DNSRecordType(name: healthCheckType) else {
+            throw ValidationError("--health-check-type: \(healthCheckType) is not a record type such as NS, A, SOA or TYPE65")
+        }
         return UpstreamPool.Configuration(
-            policy: policy, maximumFailures: maxFails, failoverResponseCodes: codes,
+            policy: policy, maximumFailures: maxFails, failoverResponseCodes: codes, probeName: probeName, probeType: probeType,
             healthCheckInterval: healthCheckInterval == 0 ? nil : .nanoseconds(Int64(healthCheckInterval * 1e9)))
     }
 

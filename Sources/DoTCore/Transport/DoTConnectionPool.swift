@@ -184,6 +184,10 @@ final class DoTConnectionPool {
         if let error = error as? GnuTLSError {
             return UpstreamError(.tlsHandshakeFailed, upstream: name, detail: error.description, tlsError: error)
         }
+        if let errno = Self.localExhaustionErrno(in: error) {
+            return UpstreamError(
+                .localResourcesExhausted, upstream: name, detail: "cannot open a socket: \(String(cString: strerror(errno))) (errno \(errno))")
+        }
         if let error = error as? NIOConnectionError {
             let refused = error.connectionErrors.contains { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }
             return UpstreamError(refused ? .connectionRefused : .connectionFailed, upstream: name, detail: "\(error)")
@@ -195,6 +199,18 @@ final class DoTConnectionPool {
             return UpstreamError(.timeout, upstream: name, detail: "TCP connect timed out")
         }
         return UpstreamError(.connectionFailed, upstream: name, detail: "\(error)")
+    }
+
+    /// The errno of `error` when it says the proxy ran out of descriptors or kernel memory.
+    private static func localExhaustionErrno(in error: any Error) -> Int32? {
+        let exhausted: Set<Int32> = [EMFILE, ENFILE, ENOBUFS, ENOMEM]
+        if let error = error as? IOError, exhausted.contains(error.errnoCode) { return error.errnoCode }
+        if let error = error as? NIOConnectionError {
+            for attempt in error.connectionErrors {
+                if let code = (attempt.error as? IOError)?.errnoCode, exhausted.contains(code) { return code }
+            }
+        }
+        return nil
     }
 
     func shutdown() {

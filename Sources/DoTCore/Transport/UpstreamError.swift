@@ -29,6 +29,9 @@ public struct UpstreamError: Error, Hashable, Sendable, CustomStringConvertible 
         public static let malformedReply = Code("malformed reply")
         /// Too many queries are in flight to this upstream; the query was not sent.
         public static let overloaded = Code("overloaded")
+        /// The proxy could not open a socket (out of file descriptors or kernel buffers); this says
+        /// nothing about the upstream, and does not count against its health.
+        public static let localResourcesExhausted = Code("local resources exhausted")
         /// Every upstream of a pool is down, so the query was not sent.
         public static let noUpstreamAvailable = Code("no upstream available")
         /// The transport is shutting down.

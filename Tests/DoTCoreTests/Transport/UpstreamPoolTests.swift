@@ -78,20 +78,18 @@ import Testing
         strict.shutdown()
     }
 
-    @Test func allDownFailsAtOnceAndProbesBackOffOnTheManualClockUntilOneComesBack() throws {
+    @Test func probesBackOffOnTheManualClockWhileAnotherUpstreamIsUp() throws {
         let loop = EmbeddedEventLoop()
         let upstream = ScriptedUpstreamTransport(behaviour: .fail(.connectionReset))
-        let pool = Self.pool([upstream], loop: loop) {
+        let other = ScriptedUpstreamTransport()
+        let pool = Self.pool([upstream, other], loop: loop) {
+            $0.policy = .sequential
             $0.maximumFailures = 1
             $0.initialProbeDelay = .seconds(1)
             $0.maximumProbeDelay = .seconds(8)
         }
-        #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop).get() }
-        #expect(!pool.hasUsableUpstream)
-        // Down: the pool fails without sending anything.
-        let sent = upstream.queryCount
-        guard case .failure(let error) = try Self.send(pool, on: loop) else { Issue.record("expected a failure"); return }
-        #expect(error.code == .noUpstreamAvailable && upstream.queryCount == sent)
+        #expect(try Self.send(pool, on: loop).get().answers.count == 1)
+        #expect(!pool.statistics()[0].isUp && pool.hasUsableUpstream)
 
         // Probes at +1 s, then 2 s, 4 s, 8 s and 8 s (the cap) after each failure.
         var probeTimes: [Int64] = []
@@ -102,16 +100,105 @@ import Testing
             if pool.statistics()[0].probes > before { probeTimes.append((loop.now - start).nanoseconds / 1_000_000) }
         }
         #expect(probeTimes == [1_000, 3_000, 7_000, 15_000, 23_000])
-        #expect(!pool.hasUsableUpstream)
 
-        // It recovers: the next probe succeeds and queries flow again.
+        // It recovers: the next probe succeeds and queries flow to it again.
         upstream.behaviour = .answer
         loop.advanceTime(by: .seconds(8))
-        #expect(pool.hasUsableUpstream && pool.statistics()[0].probes == 6)
+        #expect(pool.statistics()[0].isUp && pool.statistics()[0].probes == 6)
+        let sent = upstream.queryCount
         #expect(try Self.send(pool, on: loop).get().answers.count == 1)
+        #expect(upstream.queryCount == sent + 1)
         // Probes stop once it is up.
         loop.advanceTime(by: .seconds(120))
         #expect(pool.statistics()[0].probes == 6)
+        pool.shutdown()
+    }
+
+    @Test func whileEveryUpstreamIsDownProbesComeEverySecondAndOneQueryPerIntervalStillGoesOut() throws {
+        let loop = EmbeddedEventLoop()
+        let upstream = ScriptedUpstreamTransport(behaviour: .fail(.connectionReset))
+        let pool = Self.pool([upstream], loop: loop) {
+            $0.maximumFailures = 1
+            $0.initialProbeDelay = .seconds(1)
+            $0.maximumProbeDelay = .seconds(60)
+            $0.recoveryQueryInterval = .milliseconds(100)
+        }
+        #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop).get() }
+        #expect(!pool.hasUsableUpstream)
+        // The next query goes out anyway (the first of its interval); the rest of the interval's fail
+        // at once, without being sent.
+        #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop).get() }
+        #expect(upstream.queryCount == 2 && pool.statistics()[0].recoveryQueries == 1)
+        for _ in 0..<5 {
+            guard case .failure(let error) = try Self.send(pool, on: loop) else { Issue.record("expected a failure"); return }
+            #expect(error.code == .noUpstreamAvailable)
+        }
+        #expect(upstream.queryCount == 2)
+        loop.advanceTime(by: .milliseconds(100))
+        _ = try Self.send(pool, on: loop)
+        #expect(upstream.queryCount == 3 && pool.statistics()[0].recoveryQueries == 2)
+
+        // Probes every second, without back-off, while nothing is up.
+        let probes = pool.statistics()[0].probes
+        loop.advanceTime(by: .milliseconds(10_050))
+        #expect(pool.statistics()[0].probes - probes == 10)
+
+        // The first reply to a client query brings it back, whatever the probes say.
+        upstream.behaviour = .respond(.refused)
+        loop.advanceTime(by: .milliseconds(100))
+        #expect(try Self.send(pool, on: loop).get().header.responseCode == .refused)
+        #expect(pool.hasUsableUpstream)
+        pool.shutdown()
+    }
+
+    @Test func aProbeAnsweredWithAnyResponseCodeBringsTheUpstreamBack() throws {
+        let loop = EmbeddedEventLoop()
+        // An authoritative or filtering server: it refuses the root probe, but it is alive.
+        let upstream = ScriptedUpstreamTransport(behaviour: .fail(.timeout))
+        let pool = Self.pool([upstream], loop: loop) {
+            $0.maximumFailures = 1
+            $0.recoveryQueryInterval = nil
+        }
+        #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop).get() }
+        #expect(!pool.hasUsableUpstream)
+        guard case .failure(let error) = try Self.send(pool, on: loop) else { Issue.record("expected a failure"); return }
+        #expect(error.code == .noUpstreamAvailable && upstream.queryCount == 1)
+        upstream.behaviour = .respond(.refused)
+        loop.advanceTime(by: .seconds(1))
+        #expect(pool.hasUsableUpstream && pool.statistics()[0].probes == 1)
+        pool.shutdown()
+    }
+
+    @Test func whenTheLastUpstreamGoesDownTheOthersAreProbedWithinASecond() throws {
+        let loop = EmbeddedEventLoop()
+        let first = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
+        let second = ScriptedUpstreamTransport()
+        let pool = Self.pool([first, second], loop: loop) {
+            $0.policy = .sequential
+            $0.maximumFailures = 1
+            $0.maximumProbeDelay = .seconds(60)
+            $0.recoveryQueryInterval = nil
+        }
+        _ = try Self.send(pool, on: loop)
+        // The first backs off to 32 s between probes while the second carries the load.
+        loop.advanceTime(by: .seconds(1 + 2 + 4 + 8 + 16))
+        #expect(pool.statistics()[0].probes == 5)
+        second.behaviour = .fail(.connectionRefused)
+        #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop).get() }
+        #expect(!pool.hasUsableUpstream)
+        // Both are now probed within a second, not after the first one's 32 s.
+        first.behaviour = .answer
+        loop.advanceTime(by: .seconds(1))
+        #expect(pool.statistics()[0].isUp && pool.statistics()[0].probes == 6)
+        pool.shutdown()
+    }
+
+    @Test func aLocalShortageOfSocketsDoesNotMarkTheUpstreamDown() throws {
+        let loop = EmbeddedEventLoop()
+        let upstream = ScriptedUpstreamTransport(behaviour: .fail(.localResourcesExhausted))
+        let pool = Self.pool([upstream], loop: loop) { $0.maximumFailures = 1 }
+        for id in 1...5 { #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop, id: UInt16(id)).get() } }
+        #expect(pool.hasUsableUpstream && upstream.queryCount == 5 && pool.statistics()[0].otherFailures == 5)
         pool.shutdown()
     }
 
@@ -126,15 +213,19 @@ import Testing
             $0.probeType = .a
             $0.probeTimeout = .milliseconds(500)
         }
+        // A reply of any code shows the upstream is alive; only silence (or an error) counts.
         upstream.behaviour = .respond(.serverFailure)
-        loop.advanceTime(by: .seconds(5))
+        loop.advanceTime(by: .seconds(10))
+        #expect(pool.statistics()[0].isUp)
+        upstream.behaviour = .silence
+        loop.advanceTime(by: .milliseconds(5_500))
         #expect(pool.statistics()[0].isUp)
         loop.advanceTime(by: .seconds(5))
         #expect(!pool.statistics()[0].isUp && pool.statistics()[1].isUp)
-        #expect(pool.statistics()[1].probes == 2)
+        #expect(pool.statistics()[1].probes == 4)
         pool.shutdown()
         loop.advanceTime(by: .seconds(60))
-        #expect(pool.statistics()[1].probes == 2)
+        #expect(pool.statistics()[1].probes == 4)
     }
 
     @Test func aSilentUpstreamGetsOnlyItsShareOfTheDeadline() throws {

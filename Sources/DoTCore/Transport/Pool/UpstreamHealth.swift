@@ -14,6 +14,8 @@ struct UpstreamHealth: Sendable {
     private(set) var nextProbe: NIODeadline?
     /// The reason it last went down.
     private(set) var downReason = ""
+    /// When it last failed (a query or a probe); `nil` before its first failure.
+    private(set) var lastFailure: NIODeadline?
 
     /// Records a reply. Returns `true` when this brings a down upstream back.
     mutating func recordSuccess() -> Bool {
@@ -30,6 +32,7 @@ struct UpstreamHealth: Sendable {
     /// due `initialProbeDelay` after `now`.
     mutating func recordFailure(reason: String, now: NIODeadline, maximumFailures: Int, initialProbeDelay: TimeAmount) -> Bool {
         consecutiveFailures += 1
+        lastFailure = now
         guard isUp, consecutiveFailures >= maximumFailures else { return false }
         isUp = false
         downReason = reason
@@ -42,10 +45,20 @@ struct UpstreamHealth: Sendable {
     /// probe is due.
     mutating func recordProbeFailure(reason: String, now: NIODeadline, maximumProbeDelay: TimeAmount) -> NIODeadline {
         consecutiveFailures += 1
+        lastFailure = now
         downReason = reason
         probeDelay = min(probeDelay + probeDelay, maximumProbeDelay)
         let due = now + probeDelay
         nextProbe = due
         return due
+    }
+
+    /// Brings the next probe of a down upstream forward to `now + delay` if it is due later, and
+    /// restarts the back-off from `delay`. Returns the new due time, or `nil` when nothing changed.
+    mutating func expediteProbe(now: NIODeadline, delay: TimeAmount) -> NIODeadline? {
+        guard !isUp, let due = nextProbe, due > now + delay else { return nil }
+        probeDelay = delay
+        nextProbe = now + delay
+        return nextProbe
     }
 }

@@ -30,6 +30,8 @@ public struct UpstreamMemberStatistics: Hashable, Sendable {
     public var probes = 0
     /// Times it was marked down.
     public var downTransitions = 0
+    /// Client queries sent to it while every upstream was down, to find out whether it is back.
+    public var recoveryQueries = 0
 
     /// Creates zeroed statistics for the upstream called `name`.
     ///

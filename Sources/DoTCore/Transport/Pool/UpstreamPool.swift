@@ -12,10 +12,21 @@ import NIOCore
 ///
 /// Health is passive: ``Configuration/maximumFailures`` consecutive errors (not failover replies; an
 /// upstream that answers is alive) mark an upstream down. While down it gets no queries, and a probe
-/// query (`. IN NS` by default) is sent after 1 s, then 2 s, 4 s… up to a cap; one good reply brings it
-/// back. Optional active checks probe every upstream at a fixed interval. When every upstream is down
-/// the pool fails at once with ``UpstreamError/Code/noUpstreamAvailable``; it never queues behind
-/// dead servers.
+/// query (`. IN NS` by default) is sent after 1 s, then 2 s, 4 s… up to a cap; any well-formed reply
+/// to it, whatever its response code, brings the upstream back: liveness is a reply. Optional active
+/// checks probe every upstream at a fixed interval.
+///
+/// While every upstream is down, each is probed every ``Configuration/initialProbeDelay`` (no
+/// back-off), most queries fail at once with ``UpstreamError/Code/noUpstreamAvailable`` rather than
+/// queueing behind dead servers, and one query per ``Configuration/recoveryQueryInterval`` is sent
+/// anyway, to the upstream heard failing least recently, so that the first reply restores service
+/// (as CoreDNS's forwarder does). A short outage of every upstream therefore ends for clients within
+/// about a second of the first one answering again.
+///
+/// The first failure of each kind from each upstream is logged at warning level, then at most once
+/// per ``failureLogInterval`` with the number left unlogged. A failure to open a local socket
+/// (``UpstreamError/Code/localResourcesExhausted``) or a full connection (``UpstreamError/Code/overloaded``)
+/// is the proxy's own, and never counts against an upstream's health.
 ///
 /// Members are any ``UpstreamTransport``, usually one ``DoTUpstreamTransport`` each, with its own
 /// connections, authentication name and pins.
@@ -65,6 +76,9 @@ public final class UpstreamPool: UpstreamTransport {
         public var probeType: DNSRecordType
         /// Probe every upstream at this interval as well, if set; a failed check counts as an error.
         public var healthCheckInterval: TimeAmount?
+        /// While every upstream is down, one client query per this interval is sent anyway; `nil`
+        /// fails them all until a probe succeeds.
+        public var recoveryQueryInterval: TimeAmount?
 
         /// Creates a configuration.
         ///
@@ -79,11 +93,13 @@ public final class UpstreamPool: UpstreamTransport {
         ///   - probeName: The probe's name; the root.
         ///   - probeType: The probe's type; NS.
         ///   - healthCheckInterval: Active checks' interval; none (passive only).
+        ///   - recoveryQueryInterval: While every upstream is down, one client query per this interval
+        ///     still goes out; 100 ms.
         public init(
             policy: any UpstreamSelectionPolicy = .leastOutstanding, maximumFailures: Int = 3,
             failoverResponseCodes: Set<DNSResponseCode> = [.serverFailure, .refused], initialProbeDelay: TimeAmount = .seconds(1),
             maximumProbeDelay: TimeAmount = .seconds(60), probeTimeout: TimeAmount = .seconds(2), probeName: DNSName = .root,
-            probeType: DNSRecordType = .ns, healthCheckInterval: TimeAmount? = nil
+            probeType: DNSRecordType = .ns, healthCheckInterval: TimeAmount? = nil, recoveryQueryInterval: TimeAmount? = .milliseconds(100)
         ) {
             self.policy = policy
             self.maximumFailures = max(1, maximumFailures)
@@ -94,11 +110,15 @@ public final class UpstreamPool: UpstreamTransport {
             self.probeName = probeName
             self.probeType = probeType
             self.healthCheckInterval = healthCheckInterval
+            self.recoveryQueryInterval = recoveryQueryInterval
         }
     }
 
     /// The most members a pool holds.
     public static let maximumMembers = 64
+    /// After a failure of one kind from one upstream is logged, further failures of that kind from it
+    /// are logged at most this often.
+    public static let failureLogInterval = TimeAmount.seconds(60)
 
     /// The members, in configured order.
     public let members: [Member]
@@ -122,6 +142,10 @@ public final class UpstreamPool: UpstreamTransport {
         var scheduled: [Scheduled<Void>?]
         var activeCheck: RepeatedTask?
         var isShutDown = false
+        /// While every member is down, the next client query may go out from this time on.
+        var nextRecoveryQuery = NIODeadline.uptimeNanoseconds(0)
+        /// Per member, by error code: when a failure was last logged, and how many since were not.
+        var failureLog: [[UpstreamError.Code: (logged: NIODeadline, unlogged: Int)]]
     }
 
     /// Creates a pool. Nothing connects until the first query; active checks, if configured, start now.
@@ -154,7 +178,7 @@ public final class UpstreamPool: UpstreamTransport {
             State(
                 policy: configuration.policy, health: Array(repeating: UpstreamHealth(), count: members.count),
                 statistics: members.map { UpstreamMemberStatistics(name: $0.name) }, latencyNanoseconds: Array(repeating: nil, count: members.count),
-                scheduled: Array(repeating: nil, count: members.count)))
+                scheduled: Array(repeating: nil, count: members.count), failureLog: Array(repeating: [:], count: members.count)))
         if let interval = configuration.healthCheckInterval {
             let task = healthEventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
                 self?.checkAll()
@@ -256,7 +280,7 @@ public final class UpstreamPool: UpstreamTransport {
                         index: index, outstanding: state.statistics[index].outstanding,
                         latency: state.latencyNanoseconds[index].map { .nanoseconds(Int64($0)) }))
             }
-            guard !state.candidates.isEmpty else { return nil }
+            guard !state.candidates.isEmpty else { return recoveryChoice(tried: tried, now: now, deadline: deadline, in: &state) }
             let position = state.policy.select(from: state.candidates)
             let index = state.candidates[min(max(position, 0), state.candidates.count - 1)].index
             state.statistics[index].outstanding += 1
@@ -267,6 +291,22 @@ public final class UpstreamPool: UpstreamTransport {
             let share = state.candidates.count > 1 ? now + .nanoseconds((deadline - now).nanoseconds / Int64(state.candidates.count)) : deadline
             return (index, share)
         }
+    }
+
+    /// While every member is down, lets one query per ``Configuration/recoveryQueryInterval`` through
+    /// to the member heard failing least recently, and counts it against that member; `nil` for the
+    /// others, and when some member is up or this query already tried one.
+    private func recoveryChoice(tried: UInt64, now: NIODeadline, deadline: NIODeadline, in state: inout State) -> (index: Int, deadline: NIODeadline)? {
+        guard tried == 0, let interval = configuration.recoveryQueryInterval, now >= state.nextRecoveryQuery,
+            !state.health.contains(where: \.isUp)
+        else { return nil }
+        let index = members.indices.min { state.health[$0].lastFailure ?? now < state.health[$1].lastFailure ?? now }!
+        state.nextRecoveryQuery = now + interval
+        state.statistics[index].outstanding += 1
+        state.statistics[index].queries += 1
+        state.statistics[index].recoveryQueries += 1
+        memberMetrics[index].queries.increment()
+        return (index, deadline)
     }
 
     private enum Outcome {
@@ -297,12 +337,14 @@ public final class UpstreamPool: UpstreamTransport {
                 memberMetrics[index].recordError(error.code.metricLabel)
                 switch error.code {
                 case .timeout: state.statistics[index].timeouts += 1
-                case .overloaded, .malformedReply: state.statistics[index].otherFailures += 1
+                case .overloaded, .malformedReply, .localResourcesExhausted: state.statistics[index].otherFailures += 1
                 default: state.statistics[index].connectionFailures += 1
                 }
-                // Overload is ours, not the upstream's fault.
-                guard error.code != .overloaded else { return nil }
-                return markFailure(index, reason: "\(error.code): \(error.detail)", now: now, in: &state)
+                // Overload and a lack of local sockets are ours, not the upstream's fault.
+                guard error.code != .overloaded, error.code != .localResourcesExhausted else { return nil }
+                let logged = shouldLog(error, from: index, now: now, in: &state)
+                let event = markFailure(index, reason: "\(error.code): \(error.detail)", now: now, in: &state)
+                return event ?? logged.map { .failure(index, error, unlogged: $0) }
             case .abandoned:
                 return nil
             }
@@ -315,6 +357,21 @@ public final class UpstreamPool: UpstreamTransport {
     private enum HealthEvent {
         case down(Int, reason: String, failures: Int)
         case up(Int)
+        /// A failure worth logging, and how many of its kind went unlogged before it.
+        case failure(Int, UpstreamError, unlogged: Int)
+    }
+
+    /// Whether `error` from member `index` is logged now: the first of its kind, or the first after
+    /// ``failureLogInterval``. Returns how many of its kind went unlogged before it, or `nil` to stay
+    /// quiet.
+    private func shouldLog(_ error: UpstreamError, from index: Int, now: NIODeadline, in state: inout State) -> Int? {
+        if let last = state.failureLog[index][error.code], now < last.logged + Self.failureLogInterval {
+            state.failureLog[index][error.code]!.unlogged += 1
+            return nil
+        }
+        let unlogged = state.failureLog[index][error.code]?.unlogged ?? 0
+        state.failureLog[index][error.code] = (now, 0)
+        return unlogged
     }
 
     /// Records a failure against member `index`; when that marks it down, schedules its first probe.
@@ -325,6 +382,14 @@ public final class UpstreamPool: UpstreamTransport {
         else { return nil }
         state.statistics[index].downTransitions += 1
         schedule(probeOf: index, at: state.health[index].nextProbe!, in: &state)
+        if !state.health.contains(where: \.isUp) {
+            // The last one went down: probe every member soon, whatever its back-off had reached.
+            for other in members.indices {
+                if let due = state.health[other].expediteProbe(now: now, delay: configuration.initialProbeDelay) {
+                    schedule(probeOf: other, at: due, in: &state)
+                }
+            }
+        }
         return .down(index, reason: reason, failures: state.health[index].consecutiveFailures)
     }
 
@@ -337,7 +402,8 @@ public final class UpstreamPool: UpstreamTransport {
     }
 
     /// Sends the probe query to member `index`. A passive probe (of a down upstream) brings it back
-    /// or backs off; an active check counts as an ordinary success or failure.
+    /// or backs off (not while every member is down); an active check counts as an ordinary success
+    /// or failure. Any reply is a success, whatever its response code.
     private func probe(_ index: Int, active: Bool) {
         let proceed = state.withLockedValue { state in
             guard !state.isShutDown, active == state.health[index].isUp else { return false }
@@ -348,19 +414,17 @@ public final class UpstreamPool: UpstreamTransport {
         let loop = healthEventLoop
         members[index].transport.send(probeQuery, deadline: loop.now + configuration.probeTimeout, on: loop).whenComplete { result in
             var reason: String?
-            switch result {
-            case .success(let reply):
-                if self.isFailoverResponse(reply) { reason = "probe answered with a failover response code" }
-            case .failure(let error):
-                reason = "probe failed: \(error)"
-            }
+            if case .failure(let error) = result { reason = "probe failed: \(error)" }
             let now = loop.now
             let event: HealthEvent? = self.state.withLockedValue { state in
                 guard let reason else { return state.health[index].recordSuccess() ? .up(index) : nil }
                 if active || state.health[index].isUp {
                     return self.markFailure(index, reason: reason, now: now, in: &state)
                 }
-                let due = state.health[index].recordProbeFailure(reason: reason, now: now, maximumProbeDelay: self.configuration.maximumProbeDelay)
+                let allDown = !state.health.contains(where: \.isUp)
+                let due = state.health[index].recordProbeFailure(
+                    reason: reason, now: now,
+                    maximumProbeDelay: allDown ? self.configuration.initialProbeDelay : self.configuration.maximumProbeDelay)
                 self.schedule(probeOf: index, at: due, in: &state)
                 return nil
             }
@@ -382,6 +446,13 @@ public final class UpstreamPool: UpstreamTransport {
         case .up(let index):
             memberMetrics[index].up.record(1)
             logger.notice("upstream up", metadata: ["upstream": "\(members[index].name)"])
+        case .failure(let index, let error, let unlogged):
+            logger.warning(
+                "upstream query failed",
+                metadata: [
+                    "upstream": "\(members[index].name)", "kind": "\(error.code)", "detail": "\(error.detail)",
+                    "unlogged_since_last": "\(unlogged)",
+                ])
         case nil:
             break
         }
