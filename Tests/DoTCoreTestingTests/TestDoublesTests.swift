@@ -8,7 +8,10 @@ import Testing
 /// The test doubles themselves: if they lie, every test built on them lies.
 @Suite struct TestDoublesTests {
     @Test func fixtureCertificatesAreWrittenAndPinsParse() throws {
-        for identity in [TestCertificates.server, TestCertificates.expired, TestCertificates.wrongName, TestCertificates.untrusted] {
+        for identity in [
+            TestCertificates.server, TestCertificates.expired, TestCertificates.wrongName, TestCertificates.untrusted,
+            TestCertificates.clientAuthenticationOnly, TestCertificates.commonNameOnly,
+        ] {
             let certificate = try String(contentsOfFile: identity.certificateFile, encoding: .utf8)
             let key = try String(contentsOfFile: identity.keyFile, encoding: .utf8)
             #expect(certificate.contains("BEGIN CERTIFICATE") && key.contains("PRIVATE KEY"))

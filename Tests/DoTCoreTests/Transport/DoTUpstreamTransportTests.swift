@@ -151,7 +151,10 @@ import Testing
         try await server.stop()
     }
 
-    @Test(arguments: [("wrong name", TestCertificates.wrongName), ("untrusted CA", TestCertificates.untrusted), ("expired", TestCertificates.expired)])
+    @Test(arguments: [
+        ("wrong name", TestCertificates.wrongName), ("untrusted CA", TestCertificates.untrusted), ("expired", TestCertificates.expired),
+        ("client authentication only", TestCertificates.clientAuthenticationOnly), ("name only in the common name", TestCertificates.commonNameOnly),
+    ])
     func badCertificatesAreRejected(label: String, identity: TestCertificates.Identity) async throws {
         let server = try await TestDoTServer.start(mode: .tls(identity), group: group)
         let transport = try makeTransport(port: server.port)

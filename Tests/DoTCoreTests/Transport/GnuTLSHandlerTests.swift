@@ -109,6 +109,8 @@ import Testing
         ("expired", TestCertificates.expired, "dns.test", UInt32(1 << 10)),
         ("wrong name", TestCertificates.wrongName, "dns.test", UInt32(1 << 14)),
         ("untrusted CA", TestCertificates.untrusted, "dns.test", UInt32(1 << 6)),
+        // GNUTLS_CERT_PURPOSE_MISMATCH: its Extended Key Usage is clientAuth only.
+        ("client authentication only", TestCertificates.clientAuthenticationOnly, "dns.test", UInt32(1 << 18)),
     ])
     func badCertificatesFailTheHandshake(label: String, identity: TestCertificates.Identity, name: String, bit: UInt32) throws {
         let pair = try Self.makePair(identity: identity, serverName: name)
@@ -118,6 +120,17 @@ import Testing
         #expect(pair.serverEvents.plaintext.readableBytes == 0, "\(label): plaintext leaked")
         let failure = try #require(pair.clientEvents.errors.first as? TLSHandshakeFailure, "\(label)")
         #expect((failure.certificateStatus ?? 0) & bit != 0, "\(label): \(failure.certificateStatusDescription ?? "-")")
+    }
+
+    @Test func aNameOnlyInTheCommonNameIsRejected() throws {
+        // GnuTLS alone accepts it (its fallback to the common name); RFC 9525 does not.
+        let pair = try Self.makePair(identity: TestCertificates.commonNameOnly, serverName: "dns.test")
+        pair.client.writeAndFlush(ByteBuffer(string: "never sent"), promise: nil)
+        try? Self.interactInMemory(pair.client, pair.server)
+        #expect(pair.clientEvents.completed.isEmpty)
+        #expect(pair.serverEvents.plaintext.readableBytes == 0, "plaintext leaked")
+        let failure = try #require(pair.clientEvents.errors.first as? TLSHandshakeFailure)
+        #expect(failure.certificateStatusDescription?.contains("subjectAltName") == true)
     }
 
     @Test func anIPAddressIsVerifiedAgainstTheCertificate() throws {

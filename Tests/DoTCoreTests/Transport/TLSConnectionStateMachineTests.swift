@@ -12,7 +12,7 @@ import Testing
         #expect(machine.ciphertextReceived() == .driveHandshake)
         #expect(machine.handshakeOutcome(complete: false, failed: false) == .none)
         #expect(machine.handshakeOutcome(complete: true, failed: false) == .completeHandshake)
-        #expect(machine.handshakeVerified(pinsMatch: true) == .flushBufferedWrites)
+        #expect(machine.handshakeVerified(pinsMatch: true, nameInSubjectAltName: true) == .flushBufferedWrites)
         #expect(machine.state == .active)
         #expect(machine.write() == .encryptWrite)
         #expect(machine.ciphertextReceived() == .readRecords)
@@ -33,8 +33,14 @@ import Testing
         var pins = TLSConnectionStateMachine()
         _ = pins.channelActive()
         _ = pins.handshakeOutcome(complete: true, failed: false)
-        #expect(pins.handshakeVerified(pinsMatch: false) == .fail(.pinMismatch))
+        #expect(pins.handshakeVerified(pinsMatch: false, nameInSubjectAltName: true) == .fail(.pinMismatch))
         #expect(pins.state == .closed)
+
+        var commonNameOnly = TLSConnectionStateMachine()
+        _ = commonNameOnly.channelActive()
+        _ = commonNameOnly.handshakeOutcome(complete: true, failed: false)
+        #expect(commonNameOnly.handshakeVerified(pinsMatch: true, nameInSubjectAltName: false) == .fail(.nameNotInSubjectAltName))
+        #expect(commonNameOnly.state == .closed && commonNameOnly.write() == .failWrite)
 
         var early = TLSConnectionStateMachine()
         _ = early.channelActive()
@@ -43,7 +49,7 @@ import Testing
         var record = TLSConnectionStateMachine()
         _ = record.channelActive()
         _ = record.handshakeOutcome(complete: true, failed: false)
-        _ = record.handshakeVerified(pinsMatch: true)
+        _ = record.handshakeVerified(pinsMatch: true, nameInSubjectAltName: true)
         #expect(record.recordFailed() == .fail(.record))
         #expect(record.recordFailed() == .none)
     }
@@ -52,7 +58,7 @@ import Testing
         var machine = TLSConnectionStateMachine()
         _ = machine.channelActive()
         _ = machine.handshakeOutcome(complete: true, failed: false)
-        _ = machine.handshakeVerified(pinsMatch: true)
+        _ = machine.handshakeVerified(pinsMatch: true, nameInSubjectAltName: true)
         #expect(machine.peerClosed() == .closeChannel)
         #expect(machine.state == .closing)
         #expect(machine.peerClosed() == .none)
@@ -60,6 +66,6 @@ import Testing
         var idle = TLSConnectionStateMachine()
         #expect(idle.closeRequested() == .closeChannel)
         #expect(idle.state == .closed)
-        #expect(idle.handshakeVerified(pinsMatch: true) == .none)
+        #expect(idle.handshakeVerified(pinsMatch: true, nameInSubjectAltName: true) == .none)
     }
 }

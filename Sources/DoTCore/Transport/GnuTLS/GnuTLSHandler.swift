@@ -103,7 +103,9 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .completeHandshake:
             let digests = pins.isEmpty ? [] : session.peerSPKIDigests()
             let pinsMatch = pins.isEmpty || digests.contains { digest in pins.contains { $0.digest == digest } }
-            perform(stateMachine.handshakeVerified(pinsMatch: pinsMatch), context: context)
+            perform(
+                stateMachine.handshakeVerified(pinsMatch: pinsMatch, nameInSubjectAltName: session.peerNamesServerInSubjectAltName()),
+                context: context)
         case .flushBufferedWrites:
             context.fireUserInboundEventTriggered(
                 TLSHandshakeCompleted(protocolName: session.protocolName, cipherName: session.cipherName, resumed: session.isResumed))
@@ -222,6 +224,9 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
         case .pinMismatch:
             report.pinMismatch = true
+        case .nameNotInSubjectAltName:
+            report.certificateStatusDescription =
+                "The certificate names the server only in its subject's common name, with no subjectAltName of that kind (RFC 9525 forbids the fallback)."
         case .closedDuringHandshake:
             report.closedEarly = true
         case .record:

@@ -46,6 +46,11 @@ final class GnuTLSSession {
     /// The name GnuTLS verifies the certificate against. GnuTLS keeps the pointer, so the session owns
     /// this copy for its whole lifetime.
     private let verificationName: UnsafeMutablePointer<CChar>?
+    /// What GnuTLS verifies the certificate against: the name and the server key purpose. GnuTLS keeps
+    /// the pointer to the array and to its strings, so the session owns them for its whole lifetime.
+    private var verificationData: UnsafeMutablePointer<gnutls_typed_vdata_st>?
+    /// The server key purpose OID (`GNUTLS_KP_TLS_WWW_SERVER`), owned like ``verificationName``.
+    private var serverKeyPurpose: UnsafeMutablePointer<CChar>?
     private var isDeinitialized = false
     /// The credentials and priority cache GnuTLS points into; they must outlive the session.
     private let retainedContext: AnyObject
@@ -85,7 +90,17 @@ final class GnuTLSSession {
             try check(gnutls_server_name_set(session, GNUTLS_NAME_DNS, serverName, serverName.utf8.count), "set SNI")
         }
         if let verificationName {
-            gnutls_session_set_verify_cert(session, verificationName, 0)
+            // The name (matched in subjectAltName; see `peerNamesServerInSubjectAltName`) and the key
+            // purpose: a certificate whose Extended Key Usage leaves out serverAuth is rejected.
+            let purpose = strdup(Self.serverAuthenticationPurpose)
+            let data = UnsafeMutablePointer<gnutls_typed_vdata_st>.allocate(capacity: 2)
+            data[0] = gnutls_typed_vdata_st(
+                type: GNUTLS_DT_DNS_HOSTNAME, data: UnsafeMutableRawPointer(verificationName).assumingMemoryBound(to: UInt8.self), size: 0)
+            data[1] = gnutls_typed_vdata_st(
+                type: GNUTLS_DT_KEY_PURPOSE_OID, data: UnsafeMutableRawPointer(purpose)?.assumingMemoryBound(to: UInt8.self), size: 0)
+            serverKeyPurpose = purpose
+            verificationData = data
+            gnutls_session_set_verify_cert2(session, data, 2, 0)
         }
         if let resumptionData, !resumptionData.isEmpty {
             // A stale or foreign ticket is not fatal: the handshake simply does not resume.
@@ -119,9 +134,15 @@ final class GnuTLSSession {
         }
     }
 
+    /// The TLS server authentication key purpose, id-kp-serverAuth (RFC 5280 §4.2.1.12); GnuTLS's
+    /// `GNUTLS_KP_TLS_WWW_SERVER` is a macro that does not import.
+    static let serverAuthenticationPurpose = "1.3.6.1.5.5.7.3.1"
+
     deinit {
         deinitialize()
         free(verificationName)
+        free(serverKeyPurpose)
+        verificationData?.deallocate()
         recordScratch.deallocate()
     }
 
@@ -279,6 +300,39 @@ final class GnuTLSSession {
         else { return "status 0x\(String(status, radix: 16))" }
         defer { dotproxy_gnutls_free(data) }
         return String(decoding: UnsafeBufferPointer(start: data, count: Int(datum.size)), as: UTF8.self)
+    }
+
+    /// Whether the peer's certificate carries a subjectAltName of the kind the verified name needs: an
+    /// IP address for an IP literal, a DNS name otherwise. GnuTLS falls back to the subject's common
+    /// name when a certificate has none, which RFC 9525 §6.3 forbids; with one present, GnuTLS has
+    /// matched the name against the subjectAltNames only. `true` when nothing is verified.
+    func peerNamesServerInSubjectAltName() -> Bool {
+        guard let verificationName else { return true }
+        let name = String(cString: verificationName)
+        let wanted = IPv4Address(name) != nil || IPv6Address(name) != nil ? GNUTLS_SAN_IPADDRESS : GNUTLS_SAN_DNSNAME
+        var count: UInt32 = 0
+        guard let list = gnutls_certificate_get_peers(session, &count), count > 0 else { return false }
+        var der = list[0]
+        var certificate: gnutls_x509_crt_t?
+        guard gnutls_x509_crt_init(&certificate) == GNUTLS_E_SUCCESS, let certificate else { return false }
+        defer { gnutls_x509_crt_deinit(certificate) }
+        guard gnutls_x509_crt_import(certificate, &der, GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS else { return false }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        for sequence in 0..<UInt32(1024) {
+            var size = buffer.count
+            let kind = gnutls_x509_crt_get_subject_alt_name(certificate, sequence, &buffer, &size, nil)
+            if kind == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE { return false }
+            if kind == Int32(wanted.rawValue) { return true }
+            // A name longer than the buffer still tells its kind.
+            if kind == GNUTLS_E_SHORT_MEMORY_BUFFER {
+                buffer = [UInt8](repeating: 0, count: size)
+                var retry = size
+                if gnutls_x509_crt_get_subject_alt_name(certificate, sequence, &buffer, &retry, nil) == Int32(wanted.rawValue) { return true }
+            } else if kind < 0 {
+                return false
+            }
+        }
+        return false
     }
 
     /// The SHA-256 digests of the SubjectPublicKeyInfo of every certificate the peer sent.

@@ -42,6 +42,8 @@ struct TLSConnectionStateMachine {
     enum TLSFailure: Equatable {
         case handshake
         case pinMismatch
+        /// The certificate verified, but named the server only in its subject's common name.
+        case nameNotInSubjectAltName
         case record
         case closedDuringHandshake
     }
@@ -63,9 +65,15 @@ struct TLSConnectionStateMachine {
         return complete ? .completeHandshake : .none
     }
 
-    /// The handshake completed; `pinsMatch` is the result of the pin check (true when there are none).
-    mutating func handshakeVerified(pinsMatch: Bool) -> Action {
+    /// The handshake completed; `pinsMatch` is the result of the pin check (true when there are none),
+    /// `nameInSubjectAltName` whether the certificate names the server in a subjectAltName (true when
+    /// nothing is verified).
+    mutating func handshakeVerified(pinsMatch: Bool, nameInSubjectAltName: Bool) -> Action {
         guard state == .handshaking else { return .none }
+        guard nameInSubjectAltName else {
+            state = .closed
+            return .fail(.nameNotInSubjectAltName)
+        }
         guard pinsMatch else {
             state = .closed
             return .fail(.pinMismatch)
