@@ -2,7 +2,7 @@
 # End to end with real clients: dig and kdig -> dotproxy (the built binary) -> Unbound over DoT, all on
 # loopback. Checks answers over UDP and TCP, a padded query, truncation of a large reply, NXDOMAIN, a FORMERR for a
 # malformed packet, BADVERS for an unknown EDNS version, the metrics endpoint (checked by promtool), the
-# three examples, and that SIGTERM makes dotproxy exit 0. Run as root, it runs dotproxy as user 65534
+# three examples, that SIGHUP, SIGUSR1 and SIGUSR2 leave dotproxy running, and that SIGTERM makes it exit 0. Run as root, it runs dotproxy as user 65534
 # with no capabilities. Fails loudly if a tool is missing.
 #   scripts/e2e-clients.sh [path/to/dotproxy]
 set -euo pipefail
@@ -85,10 +85,12 @@ for pid in "${example_pids[@]}"; do kill -INT "$pid"; done
 for pid in "${example_pids[@]}"; do wait "$pid" 2>/dev/null || { echo "FAIL an example exited with an error"; failures=$((failures+1)); }; done
 example_pids=()
 
+check "SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored" "^192\.0\.2\." bash -c \
+  "kill -HUP $proxy_pid; kill -USR1 $proxy_pid; kill -USR2 $proxy_pid; sleep 0.3; kill -0 $proxy_pid && dig @127.0.0.1 -p $port a.test +short"
 kill -TERM "$proxy_pid"
 status=0; wait "$proxy_pid" || status=$?
 proxy_pid=""
 if [ "$status" = 0 ]; then echo "ok   SIGTERM exits 0"; else echo "FAIL SIGTERM exit status $status"; cat "$work/proxy.log"; failures=$((failures+1)); fi
-total=18
+total=19
 echo "$((total - failures)) passed, $failures failed"
 [ "$failures" = 0 ]

@@ -326,6 +326,8 @@ struct DotProxyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Until the signal service traps them, SIGHUP and SIGUSR1/2 would kill the process outright.
+        for signal in OperatorSignalService.signals { _ = Glibc.signal(signal.rawValue, SIG_IGN) }
         let configuration = try makeConfiguration()
         let level = configuration.logLevel
         let json = configuration.logJSON
@@ -351,8 +353,9 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: services.all.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: services.all.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
+                    + [.init(service: OperatorSignalService(logger: logger), successTerminationBehavior: .ignore)],
+                gracefulShutdownSignals: [.sigterm, .sigint, .sigquit], logger: logger))
         do {
             try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
