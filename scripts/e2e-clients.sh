@@ -64,6 +64,7 @@ check "kdig A over TCP" "^192\.0\.2\.2$" kdig @127.0.0.1 -p "$port" +tcp a.test 
 check "dig keeps the client's case" "^A\.TeSt\.\s" dig @127.0.0.1 -p "$port" A.TeSt +noall +answer
 check "dig NXDOMAIN with SOA" "status: NXDOMAIN" dig @127.0.0.1 -p "$port" nope.test
 check "large TXT over UDP without EDNS is truncated" "flags: qr tc" dig @127.0.0.1 -p "$port" big.test TXT +noedns +ignore
+check "large TXT over UDP with EDNS 4096 is truncated at 1,232 octets" "flags: qr tc" dig @127.0.0.1 -p "$port" big.test TXT +bufsize=4096 +ignore
 check "large TXT over TCP is whole" "MSG SIZE  rcvd: 15[0-9][0-9]" dig @127.0.0.1 -p "$port" big.test TXT +tcp
 check "kdig HTTPS record" "alpn" kdig @127.0.0.1 -p "$port" svc.test HTTPS +short
 check "malformed packet gets FORMERR" "rcode=1" python3 -c "
@@ -91,6 +92,6 @@ kill -TERM "$proxy_pid"
 status=0; wait "$proxy_pid" || status=$?
 proxy_pid=""
 if [ "$status" = 0 ]; then echo "ok   SIGTERM exits 0"; else echo "FAIL SIGTERM exit status $status"; cat "$work/proxy.log"; failures=$((failures+1)); fi
-total=19
+total=20
 echo "$((total - failures)) passed, $failures failed"
 [ "$failures" = 0 ]

@@ -72,6 +72,11 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Seconds before an idle upstream connection is closed.")
     var idleTimeout: Double = 8
 
+    @Option(
+        name: .customLong("max-udp-size"),
+        help: "Largest UDP reply in octets (512-4096), whatever size a client's EDNS asks for; larger replies are truncated so the client retries over TCP.")
+    var maxUDPSize: Int = ForwardingQueryHandler.defaultMaximumUDPReplySize
+
     @Option(name: .customLong("cache-size"), help: "Replies to cache (entries); 0 disables the cache.")
     var cacheSize: Int = 10_000
 
@@ -136,7 +141,7 @@ struct DotProxyCommand: AsyncParsableCommand {
 
     static let environmentOptions = [
         "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
-        "log-format", "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
+        "log-format", "max-udp-size", "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
         "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl", "upstream-policy", "max-fails",
         "failover-rcode", "health-check-interval", "health-check-name", "health-check-type", "bootstrap", "metrics-listen", "threads",
     ]
@@ -235,6 +240,7 @@ struct DotProxyCommand: AsyncParsableCommand {
                 queriesPerSecond: rateLimit, burst: rateLimitBurst, ipv4PrefixLength: rateLimitIPv4Prefix,
                 ipv6PrefixLength: rateLimitIPv6Prefix, action: action, slipInterval: rateLimitSlip)
         }
+        guard (512...4096).contains(maxUDPSize) else { throw ValidationError("--max-udp-size: \(maxUDPSize) must be 512 to 4096 octets") }
         guard cacheSize >= 0 else { throw ValidationError("--cache-size: \(cacheSize) must be 0 (off) or more") }
         guard cacheMaxBytes >= 4096 else { throw ValidationError("--cache-max-bytes: \(cacheMaxBytes) must be at least 4096") }
         guard (0...604_800).contains(cacheMaxTTL) else { throw ValidationError("--cache-max-ttl: \(cacheMaxTTL) must be 0 to 604800 seconds") }
@@ -272,6 +278,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         return ProxyConfiguration(
             upstreams: upstreams, pool: pool, bootstrap: bootstrapServers, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
+            maximumUDPReplySize: maxUDPSize,
             idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter, cache: cache,
             logLevel: level, logJSON: logFormat.lowercased() == "json", logQueries: logQueries,
             metricsListen: metricsAddress, threads: threads)

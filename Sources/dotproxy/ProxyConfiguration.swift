@@ -13,6 +13,8 @@ struct ProxyConfiguration: Sendable {
     var tls: TLSClientConfiguration
     var server: DNSProxyServer.Configuration
     var queryTimeout: TimeAmount
+    /// The largest UDP reply, whatever the client's EDNS size.
+    var maximumUDPReplySize = ForwardingQueryHandler.defaultMaximumUDPReplySize
     var idleTimeout: TimeAmount
     var accessControl: AccessControlList
     var rateLimit: TokenBucketRateLimiter.Configuration?
@@ -31,7 +33,7 @@ struct ProxyConfiguration: Sendable {
         let pins = tls.spkiPins.isEmpty ? "" : " pins=\(tls.spkiPins.count)"
         let upstreamList = upstreams.map(\.description).joined(separator: ",")
         return "listen=\(listeners) upstream=\(upstreamList) policy=\(type(of: pool.policy)) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
-            + "timeout=\(queryTimeout) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) " + rateLimitSummary
+            + "timeout=\(queryTimeout) max-udp-size=\(maximumUDPReplySize) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) " + rateLimitSummary
             + " threads=\(threads.map(String.init) ?? "per-core")"
     }
 
@@ -110,7 +112,7 @@ enum ProxyBuilder {
         let cache: any DNSResponseCache = configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) } ?? NoOpDNSResponseCache()
         let handler = ForwardingQueryHandler(
             transport: transport, accessControl: configuration.accessControl, rateLimiter: limiter, cache: cache,
-            queryTimeout: configuration.queryTimeout, logQueries: configuration.logQueries, metrics: metrics, logger: logger)
+            queryTimeout: configuration.queryTimeout, maximumUDPReplySize: configuration.maximumUDPReplySize, logQueries: configuration.logQueries, metrics: metrics, logger: logger)
         let server = DNSProxyServer(configuration: configuration.server, handler: handler, eventLoopGroup: group, metrics: metrics, logger: logger)
         var metricsServer: MetricsHTTPServer?
         if let address = configuration.metricsListen, let metricsFactory {

@@ -23,6 +23,11 @@ public protocol DNSResponseCache: Sendable {
     /// Whether the entry for `query` is close to expiry and should be refreshed in the background now;
     /// `true` at most once per stored reply. The default is `false`.
     func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool
+
+    /// The longest TTL a client may be given in `reply`, fresh from the upstream, or `nil` for no
+    /// limit (the default). The handler lowers the reply's TTLs to it, so that a client never holds an
+    /// answer longer than the cache would (the cache's TTL policy applies to the first answer too).
+    func longestTTL(for reply: ByteBuffer, view: DNSMessageView) -> UInt32?
 }
 
 extension DNSResponseCache {
@@ -34,6 +39,9 @@ extension DNSResponseCache {
 
     /// No prefetch.
     public func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool { false }
+
+    /// No limit.
+    public func longestTTL(for reply: ByteBuffer, view: DNSMessageView) -> UInt32? { nil }
 }
 
 /// The opt-out: stores nothing, finds nothing.

@@ -330,7 +330,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             guard record.type != .opt, record.ttlOffset + 4 <= length else { return }
             storage.append(UInt8(record.ttlOffset >> 8))
             storage.append(UInt8(truncatingIfNeeded: record.ttlOffset))
-            let capped = min(record.ttl, lifetime)
+            let capped = min(record.effectiveTTL, lifetime)
             storage[record.ttlOffset] = UInt8(capped >> 24)
             storage[record.ttlOffset + 1] = UInt8(truncatingIfNeeded: capped >> 16)
             storage[record.ttlOffset + 2] = UInt8(truncatingIfNeeded: capped >> 8)
@@ -363,7 +363,13 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         if change.evictions > 0 { metrics.cacheEvictions.increment(by: Int64(change.evictions)) }
     }
 
-    /// How long a reply may be cached, in seconds, or `nil` when it must not be.
+    /// The entry's lifetime when the reply would be cached, and ``Configuration/maximumTTL`` when not.
+    public func longestTTL(for reply: ByteBuffer, view: DNSMessageView) -> UInt32? {
+        lifetime(of: reply, view: view) ?? configuration.maximumTTL
+    }
+
+    /// How long a reply may be cached, in seconds, or `nil` when it must not be. TTLs with the top bit
+    /// set count as 0 (RFC 2181 §8).
     func lifetime(of reply: ByteBuffer, view: DNSMessageView) -> UInt32? {
         switch view.responseCode {
         case .serverFailure:
@@ -371,7 +377,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         case .noError where view.answerCount > 0:
             var minimum = UInt32.max
             view.forEachRecord(in: reply) { record in
-                if record.section == 0 { minimum = min(minimum, record.ttl) }
+                if record.section == 0 { minimum = min(minimum, record.effectiveTTL) }
             }
             return min(max(minimum, configuration.minimumTTL), configuration.maximumTTL)
         case .noError, .nameError:
@@ -381,7 +387,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                 guard record.section == 1, record.type == .soa, record.rdata.count >= 22,
                     let soaMinimum = reply.getInteger(at: reply.readerIndex + record.rdata.upperBound - 4, as: UInt32.self)
                 else { return }
-                negative = min(record.ttl, soaMinimum)
+                negative = min(record.effectiveTTL, soaMinimum & 0x8000_0000 == 0 ? soaMinimum : 0)
             }
             guard let negative else { return nil }
             return min(negative, configuration.maximumNegativeTTL, configuration.maximumTTL)

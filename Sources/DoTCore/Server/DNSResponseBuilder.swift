@@ -45,10 +45,10 @@ enum DNSResponseBuilder {
 
     /// The upstream reply rewritten for the client: the client's ID and question bytes (so the case
     /// matches), the upstream's OPT replaced by the proxy's (or removed for a client without EDNS),
-    /// and over UDP, truncated to the client's size with TC set (`truncated` says so).
+    /// and over UDP, truncated with TC set when longer than `udpLimit` (`truncated` says so).
     static func fit(
         reply: ByteBuffer, replyView: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView,
-        transport: DNSClientTransport, allocator: ByteBufferAllocator
+        transport: DNSClientTransport, udpLimit: Int, allocator: ByteBufferAllocator
     ) -> (message: ByteBuffer, truncated: Bool) {
         let base = reply.readerIndex
         let bodyEnd = replyView.optRecordOffset ?? replyView.length
@@ -73,7 +73,7 @@ enum DNSResponseBuilder {
         {
             out.setBuffer(name, at: upstreamName.lowerBound)
         }
-        if transport.isUDP && out.readableBytes > queryView.clientUDPPayloadSize {
+        if transport.isUDP && out.readableBytes > udpLimit {
             return (Self.reply(to: query, view: queryView, rcode: replyView.responseCode, truncated: true, allocator: allocator), true)
         }
         return (out, false)

@@ -17,8 +17,12 @@ import NIOCore
 ///   (coalescing), each answered with its own ID and question case.
 /// - A reply whose ID or question does not match is not delivered; any upstream failure gives SERVFAIL
 ///   before the query's deadline.
-/// - Over UDP, a reply larger than the client's EDNS size (512 without EDNS) is replaced by an empty
-///   reply with TC set, the question and OPT kept, so the client retries over TCP.
+/// - Over UDP, a reply larger than the client's EDNS size (512 without EDNS), or than
+///   ``defaultMaximumUDPReplySize`` (1,232 octets, DNS Flag Day 2020) whatever the client asked for,
+///   is replaced by an empty reply with TC set, the question and OPT kept, so the client retries over
+///   TCP. A small query can then never draw a large reply, and replies are never IP fragments.
+/// - TTLs with the top bit set become 0 (RFC 2181 §8), and an answer from the upstream carries no
+///   TTL above the cache's lifetime for it (``DNSResponseCache/longestTTL(for:view:)``).
 public final class ForwardingQueryHandler: DNSQueryHandler {
     /// Counters of the queries the handler answered itself.
     public struct Counters: Hashable, Sendable {
@@ -49,6 +53,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     private let cache: any DNSResponseCache
     private let staleReplyDelay: TimeAmount
     private let queryTimeout: TimeAmount
+    private let maximumUDPReplySize: Int
     private let logger: Logger
     private let logQueries: Bool
     private let metrics: DNSProxyMetrics
@@ -68,6 +73,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     ///   - staleReplyDelay: With a serve-stale cache, how long a client waits for the upstream before
     ///     an expired answer is sent instead (RFC 8767 client response timer); 1.8 s.
     ///   - queryTimeout: The deadline for an upstream reply; SERVFAIL after it. 2 s by default.
+    ///   - maximumUDPReplySize: The largest UDP reply sent, whatever the client's EDNS size; larger
+    ///     ones are truncated (TC). ``defaultMaximumUDPReplySize`` by default; kept within 512-65,535.
     ///   - logQueries: Whether to log each query's name and type at info level (off: privacy).
     ///   - metrics: Where queries, replies, durations, cache outcomes, limiter decisions and malformed
     ///     packets are counted; handles from the bootstrapped metrics factory by default.
@@ -76,7 +83,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         transport: any UpstreamTransport, accessControl: AccessControlList = .default, deniedAction: RateLimitDecision = .refuse,
         rateLimiter: any QueryRateLimiter = UnlimitedQueryRateLimiter(), cache: any DNSResponseCache = NoOpDNSResponseCache(),
         staleReplyDelay: TimeAmount = .milliseconds(1800), queryTimeout: TimeAmount = .seconds(2),
-        logQueries: Bool = false, metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.handler")
+        maximumUDPReplySize: Int = ForwardingQueryHandler.defaultMaximumUDPReplySize, logQueries: Bool = false, metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.handler")
     ) {
         self.transport = transport
         self.accessControl = accessControl
@@ -86,6 +93,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         self.cache = cache
         self.staleReplyDelay = staleReplyDelay
         self.queryTimeout = queryTimeout
+        self.maximumUDPReplySize = min(max(maximumUDPReplySize, Int(EDNSRecord.minimumUDPPayloadSize)), Int(UInt16.max))
         self.logQueries = logQueries
         self.metrics = metrics
         self.logger = logger
@@ -93,6 +101,15 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
 
     /// The counters so far.
     public var counters: Counters { countersBox.withLockedValue { $0 } }
+
+    /// The default cap on UDP replies: 1,232 octets, which fits an IPv6 packet on a 1,280-octet link
+    /// without fragments (DNS Flag Day 2020; Unbound's and Knot Resolver's default too).
+    public static let defaultMaximumUDPReplySize = 1232
+
+    /// The largest UDP reply this query may get: its EDNS size, at most the configured cap.
+    private func udpLimit(for view: DNSMessageView) -> Int {
+        min(view.clientUDPPayloadSize, maximumUDPReplySize)
+    }
 
     public func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
         switch respond(to: query, on: eventLoop) {
@@ -282,7 +299,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         switch result {
         case .success(let answer):
             let fitted = DNSResponseBuilder.fit(
-                reply: answer.reply, replyView: answer.view, query: query.message, queryView: view, transport: query.transport, allocator: allocator)
+                reply: answer.reply, replyView: answer.view, query: query.message, queryView: view, transport: query.transport,
+                udpLimit: udpLimit(for: view), allocator: allocator)
             if fitted.truncated {
                 countersBox.withLockedValue { $0.truncated += 1 }
                 metrics.truncated.increment()
@@ -301,7 +319,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
 
     /// Fits a reply built by the cache to the client's UDP size.
     private func fitCached(_ hit: ByteBuffer, query: DNSClientQuery, view: DNSMessageView, allocator: ByteBufferAllocator) -> ByteBuffer {
-        guard query.transport.isUDP, hit.readableBytes > view.clientUDPPayloadSize else { return hit }
+        guard query.transport.isUDP, hit.readableBytes > udpLimit(for: view) else { return hit }
         countersBox.withLockedValue { $0.truncated += 1 }
         metrics.truncated.increment()
         let rcode = DNSResponseCode(truncating: UInt16(hit.getInteger(at: hit.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F)
@@ -334,6 +352,9 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         return result.futureResult
     }
 
+    /// The largest TTL RFC 2181 §8 allows, 2³¹ - 1.
+    static let largestTTL = UInt32(Int32.max)
+
     /// A validated upstream reply, shared by every client waiting for the same question.
     struct UpstreamAnswer: Sendable {
         var reply: ByteBuffer
@@ -361,6 +382,9 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                                 detail: "the reply (\(reply.readableBytes) octets) does not answer query ID \(view.id) for \(question)")))
                     return
                 }
+                // TTLs with the top bit set become 0 (RFC 2181 §8), and none outlives the cache's entry.
+                var reply = reply
+                replyView.capTTLs(in: &reply, ceiling: cache.longestTTL(for: reply, view: replyView) ?? Self.largestTTL)
                 cache.store(reply, view: replyView, query: message, queryView: view, now: .now())
                 completion(.success(UpstreamAnswer(reply: reply, view: replyView)))
             case .failure(let error):

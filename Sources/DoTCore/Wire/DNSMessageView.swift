@@ -287,6 +287,26 @@ public struct DNSMessageView: Sendable {
         public var ttlOffset: Int
         /// The RDATA's octets, as offsets from the start of the message.
         public var rdata: Range<Int>
+
+        /// The TTL as RFC 2181 §8 reads it: a value with the top bit set counts as 0.
+        public var effectiveTTL: UInt32 { ttl & 0x8000_0000 == 0 ? ttl : 0 }
+    }
+
+    /// Rewrites the TTL of every record but OPT in `buffer` (the message this view describes) to its
+    /// ``RecordLocation/effectiveTTL``, lowered to `ceiling` when above it. The buffer is written, and
+    /// so possibly copied, only when a TTL changes.
+    ///
+    /// - Returns: How many TTLs were rewritten.
+    @discardableResult
+    public func capTTLs(in buffer: inout ByteBuffer, ceiling: UInt32) -> Int {
+        var changes: [(offset: Int, ttl: UInt32)] = []
+        forEachRecord(in: buffer) { record in
+            guard record.type != .opt else { return }
+            let capped = min(record.effectiveTTL, ceiling)
+            if capped != record.ttl { changes.append((record.ttlOffset, capped)) }
+        }
+        for change in changes { buffer.setInteger(change.ttl, at: buffer.readerIndex + change.offset) }
+        return changes.count
     }
 
     /// Calls `body` for every record of the answer, authority and additional sections, OPT included,

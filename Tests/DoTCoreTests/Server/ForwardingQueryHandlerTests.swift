@@ -115,7 +115,8 @@ import Testing
     @Test func whenEveryUpstreamIsDownClientsGetSERVFAILOrStaleWithoutAnythingSent() async throws {
         let upstream = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
         let pool = UpstreamPool(
-            members: [.init(name: "u", transport: upstream)], configuration: .init(maximumFailures: 1, initialProbeDelay: .hours(1)),
+            members: [.init(name: "u", transport: upstream)],
+            configuration: .init(maximumFailures: 1, initialProbeDelay: .hours(1), recoveryQueryInterval: nil),
             healthEventLoop: MultiThreadedEventLoopGroup.singleton.next())
         defer { pool.shutdown() }
         let handler = ForwardingQueryHandler(transport: pool, queryTimeout: .seconds(30))
@@ -233,5 +234,87 @@ import Testing
         // Version 0 is forwarded as usual.
         #expect(try await ask(handler)?.header.responseCode == .noError)
         #expect(upstream.queryCount == 1)
+    }
+}
+
+/// TTLs and reply sizes the handler enforces on upstream answers, whatever the upstream sent.
+@Suite struct UpstreamAnswerPolicyTests {
+    /// Answers every query with the records `answers` builds for its name.
+    struct FixedAnswers: UpstreamTransport {
+        let answers: @Sendable (DNSName) -> [DNSResourceRecord]
+        func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+            eventLoop.makeCompletedFuture {
+                let message = try DNSMessage(decoding: query)
+                var reply = DNSMessage(header: message.header, questions: message.questions, edns: message.edns)
+                reply.header.isResponse = true
+                reply.answers = answers(message.questions[0].name)
+                return try reply.encoded()
+            }
+        }
+    }
+
+    static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
+
+    func ask(
+        _ handler: ForwardingQueryHandler, _ name: DNSName, type: DNSRecordType = .a, transport: DNSClientTransport = .udp,
+        udpSize: UInt16 = 4096
+    ) async throws -> DNSMessage {
+        var edns = EDNSRecord()
+        edns.udpPayloadSize = udpSize
+        let query = DNSClientQuery(
+            message: try DNSMessage.query(name: name, type: type, id: 9, edns: edns).encoded(), client: Self.client, transport: transport)
+        let reply = try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get()
+        return try DNSMessage(decoding: try #require(reply))
+    }
+
+    @Test func aTTLWithTheTopBitSetIsZeroAndIsNotCached() async throws {
+        let upstream = FixedAnswers { name in [DNSResourceRecord(name: name, ttl: 0xFFFF_FFF0, rdata: .a(IPv4Address(192, 0, 2, 7)))] }
+        let cache = InMemoryDNSResponseCache()
+        let handler = ForwardingQueryHandler(transport: upstream, cache: cache)
+        let reply = try await ask(handler, "top.test.")
+        #expect(reply.answers.map(\.ttl) == [0])
+        #expect(cache.statistics.entries == 0)
+    }
+
+    @Test func theCacheTTLCeilingAppliesToTheFirstAnswerToo() async throws {
+        let upstream = FixedAnswers { name in
+            [
+                DNSResourceRecord(name: name, ttl: 86_400, rdata: .a(IPv4Address(192, 0, 2, 8))),
+                DNSResourceRecord(name: name, ttl: 7_200, rdata: .a(IPv4Address(192, 0, 2, 9))),
+            ]
+        }
+        let cache = InMemoryDNSResponseCache(configuration: .init(maximumTTL: 3_600))
+        let handler = ForwardingQueryHandler(transport: upstream, cache: cache)
+        let first = try await ask(handler, "long.test.")
+        #expect(first.answers.map(\.ttl) == [3_600, 3_600])
+        // The hit says the same.
+        let hit = try await ask(handler, "long.test.")
+        #expect(hit.answers.allSatisfy { $0.ttl <= 3_600 && $0.ttl >= 3_599 })
+        // Without a cache nothing is lowered, but the top bit still counts as 0.
+        let uncached = ForwardingQueryHandler(transport: upstream)
+        #expect(try await ask(uncached, "long.test.").answers.map(\.ttl) == [86_400, 7_200])
+    }
+
+    /// Six 250-octet strings: a reply of about 1,550 octets.
+    static let bigAnswer = FixedAnswers { name in
+        [DNSResourceRecord(name: name, ttl: 300, rdata: .txt(Array(repeating: Array(repeating: UInt8(ascii: "x"), count: 250), count: 6)))]
+    }
+
+    @Test func udpRepliesAreCappedAt1232OctetsWhateverTheClientAsks() async throws {
+        let handler = ForwardingQueryHandler(transport: Self.bigAnswer, cache: InMemoryDNSResponseCache())
+        // A miss, then a hit: both truncated for a client that asked for 4,096.
+        for _ in 0..<2 {
+            let reply = try await ask(handler, "big.test.", type: .txt, udpSize: 4096)
+            #expect(reply.header.isTruncated && reply.answers.isEmpty && reply.edns != nil)
+        }
+        // Whole over TCP.
+        let tcp = try await ask(handler, "big.test.", type: .txt, transport: .tcp)
+        #expect(!tcp.header.isTruncated && tcp.answers.count == 1)
+        #expect(handler.counters.truncated == 2)
+        // A larger cap, configured, lets it through over UDP.
+        let generous = ForwardingQueryHandler(transport: Self.bigAnswer, maximumUDPReplySize: 4096)
+        #expect(try await ask(generous, "big.test.", type: .txt).answers.count == 1)
+        // The client's own smaller size still wins.
+        #expect(try await ask(generous, "big.test.", type: .txt, udpSize: 1400).header.isTruncated)
     }
 }
