@@ -10,10 +10,10 @@ enum DNSResponseBuilder {
     ///   - query: The query's bytes; at least a 12-octet header.
     ///   - view: The query's view, if it could be parsed; without one the question is left out.
     ///   - truncated: Whether to set TC.
-    ///   - recursionAvailable: Whether to set RA.
+    ///   - extendedError: An Extended DNS Error for the OPT record, when there is one (RFC 8914).
     static func reply(
         to query: ByteBuffer, view: DNSMessageView?, rcode: DNSResponseCode, truncated: Bool = false,
-        allocator: ByteBufferAllocator = ByteBufferAllocator()
+        extendedError: ExtendedDNSError? = nil, allocator: ByteBufferAllocator = ByteBufferAllocator()
     ) -> ByteBuffer {
         let base = query.readerIndex
         let id = query.getInteger(at: base, as: UInt16.self) ?? 0
@@ -24,10 +24,13 @@ enum DNSResponseBuilder {
         if truncated { flags |= DNSHeader.Flag.tc }
         let question = view?.questionNameRange.flatMap { range in query.getSlice(at: base + range.lowerBound, length: range.count + 4) }
         let withOPT = view?.optRecordOffset != nil
-        var out = allocator.buffer(capacity: 12 + (question?.readableBytes ?? 0) + (withOPT ? 11 : 0))
+        var out = allocator.buffer(
+            capacity: 12 + (question?.readableBytes ?? 0) + (withOPT ? EDNSRecord.proxyOPTLength + 6 + (extendedError?.text.utf8.count ?? 0) : 0))
         out.writeMultipleIntegers(id, flags, UInt16(question == nil ? 0 : 1), UInt16(0), UInt16(0), UInt16(withOPT ? 1 : 0))
         if let question { out.writeImmutableBuffer(question) }
-        if withOPT { EDNSRecord.writeProxyOPT(into: &out, dnssecOK: view?.dnssecOK ?? false, extendedRCode: rcode.extendedBits) }
+        if withOPT {
+            EDNSRecord.writeProxyOPT(into: &out, dnssecOK: view?.dnssecOK ?? false, extendedRCode: rcode.extendedBits, extendedError: extendedError)
+        }
         return out
     }
 

@@ -16,7 +16,8 @@ import NIOCore
 /// - Identical queries that miss while one is in flight wait for its reply instead of going upstream
 ///   (coalescing), each answered with its own ID and question case.
 /// - A reply whose ID or question does not match is not delivered; any upstream failure gives SERVFAIL
-///   before the query's deadline.
+///   before the query's deadline, with an Extended DNS Error (RFC 8914) for EDNS clients that says
+///   why (``UpstreamError/extendedDNSError``).
 /// - Over UDP, a reply larger than the client's EDNS size (512 without EDNS), or than
 ///   ``defaultMaximumUDPReplySize`` (1,232 octets, DNS Flag Day 2020) whatever the client asked for,
 ///   is replaced by an empty reply with TC set, the question and OPT kept, so the client retries over
@@ -313,7 +314,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                 return fitCached(stale, query: query, view: view, allocator: allocator)
             }
             countersBox.withLockedValue { $0.serverFailures += 1 }
-            return DNSResponseBuilder.reply(to: query.message, view: view, rcode: .serverFailure, allocator: allocator)
+            let reason = (error as? UpstreamError)?.extendedDNSError ?? ExtendedDNSError(code: .networkError, text: "\(type(of: error))")
+            return DNSResponseBuilder.reply(to: query.message, view: view, rcode: .serverFailure, extendedError: reason, allocator: allocator)
         }
     }
 

@@ -72,4 +72,16 @@ public struct UpstreamError: Error, Hashable, Sendable, CustomStringConvertible 
     public var description: String {
         "upstream \(upstream): \(code)" + (detail.isEmpty ? "" : ": \(detail)")
     }
+
+    /// What a client's SERVFAIL says of this failure (RFC 8914): No Reachable Authority when nothing
+    /// answered, Network Error otherwise, with the kind in the text (and for a certificate, GnuTLS's
+    /// reason). The upstream's address is left out.
+    public var extendedDNSError: ExtendedDNSError {
+        switch code {
+        case .noUpstreamAvailable: ExtendedDNSError(code: .noReachableAuthority, text: "every upstream resolver is down")
+        case .timeout: ExtendedDNSError(code: .noReachableAuthority, text: "the upstream resolver did not answer in time")
+        case .certificateRejected: ExtendedDNSError(code: .networkError, text: "upstream certificate rejected: \(detail)")
+        default: ExtendedDNSError(code: .networkError, text: "upstream \(code)")
+        }
+    }
 }

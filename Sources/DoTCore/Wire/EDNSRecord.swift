@@ -62,9 +62,18 @@ public struct EDNSRecord: Hashable, Sendable, CustomStringConvertible {
     /// The length of the record ``writeProxyOPT(into:dnssecOK:extendedRCode:)`` appends.
     static let proxyOPTLength = 11
 
-    /// Appends the proxy's own option-less OPT record, as sent to clients and upstreams.
-    static func writeProxyOPT(into out: inout ByteBuffer, dnssecOK: Bool, extendedRCode: UInt8 = 0) {
+    /// Appends the proxy's own OPT record, as sent to clients and upstreams: no options, or only an
+    /// Extended DNS Error.
+    static func writeProxyOPT(into out: inout ByteBuffer, dnssecOK: Bool, extendedRCode: UInt8 = 0, extendedError: ExtendedDNSError? = nil) {
         let ttl = UInt32(extendedRCode) << 24 | (dnssecOK ? 0x8000 : 0)
-        out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, proxyUDPPayloadSize, ttl, UInt16(0))
+        guard let extendedError else {
+            out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, proxyUDPPayloadSize, ttl, UInt16(0))
+            return
+        }
+        let payload = extendedError.payload
+        out.writeMultipleIntegers(
+            UInt8(0), DNSRecordType.opt.rawValue, proxyUDPPayloadSize, ttl, UInt16(4 + payload.count), EDNSOptionCode.extendedError.rawValue,
+            UInt16(payload.count))
+        out.writeBytes(payload)
     }
 }

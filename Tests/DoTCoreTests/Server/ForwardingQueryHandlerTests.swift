@@ -300,6 +300,45 @@ import Testing
         [DNSResourceRecord(name: name, ttl: 300, rdata: .txt(Array(repeating: Array(repeating: UInt8(ascii: "x"), count: 250), count: 6)))]
     }
 
+    @Test(arguments: [
+        (UpstreamError.Code.certificateRejected, ExtendedDNSError.InfoCode.networkError, "certificate rejected: scripted failure"),
+        (.connectionRefused, .networkError, "connection refused"),
+        (.timeout, .noReachableAuthority, "did not answer in time"),
+    ])
+    func servfailSaysWhyInAnExtendedDNSError(failure: UpstreamError.Code, code: ExtendedDNSError.InfoCode, text: String) async throws {
+        let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(behaviour: .fail(failure)))
+        let reply = try await ask(handler, "a.test.")
+        #expect(reply.header.responseCode == .serverFailure)
+        let option = try #require(reply.edns?.option(.extendedError))
+        let error = try #require(ExtendedDNSError(option))
+        #expect(error.code == code && error.text.contains(text), "\(error)")
+        #expect(!error.text.contains("scripted:"), "the upstream's name stays out of the client's reply")
+    }
+
+    @Test func everyUpstreamDownIsNoReachableAuthorityAndClientsWithoutEDNSGetNoOPT() async throws {
+        let upstream = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
+        let pool = UpstreamPool(
+            members: [.init(name: "u", transport: upstream)], configuration: .init(maximumFailures: 1, recoveryQueryInterval: nil),
+            healthEventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        defer { pool.shutdown() }
+        let handler = ForwardingQueryHandler(transport: pool)
+        _ = try await ask(handler, "a.test.")
+        let down = try await ask(handler, "b.test.")
+        #expect(try #require(down.edns?.option(.extendedError)).data.prefix(2) == [0, 22])
+        let plain = DNSClientQuery(
+            message: try DNSMessage.query(name: "c.test.", type: .a, id: 4, edns: nil).encoded(), client: Self.client, transport: .udp)
+        let reply = try DNSMessage(decoding: try #require(try await handler.handle(plain, on: MultiThreadedEventLoopGroup.singleton.next()).get()))
+        #expect(reply.header.responseCode == .serverFailure && reply.edns == nil)
+    }
+
+    @Test func anExtendedDNSErrorRoundTripsAndItsTextIsBounded() throws {
+        let long = ExtendedDNSError(code: .networkError, text: String(repeating: "é", count: 200))
+        #expect(long.text.utf8.count <= ExtendedDNSError.maximumTextLength && long.text.hasPrefix("éé"))
+        #expect(ExtendedDNSError(long.option) == long)
+        #expect(ExtendedDNSError(EDNSOption(code: .extendedError, data: [0])) == nil)
+        #expect(ExtendedDNSError.InfoCode(rawValue: 99).description == "EDE99")
+    }
+
     @Test func udpRepliesAreCappedAt1232OctetsWhateverTheClientAsks() async throws {
         let handler = ForwardingQueryHandler(transport: Self.bigAnswer, cache: InMemoryDNSResponseCache())
         // A miss, then a hit: both truncated for a client that asked for 4,096.
