@@ -2,8 +2,9 @@
 """Paced UDP load with unique names, and commands run at set times, to time an outage's end.
 
 Sends `--rate` queries per second for `--seconds`, each for a new name under unique.test, to a DNS
-server on 127.0.0.1, and runs each `--at SECONDS COMMAND` at its time (a shell command: a SIGSTOP, a
-rig restart). The last command marks the resume. Prints one JSON object: replies by code before,
+server on 127.0.0.1, and runs each `--at SECONDS COMMAND` at its time in the background (a shell command: a
+SIGSTOP, a rig restart). The last command's start marks the resume, so the time a restarted server
+takes to start counts as part of the recovery. Prints one JSON object: replies by code before,
 during and after the outage, the recovery time (from the resume to the first NOERROR answer to a
 query sent after it) and the share of queries sent from `--settle` seconds after the resume on that
 got NOERROR. Exits 1 when recovery took longer than `--max-recovery`, or when the settled share or
@@ -59,6 +60,7 @@ def main():
     sent_at = []  # by sequence number, seconds since start
     replies = {}  # sequence -> (rcode, seconds since start)
     action_times = []
+    running = []
     start = time.monotonic()
     end = start + args.seconds
     next_action = 0
@@ -67,10 +69,10 @@ def main():
         if now >= end + 2:  # two more seconds to collect late replies
             break
         while next_action < len(actions) and now - start >= actions[next_action][0]:
-            subprocess.run(actions[next_action][1], shell=True, check=True, stdout=subprocess.DEVNULL)
-            action_times.append(time.monotonic() - start)
+            # Started in the background, so the load keeps its pace; the time is its start.
+            running.append(subprocess.Popen(actions[next_action][1], shell=True, stdout=subprocess.DEVNULL))
+            action_times.append(now - start)
             next_action += 1
-            now = time.monotonic()
         if now < end:
             due = int((now - start) * args.rate) - len(sent_at)
             for _ in range(max(0, min(due, 200))):
@@ -90,6 +92,9 @@ def main():
                 if seq is not None and seq < len(sent_at) and seq not in replies:
                     replies[seq] = (reply[3] & 0x0F, time.monotonic() - start)
 
+    for process in running:
+        if process.wait() != 0:
+            sys.exit(f"outage_load: an action failed: {process.args}")
     resume = action_times[-1] if action_times else 0.0
     outage_start = action_times[0] if action_times else 0.0
 

@@ -335,7 +335,7 @@ struct DotProxyCommand: AsyncParsableCommand {
     func run() async throws {
         // Until the signal service traps them, SIGHUP and SIGUSR1/2 would kill the process outright.
         for signal in OperatorSignalService.signals { _ = Glibc.signal(signal.rawValue, SIG_IGN) }
-        let configuration = try makeConfiguration()
+        var configuration = try makeConfiguration()
         let level = configuration.logLevel
         let json = configuration.logJSON
         LoggingSystem.bootstrap { label in
@@ -351,6 +351,18 @@ struct DotProxyCommand: AsyncParsableCommand {
         let logger = Logger(label: "dotproxy")
         // Read by the singleton group when it is first used, which is below.
         if let threads = configuration.threads { NIOSingletons.groupLoopCountSuggestion = threads }
+        let budget = DescriptorBudget(
+            limit: DescriptorBudget.raiseLimit(), upstreams: configuration.upstreams.count,
+            eventLoops: configuration.threads ?? System.coreCount, listenAddresses: configuration.server.listenAddresses.count,
+            connectionsPerUpstream: DoTUpstreamTransport.Configuration.defaultMaximumConnectionsPerEventLoop)
+        let cap = budget.clientConnections(configured: configuration.server.maximumTCPConnections)
+        if cap < configuration.server.maximumTCPConnections {
+            logger.notice(
+                "fewer client TCP connections than configured, to keep descriptors for upstream connections",
+                metadata: ["descriptor_limit": "\(budget.limit)", "reserved": "\(budget.reserve)", "tcp_connections": "\(cap)"])
+            configuration.server.maximumTCPConnections = cap
+            configuration.server.maximumTCPConnectionsPerClient = min(configuration.server.maximumTCPConnectionsPerClient, cap)
+        }
         let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         if let factory = services.metricsFactory { MetricsSystem.bootstrap(factory) }
         logger.info("starting: \(configuration.summary)")

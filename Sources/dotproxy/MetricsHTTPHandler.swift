@@ -4,18 +4,39 @@ import NIOHTTP1
 import Prometheus
 
 /// Answers one HTTP request at a time on a connection; keeps the connection open when the client
-/// asks to.
+/// asks to, but closes it when no whole request arrives within ``requestTimeout`` of the connection
+/// opening or of the last response, so that silent or slow clients cannot hold the listener's few
+/// connections.
 final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// How long a connection may go without a whole request.
+    static let requestTimeout = TimeAmount.seconds(5)
+
     private let registry: PrometheusCollectorRegistry
     private let isReady: @Sendable () -> Bool
     private var request: HTTPRequestHead?
+    private var timeout: Scheduled<Void>?
 
     init(registry: PrometheusCollectorRegistry, isReady: @escaping @Sendable () -> Bool) {
         self.registry = registry
         self.isReady = isReady
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        armTimeout(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        timeout = nil
+    }
+
+    private func armTimeout(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        let channel = context.channel
+        timeout = context.eventLoop.scheduleTask(in: Self.requestTimeout) { channel.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -28,6 +49,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             guard let head = request else { return }
             request = nil
             respond(to: head, context: context)
+            armTimeout(context: context)
         }
     }
 

@@ -9,7 +9,8 @@ import ServiceLifecycle
 /// A small HTTP/1.1 listener for operators: `GET /metrics` (Prometheus text format), `GET /health`
 /// (200 while the process runs) and `GET /ready` (200 while at least one upstream is usable, else
 /// 503). Anything else gets 404, or 405 for a method other than GET and HEAD. Runs until graceful
-/// shutdown.
+/// shutdown. It keeps at most ``DescriptorBudget/metricsConnections`` connections open (more are
+/// closed at once), each for at most ``MetricsHTTPHandler/requestTimeout`` without a request.
 final class MetricsHTTPServer: Service, Sendable {
     private let address: SocketAddress
     private let registry: PrometheusCollectorRegistry
@@ -64,12 +65,24 @@ final class MetricsHTTPServer: Service, Sendable {
     func run() async throws {
         let registry = self.registry
         let isReady = self.isReady
+        let open = NIOLockedValueBox(0)
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                // Back off accepting for a second when out of descriptors, rather than spin.
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) }
+                }
                 .childChannelInitializer { channel in
-                    channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
+                    let admitted = open.withLockedValue { count in
+                        guard count < DescriptorBudget.metricsConnections else { return false }
+                        count += 1
+                        return true
+                    }
+                    guard admitted else { return channel.close() }
+                    channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                    return channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
                         try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, isReady: isReady))
                     }
                 }

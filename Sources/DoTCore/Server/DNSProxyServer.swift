@@ -19,13 +19,24 @@ public final class DNSProxyServer: Service {
     public struct Configuration: Sendable {
         /// Where to listen, UDP and TCP. Port 0 picks a free port, the same for UDP and TCP.
         public var listenAddresses: [SocketAddress]
-        /// Close a TCP connection after this long without traffic.
+        /// Close a TCP connection after this long without a whole query or a reply.
         public var tcpIdleTimeout: TimeAmount
+        /// The idle timeout while more than half of ``maximumTCPConnections`` are open.
+        public var tcpBusyIdleTimeout: TimeAmount
+        /// A query must arrive whole within this long of its first octet, or the connection closes.
+        public var tcpQueryReadTimeout: TimeAmount
+        /// Close a TCP connection whose replies could not be written for this long (a client that
+        /// does not read).
+        public var tcpWriteStallTimeout: TimeAmount
+        /// Reply octets one TCP connection may hold unsent before it is not read until they drain
+        /// (the channel's write-buffer high-water mark; it reads again below half of it).
+        public var maximumUnsentBytesPerTCPConnection: Int
         /// The most TCP connections open at once.
         public var maximumTCPConnections: Int
-        /// The most TCP connections from one client address.
+        /// The most TCP connections from one client: one IPv4 address, or one IPv6 /64.
         public var maximumTCPConnectionsPerClient: Int
-        /// The most queries in flight on one TCP connection; past it the connection is not read.
+        /// The most queries in progress on one TCP connection, cache hits and misses alike, from when
+        /// they are read until their replies reach the kernel; past it the connection is not read.
         public var maximumQueriesInFlightPerTCPConnection: Int
         /// The most new TCP connections per second from one client address (twice that at once); 0 for
         /// no limit.
@@ -38,20 +49,30 @@ public final class DNSProxyServer: Service {
         /// - Parameters:
         ///   - listenAddresses: Where to listen; 127.0.0.1:5053 by default (loopback only).
         ///   - tcpIdleTimeout: TCP idle timeout; 10 s.
+        ///   - tcpBusyIdleTimeout: TCP idle timeout when more than half the connections are open; 1 s.
+        ///   - tcpQueryReadTimeout: Time for a query to arrive whole from its first octet; 5 s.
+        ///   - tcpWriteStallTimeout: Time a connection may stay unable to take replies; 10 s.
+        ///   - maximumUnsentBytesPerTCPConnection: Unsent reply octets per connection; 64 KiB.
         ///   - maximumTCPConnections: TCP connections in total; 1,024.
-        ///   - maximumTCPConnectionsPerClient: TCP connections per client; 64.
-        ///   - maximumQueriesInFlightPerTCPConnection: Pipelined queries per connection; 100.
+        ///   - maximumTCPConnectionsPerClient: TCP connections per client address (IPv6: per /64); 16.
+        ///   - maximumQueriesInFlightPerTCPConnection: Queries in progress per connection; 100.
         ///   - maximumNewTCPConnectionsPerSecondPerClient: New connections per second per client; 50.
         ///   - shutdownGracePeriod: Time to answer in-flight queries at shutdown; 5 s.
         public init(
             listenAddresses: [SocketAddress] = [try! SocketAddress(ipAddress: "127.0.0.1", port: 5053)],
-            tcpIdleTimeout: TimeAmount = .seconds(10), maximumTCPConnections: Int = 1024,
-            maximumTCPConnectionsPerClient: Int = 64, maximumQueriesInFlightPerTCPConnection: Int = 100,
+            tcpIdleTimeout: TimeAmount = .seconds(10), tcpBusyIdleTimeout: TimeAmount = .seconds(1),
+            tcpQueryReadTimeout: TimeAmount = .seconds(5), tcpWriteStallTimeout: TimeAmount = .seconds(10),
+            maximumUnsentBytesPerTCPConnection: Int = 64 << 10, maximumTCPConnections: Int = 1024,
+            maximumTCPConnectionsPerClient: Int = 16, maximumQueriesInFlightPerTCPConnection: Int = 100,
             maximumNewTCPConnectionsPerSecondPerClient: Double = 50, shutdownGracePeriod: TimeAmount = .seconds(5)
         ) {
             self.maximumNewTCPConnectionsPerSecondPerClient = maximumNewTCPConnectionsPerSecondPerClient
             self.listenAddresses = listenAddresses
             self.tcpIdleTimeout = tcpIdleTimeout
+            self.tcpBusyIdleTimeout = tcpBusyIdleTimeout
+            self.tcpQueryReadTimeout = tcpQueryReadTimeout
+            self.tcpWriteStallTimeout = tcpWriteStallTimeout
+            self.maximumUnsentBytesPerTCPConnection = maximumUnsentBytesPerTCPConnection
             self.maximumTCPConnections = maximumTCPConnections
             self.maximumTCPConnectionsPerClient = maximumTCPConnectionsPerClient
             self.maximumQueriesInFlightPerTCPConnection = maximumQueriesInFlightPerTCPConnection
@@ -254,13 +275,23 @@ public final class DNSProxyServer: Service {
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Out of descriptors, accept fails at once while the connection waits in the backlog:
+            // without a back-off the listener retries in a loop (NIO adds this handler only to its
+            // async bind).
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) }
+            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: true)
+            .childChannelOption(
+                .writeBufferWaterMark,
+                value: .init(low: configuration.maximumUnsentBytesPerTCPConnection / 2, high: configuration.maximumUnsentBytesPerTCPConnection))
+            // One read takes at most 64 KiB, which bounds what a connection holds unparsed.
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: Self.maximumTCPReadSize))
             .childChannelInitializer { channel in
-                let client = channel.remoteAddress?.ipAddress ?? "unknown"
-                if let connectionRate, let remote = channel.remoteAddress, let address = ClientAddress(remote),
-                    connectionRate.decide(for: address, transport: .tcp, now: .now()) != .admit
-                {
+                guard let remote = channel.remoteAddress, let client = ClientAddress(remote) else { return channel.close() }
+                if let connectionRate, connectionRate.decide(for: client, transport: .tcp, now: .now()) != .admit {
                     return channel.close()
                 }
                 guard limiter.admit(client) else {
@@ -273,20 +304,28 @@ public final class DNSProxyServer: Service {
                     connections.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    let tcpHandler = try Self.addClientTCPHandlers(to: channel.pipeline.syncOperations, handler: handler, configuration: configuration)
+                    let tcpHandler = try Self.addClientTCPHandlers(
+                        to: channel.pipeline.syncOperations, handler: handler, configuration: configuration, slots: limiter)
                     let bound = NIOLoopBound(tcpHandler, eventLoop: channel.eventLoop)
                     connections.withLockedValue { $0[ObjectIdentifier(channel)] = (channel, bound) }
                 }
             }
     }
 
+    /// The most octets one read from a client TCP connection takes.
+    static let maximumTCPReadSize = 64 << 10
+
     /// Sets up a client TCP connection's pipeline: the query handler, which does the RFC 1035 framing
-    /// and keeps the idle timeout, and which it returns.
+    /// and keeps the connection's limits and timers, and which it returns.
     static func addClientTCPHandlers(
-        to pipeline: ChannelPipeline.SynchronousOperations, handler: any DNSQueryHandler, configuration: Configuration
+        to pipeline: ChannelPipeline.SynchronousOperations, handler: any DNSQueryHandler, configuration: Configuration,
+        slots: TCPConnectionLimiter? = nil
     ) throws -> DNSTCPQueryHandler {
-        let tcpHandler = DNSTCPQueryHandler(
-            handler: handler, maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection, idleTimeout: configuration.tcpIdleTimeout)
+        let limits = DNSTCPQueryHandler.Limits(
+            maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection, idleTimeout: configuration.tcpIdleTimeout,
+            busyIdleTimeout: configuration.tcpBusyIdleTimeout, queryReadTimeout: configuration.tcpQueryReadTimeout,
+            writeStallTimeout: configuration.tcpWriteStallTimeout)
+        let tcpHandler = DNSTCPQueryHandler(handler: handler, limits: limits, slots: slots)
         try pipeline.addHandler(tcpHandler)
         return tcpHandler
     }

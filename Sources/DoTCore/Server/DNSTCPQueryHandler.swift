@@ -1,45 +1,92 @@
 import NIOCore
 
 /// Serves one client TCP connection: framed queries in, replies out as each completes (out of order,
-/// RFC 7766 §6.2.1.1), with a cap on queries in flight and an idle timeout. Replies are flushed in
-/// batches (see `ReadBatchedWriter`).
+/// RFC 7766 §6.2.1.1). Replies are flushed in batches (see `ReadBatchedWriter`).
 ///
 /// It reads the connection's bytes and does the two-octet framing itself (``DNSStreamFraming``), as
 /// the upstream connection does, rather than behind NIO's generic decoder and encoder handlers: those
 /// run unspecialized here and looked up generic metadata and cast `NIOAny` on every query, about a
 /// fifth of a TCP cache hit's instructions.
 ///
-/// When the cap is reached the handler stops reading, so a client that pipelines without limit is
-/// slowed down rather than buffered in memory.
+/// What one connection may hold is bounded (see ``Limits``):
+/// - Queries in progress, cache hits and misses alike: a query counts from when it is taken until its
+///   reply has been handed to the kernel. At ``Limits/maximumInFlight`` the handler takes no more
+///   queries: it stops cutting frames out of what it has read and stops reading.
+/// - Unsent reply bytes: the channel's write-buffer high-water mark. While the channel is not
+///   writable (a client that does not read its replies) nothing more is read, and a connection that
+///   stays blocked for ``Limits/writeStallTimeout`` is closed.
+/// - Unparsed input: at most one read and a partial frame, and a query must arrive whole within
+///   ``Limits/queryReadTimeout`` of its first octet (RFC 7766 §6.2.3), so a trickle cannot hold a
+///   connection.
+/// - Idle time: only whole queries and replies count as activity. When more than half of the server's
+///   TCP slots are taken, the idle timeout shrinks to ``Limits/busyIdleTimeout``, as Unbound does, so
+///   that idle or slow connections make room for new clients instead of every newcomer being refused.
 ///
-/// The idle timer runs on the event loop's clock (so tests drive it with an `EmbeddedEventLoop`): a
-/// connection closes once it has been quiet for the timeout with no query waiting for the upstream.
+/// Timers run on the event loop's clock, so tests drive them with an `EmbeddedEventLoop`.
 final class DNSTCPQueryHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    /// What one connection may hold, and for how long.
+    struct Limits {
+        /// Queries in progress (waiting for the upstream, or replies not yet handed to the kernel).
+        var maximumInFlight: Int
+        /// Close after this long without a whole query or a reply, with nothing in progress.
+        var idleTimeout: TimeAmount
+        /// The idle timeout while more than half of the server's TCP slots are taken.
+        var busyIdleTimeout: TimeAmount
+        /// A query must arrive whole within this long of its first octet.
+        var queryReadTimeout: TimeAmount
+        /// Close a connection whose replies could not be written for this long.
+        var writeStallTimeout: TimeAmount
+    }
+
     private let handler: any DNSQueryHandler
-    private let maximumInFlight: Int
-    private let idleTimeout: TimeAmount
-    private var inFlight = 0
-    /// The last read, or the last reply that waited for the upstream.
+    private let limits: Limits
+    /// Whether more than half of the server's TCP slots are taken; `nil` when nobody keeps count.
+    private let slots: TCPConnectionLimiter?
+    /// Queries waiting for the upstream.
+    private var waiting = 0
+    /// Replies written and not yet handed to the kernel, counted in ``batches`` once flushed.
+    private var unflushed = 0
+    private var unsent = 0
+    /// The last whole query read, or the last reply written.
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
-    private var idleCheck: Scheduled<Void>?
+    /// When the first octet of the incomplete query in ``input`` arrived.
+    private var partialQuerySince: NIODeadline?
+    /// When the channel last became unwritable, while it is.
+    private var stalledSince: NIODeadline?
+    private var check: Scheduled<Void>?
     private var readPending = false
     private var clientAddress: SocketAddress?
+    /// Bytes read and not yet cut into queries.
+    private var input: ByteBuffer?
+    private var context: ChannelHandlerContext?
     private let writer = ReadBatchedWriter()
-    private var frames = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.makeFrameDecoder())
     let drain = DrainTracker()
 
-    init(handler: any DNSQueryHandler, maximumInFlight: Int, idleTimeout: TimeAmount) {
+    init(handler: any DNSQueryHandler, limits: Limits, slots: TCPConnectionLimiter? = nil) {
         self.handler = handler
-        self.maximumInFlight = maximumInFlight
-        self.idleTimeout = idleTimeout
+        self.limits = limits
+        self.slots = slots
+    }
+
+    /// Whether another query may be taken now.
+    private var takesQueries: Bool {
+        waiting + unflushed + unsent < limits.maximumInFlight && stalledSince == nil
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        writer.onFlush = { [unowned self] context in flushed(context: context) }
         if context.channel.isActive { started(context: context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        check?.cancel()
+        check = nil
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -48,36 +95,96 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     }
 
     private func started(context: ChannelHandlerContext) {
-        guard idleCheck == nil else { return }
+        guard check == nil else { return }
         clientAddress = context.remoteAddress
         lastActivity = context.eventLoop.now
-        scheduleIdleCheck(context: context, at: lastActivity + idleTimeout)
+        scheduleCheck(context: context, at: lastActivity + min(limits.idleTimeout, limits.queryReadTimeout))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        idleCheck?.cancel()
-        idleCheck = nil
+        check?.cancel()
+        check = nil
+        input = nil
         context.fireChannelInactive()
     }
 
-    private func scheduleIdleCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
+    // MARK: Timers
+
+    /// One timer for every deadline of the connection: idle, the partial query's, the write stall's.
+    private func scheduleCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+        check = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            check = nil
             let context = bound.value
-            let now = context.eventLoop.now
-            if inFlight == 0 && now >= lastActivity + idleTimeout {
-                context.close(promise: nil)
+            if let due = nextDeadline(now: context.eventLoop.now) {
+                scheduleCheck(context: context, at: due)
             } else {
-                scheduleIdleCheck(context: context, at: inFlight == 0 ? lastActivity + idleTimeout : now + idleTimeout)
+                context.close(promise: nil)
             }
         }
     }
 
+    /// When the connection must be looked at again, or `nil` when one of its deadlines has passed.
+    private func nextDeadline(now: NIODeadline) -> NIODeadline? {
+        var due = now + limits.idleTimeout
+        if let stalledSince {
+            let closesAt = stalledSince + limits.writeStallTimeout
+            guard now < closesAt else { return nil }
+            due = min(due, closesAt)
+        }
+        if let partialQuerySince {
+            let closesAt = partialQuerySince + limits.queryReadTimeout
+            guard now < closesAt else { return nil }
+            due = min(due, closesAt)
+        }
+        if waiting + unflushed + unsent == 0 {
+            let idle = slots?.isBusy == true ? min(limits.busyIdleTimeout, limits.idleTimeout) : limits.idleTimeout
+            let closesAt = lastActivity + idle
+            guard now < closesAt else { return nil }
+            due = min(due, closesAt)
+        }
+        return due
+    }
+
+    // MARK: Reading
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        do {
-            try frames.process(buffer: unwrapInboundIn(data)) { message in received(message, context: context) }
-        } catch {
-            errorCaught(context: context, error: error)
+        var bytes = unwrapInboundIn(data)
+        if input == nil || input!.readableBytes == 0 {
+            input = bytes
+        } else {
+            if input!.readerIndex > 0 { input!.discardReadBytes() }
+            input!.writeBuffer(&bytes)
+        }
+        writer.readStarted()
+        takeQueries(context: context)
+    }
+
+    /// Cuts whole queries out of ``input`` and answers them while the limits allow.
+    private func takeQueries(context: ChannelHandlerContext) {
+        var tookOne = false
+        while takesQueries, input != nil, let message = input!.readLengthPrefixedSlice(as: UInt16.self) {
+            tookOne = true
+            received(message, context: context)
+        }
+        let now = context.eventLoop.now
+        if tookOne {
+            lastActivity = now
+            partialQuerySince = nil
+        }
+        guard let left = input?.readableBytes, left > 0 else {
+            input = nil
+            partialQuerySince = nil
+            return
+        }
+        // What is left is a partial query, or whole ones that wait for room.
+        let partial = left < 2 || left < 2 + Int(input!.getInteger(at: input!.readerIndex, as: UInt16.self)!)
+        if partial, partialQuerySince == nil {
+            partialQuerySince = now
+            if let check, let due = nextDeadline(now: now) {
+                check.cancel()
+                scheduleCheck(context: context, at: due)
+            }
         }
     }
 
@@ -85,25 +192,21 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     private func received(_ message: ByteBuffer, context: ChannelHandlerContext) {
         guard let client = clientAddress ?? context.remoteAddress else { return }
         let query = DNSClientQuery(message: message, client: client, transport: .tcp)
-        writer.readStarted()
         switch handler.respond(to: query, on: context.eventLoop) {
         case .now(let reply):
             if let reply { write(reply, context: context) }
         case .later(let reply):
-            inFlight += 1
+            waiting += 1
             drain.started()
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             reply.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
-                inFlight -= 1
+                waiting -= 1
                 drain.finished()
                 let context = bound.value
-                lastActivity = context.eventLoop.now
                 if case .success(let reply?) = result, context.channel.isActive {
                     write(reply, context: context)
-                }
-                if readPending && inFlight < maximumInFlight {
-                    readPending = false
-                    context.read()
+                } else {
+                    resumeIfRoom(context: context)
                 }
             }
         }
@@ -120,21 +223,69 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
             errorCaught(context: context, error: error)
             return
         }
+        lastActivity = context.eventLoop.now
+        unflushed += 1
         writer.write(wrapOutboundOut(framed), context: context)
     }
 
+    /// A flush of `unflushed` replies went to the channel: count them as unsent until the kernel has
+    /// them all (the last write of the flush completes after every earlier one).
+    private func flushed(context: ChannelHandlerContext) -> EventLoopPromise<Void>? {
+        guard unflushed > 0 else { return nil }
+        let count = unflushed
+        unflushed = 0
+        unsent += count
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        promise.futureResult.assumeIsolated().whenComplete { [self] _ in
+            unsent -= count
+            // Paused: go on once this flush is over (the promise may complete inside it).
+            guard readPending || input != nil else { return }
+            bound.value.eventLoop.assumeIsolated().execute { [self] in resumeIfRoom(context: bound.value) }
+        }
+        return promise
+    }
+
+    /// Takes the queries already read, then reads more, once the limits allow.
+    private func resumeIfRoom(context: ChannelHandlerContext) {
+        guard takesQueries, context.channel.isActive else { return }
+        if input != nil {
+            writer.readStarted()
+            takeQueries(context: context)
+            writer.readComplete(context: context)
+        }
+        if readPending && takesQueries {
+            readPending = false
+            context.read()
+        }
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
-        lastActivity = context.eventLoop.now
         writer.readComplete(context: context)
         context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {
-        if inFlight >= maximumInFlight {
-            readPending = true
-        } else {
+        if takesQueries {
             context.read()
+        } else {
+            readPending = true
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stalledSince = nil
+            resumeIfRoom(context: context)
+        } else if stalledSince == nil {
+            let now = context.eventLoop.now
+            stalledSince = now
+            if let check, let due = nextDeadline(now: now) {
+                check.cancel()
+                scheduleCheck(context: context, at: due)
+            }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

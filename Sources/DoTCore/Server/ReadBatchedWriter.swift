@@ -12,12 +12,20 @@ import NIOCore
 ///   the replies of several upstream reads leave together; a reply without one, or a read, flushes it
 ///   earlier.
 ///
+/// With ``onFlush`` set, the last write before each flush is held back until the flush and carries
+/// the promise `onFlush` returns: it completes once every write of the flush has reached the kernel,
+/// which is how the TCP handler counts replies not yet sent with one promise per flush.
+///
 /// Lives on the channel's event loop; the handler that owns it calls it from there only.
 final class ReadBatchedWriter {
     private var reading = false
     private var flushPending = false
     private var endOfTickFlushScheduled = false
     private var lingeringFlushScheduled = false
+    /// Called just before each flush; the promise it returns goes with the flush's last write.
+    var onFlush: ((ChannelHandlerContext) -> EventLoopPromise<Void>?)?
+    /// The last write, held for the flush while ``onFlush`` is set.
+    private var held: NIOAny?
 
     /// Call from `channelRead`, before handling the message.
     func readStarted() {
@@ -27,7 +35,12 @@ final class ReadBatchedWriter {
     /// Writes `data` and makes sure a flush follows: at the end of the read being delivered, else after
     /// `linger` if given, else at the end of the event-loop tick.
     func write(_ data: NIOAny, context: ChannelHandlerContext, linger: TimeAmount? = nil) {
-        context.write(data, promise: nil)
+        if onFlush == nil {
+            context.write(data, promise: nil)
+        } else {
+            if let held { context.write(held, promise: nil) }
+            held = data
+        }
         flushPending = true
         // A flush already on its way takes this reply too. Under load most lingering answers end here,
         // so the loop check and the retains of a task's context come after this test, not before.
@@ -57,6 +70,10 @@ final class ReadBatchedWriter {
     private func flushIfPending(_ context: ChannelHandlerContext) {
         guard flushPending else { return }
         flushPending = false
+        if let held {
+            self.held = nil
+            context.write(held, promise: onFlush?(context))
+        }
         context.flush()
     }
 }

@@ -34,6 +34,9 @@ public final class DoTUpstreamTransport: UpstreamTransport {
         /// Pad queries to a multiple of this many octets; 0 disables padding.
         public var paddingBlockSize: Int
 
+        /// The default for ``maximumConnectionsPerEventLoop``.
+        public static let defaultMaximumConnectionsPerEventLoop = 4
+
         /// Creates a configuration with defaults for everything but the upstream.
         ///
         /// - Parameters:
@@ -47,7 +50,7 @@ public final class DoTUpstreamTransport: UpstreamTransport {
         ///   - paddingBlockSize: The padding block; 128 (RFC 8467).
         public init(
             upstream: UpstreamAddress, connectTimeout: TimeAmount = .seconds(2), idleTimeout: TimeAmount = .seconds(8),
-            maximumConnectionsPerEventLoop: Int = 4, maximumInFlightPerConnection: Int = 256,
+            maximumConnectionsPerEventLoop: Int = defaultMaximumConnectionsPerEventLoop, maximumInFlightPerConnection: Int = 256,
             maximumQueriesPerConnection: Int? = nil, maximumConnectionAge: TimeAmount? = nil, paddingBlockSize: Int = 128
         ) {
             self.upstream = upstream

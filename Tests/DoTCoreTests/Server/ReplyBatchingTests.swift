@@ -139,7 +139,7 @@ import Testing
     @Test func tcpAnswersCompletedTogetherLeaveInOneFlush() throws {
         let queries = HeldQueryHandler()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSTCPQueryHandler(handler: queries, maximumInFlight: 10, idleTimeout: .seconds(10))])
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSTCPQueryHandler(handler: queries, limits: TCPConnectionLimitsTests.limits(maximumInFlight: 10))])
         try channel.connect(to: Self.client).wait()
         for id in [200, 201] as [UInt16] { try channel.writeInbound(try TCPQueryFramingTests.framed(id: id)) }
         let before = flushes(of: channel).count
