@@ -231,8 +231,12 @@ def main():
     parser.add_argument("--slowloris-seconds", type=float, default=12)
     parser.add_argument("--min-served", type=float, default=0.9)
     args = parser.parse_args()
+    # The attacks hold about 1,300 sockets; root may raise the hard limit, others need it high enough.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 4096), max(hard, 4096)))
+    except (ValueError, OSError):
+        sys.exit(f"{sys.argv[0]}: needs 4,096 file descriptors, and the hard limit is {hard} (raise it with ulimit -Hn)")
     attacks = {"slow-reader": slow_reader, "slowloris": slowloris, "big-prefix": big_prefix}
     failed = False
     for name in args.attacks.split(","):
