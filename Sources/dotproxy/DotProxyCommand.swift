@@ -136,7 +136,9 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("log-queries"), help: "Log every query's name and type (off by default, for privacy).")
     var logQueries = false
 
-    @Option(name: .customLong("threads"), help: "Event-loop threads serving clients and upstream connections (1-256). Default: one per CPU core.")
+    @Option(
+        name: .customLong("threads"),
+        help: "Event-loop threads serving clients and upstream connections (1-256). Default: one per four CPU cores, at least one, at most 16; one serves about 200,000 cached or 70,000 forwarded queries a second. Raise it only when the load exceeds that and cores are free.")
     var threads: Int?
 
     static let environmentOptions = [
@@ -349,11 +351,18 @@ struct DotProxyCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "dotproxy")
-        // Read by the singleton group when it is first used, which is below.
-        if let threads = configuration.threads { NIOSingletons.groupLoopCountSuggestion = threads }
+        let plan = ThreadPlan(threads: configuration.threads, cores: System.coreCount)
+        if let tasks = ThreadPlan.currentTaskLimit(), let problem = plan.problem(taskLimit: tasks.limit, running: tasks.running) {
+            StandardError.write("dotproxy: \(problem)\n")
+            throw ExitCode(71)
+        }
+        // Read by the singletons when they are first used, which is below.
+        NIOSingletons.groupLoopCountSuggestion = plan.eventLoops
+        NIOSingletons.blockingPoolThreadCountSuggestion = ThreadPlan.blockingPoolThreads
+        configuration.threads = plan.eventLoops
         let budget = DescriptorBudget(
             limit: DescriptorBudget.raiseLimit(), upstreams: configuration.upstreams.count,
-            eventLoops: configuration.threads ?? System.coreCount, listenAddresses: configuration.server.listenAddresses.count,
+            eventLoops: plan.eventLoops, listenAddresses: configuration.server.listenAddresses.count,
             connectionsPerUpstream: DoTUpstreamTransport.Configuration.defaultMaximumConnectionsPerEventLoop)
         let cap = budget.clientConnections(configured: configuration.server.maximumTCPConnections)
         if cap < configuration.server.maximumTCPConnections {

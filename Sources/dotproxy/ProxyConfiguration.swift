@@ -34,7 +34,7 @@ struct ProxyConfiguration: Sendable {
         let upstreamList = upstreams.map(\.description).joined(separator: ",")
         return "listen=\(listeners) upstream=\(upstreamList) policy=\(type(of: pool.policy)) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
             + "timeout=\(queryTimeout) max-udp-size=\(maximumUDPReplySize) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) " + rateLimitSummary
-            + " threads=\(threads.map(String.init) ?? "per-core")"
+            + " threads=\(threads.map(String.init) ?? "default")"
     }
 
     private var cacheSummary: String {
