@@ -162,17 +162,37 @@ def upstream_connections(port, pid):
 
 
 def config_dotproxy(work, port, rig, binary, threads):
-    return [binary, "--threads", str(threads), "--upstream", f"127.0.0.1:{rig['RIG_DOT_PORT']}#dns.test", "--ca-file", rig["RIG_CA"], "--listen", f"127.0.0.1:{port}",
-            "--cache-size", "1100000", "--cache-max-bytes", str(1 << 30), "--log-level", "warning",
-            # Counters on, as operators run it (dnsdist counts every query too).
-            "--metrics-listen", f"127.0.0.1:{port + 1}"]
+    """dotproxy as a user runs it: its defaults, but for where it listens and forwards (and --threads
+    when the run sets every system's threads)."""
+    return [binary] + (["--threads", str(threads)] if threads else []) + [
+        "--upstream", f"127.0.0.1:{rig['RIG_DOT_PORT']}#dns.test", "--ca-file", rig["RIG_CA"], "--listen", f"127.0.0.1:{port}",
+        "--log-level", "warning"]
+
+
+# What the fill runs add to dotproxy's command line: room for every name they cache.
+DOTPROXY_FILL_FLAGS = ["--cache-size", "1100000", "--cache-max-bytes", str(1 << 30)]
+
+
+def configuration_line(system, threads):
+    """How `system` runs in this benchmark, for the tables."""
+    workers = threads or 1
+    if system in ("dotproxy", "baseline"):
+        loops = threads or max(1, min((os.cpu_count() or 1) // 4, 16))
+        return (f"{system}: " + (f"--threads {threads}" if threads else f"default flags ({loops} event loop{'s' if loops > 1 else ''} here: one per four cores)")
+                + "; the fill runs add " + " ".join(DOTPROXY_FILL_FLAGS))
+    return {
+        "dnsdist": f"dnsdist: {workers} UDP listener thread{'s' if workers > 1 else ''}, packet cache of 1,100,000 entries",
+        "unbound": f"unbound: forwarder, num-threads {workers}, msg/rrset caches 256/512 MiB",
+        "kresd": "kresd: one process (its way to scale is more processes), 1 GiB cache",
+        "stubby": "stubby: one process, no cache",
+    }[system]
 
 
 def config_dnsdist(work, port, rig, _, threads):
     path = os.path.join(work, "dnsdist.conf")
     # One UDP listener (and its receiving thread) per worker thread, all on the port (SO_REUSEPORT).
     listeners = "\n".join([f'setLocal("127.0.0.1:{port}", {{reusePort=true}})']
-                          + [f'addLocal("127.0.0.1:{port}", {{reusePort=true}})'] * (threads - 1))
+                          + [f'addLocal("127.0.0.1:{port}", {{reusePort=true}})'] * ((threads or 1) - 1))
     with open(path, "w") as f:
         f.write(f"""
 {listeners}
@@ -199,7 +219,7 @@ def config_unbound(work, port, rig, _, threads):
   use-syslog: no
   logfile: ""
   verbosity: 0
-  num-threads: {threads}
+  num-threads: {threads or 1}
   so-reuseport: yes
   interface: 127.0.0.1@{port}
   access-control: 127.0.0.0/8 allow
@@ -317,15 +337,31 @@ def p99_from_verbose(text):
     return percentile_99([float(m) * 1000 for m in re.findall(r"^> \w+ \S+ \S+ ([\d.]+)$", text, re.M)])
 
 
+# How dnsperf loads a system (--client): "threaded", 4 clients with 100 outstanding each on 2 threads,
+# printing nothing per reply; or "busy", the same 4 x 100 on one thread that prints every reply, so
+# that the client is itself busy, as on a machine the proxy shares with busy neighbours.
+CLIENT_STYLES = {"threaded": ["-c", "4", "-q", "100", "-T", "2"], "busy": ["-c", "4", "-q", "100", "-T", "1", "-v"]}
+client_style = "threaded"
+
+
 def dnsperf_argv(port, transport, queries, seconds, rate=None):
-    """4 clients with 100 outstanding each on 2 threads, or one client at a fixed rate (verbose, for p99)."""
+    """The load of the client style, or one client at a fixed rate (verbose, for p99)."""
     argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", queries, "-l", str(seconds), "-m", transport, "-t", "5"]
-    return argv + (["-Q", str(rate), "-c", "1", "-q", "20", "-v"] if rate else ["-c", "4", "-q", "100", "-T", "2"])
+    return argv + (["-Q", str(rate), "-c", "1", "-q", "20", "-v"] if rate else CLIENT_STYLES[client_style])
+
+
+def read_dnsperf(stream, keep_replies):
+    """dnsperf's output; its per-reply lines ("> ...") only if `keep_replies` (a busy client prints
+    one per reply, read and dropped here as a terminal or a log would take them)."""
+    return "".join(line for line in stream if keep_replies or not line.startswith("> "))
 
 
 def run_dnsperf(port, transport, queries, seconds, rate=None):
-    result = subprocess.run(dnsperf_argv(port, transport, queries, seconds, rate), capture_output=True, text=True, timeout=seconds + 30)
-    return result.stdout + result.stderr
+    process = subprocess.Popen(dnsperf_argv(port, transport, queries, seconds, rate), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        return read_dnsperf(process.stdout, keep_replies=rate is not None)
+    finally:
+        process.wait(timeout=30)
 
 
 def wire_query(name, qtype, qid):
@@ -493,7 +529,7 @@ def measure(system, port, pid, transport, workload, seconds, work, tag, upstream
     started.append(("dnsperf", proc))
     deadline = time.time() + seconds + 30
     output = []
-    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()))
+    reader = threading.Thread(target=lambda: output.append(read_dnsperf(proc.stdout, keep_replies=workload == "light")))
     reader.start()
     # Under load, p99 comes from a probe beside dnsperf; at 200 QPS from dnsperf's own per-reply lines.
     probed, stop = [], threading.Event()
@@ -596,6 +632,11 @@ def best_peer(rows, transport, workload, metric):
 def ratio_table(results, seconds, rounds=1):
     lines = [f"# dotproxy end-to-end benchmark ({results.get('finished', 'time not recorded')}, {seconds} s per run, "
              f"{results.get('cpus', '?')} CPUs" + (f", median of {rounds} alternating rounds" if rounds > 1 else "") + ")", ""]
+    client = results.get("client", "threaded")
+    lines += [f"Client: dnsperf, {client} (" + ("4 clients x 100 outstanding on 2 threads, nothing printed per reply" if client == "threaded"
+              else "4 clients x 100 outstanding on one thread printing every reply") + "); light runs: one client at 200 QPS.", ""]
+    if results.get("configurations"):
+        lines += ["Configurations:", ""] + [f"- {line}" for line in results["configurations"]] + [""]
     for transport in ("udp", "tcp"):
         pairs = direct_for(results, transport)
         if not pairs or all(p.get("qps") is None for p in pairs):
@@ -700,7 +741,10 @@ def start_ready(system, port, args, work, rig, purpose):
     does not. `purpose` names the log and the message."""
     log = open(os.path.join(work, f"{system}-{purpose.replace(' ', '-')}.log"), "w")
     binary = args.baseline if system == "baseline" else args.dotproxy
-    process = start(system, SYSTEMS[system](work, port, rig, binary, args.threads), log)
+    argv = SYSTEMS[system](work, port, rig, binary, args.threads)
+    if purpose == "fill" and system in ("dotproxy", "baseline"):
+        argv += DOTPROXY_FILL_FLAGS
+    process = start(system, argv, log)
     if wait_ready(port):
         return process
     print(f"{system}: did not answer for the {purpose}; log in {log.name}:\n" + open(log.name).read()[-2000:], flush=True)
@@ -762,9 +806,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="measure every system this many times, alternating; report medians")
     parser.add_argument("--fill", type=int, default=1_000_000,
                         help="distinct names to cache after the workloads, to report memory per cached name (0: skip)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int, default=None,
                         help="worker threads for dotproxy, dnsdist (UDP listeners) and the Unbound forwarder; Knot Resolver and "
-                             "Stubby run one. The default leaves the second of two cores to dnsperf and the upstream")
+                             "Stubby run one. By default each system runs as its defaults say: dotproxy one event loop per four "
+                             "cores, the peers one worker")
+    parser.add_argument("--client", choices=sorted(CLIENT_STYLES), default="threaded",
+                        help="threaded: dnsperf with 4 x 100 outstanding on 2 threads; busy: the same on one thread printing "
+                             "every reply, a client that is itself busy")
     parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby",
                         help="which systems to measure; add baseline (with --baseline) to compare two dotproxy builds")
     parser.add_argument("--baseline", metavar="BIN", help="another dotproxy binary, measured as the system baseline")
@@ -773,6 +821,8 @@ def main():
     parser.add_argument("--settle", type=float, default=5,
                         help="seconds of quiet between the last saturating run and the latency runs (light, pairs)")
     args = parser.parse_args()
+    global client_style
+    client_style = args.client
     if args.report:
         with open(args.report) as f:
             results = json.load(f)
@@ -792,7 +842,8 @@ def main():
     work = tempfile.mkdtemp(prefix="dotproxy-e2e-")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     rig_dir = os.path.join(work, "upstream")
-    results = {"seconds": args.seconds, "rounds_run": args.rounds, "settle_seconds": args.settle, "cpus": os.cpu_count(), "runs": [], "rounds": [], "fill": [], "fill_rounds": [], "idle_rss_mib": {}}
+    results = {"seconds": args.seconds, "rounds_run": args.rounds, "settle_seconds": args.settle, "cpus": os.cpu_count(), "runs": [], "rounds": [], "fill": [], "fill_rounds": [], "idle_rss_mib": {},
+               "client": args.client, "configurations": [configuration_line(system, args.threads) for system in systems]}
     run_tag = f"r{int(time.time())}"
     try:
         out = subprocess.run([os.path.join(ROOT, "scripts/unbound-rig.sh"), "start", rig_dir], capture_output=True, text=True, check=True).stdout

@@ -2,7 +2,7 @@
 # The end-to-end comparison: dotproxy against dnsdist, Unbound, Knot Resolver and Stubby, each
 # forwarding UDP/TCP to the same loopback Unbound over verified TLS, under dnsperf.
 #
-#   Benchmarks/e2e/run.sh [--seconds 15] [--rounds 1] [--fill 1000000] [--threads 1]
+#   Benchmarks/e2e/run.sh [--seconds 15] [--rounds 1] [--fill 1000000] [--threads N] [--client threaded|busy]
 #                         [--systems dotproxy,dnsdist,unbound,kresd,stubby]
 #                         [--transports udp,tcp] [--workloads hit,miss,mixed,light,pairs]
 #                         [--baseline OLD_BINARY --systems dotproxy,baseline,...]
@@ -12,9 +12,14 @@
 # CPU after segmentation", for why that matters).
 #
 # pairs sends A and AAAA for a new name back to back, as getaddrinfo does, and times both answers.
+# Every system runs as its defaults say (dotproxy: default flags, one event loop per four cores; the
+# peers: one worker each), but for where it listens and forwards; the tables name each configuration.
 # --threads N gives dotproxy, dnsdist (UDP listeners) and the Unbound forwarder N worker threads each;
-# Knot Resolver and Stubby run one. The default of 1 leaves the second of two cores to dnsperf and the
-# upstream.
+# Knot Resolver and Stubby run one.
+#
+# --client threaded (the default) loads with dnsperf 4 clients x 100 outstanding on 2 threads, printing
+# nothing per reply; --client busy uses one thread that prints every reply, a client that is itself
+# busy, as on a machine shared with busy neighbours. Run both to see a configuration in both.
 #
 # --rounds N measures every system N times, alternating, and reports each figure's median (one run
 # moves a lot with how SO_REUSEPORT hashes dnsperf's four sockets onto two threads). --fill N then

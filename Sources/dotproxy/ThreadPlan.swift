@@ -1,7 +1,5 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// How many threads the proxy starts, and whether the process may start them.
@@ -53,13 +51,23 @@ struct ThreadPlan: Equatable {
     }
 
     private static func number(in file: String) -> Int? {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
-        return text.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
+        read(file)?.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
+    }
+
+    /// A small file's text, read with plain system calls: Foundation's file reading would map code
+    /// that the proxy never runs again (idle RSS).
+    private static func read(_ path: String) -> String? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let count = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+        return count > 0 ? String(decoding: bytes[..<count], as: UTF8.self) : nil
     }
 
     /// The task limit of this process's control group and the tasks in it, when a limit is set.
     static func currentTaskLimit() -> (limit: Int, running: Int)? {
-        guard let groups = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else { return nil }
+        guard let groups = read("/proc/self/cgroup") else { return nil }
         for line in groups.split(separator: "\n") {
             // cgroup v1: "N:pids:/path"; v2: "0::/path".
             let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
