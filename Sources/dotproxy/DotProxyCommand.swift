@@ -334,6 +334,32 @@ struct DotProxyCommand: AsyncParsableCommand {
             healthCheckInterval: healthCheckInterval == 0 ? nil : .nanoseconds(Int64(healthCheckInterval * 1e9)))
     }
 
+    /// Sizes the proxy to what the process may use before anything starts: the event loops to the
+    /// cores and the task limit (``ThreadPlan``; exits 71 when they cannot fit), and the client TCP
+    /// connections to the descriptor limit, raised to the hard one first (``DescriptorBudget``).
+    static func fitToProcessLimits(_ configuration: inout ProxyConfiguration, logger: Logger) throws {
+        let plan = ThreadPlan(threads: configuration.threads, cores: System.coreCount)
+        if let tasks = ThreadPlan.currentTaskLimit(), let problem = plan.problem(taskLimit: tasks.limit, running: tasks.running) {
+            StandardError.write("dotproxy: \(problem)\n")
+            throw ExitCode(71)
+        }
+        // Read by the singletons when they are first used, after this.
+        NIOSingletons.groupLoopCountSuggestion = plan.eventLoops
+        NIOSingletons.blockingPoolThreadCountSuggestion = ThreadPlan.blockingPoolThreads
+        configuration.threads = plan.eventLoops
+        let budget = DescriptorBudget(
+            limit: DescriptorBudget.raiseLimit(), upstreams: configuration.upstreams.count, eventLoops: plan.eventLoops,
+            listenAddresses: configuration.server.listenAddresses.count,
+            connectionsPerUpstream: DoTUpstreamTransport.Configuration.defaultMaximumConnectionsPerEventLoop)
+        let cap = budget.clientConnections(configured: configuration.server.maximumTCPConnections)
+        guard cap < configuration.server.maximumTCPConnections else { return }
+        logger.notice(
+            "fewer client TCP connections than configured, to keep descriptors for upstream connections",
+            metadata: ["descriptor_limit": "\(budget.limit)", "reserved": "\(budget.reserve)", "tcp_connections": "\(cap)"])
+        configuration.server.maximumTCPConnections = cap
+        configuration.server.maximumTCPConnectionsPerClient = min(configuration.server.maximumTCPConnectionsPerClient, cap)
+    }
+
     func run() async throws {
         // Until the signal service traps them, SIGHUP and SIGUSR1/2 would kill the process outright.
         for signal in OperatorSignalService.signals { _ = Glibc.signal(signal.rawValue, SIG_IGN) }
@@ -351,27 +377,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "dotproxy")
-        let plan = ThreadPlan(threads: configuration.threads, cores: System.coreCount)
-        if let tasks = ThreadPlan.currentTaskLimit(), let problem = plan.problem(taskLimit: tasks.limit, running: tasks.running) {
-            StandardError.write("dotproxy: \(problem)\n")
-            throw ExitCode(71)
-        }
-        // Read by the singletons when they are first used, which is below.
-        NIOSingletons.groupLoopCountSuggestion = plan.eventLoops
-        NIOSingletons.blockingPoolThreadCountSuggestion = ThreadPlan.blockingPoolThreads
-        configuration.threads = plan.eventLoops
-        let budget = DescriptorBudget(
-            limit: DescriptorBudget.raiseLimit(), upstreams: configuration.upstreams.count,
-            eventLoops: plan.eventLoops, listenAddresses: configuration.server.listenAddresses.count,
-            connectionsPerUpstream: DoTUpstreamTransport.Configuration.defaultMaximumConnectionsPerEventLoop)
-        let cap = budget.clientConnections(configured: configuration.server.maximumTCPConnections)
-        if cap < configuration.server.maximumTCPConnections {
-            logger.notice(
-                "fewer client TCP connections than configured, to keep descriptors for upstream connections",
-                metadata: ["descriptor_limit": "\(budget.limit)", "reserved": "\(budget.reserve)", "tcp_connections": "\(cap)"])
-            configuration.server.maximumTCPConnections = cap
-            configuration.server.maximumTCPConnectionsPerClient = min(configuration.server.maximumTCPConnectionsPerClient, cap)
-        }
+        try Self.fitToProcessLimits(&configuration, logger: logger)
         let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         if let factory = services.metricsFactory { MetricsSystem.bootstrap(factory) }
         logger.info("starting: \(configuration.summary)")

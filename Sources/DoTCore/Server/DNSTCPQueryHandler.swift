@@ -62,7 +62,6 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     private var clientAddress: SocketAddress?
     /// Bytes read and not yet cut into queries.
     private var input: ByteBuffer?
-    private var context: ChannelHandlerContext?
     private let writer = ReadBatchedWriter()
     let drain = DrainTracker()
 
@@ -78,7 +77,6 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
         writer.onFlush = { [unowned self] context in flushed(context: context) }
         if context.channel.isActive { started(context: context) }
     }
@@ -86,7 +84,6 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         check?.cancel()
         check = nil
-        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
