@@ -31,7 +31,7 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("upstream-policy"), help: "How queries are spread over upstreams: least-outstanding, round-robin, sequential, random or fastest.")
     var upstreamPolicy: String = "least-outstanding"
 
-    @Option(name: .customLong("max-fails"), help: "Consecutive errors that mark an upstream down; it is then probed with back-off until it answers.")
+    @Option(name: .customLong("max-fails"), parsing: .unconditional, help: "Consecutive errors that mark an upstream down; it is then probed with back-off until it answers.")
     var maxFails: Int = 3
 
     @Option(
@@ -39,7 +39,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         help: "Reply code that sends a query on to the next upstream (repeatable): SERVFAIL, REFUSED, NOTIMP, FORMERR or a number; none to disable. Default: SERVFAIL and REFUSED.")
     var failoverResponseCodes: [String] = []
 
-    @Option(name: .customLong("health-check-interval"), help: "Seconds between active checks of every upstream; 0 checks only upstreams that failed.")
+    @Option(name: .customLong("health-check-interval"), parsing: .unconditional, help: "Seconds between active checks of every upstream; 0 checks only upstreams that failed.")
     var healthCheckInterval: Double = 0
 
     @Option(name: .customLong("health-check-name"), help: "The name a health probe asks for; any reply to it, whatever its code, shows the upstream is up.")
@@ -66,30 +66,30 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("opportunistic-tls"), help: "Encrypt without verifying the upstream's certificate. Insecure against active attackers.")
     var opportunisticTLS = false
 
-    @Option(name: .customLong("timeout"), help: "Seconds to wait for an upstream reply before answering SERVFAIL.")
+    @Option(name: .customLong("timeout"), parsing: .unconditional, help: "Seconds to wait for an upstream reply before answering SERVFAIL.")
     var timeout: Double = 2
 
-    @Option(name: .customLong("idle-timeout"), help: "Seconds before an idle upstream connection is closed.")
+    @Option(name: .customLong("idle-timeout"), parsing: .unconditional, help: "Seconds before an idle upstream connection is closed.")
     var idleTimeout: Double = 8
 
     @Option(
-        name: .customLong("max-udp-size"),
+        name: .customLong("max-udp-size"), parsing: .unconditional,
         help: "Largest UDP reply in octets (512-4096), whatever size a client's EDNS asks for; larger replies are truncated so the client retries over TCP.")
     var maxUDPSize: Int = ForwardingQueryHandler.defaultMaximumUDPReplySize
 
-    @Option(name: .customLong("cache-size"), help: "Replies to cache (entries); 0 disables the cache.")
+    @Option(name: .customLong("cache-size"), parsing: .unconditional, help: "Replies to cache (entries); 0 disables the cache.")
     var cacheSize: Int = 10_000
 
-    @Option(name: .customLong("cache-max-bytes"), help: "Reply octets the cache may hold.")
+    @Option(name: .customLong("cache-max-bytes"), parsing: .unconditional, help: "Reply octets the cache may hold.")
     var cacheMaxBytes: Int = 64 << 20
 
-    @Option(name: .customLong("cache-min-ttl"), help: "Shortest time a positive reply is cached, in seconds.")
+    @Option(name: .customLong("cache-min-ttl"), parsing: .unconditional, help: "Shortest time a positive reply is cached, in seconds.")
     var cacheMinTTL: Int = 0
 
-    @Option(name: .customLong("cache-max-ttl"), help: "Longest time any reply is cached, in seconds.")
+    @Option(name: .customLong("cache-max-ttl"), parsing: .unconditional, help: "Longest time any reply is cached, in seconds.")
     var cacheMaxTTL: Int = 86_400
 
-    @Option(name: .customLong("cache-max-negative-ttl"), help: "Longest time NXDOMAIN/NODATA is cached, in seconds.")
+    @Option(name: .customLong("cache-max-negative-ttl"), parsing: .unconditional, help: "Longest time NXDOMAIN/NODATA is cached, in seconds.")
     var cacheMaxNegativeTTL: Int = 3_600
 
     @Flag(name: .customLong("serve-stale"), help: "Answer from expired cache entries (TTL 30) when the upstream fails or is slower than 1.8 s, for up to a day (RFC 8767).")
@@ -98,22 +98,22 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("prefetch"), help: "Refresh a cached reply in the background when it is asked for in the last tenth of its lifetime.")
     var prefetch = false
 
-    @Option(name: .customLong("rate-limit"), help: "Queries per second allowed per client prefix; 0 disables the limit.")
+    @Option(name: .customLong("rate-limit"), parsing: .unconditional, help: "Queries per second allowed per client prefix; 0 disables the limit.")
     var rateLimit: Double = 0
 
-    @Option(name: .customLong("rate-limit-burst"), help: "Queries a client prefix may send at once (default: twice the rate).")
+    @Option(name: .customLong("rate-limit-burst"), parsing: .unconditional, help: "Queries a client prefix may send at once (default: twice the rate).")
     var rateLimitBurst: Double?
 
-    @Option(name: .customLong("rate-limit-ipv4-prefix"), help: "IPv4 prefix length that counts as one client (1-32).")
+    @Option(name: .customLong("rate-limit-ipv4-prefix"), parsing: .unconditional, help: "IPv4 prefix length that counts as one client (1-32).")
     var rateLimitIPv4Prefix: Int = 32
 
-    @Option(name: .customLong("rate-limit-ipv6-prefix"), help: "IPv6 prefix length that counts as one client (1-128).")
+    @Option(name: .customLong("rate-limit-ipv6-prefix"), parsing: .unconditional, help: "IPv6 prefix length that counts as one client (1-128).")
     var rateLimitIPv6Prefix: Int = 64
 
     @Option(name: .customLong("rate-limit-action"), help: "Over the limit: refuse (REFUSED), drop, or slip (UDP: every Nth gets TC, the rest dropped).")
     var rateLimitAction: String = "refuse"
 
-    @Option(name: .customLong("rate-limit-slip"), help: "With slip: one TC reply per this many limited UDP queries.")
+    @Option(name: .customLong("rate-limit-slip"), parsing: .unconditional, help: "With slip: one TC reply per this many limited UDP queries.")
     var rateLimitSlip: Int = 2
 
     @Option(name: .customLong("allow"), help: "Client network allowed to query, CIDR (repeatable). Default: loopback, RFC 1918, link-local, 100.64/10, fc00::/7.")
@@ -137,7 +137,7 @@ struct DotProxyCommand: AsyncParsableCommand {
     var logQueries = false
 
     @Option(
-        name: .customLong("threads"),
+        name: .customLong("threads"), parsing: .unconditional,
         help: "Event-loop threads serving clients and upstream connections (1-256). Default: one per four CPU cores, at least one, at most 16; one serves about 200,000 cached or 70,000 forwarded queries a second. Raise it only when the load exceeds that and cores are free.")
     var threads: Int?
 
@@ -151,10 +151,10 @@ struct DotProxyCommand: AsyncParsableCommand {
 
     static func main() {
         AllocatorTuning.reexecuteIfNeeded()
-        let arguments = EnvironmentArguments.merge(
-            arguments: Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
-            options: environmentOptions, flags: environmentFlags)
         do {
+            let arguments = try EnvironmentArguments.merge(
+                arguments: Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
+                options: environmentOptions, flags: environmentFlags)
             var command = try parseAsRoot(arguments)
             if let asyncCommand = command as? any AsyncParsableCommand {
                 try BlockingCommandRunner.run(asyncCommand)
@@ -223,21 +223,22 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         var rateLimiter: TokenBucketRateLimiter.Configuration?
         guard rateLimit >= 0, rateLimit.isFinite else { throw ValidationError("--rate-limit: \(rateLimit) must be 0 (off) or more") }
+        // Checked even with the limiter off: a bad value is a mistake whether or not it is used yet.
+        let actions: [String: RateLimitDecision] = ["refuse": .refuse, "drop": .drop, "slip": .slip]
+        guard let action = actions[rateLimitAction.lowercased()] else {
+            throw ValidationError("--rate-limit-action: \(rateLimitAction) is not refuse, drop or slip")
+        }
+        guard (1...32).contains(rateLimitIPv4Prefix) else {
+            throw ValidationError("--rate-limit-ipv4-prefix: \(rateLimitIPv4Prefix) is not between 1 and 32")
+        }
+        guard (1...128).contains(rateLimitIPv6Prefix) else {
+            throw ValidationError("--rate-limit-ipv6-prefix: \(rateLimitIPv6Prefix) is not between 1 and 128")
+        }
+        guard rateLimitSlip >= 1 else { throw ValidationError("--rate-limit-slip: \(rateLimitSlip) must be 1 or more") }
+        if let burst = rateLimitBurst {
+            guard burst >= 1, burst.isFinite else { throw ValidationError("--rate-limit-burst: \(burst) must be 1 or more") }
+        }
         if rateLimit > 0 {
-            let actions: [String: RateLimitDecision] = ["refuse": .refuse, "drop": .drop, "slip": .slip]
-            guard let action = actions[rateLimitAction.lowercased()] else {
-                throw ValidationError("--rate-limit-action: \(rateLimitAction) is not refuse, drop or slip")
-            }
-            guard (1...32).contains(rateLimitIPv4Prefix) else {
-                throw ValidationError("--rate-limit-ipv4-prefix: \(rateLimitIPv4Prefix) is not between 1 and 32")
-            }
-            guard (1...128).contains(rateLimitIPv6Prefix) else {
-                throw ValidationError("--rate-limit-ipv6-prefix: \(rateLimitIPv6Prefix) is not between 1 and 128")
-            }
-            guard rateLimitSlip >= 1 else { throw ValidationError("--rate-limit-slip: \(rateLimitSlip) must be 1 or more") }
-            if let burst = rateLimitBurst {
-                guard burst >= 1, burst.isFinite else { throw ValidationError("--rate-limit-burst: \(burst) must be 1 or more") }
-            }
             rateLimiter = .init(
                 queriesPerSecond: rateLimit, burst: rateLimitBurst, ipv4PrefixLength: rateLimitIPv4Prefix,
                 ipv6PrefixLength: rateLimitIPv6Prefix, action: action, slipInterval: rateLimitSlip)

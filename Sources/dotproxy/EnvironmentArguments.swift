@@ -1,10 +1,14 @@
+import ArgumentParser
+
 /// Adds options from `DOTPROXY_<NAME>` environment variables to the command line.
 ///
 /// `DOTPROXY_UPSTREAM=9.9.9.9` becomes `--upstream 9.9.9.9`; a repeatable option takes several values
-/// separated by commas or spaces; a flag takes `1`/`true`/`yes`. A flag given on the command line wins:
-/// the variable is ignored for that option.
+/// separated by commas or spaces; a flag takes `1`/`true`/`yes` (on) or `0`/`false`/`no` (off), and
+/// any other value is an error. A flag given on the command line wins: the variable is ignored for
+/// that option.
 enum EnvironmentArguments {
-    static func merge(arguments: [String], environment: [String: String], options: [String], flags: [String]) -> [String] {
+    /// - Throws: `ValidationError` naming the variable when a flag's value is neither on nor off.
+    static func merge(arguments: [String], environment: [String: String], options: [String], flags: [String]) throws -> [String] {
         var merged = arguments
         for option in options {
             let variable = variableName(option)
@@ -17,9 +21,11 @@ enum EnvironmentArguments {
         }
         for flag in flags {
             let variable = variableName(flag)
-            guard let value = environment[variable]?.lowercased(), ["1", "true", "yes"].contains(value),
-                !arguments.contains("--\(flag)")
-            else { continue }
+            guard let value = environment[variable]?.lowercased(), !value.isEmpty else { continue }
+            guard ["1", "true", "yes", "0", "false", "no"].contains(value) else {
+                throw ValidationError("\(variable): \(value) is not 1, true, yes (on) or 0, false, no (off)")
+            }
+            guard ["1", "true", "yes"].contains(value), !arguments.contains("--\(flag)") else { continue }
             merged.append("--\(flag)")
         }
         return merged

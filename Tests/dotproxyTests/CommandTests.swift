@@ -99,6 +99,12 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--tls-min-version", "1.1"], mentioning: "--tls-min-version")
         expectRejected(["--upstream", "1.1.1.1", "--timeout", "0"], mentioning: "--timeout")
         expectRejected(["--upstream", "1.1.1.1", "--timeout=-3"], mentioning: "--timeout")
+        // A negative number after the option is its value, and gets the option's own message.
+        expectRejected(["--upstream", "1.1.1.1", "--timeout", "-1"], mentioning: "must be above 0")
+        expectRejected(["--upstream", "1.1.1.1", "--cache-size", "-5"], mentioning: "--cache-size")
+        // Rate-limit values are checked even while the limiter is off.
+        expectRejected(["--upstream", "1.1.1.1", "--rate-limit-action", "block"], mentioning: "--rate-limit-action")
+        expectRejected(["--upstream", "1.1.1.1", "--rate-limit-ipv4-prefix", "40"], mentioning: "--rate-limit-ipv4-prefix")
         expectRejected(["--upstream", "1.1.1.1", "--idle-timeout", "0"], mentioning: "--idle-timeout")
         expectRejected(["--upstream", "1.1.1.1", "--log-level", "loud"], mentioning: "--log-level")
         expectRejected(["--upstream", "1.1.1.1", "--threads", "0"], mentioning: "--threads")
@@ -195,8 +201,20 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--allow", "everyone"], mentioning: "--allow")
     }
 
+    @Test func aFlagVariableThatIsNeitherOnNorOffIsAnError() {
+        #expect(throws: ValidationError.self) {
+            try EnvironmentArguments.merge(
+                arguments: [], environment: ["DOTPROXY_SERVE_STALE": "maybe"], options: DotProxyCommand.environmentOptions,
+                flags: DotProxyCommand.environmentFlags)
+        }
+        #expect(
+            (try? EnvironmentArguments.merge(
+                arguments: [], environment: ["DOTPROXY_SERVE_STALE": "0", "DOTPROXY_PREFETCH": "YES"], options: [],
+                flags: DotProxyCommand.environmentFlags)) == ["--prefetch"])
+    }
+
     @Test func environmentVariablesFillInAndFlagsWin() throws {
-        let merged = EnvironmentArguments.merge(
+        let merged = try EnvironmentArguments.merge(
             arguments: ["--timeout", "3"],
             environment: [
                 "DOTPROXY_UPSTREAM": "9.9.9.9", "DOTPROXY_TIMEOUT": "5", "DOTPROXY_LISTEN": "127.0.0.1:5301,127.0.0.1:5302",
