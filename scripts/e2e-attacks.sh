@@ -2,7 +2,7 @@
 # Hostile clients against the built proxy, with its default settings, in front of a loopback Unbound:
 # a TCP client that never reads its replies, slowloris from 20 addresses, and length prefixes of
 # 65,535 followed by a trickle (scripts/tcp_attacks.py, which prints each attack's figures as JSON),
-# then many TCP connections against a low descriptor limit (scripts/fd_exhaustion.py). Passes when
+# then many TCP connections against a low descriptor limit (its descriptors attack). Passes when
 # memory stays bounded, the proxy closes what it must, and legitimate clients are served throughout.
 #   scripts/e2e-attacks.sh [path/to/dotproxy]
 set -euo pipefail
@@ -35,7 +35,7 @@ prlimit --nofile=1024:1024 "$binary" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NA
   --metrics-listen "127.0.0.1:$metrics_port" --log-level notice > "$work/proxy-fd.log" 2>&1 &
 proxy_pid=$!
 for _ in $(seq 100); do dig @127.0.0.1 -p "$port" a.test +short +time=1 +tries=1 >/dev/null 2>&1 && break; sleep 0.1; done
-python3 scripts/fd_exhaustion.py --port "$port" --metrics-port "$metrics_port" --pid "$proxy_pid" || status=1
+python3 scripts/tcp_attacks.py --attacks descriptors --port "$port" --metrics-port "$metrics_port" --pid "$proxy_pid" || status=1
 kill -0 "$proxy_pid" 2>/dev/null || { echo "FAIL dotproxy died"; cat "$work/proxy-fd.log"; exit 1; }
 [ "$status" = 0 ] || { echo "FAIL an attack broke its bound"; tail -20 "$work/proxy.log" "$work/proxy-fd.log"; exit 1; }
 echo "ok   every attack held"

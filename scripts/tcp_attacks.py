@@ -12,9 +12,13 @@ slowloris     20 client addresses (127.0.0.2-21) keep 64 connections each, sendi
               least --min-served of its answers.
 big-prefix    300 connections send a length prefix of 65,535 and then one octet a second; the server
               must close them within the query read timeout (6 s allowed) without growing.
+descriptors   (not by default; for a server started with 1,024 descriptors, and --metrics-port) 1,100
+              DNS connections from 80 addresses and 100 to the metrics listener; ten unique-name
+              queries over UDP must get NOERROR, and the server's CPU stay under --max-cpu.
 """
 import argparse
 import json
+import os
 import resource
 import select
 import socket
@@ -69,6 +73,51 @@ def tcp_ask(port, name, source="127.0.0.100", timeout=1.0):
             return data[2:4] == b"\x42\x42"
     except OSError:
         return False
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def udp_rcode(port, name):
+    """The response code of one UDP query, or None without a reply within 3 s."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(query(name, qid=0x5151), ("127.0.0.1", port))
+        try:
+            return sock.recv(4096)[3] & 0x0F
+        except socket.timeout:
+            return None
+
+
+def descriptors(args):
+    if not args.metrics_port:
+        sys.exit("tcp_attacks.py: the descriptors attack needs --metrics-port")
+    held = []
+    for index in range(1100):
+        sock = socket.socket()
+        sock.bind((f"127.0.3.{index % 80 + 1}", 0))
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", args.port))
+        held.append(sock)
+        if index % 40 == 39:
+            time.sleep(0.05)  # under the per-client rate of new connections
+    for _ in range(100):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", args.metrics_port))
+        held.append(sock)
+    time.sleep(2)
+    codes = [udp_rcode(args.port, f"fd{index}-{int(time.time())}.unique.test") for index in range(10)]
+    before = cpu_seconds(args.pid)
+    time.sleep(3)
+    cpu = (cpu_seconds(args.pid) - before) / 3
+    for sock in held:
+        sock.close()
+    ok = all(code == 0 for code in codes) and cpu <= args.max_cpu
+    return ok, {"attack": "descriptors", "connections": len(held), "miss_rcodes": codes, "cpu_share": round(cpu, 3)}
 
 
 def slow_reader(args):
@@ -230,6 +279,8 @@ def main():
     parser.add_argument("--stall-limit", type=float, default=15, help="seconds to wait for the server to close a slow reader")
     parser.add_argument("--slowloris-seconds", type=float, default=12)
     parser.add_argument("--min-served", type=float, default=0.9)
+    parser.add_argument("--metrics-port", type=int, help="the proxy's metrics listener (descriptors)")
+    parser.add_argument("--max-cpu", type=float, default=0.3, help="descriptors: the most CPU, a share of one core, while held")
     args = parser.parse_args()
     # The attacks hold about 1,300 sockets; root may raise the hard limit, others need it high enough.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -237,7 +288,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 4096), max(hard, 4096)))
     except (ValueError, OSError):
         sys.exit(f"{sys.argv[0]}: needs 4,096 file descriptors, and the hard limit is {hard} (raise it with ulimit -Hn)")
-    attacks = {"slow-reader": slow_reader, "slowloris": slowloris, "big-prefix": big_prefix}
+    attacks = {"slow-reader": slow_reader, "slowloris": slowloris, "big-prefix": big_prefix, "descriptors": descriptors}
     failed = False
     for name in args.attacks.split(","):
         ok, result = attacks[name](args)

@@ -121,6 +121,14 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
         }
     }
 
+    /// A deadline was added (a partial query, a write stall): look at the connection when it is due
+    /// rather than at the time the check was set for.
+    private func deadlinesChanged(context: ChannelHandlerContext, now: NIODeadline) {
+        guard let check, let due = nextDeadline(now: now) else { return }
+        check.cancel()
+        scheduleCheck(context: context, at: due)
+    }
+
     /// When the connection must be looked at again, or `nil` when one of its deadlines has passed.
     private func nextDeadline(now: NIODeadline) -> NIODeadline? {
         var due = now + limits.idleTimeout
@@ -178,10 +186,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
         let partial = left < 2 || left < 2 + Int(input!.getInteger(at: input!.readerIndex, as: UInt16.self)!)
         if partial, partialQuerySince == nil {
             partialQuerySince = now
-            if let check, let due = nextDeadline(now: now) {
-                check.cancel()
-                scheduleCheck(context: context, at: due)
-            }
+            deadlinesChanged(context: context, now: now)
         }
     }
 
@@ -277,10 +282,7 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
         } else if stalledSince == nil {
             let now = context.eventLoop.now
             stalledSince = now
-            if let check, let due = nextDeadline(now: now) {
-                check.cancel()
-                scheduleCheck(context: context, at: due)
-            }
+            deadlinesChanged(context: context, now: now)
         }
         context.fireChannelWritabilityChanged()
     }

@@ -283,9 +283,7 @@ public final class UpstreamPool: UpstreamTransport {
             guard !state.candidates.isEmpty else { return recoveryChoice(tried: tried, now: now, deadline: deadline, in: &state) }
             let position = state.policy.select(from: state.candidates)
             let index = state.candidates[min(max(position, 0), state.candidates.count - 1)].index
-            state.statistics[index].outstanding += 1
-            state.statistics[index].queries += 1
-            memberMetrics[index].queries.increment()
+            countQuery(to: index, in: &state)
             if let previous { state.statistics[previous].failovers += 1 }
             // Each remaining upstream gets an equal share of the time left; the last one gets it all.
             let share = state.candidates.count > 1 ? now + .nanoseconds((deadline - now).nanoseconds / Int64(state.candidates.count)) : deadline
@@ -302,11 +300,16 @@ public final class UpstreamPool: UpstreamTransport {
         else { return nil }
         let index = members.indices.min { state.health[$0].lastFailure ?? now < state.health[$1].lastFailure ?? now }!
         state.nextRecoveryQuery = now + interval
+        countQuery(to: index, in: &state)
+        state.statistics[index].recoveryQueries += 1
+        return (index, deadline)
+    }
+
+    /// Counts a client query sent to member `index` as outstanding, in its statistics and metrics.
+    private func countQuery(to index: Int, in state: inout State) {
         state.statistics[index].outstanding += 1
         state.statistics[index].queries += 1
-        state.statistics[index].recoveryQueries += 1
         memberMetrics[index].queries.increment()
-        return (index, deadline)
     }
 
     private enum Outcome {
