@@ -287,9 +287,10 @@ import Testing
         let handler = ForwardingQueryHandler(transport: upstream, cache: cache)
         let first = try await ask(handler, "long.test.")
         #expect(first.answers.map(\.ttl) == [3_600, 3_600])
-        // The hit says the same.
+        // The hit says the same, aged by the time it spent in the cache (the real clock: a busy
+        // machine can take seconds between the two queries).
         let hit = try await ask(handler, "long.test.")
-        #expect(hit.answers.allSatisfy { $0.ttl <= 3_600 && $0.ttl >= 3_599 })
+        #expect(hit.answers.count == 2 && hit.answers.allSatisfy { $0.ttl <= 3_600 && $0.ttl > 3_000 })
         // Without a cache nothing is lowered, but the top bit still counts as 0.
         let uncached = ForwardingQueryHandler(transport: upstream)
         #expect(try await ask(uncached, "long.test.").answers.map(\.ttl) == [86_400, 7_200])
