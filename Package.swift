@@ -62,7 +62,12 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // mimalloc (Debian's libmimalloc-dev) replaces glibc's allocator in the server: each query
+            // allocates and frees a few small objects, and glibc's small per-thread cache sends them to
+            // its slow path (Docs/performance.md, "The allocator"). Only the executable links it; an
+            // application that embeds DoTCore keeps its own allocator.
+            linkerSettings: [.linkedLibrary("mimalloc", .when(platforms: [.linux]))]
         ),
         // Examples that embed DoTCore; they build with the package, so CI keeps them compiling.
         .executableTarget(

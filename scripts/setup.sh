@@ -7,7 +7,7 @@
 #                            Knot Resolver, Stubby) and valgrind (Benchmarks/footprint/run.sh)
 set -euo pipefail
 
-run_packages=(libgnutls28-dev pkg-config ca-certificates)
+run_packages=(libgnutls28-dev libmimalloc-dev pkg-config ca-certificates)
 test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf python3 prometheus)
 bench_packages=("${test_packages[@]}" dnsdist knot-resolver stubby valgrind)
 

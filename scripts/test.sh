@@ -12,4 +12,4 @@ scripts/e2e-clients.sh .build/debug/dotproxy
 scripts/e2e-failover.sh .build/debug/dotproxy
 scripts/e2e-outage.sh .build/debug/dotproxy
 scripts/e2e-attacks.sh .build/debug/dotproxy
-swift test
+swift test --disable-xctest

@@ -9,7 +9,7 @@
 # prints for each: instructions per query, and the distinct 64-byte lines and 4 KiB pages of code, per
 # object, that run on (nearly) every query. Timing at low rate needs a dozen alternating rounds to show
 # a 10% change on a shared machine; these counts come out the same from run to run, so a change to the
-# path or to the code layout (scripts/generate-symbol-order.sh) shows at once.
+# path shows at once.
 #
 #   Benchmarks/footprint/run.sh [QUERIES=1000]
 set -euo pipefail
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 queries=${1:-1000}
 scripts/setup.sh bench
 
-. scripts/callgrind-proxy.sh
+. Benchmarks/profiling/callgrind-proxy.sh
 # Instrumented only while the measured queries run: start-up and the warm-up are left out. The idle
 # timeout outlasts the run, so no query pays for a new upstream connection.
 start_callgrind_proxy --instr-atstart=no --dump-instr=yes -- --threads 1 --idle-timeout 600
@@ -40,7 +40,7 @@ done
 
 python3 - "$work/callgrind.out" "$queries" "${answered[@]}" <<'EOF'
 import collections, sys
-sys.path.insert(0, "scripts")
+sys.path.insert(0, "Benchmarks/profiling")
 from callgrind_costs import own_costs
 base, sent, answered = sys.argv[1], int(sys.argv[2]), [int(a) for a in sys.argv[3:]]
 for part, (kind, count) in enumerate(zip(["UDP cache hit", "UDP miss", "TCP cache hit"], answered), start=1):

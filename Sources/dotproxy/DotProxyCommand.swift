@@ -21,23 +21,24 @@ struct DotProxyCommand: AsyncParsableCommand {
             Listens for plain DNS on UDP and TCP and forwards each query over TLS (RFC 7858) to an upstream \
             resolver, verifying its certificate strictly. Every option can also be set with an environment \
             variable DOTPROXY_<NAME> (for example DOTPROXY_UPSTREAM=9.9.9.9); a flag on the command line wins.
-            """)
+            """,
+        version: "dotproxy \(DotProxyVersion.current), GnuTLS \(GnuTLSLibrary.version)")
 
     @Option(
         name: .customLong("upstream"),
         help: "Upstream DoT resolver (repeatable): IP, IP:PORT, [IPv6]:PORT or tls://HOSTNAME[:PORT], optionally #auth-name. Port 853 by default.")
     var upstreams: [UpstreamArgument] = []
 
-    @Option(name: .customLong("upstream-policy"), help: "How queries are spread over upstreams: least-outstanding, round-robin, sequential, random or fastest.")
-    var upstreamPolicy: String = "least-outstanding"
+    @Option(name: .customLong("upstream-policy"), help: "How queries are spread over upstreams.")
+    var upstreamPolicy: UpstreamPolicyArgument = .leastOutstanding
 
     @Option(name: .customLong("max-fails"), parsing: .unconditional, help: "Consecutive errors that mark an upstream down; it is then probed with back-off until it answers.")
     var maxFails: Int = 3
 
     @Option(
         name: .customLong("failover-rcode"),
-        help: "Reply code that sends a query on to the next upstream (repeatable): SERVFAIL, REFUSED, NOTIMP, FORMERR or a number; none to disable. Default: SERVFAIL and REFUSED.")
-    var failoverResponseCodes: [String] = []
+        help: "Reply code that sends a query on to the next upstream (repeatable), by name or number; none to disable. Default: SERVFAIL and REFUSED.")
+    var failoverResponseCodes: [FailoverResponseCodeArgument] = []
 
     @Option(name: .customLong("health-check-interval"), parsing: .unconditional, help: "Seconds between active checks of every upstream; 0 checks only upstreams that failed.")
     var healthCheckInterval: Double = 0
@@ -60,8 +61,8 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("pin-sha256"), help: "Base64 SHA-256 SPKI pin the upstream must match (repeatable).")
     var pins: [String] = []
 
-    @Option(name: .customLong("tls-min-version"), help: "Oldest TLS version to accept: 1.2 or 1.3.")
-    var tlsMinimumVersion: String = "1.2"
+    @Option(name: .customLong("tls-min-version"), help: "Oldest TLS version to accept.")
+    var tlsMinimumVersion: TLSVersionArgument = .tls12
 
     @Flag(name: .customLong("opportunistic-tls"), help: "Encrypt without verifying the upstream's certificate. Insecure against active attackers.")
     var opportunisticTLS = false
@@ -111,7 +112,7 @@ struct DotProxyCommand: AsyncParsableCommand {
     var rateLimitIPv6Prefix: Int = 64
 
     @Option(name: .customLong("rate-limit-action"), help: "Over the limit: refuse (REFUSED), drop, or slip (UDP: every Nth gets TC, the rest dropped).")
-    var rateLimitAction: String = "refuse"
+    var rateLimitAction: RateLimitActionArgument = .refuse
 
     @Option(name: .customLong("rate-limit-slip"), parsing: .unconditional, help: "With slip: one TC reply per this many limited UDP queries.")
     var rateLimitSlip: Int = 2
@@ -122,11 +123,11 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("allow-any"), help: "Allow every client: an open resolver. Logs a warning.")
     var allowAny = false
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(name: .customLong("log-level"), help: "The least severe messages to log.")
+    var logLevel: LogLevelArgument = .info
 
     @Option(name: .customLong("log-format"), help: "text, or json for one JSON object per line.")
-    var logFormat: String = "text"
+    var logFormat: LogFormatArgument = .text
 
     @Option(
         name: .customLong("metrics-listen"),
@@ -141,23 +142,15 @@ struct DotProxyCommand: AsyncParsableCommand {
         help: "Event-loop threads serving clients and upstream connections (1-256). Default: one per four CPU cores, at least one, at most 16; one serves about 200,000 cached or 70,000 forwarded queries a second. Raise it only when the load exceeds that and cores are free.")
     var threads: Int?
 
-    static let environmentOptions = [
-        "upstream", "listen", "ca-file", "pin-sha256", "tls-min-version", "timeout", "idle-timeout", "log-level", "rate-limit",
-        "log-format", "max-udp-size", "rate-limit-burst", "rate-limit-ipv4-prefix", "rate-limit-ipv6-prefix", "rate-limit-action", "rate-limit-slip", "allow",
-        "cache-size", "cache-max-bytes", "cache-min-ttl", "cache-max-ttl", "cache-max-negative-ttl", "upstream-policy", "max-fails",
-        "failover-rcode", "health-check-interval", "health-check-name", "health-check-type", "bootstrap", "metrics-listen", "threads",
-    ]
-    static let environmentFlags = ["opportunistic-tls", "log-queries", "allow-any", "serve-stale", "prefetch"]
-
-    static func main() {
-        AllocatorTuning.reexecuteIfNeeded()
+    static func main() async {
         do {
+            let names = EnvironmentArguments.names(of: Self.self)
             let arguments = try EnvironmentArguments.merge(
                 arguments: Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
-                options: environmentOptions, flags: environmentFlags)
+                options: names.options, flags: names.flags)
             var command = try parseAsRoot(arguments)
-            if let asyncCommand = command as? any AsyncParsableCommand {
-                try BlockingCommandRunner.run(asyncCommand)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
             } else {
                 try command.run()
             }
@@ -191,10 +184,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             }
             tls.spkiPins.insert(parsed)
         }
-        guard let version = TLSClientConfiguration.ProtocolVersion(tlsMinimumVersion) else {
-            throw ValidationError("--tls-min-version: \(tlsMinimumVersion) is not 1.2 or 1.3")
-        }
-        tls.minimumVersion = version
+        tls.minimumVersion = tlsMinimumVersion.version
         if opportunisticTLS {
             guard pins.isEmpty else { throw ValidationError("--opportunistic-tls: cannot be combined with --pin-sha256") }
             tls.verification = .opportunistic
@@ -203,12 +193,6 @@ struct DotProxyCommand: AsyncParsableCommand {
         guard timeout > 0, timeout <= 60 else { throw ValidationError("--timeout: \(timeout) must be above 0 and at most 60 seconds") }
         guard idleTimeout > 0, idleTimeout <= 3600 else {
             throw ValidationError("--idle-timeout: \(idleTimeout) must be above 0 and at most 3600 seconds")
-        }
-        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
-            throw ValidationError("--log-level: \(logLevel) is not one of trace, debug, info, notice, warning, error, critical")
-        }
-        guard ["text", "json"].contains(logFormat.lowercased()) else {
-            throw ValidationError("--log-format: \(logFormat) is not text or json")
         }
         var accessControl = AccessControlList.default
         if allowAny {
@@ -224,10 +208,6 @@ struct DotProxyCommand: AsyncParsableCommand {
         var rateLimiter: TokenBucketRateLimiter.Configuration?
         guard rateLimit >= 0, rateLimit.isFinite else { throw ValidationError("--rate-limit: \(rateLimit) must be 0 (off) or more") }
         // Checked even with the limiter off: a bad value is a mistake whether or not it is used yet.
-        let actions: [String: RateLimitDecision] = ["refuse": .refuse, "drop": .drop, "slip": .slip]
-        guard let action = actions[rateLimitAction.lowercased()] else {
-            throw ValidationError("--rate-limit-action: \(rateLimitAction) is not refuse, drop or slip")
-        }
         guard (1...32).contains(rateLimitIPv4Prefix) else {
             throw ValidationError("--rate-limit-ipv4-prefix: \(rateLimitIPv4Prefix) is not between 1 and 32")
         }
@@ -241,7 +221,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         if rateLimit > 0 {
             rateLimiter = .init(
                 queriesPerSecond: rateLimit, burst: rateLimitBurst, ipv4PrefixLength: rateLimitIPv4Prefix,
-                ipv6PrefixLength: rateLimitIPv6Prefix, action: action, slipInterval: rateLimitSlip)
+                ipv6PrefixLength: rateLimitIPv6Prefix, action: rateLimitAction.decision, slipInterval: rateLimitSlip)
         }
         guard (512...4096).contains(maxUDPSize) else { throw ValidationError("--max-udp-size: \(maxUDPSize) must be 512 to 4096 octets") }
         guard cacheSize >= 0 else { throw ValidationError("--cache-size: \(cacheSize) must be 0 (off) or more") }
@@ -280,10 +260,10 @@ struct DotProxyCommand: AsyncParsableCommand {
             metricsAddress = address
         }
         return ProxyConfiguration(
-            upstreams: upstreams, pool: pool, bootstrap: bootstrapServers, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
+            upstreams: upstreams, pool: pool, upstreamPolicy: upstreamPolicy, bootstrap: bootstrapServers, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
             maximumUDPReplySize: maxUDPSize,
             idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter, cache: cache,
-            logLevel: level, logJSON: logFormat.lowercased() == "json", logQueries: logQueries,
+            logLevel: logLevel.level, logJSON: logFormat == .json, logQueries: logQueries,
             metricsListen: metricsAddress, threads: threads)
     }
 
@@ -298,29 +278,12 @@ struct DotProxyCommand: AsyncParsableCommand {
         if let repeated = upstreams.first(where: { upstream in upstreams.filter { $0 == upstream }.count > 1 }) {
             throw ValidationError("--upstream: \(repeated) is given twice")
         }
-        let policies: [String: any UpstreamSelectionPolicy] = [
-            "least-outstanding": .leastOutstanding, "round-robin": .roundRobin, "sequential": .sequential, "random": .random, "fastest": .fastest,
-        ]
-        guard let policy = policies[upstreamPolicy.lowercased()] else {
-            throw ValidationError("--upstream-policy: \(upstreamPolicy) is not least-outstanding, round-robin, sequential, random or fastest")
-        }
         guard (1...100).contains(maxFails) else { throw ValidationError("--max-fails: \(maxFails) must be 1 to 100") }
         guard healthCheckInterval == 0 || (1...3600).contains(healthCheckInterval) else {
             throw ValidationError("--health-check-interval: \(healthCheckInterval) must be 0 (off) or 1 to 3600 seconds")
         }
         var codes: Set<DNSResponseCode> = [.serverFailure, .refused]
-        if !failoverResponseCodes.isEmpty {
-            let names: [String: DNSResponseCode] = [
-                "SERVFAIL": .serverFailure, "REFUSED": .refused, "NOTIMP": .notImplemented, "FORMERR": .formatError, "NXDOMAIN": .nameError,
-            ]
-            codes = []
-            for text in failoverResponseCodes where text.lowercased() != "none" {
-                guard let code = names[text.uppercased()] ?? UInt16(text).flatMap({ DNSResponseCode(rawValue: $0) }), code != .noError else {
-                    throw ValidationError("--failover-rcode: \(text) is not SERVFAIL, REFUSED, NOTIMP, FORMERR, NXDOMAIN, a non-zero code or none")
-                }
-                codes.insert(code)
-            }
-        }
+        if !failoverResponseCodes.isEmpty { codes = Set(failoverResponseCodes.compactMap(\.code)) }
         let probeName: DNSName
         do {
             probeName = try DNSName(parsing: healthCheckName)
@@ -331,7 +294,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             throw ValidationError("--health-check-type: \(healthCheckType) is not a record type such as NS, A, SOA or TYPE65")
         }
         return UpstreamPool.Configuration(
-            policy: policy, maximumFailures: maxFails, failoverResponseCodes: codes, probeName: probeName, probeType: probeType,
+            policy: upstreamPolicy.policy, maximumFailures: maxFails, failoverResponseCodes: codes, probeName: probeName, probeType: probeType,
             healthCheckInterval: healthCheckInterval == 0 ? nil : .nanoseconds(Int64(healthCheckInterval * 1e9)))
     }
 
@@ -356,7 +319,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         guard cap < configuration.server.maximumTCPConnections else { return }
         logger.notice(
             "fewer client TCP connections than configured, to keep descriptors for upstream connections",
-            metadata: ["descriptor_limit": "\(budget.limit)", "reserved": "\(budget.reserve)", "tcp_connections": "\(cap)"])
+            metadata: ["descriptor_limit": .stringConvertible(budget.limit), "reserved": .stringConvertible(budget.reserve), "tcp_connections": .stringConvertible(cap)])
         configuration.server.maximumTCPConnections = cap
         configuration.server.maximumTCPConnectionsPerClient = min(configuration.server.maximumTCPConnectionsPerClient, cap)
     }
@@ -396,7 +359,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
             await services.shutdownUpstreams()
             let reason = error.errnoCode == EADDRINUSE ? "the address is already in use" : "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            let listeners = configuration.server.listenAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
+            let listeners = configuration.server.listenAddresses.map(\.endpointDescription).joined(separator: ", ")
             StandardError.write("dotproxy: cannot listen on \(listeners): \(reason)\n")
             throw ExitCode(71)
         }

@@ -1,4 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// Adds options from `DOTPROXY_<NAME>` environment variables to the command line.
 ///
@@ -29,6 +34,34 @@ enum EnvironmentArguments {
             merged.append("--\(flag)")
         }
         return merged
+    }
+
+    /// The long names of `command`'s options and flags, read from its own definition (the JSON that
+    /// `--experimental-dump-help` prints), so that every option has its variable without a second list
+    /// to keep in step. `--help` and `--version` have none.
+    static func names(of command: any ParsableCommand.Type) -> (options: [String], flags: [String]) {
+        struct Tool: Decodable { let command: Command }
+        struct Command: Decodable { let arguments: [Argument]? }
+        struct Argument: Decodable {
+            let kind: String
+            let names: [Name]?
+        }
+        struct Name: Decodable {
+            let kind: String
+            let name: String
+        }
+        guard let tool = try? JSONDecoder().decode(Tool.self, from: Data(command._dumpHelp().utf8)) else { return ([], []) }
+        var options: [String] = []
+        var flags: [String] = []
+        for argument in tool.command.arguments ?? [] {
+            guard let long = argument.names?.first(where: { $0.kind == "long" })?.name, long != "help", long != "version" else { continue }
+            switch argument.kind {
+            case "option": options.append(long)
+            case "flag": flags.append(long)
+            default: continue
+            }
+        }
+        return (options, flags)
     }
 
     /// `rate-limit` → `DOTPROXY_RATE_LIMIT`.

@@ -6,8 +6,8 @@ import Darwin
 import Logging
 
 /// Writes one JSON object per line to standard error, with stable keys:
-/// `time` (ISO 8601, UTC, milliseconds), `level`, `label`, `message`, then the metadata as string
-/// fields, keys sorted. Written without Foundation, so the server does not map it in.
+/// `time` (ISO 8601, UTC, milliseconds), `level`, `label`, `message`, and the metadata, keys sorted:
+/// numbers and booleans as JSON numbers and booleans, lists and dictionaries nested, the rest strings. Written without Foundation, so the server does not map it in.
 struct JSONLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level = .info
@@ -28,21 +28,45 @@ struct JSONLogHandler: LogHandler {
     func log(event: LogEvent) {
         var fields = metadata.merging(metadataProvider?.get() ?? [:]) { _, new in new }
         if let extra = event.metadata { fields.merge(extra) { _, new in new } }
-        var object: [String: String] = [:]
-        for (key, value) in fields { object[key] = "\(value)" }
-        object["time"] = Self.timestamp()
-        object["level"] = event.level.rawValue
-        object["label"] = label
-        object["message"] = "\(event.message)"
-        var line = "{"
-        for (index, key) in object.keys.sorted().enumerated() {
-            if index > 0 { line += "," }
-            Self.appendQuoted(key, to: &line)
-            line += ":"
-            Self.appendQuoted(object[key]!, to: &line)
-        }
-        line += "}"
+        fields["time"] = .string(Self.timestamp())
+        fields["level"] = .string(event.level.rawValue)
+        fields["label"] = .string(label)
+        fields["message"] = .string("\(event.message)")
+        var line = ""
+        Self.append(.dictionary(fields), to: &line)
         write(line)
+    }
+
+    /// Appends `value` as JSON: strings quoted, numbers and booleans logged as such
+    /// (`.stringConvertible(count)`) bare, arrays and dictionaries (keys sorted) nested.
+    static func append(_ value: Logger.MetadataValue, to line: inout String) {
+        switch value {
+        case .string(let text):
+            appendQuoted(text, to: &line)
+        case .stringConvertible(let convertible):
+            switch convertible {
+            case let flag as Bool: line += flag ? "true" : "false"
+            case let integer as any BinaryInteger: line += "\(integer)"
+            case let number as Double where number.isFinite: line += "\(number)"
+            default: appendQuoted(convertible.description, to: &line)
+            }
+        case .array(let values):
+            line += "["
+            for (index, element) in values.enumerated() {
+                if index > 0 { line += "," }
+                append(element, to: &line)
+            }
+            line += "]"
+        case .dictionary(let fields):
+            line += "{"
+            for (index, key) in fields.keys.sorted().enumerated() {
+                if index > 0 { line += "," }
+                appendQuoted(key, to: &line)
+                line += ":"
+                append(fields[key]!, to: &line)
+            }
+            line += "}"
+        }
     }
 
     /// Appends `text` as a JSON string (RFC 8259 §7): quotes, backslashes and control characters

@@ -93,7 +93,7 @@ final class MetricsHTTPServer: Service, Sendable {
         }
         let local = channel.localAddress ?? address
         settle(.success(local))
-        logger.info("metrics listening", metadata: ["address": "\(local)"])
+        logger.info("metrics listening", metadata: ["address": "\(local.endpointDescription)"])
         try? await gracefulShutdown()
         try? await channel.close()
     }

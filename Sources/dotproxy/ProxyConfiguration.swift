@@ -8,6 +8,8 @@ import ServiceLifecycle
 struct ProxyConfiguration: Sendable {
     var upstreams: [UpstreamArgument]
     var pool: UpstreamPool.Configuration
+    /// The option that chose `pool.policy`, to name it in the log.
+    var upstreamPolicy = UpstreamPolicyArgument.leastOutstanding
     /// Plain DNS servers that resolve `tls://` upstream names; empty means the system resolver.
     var bootstrap: [SocketAddress]
     var tls: TLSClientConfiguration
@@ -29,10 +31,10 @@ struct ProxyConfiguration: Sendable {
 
     /// One line for the start-up log.
     var summary: String {
-        let listeners = server.listenAddresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ",")
+        let listeners = server.listenAddresses.map(\.endpointDescription).joined(separator: ",")
         let pins = tls.spkiPins.isEmpty ? "" : " pins=\(tls.spkiPins.count)"
         let upstreamList = upstreams.map(\.description).joined(separator: ",")
-        return "listen=\(listeners) upstream=\(upstreamList) policy=\(type(of: pool.policy)) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
+        return "listen=\(listeners) upstream=\(upstreamList) policy=\(upstreamPolicy.rawValue) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
             + "timeout=\(queryTimeout) max-udp-size=\(maximumUDPReplySize) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) " + rateLimitSummary
             + " threads=\(threads.map(String.init) ?? "default")"
     }

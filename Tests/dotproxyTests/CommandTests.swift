@@ -178,6 +178,28 @@ import Testing
         #expect(try #/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/#.wholeMatch(in: object["time"] ?? "") != nil)
     }
 
+    @Test func jsonLogsKeepNumbersBooleansAndListsAsJSON() throws {
+        let lines = NIOLockedValueBox<[String]>([])
+        let handler = JSONLogHandler(label: "t") { line in lines.withLockedValue { $0.append(line) } }
+        Logger(label: "t", factory: { _ in handler }).notice(
+            "fewer connections",
+            metadata: [
+                "limit": .stringConvertible(1024), "ratio": .stringConvertible(0.5), "resumed": .stringConvertible(true),
+                "addresses": .array(["127.0.0.1:53", "[::1]:53"]), "text": "42",
+            ])
+        let line = try #require(lines.withLockedValue { $0.first })
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["limit"] as? Int == 1024 && object["ratio"] as? Double == 0.5 && object["resumed"] as? Bool == true)
+        #expect(object["addresses"] as? [String] == ["127.0.0.1:53", "[::1]:53"])
+        #expect(object["text"] as? String == "42", "a string stays a string, even when it reads as a number")
+        #expect(line.contains("\"limit\":1024") && line.contains("\"resumed\":true"))
+    }
+
+    @Test func versionNamesTheProxyAndGnuTLS() {
+        let version = DotProxyCommand.configuration.version
+        #expect(version.hasPrefix("dotproxy \(DotProxyVersion.current), GnuTLS 3."))
+    }
+
     @Test func jsonLogsEscapeWhatJSONRequires() throws {
         let lines = NIOLockedValueBox<[String]>([])
         let handler = JSONLogHandler(label: "t") { line in lines.withLockedValue { $0.append(line) } }
@@ -201,16 +223,25 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--allow", "everyone"], mentioning: "--allow")
     }
 
+    static let names = EnvironmentArguments.names(of: DotProxyCommand.self)
+
+    @Test func everyOptionAndFlagHasItsVariable() {
+        let help = DotProxyCommand.helpMessage(columns: 1_000)
+        let documented = Set(help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," }).filter { $0.hasPrefix("--") }.map { String($0.dropFirst(2)) })
+        #expect(Set(Self.names.options + Self.names.flags) == documented.subtracting(["help", "version"]))
+        #expect(Self.names.flags.contains("serve-stale") && Self.names.options.contains("upstream") && !Self.names.options.contains("serve-stale"))
+    }
+
     @Test func aFlagVariableThatIsNeitherOnNorOffIsAnError() {
         #expect(throws: ValidationError.self) {
             try EnvironmentArguments.merge(
-                arguments: [], environment: ["DOTPROXY_SERVE_STALE": "maybe"], options: DotProxyCommand.environmentOptions,
-                flags: DotProxyCommand.environmentFlags)
+                arguments: [], environment: ["DOTPROXY_SERVE_STALE": "maybe"], options: Self.names.options,
+                flags: Self.names.flags)
         }
         #expect(
             (try? EnvironmentArguments.merge(
                 arguments: [], environment: ["DOTPROXY_SERVE_STALE": "0", "DOTPROXY_PREFETCH": "YES"], options: [],
-                flags: DotProxyCommand.environmentFlags)) == ["--prefetch"])
+                flags: Self.names.flags)) == ["--prefetch"])
     }
 
     @Test func environmentVariablesFillInAndFlagsWin() throws {
@@ -220,7 +251,7 @@ import Testing
                 "DOTPROXY_UPSTREAM": "9.9.9.9", "DOTPROXY_TIMEOUT": "5", "DOTPROXY_LISTEN": "127.0.0.1:5301,127.0.0.1:5302",
                 "DOTPROXY_LOG_QUERIES": "true", "DOTPROXY_OPPORTUNISTIC_TLS": "no",
             ],
-            options: DotProxyCommand.environmentOptions, flags: DotProxyCommand.environmentFlags)
+            options: Self.names.options, flags: Self.names.flags)
         let configuration = try self.configuration(merged)
         #expect(configuration.upstreams.map(\.address?.host) == ["9.9.9.9"])
         #expect(configuration.queryTimeout == .seconds(3))
@@ -264,14 +295,5 @@ import Testing
         // Building sends nothing: names are resolved only when the command runs.
         #expect((services.upstreams[1] as? HostnameUpstreamTransport)?.lookupCount == 0)
         services.pool.shutdown()
-    }
-}
-
-@Suite struct AllocatorTuningTests {
-    @Test func aFirstStartEnlargesTheThreadCacheAndAnOperatorsSettingIsKept() {
-        #expect(AllocatorTuning.tunablesToApply(existing: nil) == "glibc.malloc.tcache_count=1024")
-        #expect(AllocatorTuning.tunablesToApply(existing: "glibc.malloc.tcache_count=1024") == nil, "no second re-execution")
-        #expect(AllocatorTuning.tunablesToApply(existing: "glibc.malloc.arena_max=2") == nil)
-        #expect(AllocatorTuning.tunablesToApply(existing: "") == nil, "an empty value switches the tuning off")
     }
 }

@@ -187,7 +187,7 @@ public final class DNSProxyServer: Service {
                 bound.append(address)
             }
             settleListening(.success(bound))
-            logger.info("listening", metadata: ["addresses": "\(bound.map(\.description))"])
+            logger.info("listening", metadata: ["addresses": .array(bound.map { .string($0.endpointDescription) })])
         } catch {
             settleListening(.failure(error))
             for listener in listeners { try? await listener.channel.close() }
@@ -244,7 +244,7 @@ public final class DNSProxyServer: Service {
                 for listener in listeners { try? await listener.channel.close() }
                 let portTakenForTCP = (error as? IOError)?.errnoCode == EADDRINUSE && requested.port == 0 && !listeners.isEmpty
                 guard portTakenForTCP, attempt < Self.ephemeralPortAttempts else { throw error }
-                logger.debug("the port picked for UDP is taken for TCP; trying another", metadata: ["port": "\(address.port ?? 0)"])
+                logger.debug("the port picked for UDP is taken for TCP; trying another", metadata: ["port": .stringConvertible(address.port ?? 0)])
                 attempt += 1
             }
         }
@@ -260,7 +260,7 @@ public final class DNSProxyServer: Service {
             try UDPSegmentation.sendProbe(from: address)
             return true
         } catch {
-            logger.notice("UDP replies are sent one datagram each: a segmented datagram failed", metadata: ["address": "\(address)", "error": "\(error)"])
+            logger.notice("UDP replies are sent one datagram each: a segmented datagram failed", metadata: ["address": "\(address.endpointDescription)", "error": "\(error)"])
             return false
         }
     }

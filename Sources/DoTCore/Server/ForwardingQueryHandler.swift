@@ -181,7 +181,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                 "query",
                 metadata: [
                     "name": "\(view.questionName(in: message)?.description ?? "?")", "type": "\(view.questionType?.description ?? "?")",
-                    "client": "\(query.client)", "transport": "\(query.transport)",
+                    "client": "\(query.client.endpointDescription)", "transport": "\(query.transport)",
                 ])
         }
         if let hit = cache.lookup(message, view: view, now: now) {

@@ -223,8 +223,8 @@ final class DoTConnection: ChannelInboundHandler {
             pool.logger.debug(
                 "TLS handshake done",
                 metadata: [
-                    "upstream": "\(pool.upstream)", "connection": "\(identifier)", "tls": "\(completed.protocolName)",
-                    "cipher": "\(completed.cipherName)", "resumed": "\(completed.resumed)",
+                    "upstream": "\(pool.upstream)", "connection": .stringConvertible(identifier), "tls": "\(completed.protocolName)",
+                    "cipher": "\(completed.cipherName)", "resumed": .stringConvertible(completed.resumed),
                 ])
         } else if let ticket = event as? TLSSessionTicketReceived {
             pool.storeResumptionData(ticket.resumptionData)
@@ -257,8 +257,8 @@ final class DoTConnection: ChannelInboundHandler {
         pool.logger.debug(
             "connection closed",
             metadata: [
-                "upstream": "\(pool.upstream)", "connection": "\(identifier)", "reason": "\(error.code)", "detail": "\(error.detail)",
-                "orphans": "\(orphans.count)",
+                "upstream": "\(pool.upstream)", "connection": .stringConvertible(identifier), "reason": "\(error.code)", "detail": "\(error.detail)",
+                "orphans": .stringConvertible(orphans.count),
             ])
         for query in orphans where !query.isDone {
             if handshakeCompleted && !query.retried {

@@ -120,7 +120,7 @@ final class DoTConnectionPool {
         connection.enqueue(query)
         statistics.connectionsOpened += 1
         metrics.connections.increment()
-        logger.debug("connecting", metadata: ["upstream": "\(upstream)", "connection": "\(nextIdentifier)"])
+        logger.debug("connecting", metadata: ["upstream": "\(upstream)", "connection": .stringConvertible(nextIdentifier)])
         let address: SocketAddress
         do {
             address = try upstream.socketAddress()
@@ -188,29 +188,29 @@ final class DoTConnectionPool {
             return UpstreamError(
                 .localResourcesExhausted, upstream: name, detail: "cannot open a socket: \(String(cString: strerror(errno))) (errno \(errno))")
         }
-        if let error = error as? NIOConnectionError {
-            let refused = error.connectionErrors.contains { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }
-            return UpstreamError(refused ? .connectionRefused : .connectionFailed, upstream: name, detail: "\(error)")
-        }
-        if let error = error as? IOError, error.errnoCode == ECONNREFUSED {
-            return UpstreamError(.connectionRefused, upstream: name, detail: "\(error)")
+        let errnos = Self.socketErrnos(in: error)
+        if !errnos.isEmpty, errnos.allSatisfy({ $0 == ECONNREFUSED }) {
+            return UpstreamError(.connectionRefused, upstream: name)
         }
         if case ChannelError.connectTimeout = error {
             return UpstreamError(.timeout, upstream: name, detail: "TCP connect timed out")
         }
-        return UpstreamError(.connectionFailed, upstream: name, detail: "\(error)")
+        let detail = errnos.isEmpty ? "\(error)" : errnos.map { "\(String(cString: strerror($0))) (errno \($0))" }.joined(separator: "; ")
+        return UpstreamError(.connectionFailed, upstream: name, detail: detail)
+    }
+
+    /// The errno of each socket error in `error` (one per address tried), so that a log line says
+    /// `Network is unreachable (errno 101)` once, not NIO's nested descriptions of it.
+    private static func socketErrnos(in error: any Error) -> [Int32] {
+        if let error = error as? IOError { return [error.errnoCode] }
+        if let error = error as? NIOConnectionError { return error.connectionErrors.compactMap { ($0.error as? IOError)?.errnoCode } }
+        return []
     }
 
     /// The errno of `error` when it says the proxy ran out of descriptors or kernel memory.
     private static func localExhaustionErrno(in error: any Error) -> Int32? {
         let exhausted: Set<Int32> = [EMFILE, ENFILE, ENOBUFS, ENOMEM]
-        if let error = error as? IOError, exhausted.contains(error.errnoCode) { return error.errnoCode }
-        if let error = error as? NIOConnectionError {
-            for attempt in error.connectionErrors {
-                if let code = (attempt.error as? IOError)?.errnoCode, exhausted.contains(code) { return code }
-            }
-        }
-        return nil
+        return socketErrnos(in: error).first(where: exhausted.contains)
     }
 
     func shutdown() {

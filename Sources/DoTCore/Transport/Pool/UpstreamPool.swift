@@ -445,7 +445,7 @@ public final class UpstreamPool: UpstreamTransport {
         case .down(let index, let reason, let failures):
             memberMetrics[index].up.record(0)
             logger.warning(
-                "upstream down", metadata: ["upstream": "\(members[index].name)", "reason": "\(reason)", "consecutive_failures": "\(failures)"])
+                "upstream down", metadata: ["upstream": "\(members[index].name)", "reason": "\(reason)", "consecutive_failures": .stringConvertible(failures)])
         case .up(let index):
             memberMetrics[index].up.record(1)
             logger.notice("upstream up", metadata: ["upstream": "\(members[index].name)"])
@@ -454,7 +454,7 @@ public final class UpstreamPool: UpstreamTransport {
                 "upstream query failed",
                 metadata: [
                     "upstream": "\(members[index].name)", "kind": "\(error.code)", "detail": "\(error.detail)",
-                    "unlogged_since_last": "\(unlogged)",
+                    "unlogged_since_last": .stringConvertible(unlogged),
                 ])
         case nil:
             break

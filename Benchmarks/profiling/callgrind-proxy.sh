@@ -1,7 +1,7 @@
-# Sourced by scripts/generate-symbol-order.sh and Benchmarks/footprint/run.sh, from the repository's
+# Sourced by Benchmarks/footprint/run.sh, from the repository's
 # root: runs dotproxy as it ships under valgrind's callgrind, against the loopback Unbound rig.
 #
-#   . scripts/callgrind-proxy.sh
+#   . Benchmarks/profiling/callgrind-proxy.sh
 #   start_callgrind_proxy [CALLGRIND OPTIONS...] -- [DOTPROXY OPTIONS...]
 #
 # Sets `work` (a temporary directory, removed with the rig and the proxy on exit), `port` (the proxy's
@@ -32,9 +32,7 @@ start_callgrind_proxy() {
   scripts/unbound-rig.sh start "$work/rig" >/dev/null
   . "$work/rig/rig.env"
   port=$(free_port)
-  # GLIBC_TUNABLES set: the proxy runs as it would after re-executing itself with its allocator
-  # tuning, and valgrind follows one process.
-  GLIBC_TUNABLES=glibc.malloc.tcache_count=1024 valgrind --tool=callgrind --demangle=no "${callgrind_options[@]}" \
+  valgrind --tool=callgrind --demangle=no "${callgrind_options[@]}" \
     --callgrind-out-file="$work/callgrind.out" "$work/dotproxy" \
     --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" \
     --listen "127.0.0.1:$port" --log-level warning "$@" >"$work/valgrind.log" 2>&1 &

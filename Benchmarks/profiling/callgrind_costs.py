@@ -1,6 +1,6 @@
 """Reads a callgrind profile: what each function ran itself, by instruction address when it has them.
 
-scripts/generate-symbol-order.sh and Benchmarks/footprint/run.sh import it. callgrind_annotate is not
+Benchmarks/footprint/run.sh imports it. callgrind_annotate is not
 used because it counts the calls still running at a dump (the event loops') as their callers' own
 instructions.
 """
