@@ -10,7 +10,11 @@ let package = Package(
     dependencies: [
         .package(path: "dotproxy"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
-        .package(url: "https://github.com/ordo-one/package-benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
+        .package(
+            url: "https://github.com/ordo-one/package-benchmark.git",
+            from: "1.38.0",
+            traits: ["MallocInterposer"]
+        ),
     ],
     targets: [
         .executableTarget(

@@ -13,7 +13,9 @@ import ServiceLifecycle
 @main
 struct CustomCacheProxy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "custom-cache", abstract: "A DoT proxy with a cache written outside DoTCore.")
+        commandName: "custom-cache",
+        abstract: "A DoT proxy with a cache written outside DoTCore."
+    )
 
     @Option(help: "The upstream's IP address.")
     var upstreamHost: String = "1.1.1.1"
@@ -38,15 +40,27 @@ struct CustomCacheProxy: AsyncParsableCommand {
         var tls = TLSClientConfiguration.makeStrict()
         if let caFile { tls.trustRoots = .pemFile(caFile) }
         let upstream = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: upstreamHost, port: upstreamPort, authenticationName: upstreamName)),
-            tlsContext: try TLSClientContext(configuration: tls), logger: logger)
+            configuration: .init(
+                upstream: UpstreamAddress(host: upstreamHost, port: upstreamPort, authenticationName: upstreamName)
+            ),
+            tlsContext: try TLSClientContext(configuration: tls),
+            logger: logger
+        )
         let cache = FixedLifetimeCache(lifetime: .seconds(lifetime), capacity: 10_000)
         let handler = ForwardingQueryHandler(transport: upstream, cache: cache, logger: logger)
         let server = DNSProxyServer(
-            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: port)]), handler: handler,
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: port)]),
+            handler: handler,
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+            logger: logger
+        )
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: [.init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
         try await group.run()
         logger.info("stopped", metadata: ["cached": "\(cache.count)"])
         await upstream.shutdown()

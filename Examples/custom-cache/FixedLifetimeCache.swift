@@ -29,7 +29,9 @@ final class FixedLifetimeCache: DNSResponseCache {
     var count: Int { state.withLockedValue { $0.entries.count } }
 
     func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
-        guard let key = DNSCacheKey(query, view: view), let entry = state.withLockedValue({ $0.entries[key] }) else { return nil }
+        guard let key = DNSCacheKey(query, view: view), let entry = state.withLockedValue({ $0.entries[key] }) else {
+            return nil
+        }
         let age = now - entry.stored
         guard age < lifetime, entry.view.questionMatches(view, in: entry.reply, otherBuffer: query) else { return nil }
         var reply = entry.reply
@@ -45,7 +47,13 @@ final class FixedLifetimeCache: DNSResponseCache {
         return reply
     }
 
-    func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {
+    func store(
+        _ reply: ByteBuffer,
+        view: DNSMessageView,
+        query: ByteBuffer,
+        queryView: DNSMessageView,
+        now: NIODeadline
+    ) {
         guard !view.isTruncated, view.responseCode == .noError || view.responseCode == .nameError,
             let key = DNSCacheKey(query, view: queryView)
         else { return }

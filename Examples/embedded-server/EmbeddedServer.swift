@@ -23,32 +23,65 @@ enum EmbeddedServer {
         if let ca = environment["DOT_CA"] { tls.trustRoots = .pemFile(ca) }
         tls.minimumVersion = .tls12
         let context = try TLSClientContext(configuration: tls, logger: logger)
-        let addresses = environment.upstreams ?? [
-            UpstreamAddress(host: "1.1.1.1", authenticationName: "cloudflare-dns.com"),
-            UpstreamAddress(host: "9.9.9.9", authenticationName: "dns.quad9.net"),
-        ]
+        let addresses =
+            environment.upstreams ?? [
+                UpstreamAddress(host: "1.1.1.1", authenticationName: "cloudflare-dns.com"),
+                UpstreamAddress(host: "9.9.9.9", authenticationName: "dns.quad9.net"),
+            ]
         let transports = addresses.map {
-            DoTUpstreamTransport(configuration: .init(upstream: $0, idleTimeout: .seconds(5)), tlsContext: context, logger: logger)
+            DoTUpstreamTransport(
+                configuration: .init(upstream: $0, idleTimeout: .seconds(5)),
+                tlsContext: context,
+                logger: logger
+            )
         }
         let pool = UpstreamPool(
-            members: transports.map(UpstreamPool.Member.init), configuration: .init(policy: .sequential, maximumFailures: 2),
-            healthEventLoop: group.next(), logger: logger)
+            members: transports.map(UpstreamPool.Member.init),
+            configuration: .init(policy: .sequential, maximumFailures: 2),
+            healthEventLoop: group.next(),
+            logger: logger
+        )
 
         // The limiter, the cache and the listener, as this application wants them.
-        let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 50, burst: 200, ipv4PrefixLength: 24, action: .slip))
-        let cache = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 50_000, minimumTTL: 30, serveStale: true))
+        let limiter = TokenBucketRateLimiter(
+            configuration: .init(queriesPerSecond: 50, burst: 200, ipv4PrefixLength: 24, action: .slip)
+        )
+        let cache = InMemoryDNSResponseCache(
+            configuration: .init(maximumEntries: 50_000, minimumTTL: 30, serveStale: true)
+        )
         let handler = ForwardingQueryHandler(
-            transport: pool, accessControl: AccessControlList(allowed: [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]), rateLimiter: limiter,
-            cache: cache, queryTimeout: .milliseconds(1500), logger: logger)
+            transport: pool,
+            accessControl: AccessControlList(allowed: [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]),
+            rateLimiter: limiter,
+            cache: cache,
+            queryTimeout: .milliseconds(1500),
+            logger: logger
+        )
         let server = DNSProxyServer(
-            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: environment.port ?? 5055)], maximumTCPConnections: 256),
-            handler: handler, eventLoopGroup: group, logger: logger)
+            configuration: .init(
+                listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: environment.port ?? 5055)],
+                maximumTCPConnections: 256
+            ),
+            handler: handler,
+            eventLoopGroup: group,
+            logger: logger
+        )
 
         // The application's own service, sharing the group's lifetime.
-        let reporter = StatisticsReporter(cache: cache, pool: pool, limiter: limiter, interval: .seconds(10), logger: logger)
+        let reporter = StatisticsReporter(
+            cache: cache,
+            pool: pool,
+            limiter: limiter,
+            interval: .seconds(10),
+            logger: logger
+        )
         let services = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server), .init(service: reporter)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: [.init(service: server), .init(service: reporter)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
         try await services.run()
         pool.shutdown()
         for transport in transports { await transport.shutdown() }
@@ -73,9 +106,13 @@ struct StatisticsReporter: Service {
             logger.info(
                 "statistics",
                 metadata: [
-                    "cache_hits": "\(cacheStatistics.hits)", "cache_misses": "\(cacheStatistics.misses)", "cache_entries": "\(cacheStatistics.entries)",
-                    "upstreams_up": "\(up)", "rate_limited": "\(limiter.statistics.refused + limiter.statistics.dropped + limiter.statistics.slipped)",
-                ])
+                    "cache_hits": "\(cacheStatistics.hits)", "cache_misses": "\(cacheStatistics.misses)",
+                    "cache_entries": "\(cacheStatistics.entries)",
+                    "upstreams_up": "\(up)",
+                    "rate_limited":
+                        "\(limiter.statistics.refused + limiter.statistics.dropped + limiter.statistics.slipped)",
+                ]
+            )
         }
     }
 }
@@ -99,7 +136,9 @@ struct Environment {
 
     /// `DOT_UPSTREAM=IP:PORT` with `DOT_NAME`, when set.
     var upstreams: [UpstreamAddress]? {
-        guard let text = values["DOT_UPSTREAM"], let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+        guard let text = values["DOT_UPSTREAM"], let colon = text.lastIndex(of: ":"),
+            let port = Int(text[text.index(after: colon)...])
+        else {
             return nil
         }
         return [UpstreamAddress(host: String(text[..<colon]), port: port, authenticationName: values["DOT_NAME"])]

@@ -32,12 +32,19 @@ struct Resolve: AsyncParsableCommand {
         var tls = TLSClientConfiguration.makeStrict()
         if let caFile { tls.trustRoots = .pemFile(caFile) }
         let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: upstream), tlsContext: try TLSClientContext(configuration: tls))
+            configuration: .init(upstream: upstream),
+            tlsContext: try TLSClientContext(configuration: tls)
+        )
         defer { Task { await transport.shutdown() } }
         let query = DNSMessage.query(name: question, type: recordType, id: .random(in: .min ... .max))
         let started = NIODeadline.now()
         let reply = try DNSMessage(
-            decoding: await transport.send(query.encoded(), timeout: .seconds(timeout), on: MultiThreadedEventLoopGroup.singleton.next()))
+            decoding: await transport.send(
+                query.encoded(),
+                timeout: .seconds(timeout),
+                on: MultiThreadedEventLoopGroup.singleton.next()
+            )
+        )
         let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e6
         print(";; \(reply.header.responseCode) from \(upstream) over TLS in \(Int(elapsed.rounded())) ms")
         for (title, records) in [("ANSWER", reply.answers), ("AUTHORITY", reply.authorities)] where !records.isEmpty {
@@ -55,11 +62,15 @@ struct Resolve: AsyncParsableCommand {
         if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
             if let value = Int(host[host.index(after: close)...].dropFirst()) { port = value }
             host = String(host[host.index(after: host.startIndex)..<close])
-        } else if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":"), let value = Int(host[host.index(after: colon)...]) {
+        } else if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":"),
+            let value = Int(host[host.index(after: colon)...])
+        {
             port = value
             host = String(host[..<colon])
         }
-        guard IPv4Address(host) != nil || IPv6Address(host) != nil else { throw ValidationError("--server: \(text) is not an address") }
+        guard IPv4Address(host) != nil || IPv6Address(host) != nil else {
+            throw ValidationError("--server: \(text) is not an address")
+        }
         return UpstreamAddress(host: host, port: port, authenticationName: parts.count == 2 ? parts[1] : nil)
     }
 }

@@ -43,7 +43,11 @@ public final class ScriptedUpstreamTransport: UpstreamTransport {
     /// Queries received so far.
     public var queryCount: Int { state.withLockedValue { $0.queries } }
 
-    public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+    public func send(
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<ByteBuffer> {
         let behaviour = state.withLockedValue { state in
             state.queries += 1
             return state.behaviour

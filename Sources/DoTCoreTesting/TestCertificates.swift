@@ -47,7 +47,9 @@ public enum TestCertificates {
     public static var untrusted: Identity { identity("untrusted", untrustedCertificatePEM, untrustedKeyPEM) }
     /// A certificate for dns.test and 127.0.0.1 from the test CA whose Extended Key Usage allows
     /// client authentication only: not a server's certificate.
-    public static var clientAuthenticationOnly: Identity { identity("clientauth", clientauthCertificatePEM, clientauthKeyPEM) }
+    public static var clientAuthenticationOnly: Identity {
+        identity("clientauth", clientauthCertificatePEM, clientauthKeyPEM)
+    }
     /// A certificate from the test CA that names dns.test only in its subject's common name, with no
     /// subjectAltName.
     public static var commonNameOnly: Identity { identity("cnonly", cnonlyCertificatePEM, cnonlyKeyPEM) }

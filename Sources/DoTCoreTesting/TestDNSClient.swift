@@ -12,18 +12,26 @@ public enum TestDNSClient {
     ///
     /// - Parameter source: The local address to send from (for example 127.0.0.2, to be another client).
     public static func udp(
-        _ message: ByteBuffer, port: Int, host: String = "127.0.0.1", source: String = "127.0.0.1", timeout: TimeAmount = .seconds(3),
+        _ message: ByteBuffer,
+        port: Int,
+        host: String = "127.0.0.1",
+        source: String = "127.0.0.1",
+        timeout: TimeAmount = .seconds(3),
         group: any EventLoopGroup
     ) async throws -> ByteBuffer {
         let loop = group.next()
         let reply = loop.makePromise(of: ByteBuffer.self)
         let channel = try await DatagramBootstrap(group: loop)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(reply)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(reply))
+                }
             }
             .bind(host: source, port: 0).get()
         defer { channel.close(promise: nil) }
-        try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: SocketAddress(ipAddress: host, port: port), data: message))
+        try await channel.writeAndFlush(
+            AddressedEnvelope(remoteAddress: SocketAddress(ipAddress: host, port: port), data: message)
+        )
         let timer = loop.scheduleTask(in: timeout) { reply.fail(NoReply()) }
         defer { timer.cancel() }
         return try await reply.futureResult.get()
@@ -32,7 +40,11 @@ public enum TestDNSClient {
     /// Writes every message, framed, in one TCP write, and returns `expecting` replies in the order they
     /// arrive.
     public static func tcp(
-        _ messages: [ByteBuffer], expecting: Int? = nil, port: Int, host: String = "127.0.0.1", timeout: TimeAmount = .seconds(3),
+        _ messages: [ByteBuffer],
+        expecting: Int? = nil,
+        port: Int,
+        host: String = "127.0.0.1",
+        timeout: TimeAmount = .seconds(3),
         group: any EventLoopGroup
     ) async throws -> [ByteBuffer] {
         let loop = group.next()

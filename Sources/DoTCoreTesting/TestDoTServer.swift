@@ -59,7 +59,8 @@ public final class TestDoTServer: Sendable {
     ///   - group: The event loops to run on.
     ///   - responder: What to do with each query; ``answer(_:)`` by default.
     public static func start(
-        mode: Mode = .tls(TestCertificates.server), group: any EventLoopGroup,
+        mode: Mode = .tls(TestCertificates.server),
+        group: any EventLoopGroup,
         responder: @escaping Responder = { .reply(TestDoTServer.answer($0)) }
     ) async throws -> TestDoTServer {
         let counters = NIOLockedValueBox((connections: 0, handshakes: 0, resumed: 0, queries: 0))
@@ -76,7 +77,9 @@ public final class TestDoTServer: Sendable {
             .childChannelInitializer { channel in
                 counters.withLockedValue { $0.connections += 1 }
                 children.withLockedValue { $0[ObjectIdentifier(channel)] = channel }
-                channel.closeFuture.whenComplete { _ in children.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) } }
+                channel.closeFuture.whenComplete { _ in
+                    children.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     switch mode {
@@ -97,7 +100,8 @@ public final class TestDoTServer: Sendable {
     }
 
     private init(
-        channel: any Channel, counters: NIOLockedValueBox<(connections: Int, handshakes: Int, resumed: Int, queries: Int)>,
+        channel: any Channel,
+        counters: NIOLockedValueBox<(connections: Int, handshakes: Int, resumed: Int, queries: Int)>,
         children: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
     ) {
         self.channel = channel
@@ -132,7 +136,10 @@ public final class TestDoTServer: Sendable {
         let responder: Responder
         let counters: NIOLockedValueBox<(connections: Int, handshakes: Int, resumed: Int, queries: Int)>
 
-        init(responder: @escaping Responder, counters: NIOLockedValueBox<(connections: Int, handshakes: Int, resumed: Int, queries: Int)>) {
+        init(
+            responder: @escaping Responder,
+            counters: NIOLockedValueBox<(connections: Int, handshakes: Int, resumed: Int, queries: Int)>
+        ) {
             self.responder = responder
             self.counters = counters
         }
@@ -195,13 +202,18 @@ extension TestDoTServer {
     ///   - metrics: Where the transport reports connections and handshakes.
     ///   - configure: Changes to the transport's configuration.
     public func makeTransport(
-        pins: [String] = [], metrics: DNSProxyMetrics = DNSProxyMetrics(), configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in }
+        pins: [String] = [],
+        metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in }
     ) throws -> DoTUpstreamTransport {
         var configuration = DoTUpstreamTransport.Configuration(
-            upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: TestCertificates.serverName))
+            upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: TestCertificates.serverName)
+        )
         configure(&configuration)
         return DoTUpstreamTransport(
-            configuration: configuration, tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins)),
-            metrics: metrics)
+            configuration: configuration,
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins)),
+            metrics: metrics
+        )
     }
 }

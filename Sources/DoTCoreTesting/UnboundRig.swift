@@ -39,7 +39,9 @@ public final class UnboundRig: Sendable {
     ///
     /// > Warning: Blocks while Unbound starts (typically well under a second).
     public init() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-rig-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "dotproxy-rig-\(UUID().uuidString)"
+        ).path
         let output = try Self.run(["start", directory])
         var values: [String: String] = [:]
         for line in output.split(separator: "\n") {

@@ -46,7 +46,8 @@ struct DescriptorBudget: Equatable {
     init(limit: Int, upstreams: Int, eventLoops: Int, listenAddresses: Int, connectionsPerUpstream: Int) {
         self.limit = limit
         self.reserve =
-            Self.fixedReserve + upstreams * eventLoops * connectionsPerUpstream + listenAddresses * (eventLoops + 1) + Self.metricsConnections + 1
+            Self.fixedReserve + upstreams * eventLoops * connectionsPerUpstream + listenAddresses * (eventLoops + 1)
+            + Self.metricsConnections + 1
     }
 
     /// The most client TCP connections that fit: `configured`, or what the limit leaves after the

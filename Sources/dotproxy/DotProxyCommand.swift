@@ -1,15 +1,16 @@
 import ArgumentParser
 import DoTCore
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Logging
 import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// `dotproxy`: plain DNS over UDP and TCP in, DNS over TLS out.
 @main
@@ -22,37 +23,60 @@ struct DotProxyCommand: AsyncParsableCommand {
             resolver, verifying its certificate strictly. Every option can also be set with an environment \
             variable DOTPROXY_<NAME> (for example DOTPROXY_UPSTREAM=9.9.9.9); a flag on the command line wins.
             """,
-        version: "dotproxy \(DotProxyVersion.current), GnuTLS \(GnuTLSLibrary.version)")
+        version: "dotproxy \(DotProxyVersion.current), GnuTLS \(GnuTLSLibrary.version)"
+    )
 
     @Option(
         name: .customLong("upstream"),
-        help: "Upstream DoT resolver (repeatable): IP, IP:PORT, [IPv6]:PORT or tls://HOSTNAME[:PORT], optionally #auth-name. Port 853 by default.")
+        help:
+            "Upstream DoT resolver (repeatable): IP, IP:PORT, [IPv6]:PORT or tls://HOSTNAME[:PORT], optionally #auth-name. Port 853 by default."
+    )
     var upstreams: [UpstreamArgument] = []
 
     @Option(name: .customLong("upstream-policy"), help: "How queries are spread over upstreams.")
     var upstreamPolicy: UpstreamPolicyArgument = .leastOutstanding
 
-    @Option(name: .customLong("max-fails"), parsing: .unconditional, help: "Consecutive errors that mark an upstream down; it is then probed with back-off until it answers.")
+    @Option(
+        name: .customLong("max-fails"),
+        parsing: .unconditional,
+        help: "Consecutive errors that mark an upstream down; it is then probed with back-off until it answers."
+    )
     var maxFails: Int = 3
 
     @Option(
         name: .customLong("failover-rcode"),
-        help: "Reply code that sends a query on to the next upstream (repeatable), by name or number; none to disable. Default: SERVFAIL and REFUSED.")
+        help:
+            "Reply code that sends a query on to the next upstream (repeatable), by name or number; none to disable. Default: SERVFAIL and REFUSED."
+    )
     var failoverResponseCodes: [FailoverResponseCodeArgument] = []
 
-    @Option(name: .customLong("health-check-interval"), parsing: .unconditional, help: "Seconds between active checks of every upstream; 0 checks only upstreams that failed.")
+    @Option(
+        name: .customLong("health-check-interval"),
+        parsing: .unconditional,
+        help: "Seconds between active checks of every upstream; 0 checks only upstreams that failed."
+    )
     var healthCheckInterval: Double = 0
 
-    @Option(name: .customLong("health-check-name"), help: "The name a health probe asks for; any reply to it, whatever its code, shows the upstream is up.")
+    @Option(
+        name: .customLong("health-check-name"),
+        help: "The name a health probe asks for; any reply to it, whatever its code, shows the upstream is up."
+    )
     var healthCheckName: String = "."
 
     @Option(name: .customLong("health-check-type"), help: "The type a health probe asks for, such as NS, A or SOA.")
     var healthCheckType: String = "NS"
 
-    @Option(name: .customLong("bootstrap"), help: "Plain DNS server, IP or IP:PORT, that resolves tls:// upstream names (repeatable). Default: the system resolver.")
+    @Option(
+        name: .customLong("bootstrap"),
+        help:
+            "Plain DNS server, IP or IP:PORT, that resolves tls:// upstream names (repeatable). Default: the system resolver."
+    )
     var bootstrap: [String] = []
 
-    @Option(name: .customLong("listen"), help: "Address to listen on, IP:PORT or [IPv6]:PORT (repeatable). Default 127.0.0.1:5053.")
+    @Option(
+        name: .customLong("listen"),
+        help: "Address to listen on, IP:PORT or [IPv6]:PORT (repeatable). Default 127.0.0.1:5053."
+    )
     var listen: [ListenArgument] = []
 
     @Option(name: .customLong("ca-file"), help: "PEM file of CAs to trust instead of the system store.")
@@ -64,60 +88,124 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-min-version"), help: "Oldest TLS version to accept.")
     var tlsMinimumVersion: TLSVersionArgument = .tls12
 
-    @Flag(name: .customLong("opportunistic-tls"), help: "Encrypt without verifying the upstream's certificate. Insecure against active attackers.")
+    @Flag(
+        name: .customLong("opportunistic-tls"),
+        help: "Encrypt without verifying the upstream's certificate. Insecure against active attackers."
+    )
     var opportunisticTLS = false
 
-    @Option(name: .customLong("timeout"), parsing: .unconditional, help: "Seconds to wait for an upstream reply before answering SERVFAIL.")
+    @Option(
+        name: .customLong("timeout"),
+        parsing: .unconditional,
+        help: "Seconds to wait for an upstream reply before answering SERVFAIL."
+    )
     var timeout: Double = 2
 
-    @Option(name: .customLong("idle-timeout"), parsing: .unconditional, help: "Seconds before an idle upstream connection is closed.")
+    @Option(
+        name: .customLong("idle-timeout"),
+        parsing: .unconditional,
+        help: "Seconds before an idle upstream connection is closed."
+    )
     var idleTimeout: Double = 8
 
     @Option(
-        name: .customLong("max-udp-size"), parsing: .unconditional,
-        help: "Largest UDP reply in octets (512-4096), whatever size a client's EDNS asks for; larger replies are truncated so the client retries over TCP.")
+        name: .customLong("max-udp-size"),
+        parsing: .unconditional,
+        help:
+            "Largest UDP reply in octets (512-4096), whatever size a client's EDNS asks for; larger replies are truncated so the client retries over TCP."
+    )
     var maxUDPSize: Int = ForwardingQueryHandler.defaultMaximumUDPReplySize
 
-    @Option(name: .customLong("cache-size"), parsing: .unconditional, help: "Replies to cache (entries); 0 disables the cache.")
+    @Option(
+        name: .customLong("cache-size"),
+        parsing: .unconditional,
+        help: "Replies to cache (entries); 0 disables the cache."
+    )
     var cacheSize: Int = 10_000
 
     @Option(name: .customLong("cache-max-bytes"), parsing: .unconditional, help: "Reply octets the cache may hold.")
     var cacheMaxBytes: Int = 64 << 20
 
-    @Option(name: .customLong("cache-min-ttl"), parsing: .unconditional, help: "Shortest time a positive reply is cached, in seconds.")
+    @Option(
+        name: .customLong("cache-min-ttl"),
+        parsing: .unconditional,
+        help: "Shortest time a positive reply is cached, in seconds."
+    )
     var cacheMinTTL: Int = 0
 
-    @Option(name: .customLong("cache-max-ttl"), parsing: .unconditional, help: "Longest time any reply is cached, in seconds.")
+    @Option(
+        name: .customLong("cache-max-ttl"),
+        parsing: .unconditional,
+        help: "Longest time any reply is cached, in seconds."
+    )
     var cacheMaxTTL: Int = 86_400
 
-    @Option(name: .customLong("cache-max-negative-ttl"), parsing: .unconditional, help: "Longest time NXDOMAIN/NODATA is cached, in seconds.")
+    @Option(
+        name: .customLong("cache-max-negative-ttl"),
+        parsing: .unconditional,
+        help: "Longest time NXDOMAIN/NODATA is cached, in seconds."
+    )
     var cacheMaxNegativeTTL: Int = 3_600
 
-    @Flag(name: .customLong("serve-stale"), help: "Answer from expired cache entries (TTL 30) when the upstream fails or is slower than 1.8 s, for up to a day (RFC 8767).")
+    @Flag(
+        name: .customLong("serve-stale"),
+        help:
+            "Answer from expired cache entries (TTL 30) when the upstream fails or is slower than 1.8 s, for up to a day (RFC 8767)."
+    )
     var serveStale = false
 
-    @Flag(name: .customLong("prefetch"), help: "Refresh a cached reply in the background when it is asked for in the last tenth of its lifetime.")
+    @Flag(
+        name: .customLong("prefetch"),
+        help: "Refresh a cached reply in the background when it is asked for in the last tenth of its lifetime."
+    )
     var prefetch = false
 
-    @Option(name: .customLong("rate-limit"), parsing: .unconditional, help: "Queries per second allowed per client prefix; 0 disables the limit.")
+    @Option(
+        name: .customLong("rate-limit"),
+        parsing: .unconditional,
+        help: "Queries per second allowed per client prefix; 0 disables the limit."
+    )
     var rateLimit: Double = 0
 
-    @Option(name: .customLong("rate-limit-burst"), parsing: .unconditional, help: "Queries a client prefix may send at once (default: twice the rate).")
+    @Option(
+        name: .customLong("rate-limit-burst"),
+        parsing: .unconditional,
+        help: "Queries a client prefix may send at once (default: twice the rate)."
+    )
     var rateLimitBurst: Double?
 
-    @Option(name: .customLong("rate-limit-ipv4-prefix"), parsing: .unconditional, help: "IPv4 prefix length that counts as one client (1-32).")
+    @Option(
+        name: .customLong("rate-limit-ipv4-prefix"),
+        parsing: .unconditional,
+        help: "IPv4 prefix length that counts as one client (1-32)."
+    )
     var rateLimitIPv4Prefix: Int = 32
 
-    @Option(name: .customLong("rate-limit-ipv6-prefix"), parsing: .unconditional, help: "IPv6 prefix length that counts as one client (1-128).")
+    @Option(
+        name: .customLong("rate-limit-ipv6-prefix"),
+        parsing: .unconditional,
+        help: "IPv6 prefix length that counts as one client (1-128)."
+    )
     var rateLimitIPv6Prefix: Int = 64
 
-    @Option(name: .customLong("rate-limit-action"), help: "Over the limit: refuse (REFUSED), drop, or slip (UDP: every Nth gets TC, the rest dropped).")
+    @Option(
+        name: .customLong("rate-limit-action"),
+        help: "Over the limit: refuse (REFUSED), drop, or slip (UDP: every Nth gets TC, the rest dropped)."
+    )
     var rateLimitAction: RateLimitActionArgument = .refuse
 
-    @Option(name: .customLong("rate-limit-slip"), parsing: .unconditional, help: "With slip: one TC reply per this many limited UDP queries.")
+    @Option(
+        name: .customLong("rate-limit-slip"),
+        parsing: .unconditional,
+        help: "With slip: one TC reply per this many limited UDP queries."
+    )
     var rateLimitSlip: Int = 2
 
-    @Option(name: .customLong("allow"), help: "Client network allowed to query, CIDR (repeatable). Default: loopback, RFC 1918, link-local, 100.64/10, fc00::/7.")
+    @Option(
+        name: .customLong("allow"),
+        help:
+            "Client network allowed to query, CIDR (repeatable). Default: loopback, RFC 1918, link-local, 100.64/10, fc00::/7."
+    )
     var allow: [String] = []
 
     @Flag(name: .customLong("allow-any"), help: "Allow every client: an open resolver. Logs a warning.")
@@ -131,23 +219,31 @@ struct DotProxyCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("metrics-listen"),
-        help: "Serve /metrics (Prometheus), /health and /ready over HTTP on IP:PORT, for example 127.0.0.1:9153. Off by default.")
+        help:
+            "Serve /metrics (Prometheus), /health and /ready over HTTP on IP:PORT, for example 127.0.0.1:9153. Off by default."
+    )
     var metricsListen: ListenArgument?
 
     @Flag(name: .customLong("log-queries"), help: "Log every query's name and type (off by default, for privacy).")
     var logQueries = false
 
     @Option(
-        name: .customLong("threads"), parsing: .unconditional,
-        help: "Event-loop threads serving clients and upstream connections (1-256). Default: one per four CPU cores, at least one, at most 16; one serves about 200,000 cached or 70,000 forwarded queries a second. Raise it only when the load exceeds that and cores are free.")
+        name: .customLong("threads"),
+        parsing: .unconditional,
+        help:
+            "Event-loop threads serving clients and upstream connections (1-256). Default: one per four CPU cores, at least one, at most 16; one serves about 200,000 cached or 70,000 forwarded queries a second. Raise it only when the load exceeds that and cores are free."
+    )
     var threads: Int?
 
     static func main() async {
         do {
             let names = EnvironmentArguments.names(of: Self.self)
             let arguments = try EnvironmentArguments.merge(
-                arguments: Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment,
-                options: names.options, flags: names.flags)
+                arguments: Array(CommandLine.arguments.dropFirst()),
+                environment: ProcessInfo.processInfo.environment,
+                options: names.options,
+                flags: names.flags
+            )
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
@@ -167,7 +263,11 @@ struct DotProxyCommand: AsyncParsableCommand {
     func makeConfiguration() throws -> ProxyConfiguration {
         let pool = try makePoolConfiguration()
         let bootstrapServers = try bootstrap.map { text in
-            guard let parsed = UpstreamArgument.parse(text), !text.contains("#"), let address = try? SocketAddress(ipAddress: parsed.host, port: text.hasSuffix(":\(parsed.port)") ? parsed.port : 53)
+            guard let parsed = UpstreamArgument.parse(text), !text.contains("#"),
+                let address = try? SocketAddress(
+                    ipAddress: parsed.host,
+                    port: text.hasSuffix(":\(parsed.port)") ? parsed.port : 53
+                )
             else { throw ValidationError("--bootstrap: \(text) is not an IP address or IP:PORT") }
             return address
         }
@@ -186,11 +286,17 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         tls.minimumVersion = tlsMinimumVersion.version
         if opportunisticTLS {
-            guard pins.isEmpty else { throw ValidationError("--opportunistic-tls: cannot be combined with --pin-sha256") }
+            guard pins.isEmpty else {
+                throw ValidationError("--opportunistic-tls: cannot be combined with --pin-sha256")
+            }
             tls.verification = .opportunistic
         }
-        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads: \(threads) must be from 1 to 256") }
-        guard timeout > 0, timeout <= 60 else { throw ValidationError("--timeout: \(timeout) must be above 0 and at most 60 seconds") }
+        if let threads, !(1...256).contains(threads) {
+            throw ValidationError("--threads: \(threads) must be from 1 to 256")
+        }
+        guard timeout > 0, timeout <= 60 else {
+            throw ValidationError("--timeout: \(timeout) must be above 0 and at most 60 seconds")
+        }
         guard idleTimeout > 0, idleTimeout <= 3600 else {
             throw ValidationError("--idle-timeout: \(idleTimeout) must be above 0 and at most 3600 seconds")
         }
@@ -198,15 +304,21 @@ struct DotProxyCommand: AsyncParsableCommand {
         if allowAny {
             accessControl = .everyone
         } else if !allow.isEmpty {
-            accessControl = AccessControlList(allowed: try allow.map { text in
-                guard let network = IPNetwork(text) else {
-                    throw ValidationError("--allow: \(text) is not a network in CIDR notation with zero host bits, such as 192.168.0.0/16")
+            accessControl = AccessControlList(
+                allowed: try allow.map { text in
+                    guard let network = IPNetwork(text) else {
+                        throw ValidationError(
+                            "--allow: \(text) is not a network in CIDR notation with zero host bits, such as 192.168.0.0/16"
+                        )
+                    }
+                    return network
                 }
-                return network
-            })
+            )
         }
         var rateLimiter: TokenBucketRateLimiter.Configuration?
-        guard rateLimit >= 0, rateLimit.isFinite else { throw ValidationError("--rate-limit: \(rateLimit) must be 0 (off) or more") }
+        guard rateLimit >= 0, rateLimit.isFinite else {
+            throw ValidationError("--rate-limit: \(rateLimit) must be 0 (off) or more")
+        }
         // Checked even with the limiter off: a bad value is a mistake whether or not it is used yet.
         guard (1...32).contains(rateLimitIPv4Prefix) else {
             throw ValidationError("--rate-limit-ipv4-prefix: \(rateLimitIPv4Prefix) is not between 1 and 32")
@@ -216,28 +328,52 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         guard rateLimitSlip >= 1 else { throw ValidationError("--rate-limit-slip: \(rateLimitSlip) must be 1 or more") }
         if let burst = rateLimitBurst {
-            guard burst >= 1, burst.isFinite else { throw ValidationError("--rate-limit-burst: \(burst) must be 1 or more") }
+            guard burst >= 1, burst.isFinite else {
+                throw ValidationError("--rate-limit-burst: \(burst) must be 1 or more")
+            }
         }
         if rateLimit > 0 {
             rateLimiter = .init(
-                queriesPerSecond: rateLimit, burst: rateLimitBurst, ipv4PrefixLength: rateLimitIPv4Prefix,
-                ipv6PrefixLength: rateLimitIPv6Prefix, action: rateLimitAction.decision, slipInterval: rateLimitSlip)
+                queriesPerSecond: rateLimit,
+                burst: rateLimitBurst,
+                ipv4PrefixLength: rateLimitIPv4Prefix,
+                ipv6PrefixLength: rateLimitIPv6Prefix,
+                action: rateLimitAction.decision,
+                slipInterval: rateLimitSlip
+            )
         }
-        guard (512...4096).contains(maxUDPSize) else { throw ValidationError("--max-udp-size: \(maxUDPSize) must be 512 to 4096 octets") }
+        guard (512...4096).contains(maxUDPSize) else {
+            throw ValidationError("--max-udp-size: \(maxUDPSize) must be 512 to 4096 octets")
+        }
         guard cacheSize >= 0 else { throw ValidationError("--cache-size: \(cacheSize) must be 0 (off) or more") }
-        guard cacheMaxBytes >= 4096 else { throw ValidationError("--cache-max-bytes: \(cacheMaxBytes) must be at least 4096") }
-        guard (0...604_800).contains(cacheMaxTTL) else { throw ValidationError("--cache-max-ttl: \(cacheMaxTTL) must be 0 to 604800 seconds") }
+        guard cacheMaxBytes >= 4096 else {
+            throw ValidationError("--cache-max-bytes: \(cacheMaxBytes) must be at least 4096")
+        }
+        guard (0...604_800).contains(cacheMaxTTL) else {
+            throw ValidationError("--cache-max-ttl: \(cacheMaxTTL) must be 0 to 604800 seconds")
+        }
         guard (0...cacheMaxTTL).contains(cacheMinTTL) else {
             throw ValidationError("--cache-min-ttl: \(cacheMinTTL) must be 0 to --cache-max-ttl (\(cacheMaxTTL))")
         }
         guard (0...604_800).contains(cacheMaxNegativeTTL) else {
             throw ValidationError("--cache-max-negative-ttl: \(cacheMaxNegativeTTL) must be 0 to 604800 seconds")
         }
-        let cache: InMemoryDNSResponseCache.Configuration? = cacheSize == 0 ? nil : .init(
-            maximumEntries: cacheSize, maximumBytes: cacheMaxBytes, minimumTTL: UInt32(cacheMinTTL), maximumTTL: UInt32(cacheMaxTTL),
-            maximumNegativeTTL: UInt32(cacheMaxNegativeTTL), serveStale: serveStale, prefetch: prefetch)
+        let cache: InMemoryDNSResponseCache.Configuration? =
+            cacheSize == 0
+            ? nil
+            : .init(
+                maximumEntries: cacheSize,
+                maximumBytes: cacheMaxBytes,
+                minimumTTL: UInt32(cacheMinTTL),
+                maximumTTL: UInt32(cacheMaxTTL),
+                maximumNegativeTTL: UInt32(cacheMaxNegativeTTL),
+                serveStale: serveStale,
+                prefetch: prefetch
+            )
         if cache == nil && (serveStale || prefetch) {
-            throw ValidationError("--\(serveStale ? "serve-stale" : "prefetch"): needs the cache (--cache-size above 0)")
+            throw ValidationError(
+                "--\(serveStale ? "serve-stale" : "prefetch"): needs the cache (--cache-size above 0)"
+            )
         }
         var server = DNSProxyServer.Configuration()
         if !listen.isEmpty {
@@ -260,11 +396,24 @@ struct DotProxyCommand: AsyncParsableCommand {
             metricsAddress = address
         }
         return ProxyConfiguration(
-            upstreams: upstreams, pool: pool, upstreamPolicy: upstreamPolicy, bootstrap: bootstrapServers, tls: tls, server: server, queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
+            upstreams: upstreams,
+            pool: pool,
+            upstreamPolicy: upstreamPolicy,
+            bootstrap: bootstrapServers,
+            tls: tls,
+            server: server,
+            queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
             maximumUDPReplySize: maxUDPSize,
-            idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)), accessControl: accessControl, rateLimit: rateLimiter, cache: cache,
-            logLevel: logLevel.level, logJSON: logFormat == .json, logQueries: logQueries,
-            metricsListen: metricsAddress, threads: threads)
+            idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)),
+            accessControl: accessControl,
+            rateLimit: rateLimiter,
+            cache: cache,
+            logLevel: logLevel.level,
+            logJSON: logFormat == .json,
+            logQueries: logQueries,
+            metricsListen: metricsAddress,
+            threads: threads
+        )
     }
 
     /// The upstream list and the pool's policy, failover and health settings.
@@ -273,14 +422,18 @@ struct DotProxyCommand: AsyncParsableCommand {
             throw ValidationError("--upstream: give at least one upstream resolver, for example --upstream 1.1.1.1")
         }
         guard upstreams.count <= UpstreamPool.maximumMembers else {
-            throw ValidationError("--upstream: at most \(UpstreamPool.maximumMembers) upstreams, not \(upstreams.count)")
+            throw ValidationError(
+                "--upstream: at most \(UpstreamPool.maximumMembers) upstreams, not \(upstreams.count)"
+            )
         }
         if let repeated = upstreams.first(where: { upstream in upstreams.filter { $0 == upstream }.count > 1 }) {
             throw ValidationError("--upstream: \(repeated) is given twice")
         }
         guard (1...100).contains(maxFails) else { throw ValidationError("--max-fails: \(maxFails) must be 1 to 100") }
         guard healthCheckInterval == 0 || (1...3600).contains(healthCheckInterval) else {
-            throw ValidationError("--health-check-interval: \(healthCheckInterval) must be 0 (off) or 1 to 3600 seconds")
+            throw ValidationError(
+                "--health-check-interval: \(healthCheckInterval) must be 0 (off) or 1 to 3600 seconds"
+            )
         }
         var codes: Set<DNSResponseCode> = [.serverFailure, .refused]
         if !failoverResponseCodes.isEmpty { codes = Set(failoverResponseCodes.compactMap(\.code)) }
@@ -291,11 +444,18 @@ struct DotProxyCommand: AsyncParsableCommand {
             throw ValidationError("--health-check-name: \(healthCheckName) is not a domain name: \(error)")
         }
         guard let probeType = DNSRecordType(name: healthCheckType) else {
-            throw ValidationError("--health-check-type: \(healthCheckType) is not a record type such as NS, A, SOA or TYPE65")
+            throw ValidationError(
+                "--health-check-type: \(healthCheckType) is not a record type such as NS, A, SOA or TYPE65"
+            )
         }
         return UpstreamPool.Configuration(
-            policy: upstreamPolicy.policy, maximumFailures: maxFails, failoverResponseCodes: codes, probeName: probeName, probeType: probeType,
-            healthCheckInterval: healthCheckInterval == 0 ? nil : .nanoseconds(Int64(healthCheckInterval * 1e9)))
+            policy: upstreamPolicy.policy,
+            maximumFailures: maxFails,
+            failoverResponseCodes: codes,
+            probeName: probeName,
+            probeType: probeType,
+            healthCheckInterval: healthCheckInterval == 0 ? nil : .nanoseconds(Int64(healthCheckInterval * 1e9))
+        )
     }
 
     /// Sizes the proxy to what the process may use before anything starts: the event loops to the
@@ -303,7 +463,9 @@ struct DotProxyCommand: AsyncParsableCommand {
     /// connections to the descriptor limit, raised to the hard one first (``DescriptorBudget``).
     static func fitToProcessLimits(_ configuration: inout ProxyConfiguration, logger: Logger) throws {
         let plan = ThreadPlan(threads: configuration.threads, cores: System.coreCount)
-        if let tasks = ThreadPlan.currentTaskLimit(), let problem = plan.problem(taskLimit: tasks.limit, running: tasks.running) {
+        if let tasks = ThreadPlan.currentTaskLimit(),
+            let problem = plan.problem(taskLimit: tasks.limit, running: tasks.running)
+        {
             StandardError.write("dotproxy: \(problem)\n")
             throw ExitCode(71)
         }
@@ -312,16 +474,26 @@ struct DotProxyCommand: AsyncParsableCommand {
         NIOSingletons.blockingPoolThreadCountSuggestion = ThreadPlan.blockingPoolThreads
         configuration.threads = plan.eventLoops
         let budget = DescriptorBudget(
-            limit: DescriptorBudget.raiseLimit(), upstreams: configuration.upstreams.count, eventLoops: plan.eventLoops,
+            limit: DescriptorBudget.raiseLimit(),
+            upstreams: configuration.upstreams.count,
+            eventLoops: plan.eventLoops,
             listenAddresses: configuration.server.listenAddresses.count,
-            connectionsPerUpstream: DoTUpstreamTransport.Configuration.defaultMaximumConnectionsPerEventLoop)
+            connectionsPerUpstream: DoTUpstreamTransport.Configuration.defaultMaximumConnectionsPerEventLoop
+        )
         let cap = budget.clientConnections(configured: configuration.server.maximumTCPConnections)
         guard cap < configuration.server.maximumTCPConnections else { return }
         logger.notice(
             "fewer client TCP connections than configured, to keep descriptors for upstream connections",
-            metadata: ["descriptor_limit": .stringConvertible(budget.limit), "reserved": .stringConvertible(budget.reserve), "tcp_connections": .stringConvertible(cap)])
+            metadata: [
+                "descriptor_limit": .stringConvertible(budget.limit), "reserved": .stringConvertible(budget.reserve),
+                "tcp_connections": .stringConvertible(cap),
+            ]
+        )
         configuration.server.maximumTCPConnections = cap
-        configuration.server.maximumTCPConnectionsPerClient = min(configuration.server.maximumTCPConnectionsPerClient, cap)
+        configuration.server.maximumTCPConnectionsPerClient = min(
+            configuration.server.maximumTCPConnectionsPerClient,
+            cap
+        )
     }
 
     func run() async throws {
@@ -342,7 +514,11 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "dotproxy")
         try Self.fitToProcessLimits(&configuration, logger: logger)
-        let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        let services = try ProxyBuilder.build(
+            configuration,
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: logger
+        )
         if let factory = services.metricsFactory { MetricsSystem.bootstrap(factory) }
         logger.info("starting: \(configuration.summary)")
         services.resolveUpstreamNames(on: MultiThreadedEventLoopGroup.singleton)
@@ -353,12 +529,18 @@ struct DotProxyCommand: AsyncParsableCommand {
             configuration: .init(
                 services: services.all.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
                     + [.init(service: OperatorSignalService(logger: logger), successTerminationBehavior: .ignore)],
-                gracefulShutdownSignals: [.sigterm, .sigint, .sigquit], logger: logger))
+                gracefulShutdownSignals: [.sigterm, .sigint, .sigquit],
+                logger: logger
+            )
+        )
         do {
             try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
             await services.shutdownUpstreams()
-            let reason = error.errnoCode == EADDRINUSE ? "the address is already in use" : "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            let reason =
+                error.errnoCode == EADDRINUSE
+                ? "the address is already in use"
+                : "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
             let listeners = configuration.server.listenAddresses.map(\.endpointDescription).joined(separator: ", ")
             StandardError.write("dotproxy: cannot listen on \(listeners): \(reason)\n")
             throw ExitCode(71)

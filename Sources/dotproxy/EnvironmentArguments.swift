@@ -1,4 +1,5 @@
 import ArgumentParser
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -13,7 +14,12 @@ import Foundation
 /// that option.
 enum EnvironmentArguments {
     /// - Throws: `ValidationError` naming the variable when a flag's value is neither on nor off.
-    static func merge(arguments: [String], environment: [String: String], options: [String], flags: [String]) throws -> [String] {
+    static func merge(
+        arguments: [String],
+        environment: [String: String],
+        options: [String],
+        flags: [String]
+    ) throws -> [String] {
         var merged = arguments
         for option in options {
             let variable = variableName(option)
@@ -50,11 +56,15 @@ enum EnvironmentArguments {
             let kind: String
             let name: String
         }
-        guard let tool = try? JSONDecoder().decode(Tool.self, from: Data(command._dumpHelp().utf8)) else { return ([], []) }
+        guard let tool = try? JSONDecoder().decode(Tool.self, from: Data(command._dumpHelp().utf8)) else {
+            return ([], [])
+        }
         var options: [String] = []
         var flags: [String] = []
         for argument in tool.command.arguments ?? [] {
-            guard let long = argument.names?.first(where: { $0.kind == "long" })?.name, long != "help", long != "version" else { continue }
+            guard let long = argument.names?.first(where: { $0.kind == "long" })?.name, long != "help",
+                long != "version"
+            else { continue }
             switch argument.kind {
             case "option": options.append(long)
             case "flag": flags.append(long)

@@ -1,9 +1,10 @@
+import Logging
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Logging
 
 /// Writes one JSON object per line to standard error, with stable keys:
 /// `time` (ISO 8601, UTC, milliseconds), `level`, `label`, `message`, and the metadata, keys sorted:

@@ -59,7 +59,10 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: "\(body.readableBytes)")
         if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            promise: nil
+        )
         if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !head.isKeepAlive {
@@ -70,7 +73,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
 
     private func answer(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String, ByteBuffer) {
         let text = "text/plain; charset=utf-8"
-        guard head.method == .GET || head.method == .HEAD else { return (.methodNotAllowed, text, ByteBuffer(string: "GET only\n")) }
+        guard head.method == .GET || head.method == .HEAD else {
+            return (.methodNotAllowed, text, ByteBuffer(string: "GET only\n"))
+        }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
         switch path {
         case "/metrics":
@@ -78,7 +83,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         case "/health":
             return (.ok, text, ByteBuffer(string: "ok\n"))
         case "/ready":
-            return isReady() ? (.ok, text, ByteBuffer(string: "ready\n")) : (.serviceUnavailable, text, ByteBuffer(string: "no usable upstream\n"))
+            return isReady()
+                ? (.ok, text, ByteBuffer(string: "ready\n"))
+                : (.serviceUnavailable, text, ByteBuffer(string: "no usable upstream\n"))
         default:
             return (.notFound, text, ByteBuffer(string: "not found; try /metrics, /health or /ready\n"))
         }

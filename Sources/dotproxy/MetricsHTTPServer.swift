@@ -31,7 +31,10 @@ final class MetricsHTTPServer: Service, Sendable {
     ///   - logger: Receives start-up and bind errors.
     ///   - isReady: Whether `/ready` answers 200.
     init(
-        address: SocketAddress, registry: PrometheusCollectorRegistry, group: any EventLoopGroup, logger: Logger,
+        address: SocketAddress,
+        registry: PrometheusCollectorRegistry,
+        group: any EventLoopGroup,
+        logger: Logger,
         isReady: @escaping @Sendable () -> Bool
     ) {
         self.address = address
@@ -72,7 +75,9 @@ final class MetricsHTTPServer: Service, Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 // Back off accepting for a second when out of descriptors, rather than spin.
                 .serverChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) }
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    }
                 }
                 .childChannelInitializer { channel in
                     let admitted = open.withLockedValue { count in
@@ -83,7 +88,9 @@ final class MetricsHTTPServer: Service, Sendable {
                     guard admitted else { return channel.close() }
                     channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
                     return channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
-                        try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, isReady: isReady))
+                        try channel.pipeline.syncOperations.addHandler(
+                            MetricsHTTPHandler(registry: registry, isReady: isReady)
+                        )
                     }
                 }
                 .bind(to: address).get()

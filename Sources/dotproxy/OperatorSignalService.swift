@@ -16,7 +16,10 @@ struct OperatorSignalService: Service {
 
     func run() async throws {
         for await signal in await UnixSignalsSequence(trapping: Self.signals).cancelOnGracefulShutdown() {
-            logger.notice("signal received and ignored: dotproxy stops on SIGTERM, SIGINT or SIGQUIT, after a drain", metadata: ["signal": "\(signal)"])
+            logger.notice(
+                "signal received and ignored: dotproxy stops on SIGTERM, SIGINT or SIGQUIT, after a drain",
+                metadata: ["signal": "\(signal)"]
+            )
         }
     }
 }

@@ -34,19 +34,23 @@ struct ProxyConfiguration: Sendable {
         let listeners = server.listenAddresses.map(\.endpointDescription).joined(separator: ",")
         let pins = tls.spkiPins.isEmpty ? "" : " pins=\(tls.spkiPins.count)"
         let upstreamList = upstreams.map(\.description).joined(separator: ",")
-        return "listen=\(listeners) upstream=\(upstreamList) policy=\(upstreamPolicy.rawValue) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
-            + "timeout=\(queryTimeout) max-udp-size=\(maximumUDPReplySize) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) " + rateLimitSummary
+        return
+            "listen=\(listeners) upstream=\(upstreamList) policy=\(upstreamPolicy.rawValue) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
+            + "timeout=\(queryTimeout) max-udp-size=\(maximumUDPReplySize) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) "
+            + rateLimitSummary
             + " threads=\(threads.map(String.init) ?? "default")"
     }
 
     private var cacheSummary: String {
         guard let cache else { return "cache=off" }
-        return "cache=\(cache.maximumEntries) entries/\(cache.maximumBytes >> 20) MiB ttl=\(cache.minimumTTL)-\(cache.maximumTTL)s negative<=\(cache.maximumNegativeTTL)s"
+        return
+            "cache=\(cache.maximumEntries) entries/\(cache.maximumBytes >> 20) MiB ttl=\(cache.minimumTTL)-\(cache.maximumTTL)s negative<=\(cache.maximumNegativeTTL)s"
     }
 
     private var rateLimitSummary: String {
         guard let rateLimit else { return "rate-limit=off" }
-        return "rate-limit=\(rateLimit.queriesPerSecond)/s burst=\(rateLimit.burst) per /\(rateLimit.ipv4PrefixLength) /\(rateLimit.ipv6PrefixLength) "
+        return
+            "rate-limit=\(rateLimit.queriesPerSecond)/s burst=\(rateLimit.burst) per /\(rateLimit.ipv4PrefixLength) /\(rateLimit.ipv6PrefixLength) "
             + "action=\(rateLimit.action)"
     }
 }
@@ -86,45 +90,99 @@ struct ProxyServices: Sendable {
 enum ProxyBuilder {
     /// Builds the proxy from a configuration. Loads trust roots, so it blocks briefly; call it before
     /// serving, never on an event loop.
-    static func build(_ configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) throws -> ProxyServices {
+    static func build(
+        _ configuration: ProxyConfiguration,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) throws -> ProxyServices {
         let metricsFactory = configuration.metricsListen.map { _ in makeMetricsFactory() }
         let metrics = metricsFactory.map { DNSProxyMetrics(factory: $0) } ?? DNSProxyMetrics()
         let context = try TLSClientContext(configuration: configuration.tls, logger: logger)
         // Made on first use: the system resolver starts NIO's blocking thread pool (two threads), which
         // only host-name upstreams need.
         lazy var resolver: any UpstreamHostResolver =
-            configuration.bootstrap.isEmpty ? SystemHostResolver() : BootstrapHostResolver(servers: configuration.bootstrap)
+            configuration.bootstrap.isEmpty
+            ? SystemHostResolver() : BootstrapHostResolver(servers: configuration.bootstrap)
         let members = configuration.upstreams.map { upstream -> UpstreamPool.Member in
             switch upstream.target {
             case .address(let address):
                 return UpstreamPool.Member(
-                    DoTUpstreamTransport(configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout), tlsContext: context, metrics: metrics,
-                        logger: logger))
+                    DoTUpstreamTransport(
+                        configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout),
+                        tlsContext: context,
+                        metrics: metrics,
+                        logger: logger
+                    )
+                )
             case .hostname(let host, let port, let name):
                 let transport = HostnameUpstreamTransport(
-                    host: host, port: port, authenticationName: name, resolver: resolver, tlsContext: context,
-                    configuration: .init(upstream: UpstreamAddress(host: host, port: port), idleTimeout: configuration.idleTimeout), metrics: metrics,
-                    logger: logger)
+                    host: host,
+                    port: port,
+                    authenticationName: name,
+                    resolver: resolver,
+                    tlsContext: context,
+                    configuration: .init(
+                        upstream: UpstreamAddress(host: host, port: port),
+                        idleTimeout: configuration.idleTimeout
+                    ),
+                    metrics: metrics,
+                    logger: logger
+                )
                 return UpstreamPool.Member(name: transport.name, transport: transport)
             }
         }
-        let transport = UpstreamPool(members: members, configuration: configuration.pool, healthEventLoop: group.next(), metrics: metrics, logger: logger)
-        let limiter: any QueryRateLimiter = configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
+        let transport = UpstreamPool(
+            members: members,
+            configuration: configuration.pool,
+            healthEventLoop: group.next(),
+            metrics: metrics,
+            logger: logger
+        )
+        let limiter: any QueryRateLimiter =
+            configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
             ?? UnlimitedQueryRateLimiter()
-        let cache: any DNSResponseCache = configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) } ?? NoOpDNSResponseCache()
+        let cache: any DNSResponseCache =
+            configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) }
+            ?? NoOpDNSResponseCache()
         let handler = ForwardingQueryHandler(
-            transport: transport, accessControl: configuration.accessControl, rateLimiter: limiter, cache: cache,
-            queryTimeout: configuration.queryTimeout, maximumUDPReplySize: configuration.maximumUDPReplySize, logQueries: configuration.logQueries, metrics: metrics, logger: logger)
-        let server = DNSProxyServer(configuration: configuration.server, handler: handler, eventLoopGroup: group, metrics: metrics, logger: logger)
+            transport: transport,
+            accessControl: configuration.accessControl,
+            rateLimiter: limiter,
+            cache: cache,
+            queryTimeout: configuration.queryTimeout,
+            maximumUDPReplySize: configuration.maximumUDPReplySize,
+            logQueries: configuration.logQueries,
+            metrics: metrics,
+            logger: logger
+        )
+        let server = DNSProxyServer(
+            configuration: configuration.server,
+            handler: handler,
+            eventLoopGroup: group,
+            metrics: metrics,
+            logger: logger
+        )
         var metricsServer: MetricsHTTPServer?
         if let address = configuration.metricsListen, let metricsFactory {
-            metricsServer = MetricsHTTPServer(address: address, registry: metricsFactory.registry, group: group, logger: logger) {
+            metricsServer = MetricsHTTPServer(
+                address: address,
+                registry: metricsFactory.registry,
+                group: group,
+                logger: logger
+            ) {
                 transport.hasUsableUpstream
             }
         }
         return ProxyServices(
-            server: server, pool: transport, upstreams: members.map(\.transport), handler: handler, rateLimiter: configuration.rateLimit == nil ? nil : limiter,
-            cache: cache, metricsFactory: metricsFactory, metricsServer: metricsServer)
+            server: server,
+            pool: transport,
+            upstreams: members.map(\.transport),
+            handler: handler,
+            rateLimiter: configuration.rateLimit == nil ? nil : limiter,
+            cache: cache,
+            metricsFactory: metricsFactory,
+            metricsServer: metricsServer
+        )
     }
 
     /// A Prometheus factory with its own registry, and histogram buckets from 100 µs to 5 s for
@@ -132,8 +190,10 @@ enum ProxyBuilder {
     static func makeMetricsFactory() -> PrometheusMetricsFactory {
         var factory = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
         let buckets: [Duration] = [
-            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
-            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+            .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+            .milliseconds(500),
             .seconds(1), .seconds(2.5), .seconds(5),
         ]
         factory.durationHistogramBuckets = [

@@ -45,9 +45,13 @@ struct ThreadPlan: Equatable {
         let room = limit - running
         guard totalThreads - 1 > room else { return nil }
         let fitting = max(0, room - Self.blockingPoolThreads - Self.otherThreads)
-        let advice = fitting >= 1 ? "give --threads \(fitting) or less, or raise the limit" : "raise the limit (TasksMax= in the systemd unit) to at least \(running + totalThreads)"
+        let advice =
+            fitting >= 1
+            ? "give --threads \(fitting) or less, or raise the limit"
+            : "raise the limit (TasksMax= in the systemd unit) to at least \(running + totalThreads)"
         let loops = eventLoops == 1 ? "1 event loop needs" : "\(eventLoops) event loops need"
-        return "\(loops) up to \(totalThreads) threads, and the task limit (pids.max: systemd's TasksMax, a container's pids limit) is \(limit) with \(running) in use: \(advice)"
+        return
+            "\(loops) up to \(totalThreads) threads, and the task limit (pids.max: systemd's TasksMax, a container's pids limit) is \(limit) with \(running) in use: \(advice)"
     }
 
     private static func number(in file: String) -> Int? {

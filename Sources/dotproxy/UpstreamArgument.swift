@@ -67,7 +67,8 @@ struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable, CustomString
         }
         let host = String(rest)
         // A name with at least one dot, letters, digits and hyphens only: never an address literal.
-        guard host.contains("."), !host.hasSuffix("."), host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }),
+        guard host.contains("."), !host.hasSuffix("."),
+            host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }),
             host.contains(where: \.isLetter), (try? DNSName(parsing: host)) != nil
         else { return nil }
         return .hostname(host: host.lowercased(), port: port, authenticationName: name)
@@ -82,7 +83,9 @@ struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable, CustomString
             host = String(rest[rest.index(after: rest.startIndex)..<close])
             let after = rest[rest.index(after: close)...]
             if !after.isEmpty {
-                guard after.hasPrefix(":"), let value = Int(after.dropFirst()), (1...65535).contains(value) else { return nil }
+                guard after.hasPrefix(":"), let value = Int(after.dropFirst()), (1...65535).contains(value) else {
+                    return nil
+                }
                 port = value
             }
             guard IPv6Address(host) != nil else { return nil }
@@ -111,7 +114,8 @@ struct ListenArgument: ExpressibleByArgument, Hashable, Sendable {
     init?(argument: String) {
         // Same notation as an upstream, but with no name and with an explicit port.
         // IPv6 needs brackets here, or "2001:db8::853" would read as port 853.
-        guard !argument.contains("#"), let parsed = UpstreamArgument.parse(argument), argument.hasSuffix(":\(parsed.port)"),
+        guard !argument.contains("#"), let parsed = UpstreamArgument.parse(argument),
+            argument.hasSuffix(":\(parsed.port)"),
             !parsed.host.contains(":") || argument.hasPrefix("[")
         else { return nil }
         self.host = parsed.host

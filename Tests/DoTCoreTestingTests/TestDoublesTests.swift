@@ -29,12 +29,17 @@ import Testing
         let server = try await TestDoTServer.start(group: group)
         let transport = try server.makeTransport()
         let query = DNSMessage.query(name: "a.test.", type: .a, id: 5)
-        let reply = try DNSMessage(decoding: await transport.send(query.encoded(), timeout: .seconds(5), on: group.next()))
-        #expect(reply == {
-            var expected = TestDoTServer.answer(query)
-            expected.edns = EDNSRecord(udpPayloadSize: 1232)
-            return expected
-        }())
+        let reply = try DNSMessage(
+            decoding: await transport.send(query.encoded(), timeout: .seconds(5), on: group.next())
+        )
+        #expect(
+            reply
+                == {
+                    var expected = TestDoTServer.answer(query)
+                    expected.edns = EDNSRecord(udpPayloadSize: 1232)
+                    return expected
+                }()
+        )
         #expect(server.connectionCount == 1 && server.handshakeCount == 1 && server.queryCount == 1)
         await transport.shutdown()
         try await server.stop()
@@ -52,11 +57,21 @@ import Testing
         defer { rig.stop() }
         #expect(rig.dnsPort != rig.dotPort && rig.serverName == "dns.test")
         #expect(SPKIPin(base64: rig.spkiPin) != nil)
-        let reply = try DNSMessage(decoding: await TestDNSClient.udp(
-            DNSMessage.query(name: "x.unique.test.", type: .a, id: 3).encoded(), port: rig.dnsPort, group: MultiThreadedEventLoopGroup.singleton))
+        let reply = try DNSMessage(
+            decoding: await TestDNSClient.udp(
+                DNSMessage.query(name: "x.unique.test.", type: .a, id: 3).encoded(),
+                port: rig.dnsPort,
+                group: MultiThreadedEventLoopGroup.singleton
+            )
+        )
         #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 99)))
-        let outside = try DNSMessage(decoding: await TestDNSClient.udp(
-            DNSMessage.query(name: "example.com.", type: .a, id: 4).encoded(), port: rig.dnsPort, group: MultiThreadedEventLoopGroup.singleton))
+        let outside = try DNSMessage(
+            decoding: await TestDNSClient.udp(
+                DNSMessage.query(name: "example.com.", type: .a, id: 4).encoded(),
+                port: rig.dnsPort,
+                group: MultiThreadedEventLoopGroup.singleton
+            )
+        )
         #expect(outside.header.responseCode == .nameError, "the rig must never recurse to the internet")
     }
 }

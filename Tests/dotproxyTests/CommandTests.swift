@@ -1,9 +1,9 @@
 import ArgumentParser
+import DoTCore
+import DoTCoreTesting
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-import DoTCore
-import DoTCoreTesting
 import NIOCore
 import NIOPosix
 import Testing
@@ -15,7 +15,11 @@ import Testing
         try DotProxyCommand.parse(arguments).makeConfiguration()
     }
 
-    func expectRejected(_ arguments: [String], mentioning option: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectRejected(
+        _ arguments: [String],
+        mentioning option: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         do {
             _ = try DotProxyCommand.parse(arguments)
             Issue.record("accepted \(arguments)", sourceLocation: sourceLocation)
@@ -28,9 +32,16 @@ import Testing
 
     @Test func defaultsAreSecure() throws {
         let configuration = try configuration(["--upstream", "1.1.1.1"])
-        #expect(configuration.upstreams.map(\.address) == [UpstreamAddress(host: "1.1.1.1", port: 853, authenticationName: "cloudflare-dns.com")])
+        #expect(
+            configuration.upstreams.map(\.address) == [
+                UpstreamAddress(host: "1.1.1.1", port: 853, authenticationName: "cloudflare-dns.com")
+            ]
+        )
         #expect(configuration.pool.policy is LeastOutstandingSelectionPolicy && configuration.pool.maximumFailures == 3)
-        #expect(configuration.pool.failoverResponseCodes == [.serverFailure, .refused] && configuration.pool.healthCheckInterval == nil)
+        #expect(
+            configuration.pool.failoverResponseCodes == [.serverFailure, .refused]
+                && configuration.pool.healthCheckInterval == nil
+        )
         #expect(configuration.bootstrap.isEmpty)
         #expect(configuration.tls.verification == .strict && configuration.tls.trustRoots == .system)
         #expect(configuration.tls.minimumVersion == .tls12 && configuration.tls.spkiPins.isEmpty)
@@ -43,10 +54,15 @@ import Testing
     @Test func everyOptionIsApplied() throws {
         let configuration = try configuration([
             "--upstream", "[2620:fe::fe]:8853#custom.example", "--listen", "127.0.0.2:53", "--listen", "[::1]:5353",
-            "--ca-file", TestCertificates.caFile, "--pin-sha256", TestCertificates.serverSPKIPin, "--tls-min-version", "1.3",
+            "--ca-file", TestCertificates.caFile, "--pin-sha256", TestCertificates.serverSPKIPin, "--tls-min-version",
+            "1.3",
             "--timeout", "1.5", "--idle-timeout", "4", "--log-level", "debug", "--log-queries",
         ])
-        #expect(configuration.upstreams.map(\.address) == [UpstreamAddress(host: "2620:fe::fe", port: 8853, authenticationName: "custom.example")])
+        #expect(
+            configuration.upstreams.map(\.address) == [
+                UpstreamAddress(host: "2620:fe::fe", port: 8853, authenticationName: "custom.example")
+            ]
+        )
         #expect(configuration.server.listenAddresses.map { $0.port } == [53, 5353])
         #expect(configuration.tls.trustRoots == .pemFile(TestCertificates.caFile))
         #expect(configuration.tls.spkiPins == [SPKIPin(base64: TestCertificates.serverSPKIPin)!])
@@ -68,7 +84,10 @@ import Testing
         ("192.0.2.1:8853#dns.example", "192.0.2.1", 8853, "dns.example"),
     ])
     func upstreamNotation(text: String, host: String, port: Int, name: String) {
-        #expect(UpstreamArgument(argument: text)?.address == UpstreamAddress(host: host, port: port, authenticationName: name))
+        #expect(
+            UpstreamArgument(argument: text)?.address
+                == UpstreamAddress(host: host, port: port, authenticationName: name)
+        )
     }
 
     @Test func anUnknownUpstreamHasNoNameAndIsVerifiedByAddress() {
@@ -85,11 +104,17 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--upstream", "1.1.1.1"], mentioning: "--upstream")
         expectRejected(["--upstream", "tls://dns..quad9.net"], mentioning: "--upstream")
         expectRejected(["--upstream", "tls://dns.quad9.net:0"], mentioning: "--upstream")
-        expectRejected(["--upstream", "1.1.1.1", "--upstream-policy", "fastest-first"], mentioning: "--upstream-policy")
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--upstream-policy", "fastest-first"],
+            mentioning: "--upstream-policy"
+        )
         expectRejected(["--upstream", "1.1.1.1", "--max-fails", "0"], mentioning: "--max-fails")
         expectRejected(["--upstream", "1.1.1.1", "--failover-rcode", "NOERROR"], mentioning: "--failover-rcode")
         expectRejected(["--upstream", "1.1.1.1", "--failover-rcode", "bogus"], mentioning: "--failover-rcode")
-        expectRejected(["--upstream", "1.1.1.1", "--health-check-interval", "0.5"], mentioning: "--health-check-interval")
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--health-check-interval", "0.5"],
+            mentioning: "--health-check-interval"
+        )
         expectRejected(["--upstream", "1.1.1.1", "--bootstrap", "dns.google"], mentioning: "--bootstrap")
         expectRejected(["--upstream", "1.1.1.1", "--listen", "127.0.0.1"], mentioning: "--listen")
         expectRejected(["--upstream", "1.1.1.1", "--listen", "localhost:53"], mentioning: "--listen")
@@ -104,12 +129,18 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--cache-size", "-5"], mentioning: "--cache-size")
         // Rate-limit values are checked even while the limiter is off.
         expectRejected(["--upstream", "1.1.1.1", "--rate-limit-action", "block"], mentioning: "--rate-limit-action")
-        expectRejected(["--upstream", "1.1.1.1", "--rate-limit-ipv4-prefix", "40"], mentioning: "--rate-limit-ipv4-prefix")
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--rate-limit-ipv4-prefix", "40"],
+            mentioning: "--rate-limit-ipv4-prefix"
+        )
         expectRejected(["--upstream", "1.1.1.1", "--idle-timeout", "0"], mentioning: "--idle-timeout")
         expectRejected(["--upstream", "1.1.1.1", "--log-level", "loud"], mentioning: "--log-level")
         expectRejected(["--upstream", "1.1.1.1", "--threads", "0"], mentioning: "--threads")
         expectRejected(["--upstream", "1.1.1.1", "--threads", "257"], mentioning: "--threads")
-        expectRejected(["--upstream", "1.1.1.1", "--opportunistic-tls", "--pin-sha256", TestCertificates.serverSPKIPin], mentioning: "--opportunistic-tls")
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--opportunistic-tls", "--pin-sha256", TestCertificates.serverSPKIPin],
+            mentioning: "--opportunistic-tls"
+        )
     }
 
     @Test func rateLimitAndAccessOptions() throws {
@@ -123,14 +154,23 @@ import Testing
             "--allow", "10.0.0.0/8", "--allow", "fd00::/8",
         ])
         let rate = try #require(limited.rateLimit)
-        #expect(rate.queriesPerSecond == 20 && rate.burst == 50 && rate.ipv4PrefixLength == 24 && rate.ipv6PrefixLength == 56)
+        #expect(
+            rate.queriesPerSecond == 20 && rate.burst == 50 && rate.ipv4PrefixLength == 24
+                && rate.ipv6PrefixLength == 56
+        )
         #expect(rate.action == .slip && rate.slipInterval == 3)
-        #expect(limited.accessControl == AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!, IPNetwork("fd00::/8")!]))
+        #expect(
+            limited.accessControl == AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!, IPNetwork("fd00::/8")!])
+        )
         #expect(try configuration(["--upstream", "1.1.1.1", "--rate-limit", "5"]).rateLimit?.burst == 10)
 
         let open = try configuration(["--upstream", "1.1.1.1", "--allow-any"])
         #expect(open.accessControl.isOpen)
-        let services = try ProxyBuilder.build(limited, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
+        let services = try ProxyBuilder.build(
+            limited,
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: .init(label: "test")
+        )
         #expect(services.rateLimiter is TokenBucketRateLimiter)
     }
 
@@ -141,12 +181,24 @@ import Testing
             "--upstream", "1.1.1.1", "--cache-size", "500", "--cache-max-bytes", "1048576", "--cache-min-ttl", "30",
             "--cache-max-ttl", "3600", "--cache-max-negative-ttl", "60",
         ])
-        #expect(tuned.cache == InMemoryDNSResponseCache.Configuration(
-            maximumEntries: 500, maximumBytes: 1_048_576, minimumTTL: 30, maximumTTL: 3600, maximumNegativeTTL: 60))
+        #expect(
+            tuned.cache
+                == InMemoryDNSResponseCache.Configuration(
+                    maximumEntries: 500,
+                    maximumBytes: 1_048_576,
+                    minimumTTL: 30,
+                    maximumTTL: 3600,
+                    maximumNegativeTTL: 60
+                )
+        )
         #expect(tuned.summary.contains("cache=500 entries"))
         let off = try configuration(["--upstream", "1.1.1.1", "--cache-size", "0"])
         #expect(off.cache == nil && off.summary.contains("cache=off"))
-        let services = try ProxyBuilder.build(off, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
+        let services = try ProxyBuilder.build(
+            off,
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: .init(label: "test")
+        )
         #expect(services.cache is NoOpDNSResponseCache)
         let stale = try configuration(["--upstream", "1.1.1.1", "--serve-stale", "--prefetch"])
         #expect(stale.cache?.serveStale == true && stale.cache?.prefetch == true)
@@ -154,9 +206,15 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--cache-size", "0", "--prefetch"], mentioning: "--prefetch")
         expectRejected(["--upstream", "1.1.1.1", "--cache-size=-1"], mentioning: "--cache-size")
         expectRejected(["--upstream", "1.1.1.1", "--cache-max-bytes", "10"], mentioning: "--cache-max-bytes")
-        expectRejected(["--upstream", "1.1.1.1", "--cache-min-ttl", "100", "--cache-max-ttl", "50"], mentioning: "--cache-min-ttl")
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--cache-min-ttl", "100", "--cache-max-ttl", "50"],
+            mentioning: "--cache-min-ttl"
+        )
         expectRejected(["--upstream", "1.1.1.1", "--cache-max-ttl", "9999999"], mentioning: "--cache-max-ttl")
-        expectRejected(["--upstream", "1.1.1.1", "--cache-max-negative-ttl=-5"], mentioning: "--cache-max-negative-ttl")
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--cache-max-negative-ttl=-5"],
+            mentioning: "--cache-max-negative-ttl"
+        )
     }
 
     @Test func jsonLogsAreOneObjectPerLineWithStableKeys() throws {
@@ -184,12 +242,16 @@ import Testing
         Logger(label: "t", factory: { _ in handler }).notice(
             "fewer connections",
             metadata: [
-                "limit": .stringConvertible(1024), "ratio": .stringConvertible(0.5), "resumed": .stringConvertible(true),
+                "limit": .stringConvertible(1024), "ratio": .stringConvertible(0.5),
+                "resumed": .stringConvertible(true),
                 "addresses": .array(["127.0.0.1:53", "[::1]:53"]), "text": "42",
-            ])
+            ]
+        )
         let line = try #require(lines.withLockedValue { $0.first })
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-        #expect(object["limit"] as? Int == 1024 && object["ratio"] as? Double == 0.5 && object["resumed"] as? Bool == true)
+        #expect(
+            object["limit"] as? Int == 1024 && object["ratio"] as? Double == 0.5 && object["resumed"] as? Bool == true
+        )
         #expect(object["addresses"] as? [String] == ["127.0.0.1:53", "[::1]:53"])
         #expect(object["text"] as? String == "42", "a string stays a string, even when it reads as a number")
         #expect(line.contains("\"limit\":1024") && line.contains("\"resumed\":true"))
@@ -214,11 +276,26 @@ import Testing
 
     @Test func badRateLimitValuesAreRejected() {
         expectRejected(["--upstream", "1.1.1.1", "--rate-limit=-1"], mentioning: "--rate-limit")
-        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-action", "ban"], mentioning: "--rate-limit-action")
-        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-ipv4-prefix", "33"], mentioning: "--rate-limit-ipv4-prefix")
-        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-ipv6-prefix", "0"], mentioning: "--rate-limit-ipv6-prefix")
-        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-slip", "0"], mentioning: "--rate-limit-slip")
-        expectRejected(["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-burst", "0.5"], mentioning: "--rate-limit-burst")
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-action", "ban"],
+            mentioning: "--rate-limit-action"
+        )
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-ipv4-prefix", "33"],
+            mentioning: "--rate-limit-ipv4-prefix"
+        )
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-ipv6-prefix", "0"],
+            mentioning: "--rate-limit-ipv6-prefix"
+        )
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-slip", "0"],
+            mentioning: "--rate-limit-slip"
+        )
+        expectRejected(
+            ["--upstream", "1.1.1.1", "--rate-limit", "5", "--rate-limit-burst", "0.5"],
+            mentioning: "--rate-limit-burst"
+        )
         expectRejected(["--upstream", "1.1.1.1", "--allow", "10.0.0.1/8"], mentioning: "--allow")
         expectRejected(["--upstream", "1.1.1.1", "--allow", "everyone"], mentioning: "--allow")
     }
@@ -227,31 +304,48 @@ import Testing
 
     @Test func everyOptionAndFlagHasItsVariable() {
         let help = DotProxyCommand.helpMessage(columns: 1_000)
-        let documented = Set(help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," }).filter { $0.hasPrefix("--") }.map { String($0.dropFirst(2)) })
+        let documented = Set(
+            help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," }).filter { $0.hasPrefix("--") }.map {
+                String($0.dropFirst(2))
+            }
+        )
         #expect(Set(Self.names.options + Self.names.flags) == documented.subtracting(["help", "version"]))
-        #expect(Self.names.flags.contains("serve-stale") && Self.names.options.contains("upstream") && !Self.names.options.contains("serve-stale"))
+        #expect(
+            Self.names.flags.contains("serve-stale") && Self.names.options.contains("upstream")
+                && !Self.names.options.contains("serve-stale")
+        )
     }
 
     @Test func aFlagVariableThatIsNeitherOnNorOffIsAnError() {
         #expect(throws: ValidationError.self) {
             try EnvironmentArguments.merge(
-                arguments: [], environment: ["DOTPROXY_SERVE_STALE": "maybe"], options: Self.names.options,
-                flags: Self.names.flags)
+                arguments: [],
+                environment: ["DOTPROXY_SERVE_STALE": "maybe"],
+                options: Self.names.options,
+                flags: Self.names.flags
+            )
         }
         #expect(
             (try? EnvironmentArguments.merge(
-                arguments: [], environment: ["DOTPROXY_SERVE_STALE": "0", "DOTPROXY_PREFETCH": "YES"], options: [],
-                flags: Self.names.flags)) == ["--prefetch"])
+                arguments: [],
+                environment: ["DOTPROXY_SERVE_STALE": "0", "DOTPROXY_PREFETCH": "YES"],
+                options: [],
+                flags: Self.names.flags
+            )) == ["--prefetch"]
+        )
     }
 
     @Test func environmentVariablesFillInAndFlagsWin() throws {
         let merged = try EnvironmentArguments.merge(
             arguments: ["--timeout", "3"],
             environment: [
-                "DOTPROXY_UPSTREAM": "9.9.9.9", "DOTPROXY_TIMEOUT": "5", "DOTPROXY_LISTEN": "127.0.0.1:5301,127.0.0.1:5302",
+                "DOTPROXY_UPSTREAM": "9.9.9.9", "DOTPROXY_TIMEOUT": "5",
+                "DOTPROXY_LISTEN": "127.0.0.1:5301,127.0.0.1:5302",
                 "DOTPROXY_LOG_QUERIES": "true", "DOTPROXY_OPPORTUNISTIC_TLS": "no",
             ],
-            options: Self.names.options, flags: Self.names.flags)
+            options: Self.names.options,
+            flags: Self.names.flags
+        )
         let configuration = try self.configuration(merged)
         #expect(configuration.upstreams.map(\.address?.host) == ["9.9.9.9"])
         #expect(configuration.queryTimeout == .seconds(3))
@@ -260,38 +354,75 @@ import Testing
     }
 
     @Test func theBuildFunctionMakesTheServices() throws {
-        let configuration = try configuration(["--upstream", "127.0.0.1:8853#dns.test", "--ca-file", TestCertificates.caFile])
-        let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
+        let configuration = try configuration([
+            "--upstream", "127.0.0.1:8853#dns.test", "--ca-file", TestCertificates.caFile,
+        ])
+        let services = try ProxyBuilder.build(
+            configuration,
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: .init(label: "test")
+        )
         #expect(services.pool.members.map(\.name) == ["127.0.0.1:8853#dns.test"])
-        #expect((services.upstreams.first as? DoTUpstreamTransport)?.configuration.upstream.authenticationName == "dns.test")
+        #expect(
+            (services.upstreams.first as? DoTUpstreamTransport)?.configuration.upstream.authenticationName == "dns.test"
+        )
         #expect(services.server.configuration.listenAddresses == configuration.server.listenAddresses)
         services.pool.shutdown()
     }
 
     @Test func severalUpstreamsHostnamesAndPoolOptions() throws {
         let configuration = try configuration([
-            "--upstream", "1.1.1.1", "--upstream", "tls://dns.quad9.net", "--upstream", "tls://Resolver.Example:8853#auth.example",
-            "--upstream", "tls://9.9.9.9", "--upstream-policy", "sequential", "--max-fails", "5", "--failover-rcode", "SERVFAIL",
-            "--failover-rcode", "4", "--health-check-interval", "30", "--bootstrap", "192.0.2.53", "--bootstrap", "[2001:db8::53]:5353",
+            "--upstream", "1.1.1.1", "--upstream", "tls://dns.quad9.net", "--upstream",
+            "tls://Resolver.Example:8853#auth.example",
+            "--upstream", "tls://9.9.9.9", "--upstream-policy", "sequential", "--max-fails", "5", "--failover-rcode",
+            "SERVFAIL",
+            "--failover-rcode", "4", "--health-check-interval", "30", "--bootstrap", "192.0.2.53", "--bootstrap",
+            "[2001:db8::53]:5353",
         ])
-        #expect(configuration.upstreams.map(\.description) == [
-            "1.1.1.1:853#cloudflare-dns.com", "tls://dns.quad9.net:853", "tls://resolver.example:8853#auth.example", "9.9.9.9:853#dns.quad9.net",
-        ])
+        #expect(
+            configuration.upstreams.map(\.description) == [
+                "1.1.1.1:853#cloudflare-dns.com", "tls://dns.quad9.net:853", "tls://resolver.example:8853#auth.example",
+                "9.9.9.9:853#dns.quad9.net",
+            ]
+        )
         #expect(configuration.pool.policy is SequentialSelectionPolicy && configuration.pool.maximumFailures == 5)
         #expect(configuration.pool.failoverResponseCodes == [.serverFailure, .notImplemented])
         #expect(configuration.pool.healthCheckInterval == .seconds(30))
-        #expect(configuration.bootstrap == [try SocketAddress(ipAddress: "192.0.2.53", port: 53), try SocketAddress(ipAddress: "2001:db8::53", port: 5353)])
-        #expect(try self.configuration(["--upstream", "1.1.1.1", "--failover-rcode", "none"]).pool.failoverResponseCodes.isEmpty)
-        for (name, type) in [("round-robin", RoundRobinSelectionPolicy.self), ("random", RandomSelectionPolicy.self), ("fastest", FastestSelectionPolicy.self)]
-            as [(String, any UpstreamSelectionPolicy.Type)] {
-            #expect(try Swift.type(of: self.configuration(["--upstream", "1.1.1.1", "--upstream-policy", name]).pool.policy) == type)
+        #expect(
+            configuration.bootstrap == [
+                try SocketAddress(ipAddress: "192.0.2.53", port: 53),
+                try SocketAddress(ipAddress: "2001:db8::53", port: 5353),
+            ]
+        )
+        #expect(
+            try self.configuration(["--upstream", "1.1.1.1", "--failover-rcode", "none"]).pool.failoverResponseCodes
+                .isEmpty
+        )
+        for (name, type) in [
+            ("round-robin", RoundRobinSelectionPolicy.self), ("random", RandomSelectionPolicy.self),
+            ("fastest", FastestSelectionPolicy.self),
+        ]
+            as [(String, any UpstreamSelectionPolicy.Type)]
+        {
+            #expect(
+                try Swift.type(
+                    of: self.configuration(["--upstream", "1.1.1.1", "--upstream-policy", name]).pool.policy
+                ) == type
+            )
         }
         #expect(configuration.summary.contains("tls://dns.quad9.net:853"))
 
-        let services = try ProxyBuilder.build(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "test"))
-        #expect(services.pool.members.map(\.name) == [
-            "1.1.1.1:853#cloudflare-dns.com", "tls://dns.quad9.net:853", "tls://resolver.example:8853#auth.example", "9.9.9.9:853#dns.quad9.net",
-        ])
+        let services = try ProxyBuilder.build(
+            configuration,
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: .init(label: "test")
+        )
+        #expect(
+            services.pool.members.map(\.name) == [
+                "1.1.1.1:853#cloudflare-dns.com", "tls://dns.quad9.net:853", "tls://resolver.example:8853#auth.example",
+                "9.9.9.9:853#dns.quad9.net",
+            ]
+        )
         // Building sends nothing: names are resolved only when the command runs.
         #expect((services.upstreams[1] as? HostnameUpstreamTransport)?.lookupCount == 0)
         services.pool.shutdown()

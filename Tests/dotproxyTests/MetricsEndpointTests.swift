@@ -16,7 +16,8 @@ import Testing
     @Test func metricsMoveWithTrafficAndReadyFlipsWhenTheUpstreamGoesAway() async throws {
         let upstream = try await TestDoTServer.start(group: group)
         var configuration = try DotProxyCommand.parse([
-            "--upstream", "127.0.0.1:\(upstream.port)#dns.test", "--ca-file", TestCertificates.caFile, "--max-fails", "1",
+            "--upstream", "127.0.0.1:\(upstream.port)#dns.test", "--ca-file", TestCertificates.caFile, "--max-fails",
+            "1",
             "--metrics-listen", "127.0.0.1:9153",
         ]).makeConfiguration()
         #expect(configuration.metricsListen == (try SocketAddress(ipAddress: "127.0.0.1", port: 9153)))
@@ -34,10 +35,18 @@ import Testing
         #expect(try await get("/nowhere", port: httpPort).status == 404)
 
         for _ in 0..<3 {
-            let reply = try await TestDNSClient.udp(try DNSMessage.query(name: "a.test.", type: .a, id: 5).encoded(), port: dnsPort, group: group)
+            let reply = try await TestDNSClient.udp(
+                try DNSMessage.query(name: "a.test.", type: .a, id: 5).encoded(),
+                port: dnsPort,
+                group: group
+            )
             #expect(try DNSMessage(decoding: reply).header.responseCode == .noError)
         }
-        _ = try await TestDNSClient.tcp([try DNSMessage.query(name: "b.test.", type: .aaaa, id: 6).encoded()], port: dnsPort, group: group)
+        _ = try await TestDNSClient.tcp(
+            [try DNSMessage.query(name: "b.test.", type: .aaaa, id: 6).encoded()],
+            port: dnsPort,
+            group: group
+        )
         let scrape = try await get("/metrics", port: httpPort)
         #expect(scrape.status == 200)
         let samples = try PrometheusText.parse(scrape.body)
@@ -59,7 +68,11 @@ import Testing
 
         // The upstream goes away: the next miss fails, marks it down (max-fails 1), and /ready says so.
         try await upstream.stop()
-        let failed = try await TestDNSClient.udp(try DNSMessage.query(name: "c.test.", type: .a, id: 7).encoded(), port: dnsPort, group: group)
+        let failed = try await TestDNSClient.udp(
+            try DNSMessage.query(name: "c.test.", type: .a, id: 7).encoded(),
+            port: dnsPort,
+            group: group
+        )
         #expect(try DNSMessage(decoding: failed).header.responseCode == .serverFailure)
         let ready = try await get("/ready", port: httpPort)
         #expect(ready.status == 503 && ready.body.contains("no usable upstream"))
@@ -81,15 +94,24 @@ import Testing
         }
         let off = try DotProxyCommand.parse(["--upstream", "1.1.1.1"]).makeConfiguration()
         let services = try ProxyBuilder.build(off, group: group, logger: .init(label: "test"))
-        #expect(off.metricsListen == nil && services.metricsServer == nil && services.metricsFactory == nil && services.all.count == 1)
+        #expect(
+            off.metricsListen == nil && services.metricsServer == nil && services.metricsFactory == nil
+                && services.all.count == 1
+        )
         services.pool.shutdown()
     }
 
     @Test func helpLinesPrecedeTypeLinesOfKnownMetrics() {
-        let text = String(buffer: MetricsHTTPHandler.withHelp("# TYPE dotproxy_cache_hits_total counter\ndotproxy_cache_hits_total 1\n# TYPE x gauge\nx 2\n"))
+        let text = String(
+            buffer: MetricsHTTPHandler.withHelp(
+                "# TYPE dotproxy_cache_hits_total counter\ndotproxy_cache_hits_total 1\n# TYPE x gauge\nx 2\n"
+            )
+        )
         #expect(
-            text == "# HELP dotproxy_cache_hits_total Cache lookups that found a fresh reply.\n# TYPE dotproxy_cache_hits_total counter\n"
-                + "dotproxy_cache_hits_total 1\n# TYPE x gauge\nx 2\n")
+            text
+                == "# HELP dotproxy_cache_hits_total Cache lookups that found a fresh reply.\n# TYPE dotproxy_cache_hits_total counter\n"
+                + "dotproxy_cache_hits_total 1\n# TYPE x gauge\nx 2\n"
+        )
     }
 
     // MARK: Helpers
@@ -97,7 +119,9 @@ import Testing
     /// One HTTP/1.0 GET on a fresh connection (the server closes it after the reply).
     func get(_ path: String, port: Int) async throws -> (status: Int, body: String) {
         let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port) { channel in
-            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            channel.eventLoop.makeCompletedFuture {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
         }
         var response = ByteBuffer()
         try await channel.executeThenClose { inbound, outbound in
@@ -125,7 +149,8 @@ enum PrometheusText {
         var samples: [String: Double] = [:]
         var typed: Set<String> = []
         let name = #/[a-zA-Z_:][a-zA-Z0-9_:]*/#
-        let sample = #/([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})? ([-+]?[0-9.eE+-]+|\+Inf|NaN)/#
+        let sample =
+            #/([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})? ([-+]?[0-9.eE+-]+|\+Inf|NaN)/#
         for line in text.split(separator: "\n") {
             if line.hasPrefix("# TYPE ") {
                 let fields = line.split(separator: " ")
@@ -136,11 +161,17 @@ enum PrometheusText {
             } else if line.hasPrefix("#") {
                 continue
             } else {
-                guard let match = try sample.wholeMatch(in: line), let value = Double(match.4) else { throw Malformed(line: String(line)) }
+                guard let match = try sample.wholeMatch(in: line), let value = Double(match.4) else {
+                    throw Malformed(line: String(line))
+                }
                 let key = String(match.1) + String(match.2 ?? "")
-                guard samples.updateValue(value, forKey: key) == nil else { throw Malformed(line: "duplicate sample: \(line)") }
+                guard samples.updateValue(value, forKey: key) == nil else {
+                    throw Malformed(line: "duplicate sample: \(line)")
+                }
                 let family = String(match.1).replacing(#/_(bucket|sum|count)$/#, with: "")
-                guard typed.contains(String(match.1)) || typed.contains(family) else { throw Malformed(line: "sample before its TYPE: \(line)") }
+                guard typed.contains(String(match.1)) || typed.contains(family) else {
+                    throw Malformed(line: "sample before its TYPE: \(line)")
+                }
             }
         }
         return samples
@@ -154,7 +185,9 @@ enum PromTool {
     }
 
     static func check(_ exposition: String) throws {
-        let path = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let path = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
         guard let path else { throw Failed(description: "promtool is not installed (apt-get install prometheus)") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
@@ -169,6 +202,8 @@ enum PromTool {
         try input.fileHandleForWriting.close()
         let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw Failed(description: "promtool: exit \(process.terminationStatus): \(report)") }
+        guard process.terminationStatus == 0 else {
+            throw Failed(description: "promtool: exit \(process.terminationStatus): \(report)")
+        }
     }
 }

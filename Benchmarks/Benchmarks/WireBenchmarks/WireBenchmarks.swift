@@ -1,9 +1,8 @@
 import Benchmark
 import Dispatch
 import DoTCore
-import NIOCore
-
 import Foundation
+import NIOCore
 
 /// This process's resident memory, from /proc/self/statm.
 func residentBytes() -> Int {
@@ -114,7 +113,10 @@ let cacheBenchmarks: @Sendable () -> Void = {
         cache.store(reply, view: try! DNSMessageView(reply), query: query, queryView: queryView, now: now)
         return (query, queryView)
     }
-    Benchmark("Cache: hit (lookup + reply build), two threads, a name each", configuration: .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal])) { benchmark in
+    Benchmark(
+        "Cache: hit (lookup + reply build), two threads, a name each",
+        configuration: .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal])
+    ) { benchmark in
         let iterations = benchmark.scaledIterations.count
         DispatchQueue.concurrentPerform(iterations: 2) { thread in
             let (query, queryView) = perThread[thread]
@@ -123,7 +125,10 @@ let cacheBenchmarks: @Sendable () -> Void = {
     }
 
     // The worst case: both threads hit the same entry, so they contend on one shard's lock.
-    Benchmark("Cache: hit (lookup + reply build), two threads, same name", configuration: .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal])) { benchmark in
+    Benchmark(
+        "Cache: hit (lookup + reply build), two threads, same name",
+        configuration: .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal])
+    ) { benchmark in
         let iterations = benchmark.scaledIterations.count
         DispatchQueue.concurrentPerform(iterations: 2) { _ in
             for _ in 0..<iterations { blackHole(cache.lookup(query, view: queryView, now: now)) }
@@ -136,7 +141,13 @@ let cacheBenchmarks: @Sendable () -> Void = {
         var message = DNSMessage.query(name: try! DNSName(parsing: "host\(index).example.com."), type: .a, id: 1)
         let query = try! message.encoded()
         message.header.isResponse = true
-        message.answers = [DNSResourceRecord(name: message.questions[0].name, ttl: 300, rdata: .a(IPv4Address(rawValue: UInt32(index))))]
+        message.answers = [
+            DNSResourceRecord(
+                name: message.questions[0].name,
+                ttl: 300,
+                rdata: .a(IPv4Address(rawValue: UInt32(index)))
+            )
+        ]
         let reply = try! message.encoded()
         return (query, try! DNSMessageView(query), reply, try! DNSMessageView(reply))
     }
@@ -156,7 +167,11 @@ let cacheBenchmarks: @Sendable () -> Void = {
     // replies themselves are allocated beforehand), minus the replies' own wire bytes.
     Benchmark(
         "Cache: overhead per entry beyond the wire bytes, 100,000 entries (bytes)",
-        configuration: .init(metrics: [.custom("overhead bytes per entry", polarity: .prefersSmaller, useScalingFactor: false)], scalingFactor: .one, maxIterations: 3)
+        configuration: .init(
+            metrics: [.custom("overhead bytes per entry", polarity: .prefersSmaller, useScalingFactor: false)],
+            scalingFactor: .one,
+            maxIterations: 3
+        )
     ) { benchmark in
         let before = residentBytes()
         let big = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 100_000, maximumBytes: 1 << 30))

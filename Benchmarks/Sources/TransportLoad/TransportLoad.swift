@@ -23,12 +23,19 @@ struct TransportLoad {
         var tls = TLSClientConfiguration.makeStrict()
         tls.trustRoots = .pemFile(arguments[2])
         let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: arguments[3])),
-            tlsContext: try TLSClientContext(configuration: tls))
+            configuration: .init(
+                upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: arguments[3])
+            ),
+            tlsContext: try TLSClientContext(configuration: tls)
+        )
         let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
         // Encode the queries up front, as dnsperf reads its data file up front.
         let queries = try (0..<200_000).map { index in
-            try DNSMessage.query(name: DNSName(parsing: "l\(index).unique.test."), type: .a, id: UInt16(truncatingIfNeeded: index)).encoded()
+            try DNSMessage.query(
+                name: DNSName(parsing: "l\(index).unique.test."),
+                type: .a,
+                id: UInt16(truncatingIfNeeded: index)
+            ).encoded()
         }
         let end = NIODeadline.now() + .seconds(Int64(seconds))
         let start = NIODeadline.now()
@@ -37,7 +44,15 @@ struct TransportLoad {
                 let loop = group.next()
                 tasks.addTask {
                     try await loop.flatSubmit {
-                        Self.drive(transport: transport, queries: queries, offset: loopIndex, stride: loops, inFlight: inFlight / loops, until: end, on: loop)
+                        Self.drive(
+                            transport: transport,
+                            queries: queries,
+                            offset: loopIndex,
+                            stride: loops,
+                            inFlight: inFlight / loops,
+                            until: end,
+                            on: loop
+                        )
                     }.get()
                 }
             }
@@ -47,7 +62,9 @@ struct TransportLoad {
         }
         let elapsed = Double((NIODeadline.now() - start).nanoseconds) / 1e9
         let statistics = await transport.statistics()
-        print("queries=\(counts.0) seconds=\((elapsed * 100).rounded() / 100) qps=\(Int(Double(counts.0) / elapsed)) connections=\(statistics.connectionsOpened) failures=\(counts.1)")
+        print(
+            "queries=\(counts.0) seconds=\((elapsed * 100).rounded() / 100) qps=\(Int(Double(counts.0) / elapsed)) connections=\(statistics.connectionsOpened) failures=\(counts.1)"
+        )
         await transport.shutdown()
         try await group.shutdownGracefully()
     }
@@ -55,7 +72,12 @@ struct TransportLoad {
     /// Keeps `inFlight` queries outstanding on one event loop until `end`; completes with
     /// (answered, failed).
     static func drive(
-        transport: DoTUpstreamTransport, queries: [ByteBuffer], offset: Int, stride: Int, inFlight: Int, until end: NIODeadline,
+        transport: DoTUpstreamTransport,
+        queries: [ByteBuffer],
+        offset: Int,
+        stride: Int,
+        inFlight: Int,
+        until end: NIODeadline,
         on loop: any EventLoop
     ) -> EventLoopFuture<(Int, Int)> {
         let done = loop.makePromise(of: (Int, Int).self)

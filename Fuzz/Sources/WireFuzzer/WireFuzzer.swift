@@ -18,7 +18,10 @@ public func fuzzWireFormat(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if let view {
         precondition(view.header == message.header, "view and decoder disagree on the header")
         precondition(view.questionType == message.questions.first?.type)
-        precondition(view.ttlOffsets(in: buffer).count == message.answers.count + message.authorities.count + message.additionals.count)
+        precondition(
+            view.ttlOffsets(in: buffer).count == message.answers.count + message.authorities.count
+                + message.additionals.count
+        )
     }
     for compress in [true, false] {
         guard let encoded = try? message.encoded(compress: compress) else {

@@ -10,7 +10,13 @@ public protocol DNSResponseCache: Sendable {
     func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer?
 
     /// Offers an upstream reply to `query` for storage. The cache decides whether and for how long.
-    func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline)
+    func store(
+        _ reply: ByteBuffer,
+        view: DNSMessageView,
+        query: ByteBuffer,
+        queryView: DNSMessageView,
+        now: NIODeadline
+    )
 
     /// Whether ``lookupStale(_:view:now:)`` can ever find something; the handler arms the client
     /// response timer only for caches that serve stale. `false` by default.
@@ -51,5 +57,11 @@ public struct NoOpDNSResponseCache: DNSResponseCache {
 
     public func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
 
-    public func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {}
+    public func store(
+        _ reply: ByteBuffer,
+        view: DNSMessageView,
+        query: ByteBuffer,
+        queryView: DNSMessageView,
+        now: NIODeadline
+    ) {}
 }

@@ -49,8 +49,14 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         ///   - staleWindow: How long after expiry; 86,400 (one day).
         ///   - prefetch: Refresh popular entries before they expire; off.
         public init(
-            maximumEntries: Int = 10_000, maximumBytes: Int = 64 << 20, minimumTTL: UInt32 = 0, maximumTTL: UInt32 = 86_400,
-            maximumNegativeTTL: UInt32 = 3_600, serverFailureTTL: UInt32 = 5, serveStale: Bool = false, staleWindow: UInt32 = 86_400,
+            maximumEntries: Int = 10_000,
+            maximumBytes: Int = 64 << 20,
+            minimumTTL: UInt32 = 0,
+            maximumTTL: UInt32 = 86_400,
+            maximumNegativeTTL: UInt32 = 3_600,
+            serverFailureTTL: UInt32 = 5,
+            serveStale: Bool = false,
+            staleWindow: UInt32 = 86_400,
             prefetch: Bool = false
         ) {
             self.serveStale = serveStale
@@ -97,7 +103,9 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
 
         /// The change since the metrics were last told, which they are now.
         mutating func unreportedChange() -> (entries: Int, bytes: Int, evictions: Int) {
-            let change = (index.count - reported.entries, bytes - reported.bytes, statistics.evictions - reported.evictions)
+            let change = (
+                index.count - reported.entries, bytes - reported.bytes, statistics.evictions - reported.evictions
+            )
             reported = (index.count, bytes, statistics.evictions)
             return change
         }
@@ -108,7 +116,13 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
 
         /// Whether the entry in `slot` answers the question at `name` in `query` (the name compared
         /// case-insensitively), with `type` and `klass`.
-        func answers(_ slot: Int, query: ByteBuffer, name: Range<Int>, type: DNSRecordType?, class klass: DNSClass?) -> Bool {
+        func answers(
+            _ slot: Int,
+            query: ByteBuffer,
+            name: Range<Int>,
+            type: DNSRecordType?,
+            class klass: DNSClass?
+        ) -> Bool {
             guard entries[slot].questionType == type?.rawValue, entries[slot].questionClass == klass?.rawValue,
                 Int(entries[slot].questionNameLength) == name.count
             else { return false }
@@ -118,7 +132,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                     name.upperBound <= bytes.count && start + name.count <= stored.count
                         && DNSName.equalIgnoringCase(
                             UnsafeRawBufferPointer(rebasing: bytes[name]),
-                            UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: stored[start..<start + name.count])))
+                            UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: stored[start..<start + name.count]))
+                        )
                 }
             }
         }
@@ -130,10 +145,15 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             // `ByteBuffer()`: that shares NIO's one empty storage, whose reference count every event
             // loop thread would then write to.)
             var bytes = ByteBufferAllocator().buffer(
-                capacity: max(entries[slot].storage.count, Int(entries[slot].length) + EDNSRecord.proxyOPTLength))
+                capacity: max(entries[slot].storage.count, Int(entries[slot].length) + EDNSRecord.proxyOPTLength)
+            )
             entries[slot].storage.withUnsafeBytes { _ = bytes.writeBytes($0) }
             out = bytes
-            return Found(length: Int(entries[slot].length), questionNameStart: Int(entries[slot].questionNameStart), storedAt: entries[slot].storedAt)
+            return Found(
+                length: Int(entries[slot].length),
+                questionNameStart: Int(entries[slot].questionNameStart),
+                storedAt: entries[slot].storedAt
+            )
         }
 
         mutating func remove(_ slot: Int) {
@@ -177,7 +197,11 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     ///   - shardCount: Independently locked shards, so event loops rarely contend; 16.
     ///   - metrics: Where evictions, entries and bytes are reported (each store reports its shard's
     ///     change, including entries a lookup found expired); hits and misses are the handler's.
-    public init(configuration: Configuration = .init(), shardCount: Int = 16, metrics: DNSProxyMetrics = DNSProxyMetrics()) {
+    public init(
+        configuration: Configuration = .init(),
+        shardCount: Int = 16,
+        metrics: DNSProxyMetrics = DNSProxyMetrics()
+    ) {
         self.configuration = configuration
         self.metrics = metrics
         // A power of two, so picking a shard is a mask rather than a division.
@@ -202,7 +226,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                 shard.statistics.misses += 1
                 return nil
             }
-            guard shard.answers(slot, query: query, name: queryName, type: view.questionType, class: view.questionClass) else {
+            guard shard.answers(slot, query: query, name: queryName, type: view.questionType, class: view.questionClass)
+            else {
                 shard.remove(slot)
                 shard.statistics.misses += 1
                 return nil
@@ -219,7 +244,15 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             return shard.copy(slot, into: &out)
         }
         guard let found, var out = out.take() else { return nil }
-        return Self.finish(&out, found, query: query, view: view, queryName: queryName, elapsedNanos: nowNanos &- found.storedAt, staleTTL: nil)
+        return Self.finish(
+            &out,
+            found,
+            query: query,
+            view: view,
+            queryName: queryName,
+            elapsedNanos: nowNanos &- found.storedAt,
+            staleTTL: nil
+        )
     }
 
     /// What a hit needs once the lock is released: the entry's layout; its bytes are already copied.
@@ -237,7 +270,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     public var servesStale: Bool { configuration.serveStale }
 
     public func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
-        guard configuration.serveStale, let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
+        guard configuration.serveStale, let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange
+        else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         var out: ByteBuffer?
         let found: Found? = shard(for: key).withLockedValue { shard in
@@ -251,7 +285,15 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             return shard.copy(slot, into: &out)
         }
         guard let found, var out = out.take() else { return nil }
-        return Self.finish(&out, found, query: query, view: view, queryName: queryName, elapsedNanos: 0, staleTTL: Self.staleTTL)
+        return Self.finish(
+            &out,
+            found,
+            query: query,
+            view: view,
+            queryName: queryName,
+            elapsedNanos: 0,
+            staleTTL: Self.staleTTL
+        )
     }
 
     public func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool {
@@ -271,7 +313,12 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     /// TTL aged by the time in the cache (or set to `staleTTL`), the offsets cut off, and the client's
     /// OPT if it sent one.
     private static func finish(
-        _ out: inout ByteBuffer, _ found: Found, query: ByteBuffer, view: DNSMessageView, queryName: Range<Int>, elapsedNanos: UInt64,
+        _ out: inout ByteBuffer,
+        _ found: Found,
+        query: ByteBuffer,
+        view: DNSMessageView,
+        queryName: Range<Int>,
+        elapsedNanos: UInt64,
         staleTTL: UInt32?
     ) -> ByteBuffer {
         let elapsed = UInt32(clamping: elapsedNanos / 1_000_000_000)
@@ -290,7 +337,9 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             while position + 1 < bytes.count {
                 let offset = Int(bytes[position]) << 8 | Int(bytes[position + 1])
                 position += 2
-                let ttl = UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
+                let ttl =
+                    UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8
+                    | UInt32(bytes[offset + 3])
                 let aged = staleTTL ?? (ttl > elapsed ? ttl - elapsed : 0)
                 bytes[offset] = UInt8(aged >> 24)
                 bytes[offset + 1] = UInt8(truncatingIfNeeded: aged >> 16)
@@ -307,8 +356,15 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         return out
     }
 
-    public func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {
-        guard configuration.maximumEntries > 0, !view.isTruncated, view.questionCount == 1, let questionName = view.questionNameRange,
+    public func store(
+        _ reply: ByteBuffer,
+        view: DNSMessageView,
+        query: ByteBuffer,
+        queryView: DNSMessageView,
+        now: NIODeadline
+    ) {
+        guard configuration.maximumEntries > 0, !view.isTruncated, view.questionCount == 1,
+            let questionName = view.questionNameRange,
             let key = DNSCacheKey(query, view: queryView), let lifetime = lifetime(of: reply, view: view), lifetime > 0
         else { return }
         // Drop OPT (hop-by-hop); only when it is the last record can it be cut off cleanly.
@@ -319,10 +375,14 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             length = optOffset
             additional -= 1
         }
-        guard length <= Int(UInt16.max), length <= bytesPerShard, questionName.upperBound <= length, questionName.count <= 255 else { return }
+        guard length <= Int(UInt16.max), length <= bytesPerShard, questionName.upperBound <= length,
+            questionName.count <= 255
+        else { return }
         // The reply without OPT, then two octets per TTL offset.
         var storage = [UInt8]()
-        storage.reserveCapacity(length + 2 * (Int(view.answerCount) + Int(view.authorityCount) + Int(view.additionalCount)))
+        storage.reserveCapacity(
+            length + 2 * (Int(view.answerCount) + Int(view.authorityCount) + Int(view.additionalCount))
+        )
         reply.withUnsafeReadableBytes { storage.append(contentsOf: $0.prefix(length)) }
         storage[10] = UInt8(additional >> 8)
         storage[11] = UInt8(truncatingIfNeeded: additional)
@@ -337,9 +397,16 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             storage[record.ttlOffset + 3] = UInt8(truncatingIfNeeded: capped)
         }
         let entry = Entry(
-            key: key, storage: storage, storedAt: UInt64(max(0, now.uptimeNanoseconds)), lifetime: UInt64(lifetime) * 1_000_000_000,
-            length: UInt16(length), questionNameStart: UInt16(questionName.lowerBound), questionNameLength: UInt8(questionName.count),
-            questionType: view.questionType?.rawValue ?? 0, questionClass: view.questionClass?.rawValue ?? 0)
+            key: key,
+            storage: storage,
+            storedAt: UInt64(max(0, now.uptimeNanoseconds)),
+            lifetime: UInt64(lifetime) * 1_000_000_000,
+            length: UInt16(length),
+            questionNameStart: UInt16(questionName.lowerBound),
+            questionNameLength: UInt8(questionName.count),
+            questionType: view.questionType?.rawValue ?? 0,
+            questionClass: view.questionClass?.rawValue ?? 0
+        )
         let change = shard(for: key).withLockedValue { shard in
             if let existing = shard.index[key] { shard.remove(existing) }
             while !shard.index.isEmpty, shard.index.count >= entriesPerShard || shard.bytes + length > bytesPerShard {
@@ -385,7 +452,10 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             var negative: UInt32?
             view.forEachRecord(in: reply) { record in
                 guard record.section == 1, record.type == .soa, record.rdata.count >= 22,
-                    let soaMinimum = reply.getInteger(at: reply.readerIndex + record.rdata.upperBound - 4, as: UInt32.self)
+                    let soaMinimum = reply.getInteger(
+                        at: reply.readerIndex + record.rdata.upperBound - 4,
+                        as: UInt32.self
+                    )
                 else { return }
                 negative = min(record.effectiveTTL, soaMinimum & 0x8000_0000 == 0 ? soaMinimum : 0)
             }

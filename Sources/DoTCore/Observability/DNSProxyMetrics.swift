@@ -69,7 +69,8 @@ public final class DNSProxyMetrics: Sendable {
     public static let help: [String: String] = [
         Name.queries: "Parsed client queries by transport and query type.",
         Name.responses: "Replies sent to clients by response code.",
-        Name.forwardedRequestDuration: "Time from a query's arrival to its reply, for replies that waited for an upstream.",
+        Name.forwardedRequestDuration:
+            "Time from a query's arrival to its reply, for replies that waited for an upstream.",
         Name.malformed: "Packets that could not be read, dropped or answered FORMERR.",
         Name.accessDenied: "Queries from clients outside the access list.",
         Name.rateLimitDecisions: "Rate-limiter decisions by action.",
@@ -131,11 +132,18 @@ public final class DNSProxyMetrics: Sendable {
         queries = Self.transports.flatMap { transport in
             typeLabels.map { counter(Name.queries, [("transport", "\(transport)"), ("qtype", $0)]) }
         }
-        responses = ((0..<16).map { DNSResponseCode(truncating: UInt16($0)).description } + [DNSResponseCode.badVersion.description, "other"]).map {
-            counter(Name.responses, [("rcode", $0)])
+        responses =
+            ((0..<16).map { DNSResponseCode(truncating: UInt16($0)).description } + [
+                DNSResponseCode.badVersion.description, "other",
+            ]).map {
+                counter(Name.responses, [("rcode", $0)])
+            }
+        forwardedDurations = Self.transports.map {
+            Timer(label: Name.forwardedRequestDuration, dimensions: [("transport", "\($0)")], factory: factory)
         }
-        forwardedDurations = Self.transports.map { Timer(label: Name.forwardedRequestDuration, dimensions: [("transport", "\($0)")], factory: factory) }
-        rateLimitDecisions = ["admit", "refuse", "drop", "slip"].map { counter(Name.rateLimitDecisions, [("action", $0)]) }
+        rateLimitDecisions = ["admit", "refuse", "drop", "slip"].map {
+            counter(Name.rateLimitDecisions, [("action", $0)])
+        }
         malformedDropped = counter(Name.malformed, [("action", "dropped")])
         malformedAnswered = counter(Name.malformed, [("action", "formerr")])
         accessDenied = counter(Name.accessDenied)
@@ -166,8 +174,10 @@ public final class DNSProxyMetrics: Sendable {
         let headerBits = Int(flags & 0x0F)
         let opt = reply.readerIndex + reply.readableBytes - EDNSRecord.proxyOPTLength
         // The OPT record: owner (the root), TYPE, CLASS, then TTL = extended RCODE, version, flags; RDLENGTH.
-        guard headerBits == 0, opt >= reply.readerIndex + DNSHeader.wireLength, reply.getInteger(at: opt, as: UInt8.self) == 0,
-            reply.getInteger(at: opt + 1, as: UInt16.self) == DNSRecordType.opt.rawValue, reply.getInteger(at: opt + 9, as: UInt16.self) == 0,
+        guard headerBits == 0, opt >= reply.readerIndex + DNSHeader.wireLength,
+            reply.getInteger(at: opt, as: UInt8.self) == 0,
+            reply.getInteger(at: opt + 1, as: UInt16.self) == DNSRecordType.opt.rawValue,
+            reply.getInteger(at: opt + 9, as: UInt16.self) == 0,
             let extended = reply.getInteger(at: opt + 5, as: UInt8.self), extended != 0
         else {
             responses[headerBits].increment()

@@ -21,15 +21,27 @@ final class UpstreamMetrics: Sendable {
         duration = Timer(label: DNSProxyMetrics.Name.upstreamDuration, dimensions: label, factory: factory)
         up = Gauge(label: DNSProxyMetrics.Name.upstreamUp, dimensions: label, factory: factory)
         connections = Meter(label: DNSProxyMetrics.Name.upstreamConnections, dimensions: label, factory: factory)
-        handshakes = Counter(label: DNSProxyMetrics.Name.upstreamHandshakes, dimensions: label + [("resumed", "false")], factory: factory)
-        resumedHandshakes = Counter(label: DNSProxyMetrics.Name.upstreamHandshakes, dimensions: label + [("resumed", "true")], factory: factory)
+        handshakes = Counter(
+            label: DNSProxyMetrics.Name.upstreamHandshakes,
+            dimensions: label + [("resumed", "false")],
+            factory: factory
+        )
+        resumedHandshakes = Counter(
+            label: DNSProxyMetrics.Name.upstreamHandshakes,
+            dimensions: label + [("resumed", "true")],
+            factory: factory
+        )
     }
 
     /// Counts a failed attempt of kind `kind`.
     func recordError(_ kind: String) {
         errors.withLockedValue { errors in
             if let counter = errors[kind] { return counter }
-            let counter = Counter(label: DNSProxyMetrics.Name.upstreamErrors, dimensions: [("upstream", name), ("kind", kind)], factory: factory)
+            let counter = Counter(
+                label: DNSProxyMetrics.Name.upstreamErrors,
+                dimensions: [("upstream", name), ("kind", kind)],
+                factory: factory
+            )
             errors[kind] = counter
             return counter
         }.increment()

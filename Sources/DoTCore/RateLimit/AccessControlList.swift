@@ -13,7 +13,11 @@ public struct AccessControlList: Hashable, Sendable, CustomStringConvertible {
     /// Loopback, private, link-local, CGNAT and unique-local networks.
     public static let `default` = AccessControlList(
         allowed: [.loopbackIPv4, .loopbackIPv6]
-            + ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10", "fc00::/7", "fe80::/10"].map { IPNetwork($0)! })
+            + [
+                "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10", "fc00::/7",
+                "fe80::/10",
+            ].map { IPNetwork($0)! }
+    )
 
     /// Everyone: an open resolver. Only when asked for explicitly.
     public static let everyone = AccessControlList(allowed: [.anyIPv4, .anyIPv6])

@@ -16,7 +16,11 @@ public struct ClientAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The address of an IPv6 client; an IPv4-mapped address becomes IPv4.
     public init(_ address: IPv6Address) {
-        if let mapped = address.mappedIPv4 { kind = .v4(mapped.rawValue) } else { kind = .v6(address.high, address.low) }
+        if let mapped = address.mappedIPv4 {
+            kind = .v4(mapped.rawValue)
+        } else {
+            kind = .v6(address.high, address.low)
+        }
     }
 
     /// The IP address of a socket address, or `nil` for a Unix domain socket.

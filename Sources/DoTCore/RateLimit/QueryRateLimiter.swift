@@ -20,5 +20,6 @@ public struct UnlimitedQueryRateLimiter: QueryRateLimiter {
     public init() {}
 
     @inline(__always)
-    public func decide(for client: ClientAddress, transport: DNSClientTransport, now: NIODeadline) -> RateLimitDecision { .admit }
+    public func decide(for client: ClientAddress, transport: DNSClientTransport, now: NIODeadline) -> RateLimitDecision
+    { .admit }
 }

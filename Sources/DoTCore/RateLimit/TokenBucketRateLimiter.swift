@@ -40,8 +40,14 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
         ///   - maximumPrefixes: Table bound; 100,000.
         ///   - exempt: Networks never limited; none.
         public init(
-            queriesPerSecond: Double, burst: Double? = nil, ipv4PrefixLength: Int = 32, ipv6PrefixLength: Int = 64,
-            action: RateLimitDecision = .refuse, slipInterval: Int = 2, maximumPrefixes: Int = 100_000, exempt: [IPNetwork] = []
+            queriesPerSecond: Double,
+            burst: Double? = nil,
+            ipv4PrefixLength: Int = 32,
+            ipv6PrefixLength: Int = 64,
+            action: RateLimitDecision = .refuse,
+            slipInterval: Int = 2,
+            maximumPrefixes: Int = 100_000,
+            exempt: [IPNetwork] = []
         ) {
             self.queriesPerSecond = queriesPerSecond
             self.burst = burst ?? max(1, queriesPerSecond * 2)
@@ -96,7 +102,8 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
         self.nanosecondsPerToken = configuration.queriesPerSecond > 0 ? 1e9 / configuration.queriesPerSecond : .infinity
     }
 
-    public func decide(for client: ClientAddress, transport: DNSClientTransport, now: NIODeadline) -> RateLimitDecision {
+    public func decide(for client: ClientAddress, transport: DNSClientTransport, now: NIODeadline) -> RateLimitDecision
+    {
         for network in configuration.exempt where network.contains(client) { return .admit }
         let prefix: Prefix
         switch client.kind {

@@ -60,11 +60,16 @@ public final class DNSProxyServer: Service {
         ///   - shutdownGracePeriod: Time to answer in-flight queries at shutdown; 5 s.
         public init(
             listenAddresses: [SocketAddress] = [try! SocketAddress(ipAddress: "127.0.0.1", port: 5053)],
-            tcpIdleTimeout: TimeAmount = .seconds(10), tcpBusyIdleTimeout: TimeAmount = .seconds(1),
-            tcpQueryReadTimeout: TimeAmount = .seconds(5), tcpWriteStallTimeout: TimeAmount = .seconds(10),
-            maximumUnsentBytesPerTCPConnection: Int = 64 << 10, maximumTCPConnections: Int = 1024,
-            maximumTCPConnectionsPerClient: Int = 16, maximumQueriesInFlightPerTCPConnection: Int = 100,
-            maximumNewTCPConnectionsPerSecondPerClient: Double = 50, shutdownGracePeriod: TimeAmount = .seconds(5)
+            tcpIdleTimeout: TimeAmount = .seconds(10),
+            tcpBusyIdleTimeout: TimeAmount = .seconds(1),
+            tcpQueryReadTimeout: TimeAmount = .seconds(5),
+            tcpWriteStallTimeout: TimeAmount = .seconds(10),
+            maximumUnsentBytesPerTCPConnection: Int = 64 << 10,
+            maximumTCPConnections: Int = 1024,
+            maximumTCPConnectionsPerClient: Int = 16,
+            maximumQueriesInFlightPerTCPConnection: Int = 100,
+            maximumNewTCPConnectionsPerSecondPerClient: Double = 50,
+            shutdownGracePeriod: TimeAmount = .seconds(5)
         ) {
             self.maximumNewTCPConnectionsPerSecondPerClient = maximumNewTCPConnectionsPerSecondPerClient
             self.listenAddresses = listenAddresses
@@ -115,20 +120,32 @@ public final class DNSProxyServer: Service {
     ///     handler's).
     ///   - logger: Receives start-up, shutdown and error messages.
     public convenience init(
-        configuration: Configuration, handler: any DNSQueryHandler, eventLoopGroup: any EventLoopGroup,
-        metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.server")
+        configuration: Configuration,
+        handler: any DNSQueryHandler,
+        eventLoopGroup: any EventLoopGroup,
+        metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        logger: Logger = Logger(label: "dotproxy.server")
     ) {
         self.init(
-            configuration: configuration, handler: handler, eventLoopGroup: eventLoopGroup, metrics: metrics, logger: logger,
-            bindTCP: { bootstrap, address in try await bootstrap.bind(to: address).get() })
+            configuration: configuration,
+            handler: handler,
+            eventLoopGroup: eventLoopGroup,
+            metrics: metrics,
+            logger: logger,
+            bindTCP: { bootstrap, address in try await bootstrap.bind(to: address).get() }
+        )
     }
 
     /// Binds a TCP listener; tests put a failing one in to reach the retry for port 0.
     typealias TCPBinder = @Sendable (ServerBootstrap, SocketAddress) async throws -> any Channel
 
     init(
-        configuration: Configuration, handler: any DNSQueryHandler, eventLoopGroup: any EventLoopGroup, metrics: DNSProxyMetrics,
-        logger: Logger, bindTCP: @escaping TCPBinder
+        configuration: Configuration,
+        handler: any DNSQueryHandler,
+        eventLoopGroup: any EventLoopGroup,
+        metrics: DNSProxyMetrics,
+        logger: Logger,
+        bindTCP: @escaping TCPBinder
     ) {
         self.bindTCP = bindTCP
         self.metrics = metrics
@@ -137,10 +154,15 @@ public final class DNSProxyServer: Service {
         self.group = eventLoopGroup
         self.logger = logger
         self.limiter = TCPConnectionLimiter(
-            maximumTotal: configuration.maximumTCPConnections, maximumPerClient: configuration.maximumTCPConnectionsPerClient)
+            maximumTotal: configuration.maximumTCPConnections,
+            maximumPerClient: configuration.maximumTCPConnectionsPerClient
+        )
         let rate = configuration.maximumNewTCPConnectionsPerSecondPerClient
-        self.connectionRate = rate > 0
-            ? TokenBucketRateLimiter(configuration: .init(queriesPerSecond: rate, action: .drop, maximumPrefixes: 10_000)) : nil
+        self.connectionRate =
+            rate > 0
+            ? TokenBucketRateLimiter(
+                configuration: .init(queriesPerSecond: rate, action: .drop, maximumPrefixes: 10_000)
+            ) : nil
     }
 
     /// The addresses the server listens on, once it does (with the real port when 0 was asked for).
@@ -216,20 +238,30 @@ public final class DNSProxyServer: Service {
             var listeners: [Listener] = []
             do {
                 for loop in group.makeIterator() {
-                    let udpHandler = try await loop.submit { NIOLoopBound(DNSUDPQueryHandler(handler: self.handler), eventLoop: loop) }.get()
+                    let udpHandler = try await loop.submit {
+                        NIOLoopBound(DNSUDPQueryHandler(handler: self.handler), eventLoop: loop)
+                    }.get()
                     let channel = try await DatagramBootstrap(group: loop)
                         .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                        .channelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: 1)
+                        .channelOption(
+                            ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)),
+                            value: 1
+                        )
                         .channelOption(.maxMessagesPerRead, value: 16)
                         // recvmmsg: up to 16 datagrams per system call, each in its own slice of one
                         // buffer. NIO's default buffer (2,048 bytes) would give each slice 128 bytes.
                         .channelOption(.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
                         .channelOption(
                             .recvAllocator,
-                            value: FixedSizeRecvByteBufferAllocator(capacity: Self.datagramsPerRead * Self.maximumUDPQuerySize))
+                            value: FixedSizeRecvByteBufferAllocator(
+                                capacity: Self.datagramsPerRead * Self.maximumUDPQuerySize
+                            )
+                        )
                         .channelInitializer { channel in
                             channel.eventLoop.makeCompletedFuture {
-                                if segmentsReplies { try channel.pipeline.syncOperations.addHandler(UDPReplyCoalescer()) }
+                                if segmentsReplies {
+                                    try channel.pipeline.syncOperations.addHandler(UDPReplyCoalescer())
+                                }
                                 try channel.pipeline.syncOperations.addHandler(udpHandler.value)
                             }
                         }
@@ -242,9 +274,13 @@ public final class DNSProxyServer: Service {
                 return (address, listeners)
             } catch {
                 for listener in listeners { try? await listener.channel.close() }
-                let portTakenForTCP = (error as? IOError)?.errnoCode == EADDRINUSE && requested.port == 0 && !listeners.isEmpty
+                let portTakenForTCP =
+                    (error as? IOError)?.errnoCode == EADDRINUSE && requested.port == 0 && !listeners.isEmpty
                 guard portTakenForTCP, attempt < Self.ephemeralPortAttempts else { throw error }
-                logger.debug("the port picked for UDP is taken for TCP; trying another", metadata: ["port": .stringConvertible(address.port ?? 0)])
+                logger.debug(
+                    "the port picked for UDP is taken for TCP; trying another",
+                    metadata: ["port": .stringConvertible(address.port ?? 0)]
+                )
                 attempt += 1
             }
         }
@@ -260,7 +296,10 @@ public final class DNSProxyServer: Service {
             try UDPSegmentation.sendProbe(from: address)
             return true
         } catch {
-            logger.notice("UDP replies are sent one datagram each: a segmented datagram failed", metadata: ["address": "\(address.endpointDescription)", "error": "\(error)"])
+            logger.notice(
+                "UDP replies are sent one datagram each: a segmented datagram failed",
+                metadata: ["address": "\(address.endpointDescription)", "error": "\(error)"]
+            )
             return false
         }
     }
@@ -279,18 +318,28 @@ public final class DNSProxyServer: Service {
             // without a back-off the listener retries in a loop (NIO adds this handler only to its
             // async bind).
             .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                }
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: true)
             .childChannelOption(
                 .writeBufferWaterMark,
-                value: .init(low: configuration.maximumUnsentBytesPerTCPConnection / 2, high: configuration.maximumUnsentBytesPerTCPConnection))
+                value: .init(
+                    low: configuration.maximumUnsentBytesPerTCPConnection / 2,
+                    high: configuration.maximumUnsentBytesPerTCPConnection
+                )
+            )
             // One read takes at most 64 KiB, which bounds what a connection holds unparsed.
             .childChannelOption(
-                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: Self.maximumTCPReadSize))
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: Self.maximumTCPReadSize)
+            )
             .childChannelInitializer { channel in
-                guard let remote = channel.remoteAddress, let client = ClientAddress(remote) else { return channel.close() }
+                guard let remote = channel.remoteAddress, let client = ClientAddress(remote) else {
+                    return channel.close()
+                }
                 if let connectionRate, connectionRate.decide(for: client, transport: .tcp, now: .now()) != .admit {
                     return channel.close()
                 }
@@ -305,7 +354,11 @@ public final class DNSProxyServer: Service {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let tcpHandler = try Self.addClientTCPHandlers(
-                        to: channel.pipeline.syncOperations, handler: handler, configuration: configuration, slots: limiter)
+                        to: channel.pipeline.syncOperations,
+                        handler: handler,
+                        configuration: configuration,
+                        slots: limiter
+                    )
                     let bound = NIOLoopBound(tcpHandler, eventLoop: channel.eventLoop)
                     connections.withLockedValue { $0[ObjectIdentifier(channel)] = (channel, bound) }
                 }
@@ -318,13 +371,18 @@ public final class DNSProxyServer: Service {
     /// Sets up a client TCP connection's pipeline: the query handler, which does the RFC 1035 framing
     /// and keeps the connection's limits and timers, and which it returns.
     static func addClientTCPHandlers(
-        to pipeline: ChannelPipeline.SynchronousOperations, handler: any DNSQueryHandler, configuration: Configuration,
+        to pipeline: ChannelPipeline.SynchronousOperations,
+        handler: any DNSQueryHandler,
+        configuration: Configuration,
         slots: TCPConnectionLimiter? = nil
     ) throws -> DNSTCPQueryHandler {
         let limits = DNSTCPQueryHandler.Limits(
-            maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection, idleTimeout: configuration.tcpIdleTimeout,
-            busyIdleTimeout: configuration.tcpBusyIdleTimeout, queryReadTimeout: configuration.tcpQueryReadTimeout,
-            writeStallTimeout: configuration.tcpWriteStallTimeout)
+            maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection,
+            idleTimeout: configuration.tcpIdleTimeout,
+            busyIdleTimeout: configuration.tcpBusyIdleTimeout,
+            queryReadTimeout: configuration.tcpQueryReadTimeout,
+            writeStallTimeout: configuration.tcpWriteStallTimeout
+        )
         let tcpHandler = DNSTCPQueryHandler(handler: handler, limits: limits, slots: slots)
         try pipeline.addHandler(tcpHandler)
         return tcpHandler
@@ -332,7 +390,10 @@ public final class DNSProxyServer: Service {
 
     /// Stops accepting and reading, waits for in-flight queries up to the grace period, then closes.
     private func drain(_ listeners: [Listener]) async {
-        logger.info("shutting down: answering queries in flight", metadata: ["grace": "\(configuration.shutdownGracePeriod)"])
+        logger.info(
+            "shutting down: answering queries in flight",
+            metadata: ["grace": "\(configuration.shutdownGracePeriod)"]
+        )
         var idle: [EventLoopFuture<Void>] = []
         for listener in listeners {
             if let udpHandler = listener.udpHandler {

@@ -12,8 +12,12 @@ enum DNSResponseBuilder {
     ///   - truncated: Whether to set TC.
     ///   - extendedError: An Extended DNS Error for the OPT record, when there is one (RFC 8914).
     static func reply(
-        to query: ByteBuffer, view: DNSMessageView?, rcode: DNSResponseCode, truncated: Bool = false,
-        extendedError: ExtendedDNSError? = nil, allocator: ByteBufferAllocator = ByteBufferAllocator()
+        to query: ByteBuffer,
+        view: DNSMessageView?,
+        rcode: DNSResponseCode,
+        truncated: Bool = false,
+        extendedError: ExtendedDNSError? = nil,
+        allocator: ByteBufferAllocator = ByteBufferAllocator()
     ) -> ByteBuffer {
         let base = query.readerIndex
         let id = query.getInteger(at: base, as: UInt16.self) ?? 0
@@ -22,22 +26,41 @@ enum DNSResponseBuilder {
         var flags = queryFlags & (0x7800 | DNSHeader.Flag.rd | DNSHeader.Flag.cd)
         flags |= DNSHeader.Flag.qr | DNSHeader.Flag.ra | rcode.headerBits
         if truncated { flags |= DNSHeader.Flag.tc }
-        let question = view?.questionNameRange.flatMap { range in query.getSlice(at: base + range.lowerBound, length: range.count + 4) }
+        let question = view?.questionNameRange.flatMap { range in
+            query.getSlice(at: base + range.lowerBound, length: range.count + 4)
+        }
         let withOPT = view?.optRecordOffset != nil
         var out = allocator.buffer(
-            capacity: 12 + (question?.readableBytes ?? 0) + (withOPT ? EDNSRecord.proxyOPTLength + 6 + (extendedError?.text.utf8.count ?? 0) : 0))
-        out.writeMultipleIntegers(id, flags, UInt16(question == nil ? 0 : 1), UInt16(0), UInt16(0), UInt16(withOPT ? 1 : 0))
+            capacity: 12 + (question?.readableBytes ?? 0)
+                + (withOPT ? EDNSRecord.proxyOPTLength + 6 + (extendedError?.text.utf8.count ?? 0) : 0)
+        )
+        out.writeMultipleIntegers(
+            id,
+            flags,
+            UInt16(question == nil ? 0 : 1),
+            UInt16(0),
+            UInt16(0),
+            UInt16(withOPT ? 1 : 0)
+        )
         if let question { out.writeImmutableBuffer(question) }
         if withOPT {
-            EDNSRecord.writeProxyOPT(into: &out, dnssecOK: view?.dnssecOK ?? false, extendedRCode: rcode.extendedBits, extendedError: extendedError)
+            EDNSRecord.writeProxyOPT(
+                into: &out,
+                dnssecOK: view?.dnssecOK ?? false,
+                extendedRCode: rcode.extendedBits,
+                extendedError: extendedError
+            )
         }
         return out
     }
 
-
     /// The query to send upstream: the client's header and question with the proxy's own OPT (EDNS is
     /// hop-by-hop): DO as the client asked, no client options (cookies, client subnet) passed on.
-    static func upstreamQuery(from query: ByteBuffer, view: DNSMessageView, allocator: ByteBufferAllocator) -> ByteBuffer {
+    static func upstreamQuery(
+        from query: ByteBuffer,
+        view: DNSMessageView,
+        allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
         let base = query.readerIndex
         var out = allocator.buffer(capacity: view.answerSectionOffset + EDNSRecord.proxyOPTLength)
         out.writeImmutableBuffer(query.getSlice(at: base, length: view.answerSectionOffset)!)
@@ -50,8 +73,13 @@ enum DNSResponseBuilder {
     /// matches), the upstream's OPT replaced by the proxy's (or removed for a client without EDNS),
     /// and over UDP, truncated with TC set when longer than `udpLimit` (`truncated` says so).
     static func fit(
-        reply: ByteBuffer, replyView: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView,
-        transport: DNSClientTransport, udpLimit: Int, allocator: ByteBufferAllocator
+        reply: ByteBuffer,
+        replyView: DNSMessageView,
+        query: ByteBuffer,
+        queryView: DNSMessageView,
+        transport: DNSClientTransport,
+        udpLimit: Int,
+        allocator: ByteBufferAllocator
     ) -> (message: ByteBuffer, truncated: Bool) {
         let base = reply.readerIndex
         let bodyEnd = replyView.optRecordOffset ?? replyView.length
@@ -65,19 +93,32 @@ enum DNSResponseBuilder {
         var additionalCount = replyView.additionalCount
         if optIsLast && replyView.optRecordOffset != nil { additionalCount -= 1 }
         if clientWantsOPT && (optIsLast || replyView.optRecordOffset == nil) {
-            EDNSRecord.writeProxyOPT(into: &out, dnssecOK: queryView.dnssecOK, extendedRCode: replyView.extendedResponseCode)
+            EDNSRecord.writeProxyOPT(
+                into: &out,
+                dnssecOK: queryView.dnssecOK,
+                extendedRCode: replyView.extendedResponseCode
+            )
             additionalCount += 1
         }
         out.setInteger(queryView.id, at: 0)
         out.setInteger(additionalCount, at: 10)
         // Copy the client's question name over the upstream's: same name, the client's case.
         if let clientName = queryView.questionNameRange, let upstreamName = replyView.questionNameRange,
-            clientName.count == upstreamName.count, let name = query.getSlice(at: query.readerIndex + clientName.lowerBound, length: clientName.count)
+            clientName.count == upstreamName.count,
+            let name = query.getSlice(at: query.readerIndex + clientName.lowerBound, length: clientName.count)
         {
             out.setBuffer(name, at: upstreamName.lowerBound)
         }
         if transport.isUDP && out.readableBytes > udpLimit {
-            return (Self.reply(to: query, view: queryView, rcode: replyView.responseCode, truncated: true, allocator: allocator), true)
+            return (
+                Self.reply(
+                    to: query,
+                    view: queryView,
+                    rcode: replyView.responseCode,
+                    truncated: true,
+                    allocator: allocator
+                ), true
+            )
         }
         return (out, false)
     }

@@ -33,7 +33,12 @@ final class DNSUDPQueryHandler: ChannelInboundHandler {
         writer.readStarted()
         switch handler.respond(to: query, on: context.eventLoop) {
         case .now(let reply):
-            if let reply { writer.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)), context: context) }
+            if let reply {
+                writer.write(
+                    wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)),
+                    context: context
+                )
+            }
         case .later(let reply):
             drain.started()
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -43,7 +48,11 @@ final class DNSUDPQueryHandler: ChannelInboundHandler {
                 drain.finished()
                 guard case .success(let reply?) = result else { return }
                 let linger = drain.inFlight >= Self.lingerThreshold ? Self.replyLinger : nil
-                writer.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: client, data: reply)), context: bound.value, linger: linger)
+                writer.write(
+                    wrapOutboundOut(AddressedEnvelope(remoteAddress: client, data: reply)),
+                    context: bound.value,
+                    linger: linger
+                )
             }
         }
     }

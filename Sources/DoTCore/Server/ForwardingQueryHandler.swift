@@ -81,10 +81,17 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     ///     packets are counted; handles from the bootstrapped metrics factory by default.
     ///   - logger: Where to log.
     public init(
-        transport: any UpstreamTransport, accessControl: AccessControlList = .default, deniedAction: RateLimitDecision = .refuse,
-        rateLimiter: any QueryRateLimiter = UnlimitedQueryRateLimiter(), cache: any DNSResponseCache = NoOpDNSResponseCache(),
-        staleReplyDelay: TimeAmount = .milliseconds(1800), queryTimeout: TimeAmount = .seconds(2),
-        maximumUDPReplySize: Int = ForwardingQueryHandler.defaultMaximumUDPReplySize, logQueries: Bool = false, metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.handler")
+        transport: any UpstreamTransport,
+        accessControl: AccessControlList = .default,
+        deniedAction: RateLimitDecision = .refuse,
+        rateLimiter: any QueryRateLimiter = UnlimitedQueryRateLimiter(),
+        cache: any DNSResponseCache = NoOpDNSResponseCache(),
+        staleReplyDelay: TimeAmount = .milliseconds(1800),
+        queryTimeout: TimeAmount = .seconds(2),
+        maximumUDPReplySize: Int = ForwardingQueryHandler.defaultMaximumUDPReplySize,
+        logQueries: Bool = false,
+        metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        logger: Logger = Logger(label: "dotproxy.handler")
     ) {
         self.transport = transport
         self.accessControl = accessControl
@@ -141,15 +148,28 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             guard accessControl.allows(client) else {
                 countersBox.withLockedValue { $0.denied += 1 }
                 metrics.accessDenied.increment()
-                return .now(deniedAction == .drop ? nil : DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
+                return .now(
+                    deniedAction == .drop
+                        ? nil : DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator)
+                )
             }
             let decision = rateLimiter.decide(for: client, transport: query.transport, now: now)
             if countsDecisions { metrics.recordRateLimit(decision) }
             if decision != .admit {
                 switch decision {
                 case .drop: return .now(nil)
-                case .slip: return .now(DNSResponseBuilder.reply(to: message, view: nil, rcode: .noError, truncated: true, allocator: allocator))
-                default: return .now(DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
+                case .slip:
+                    return .now(
+                        DNSResponseBuilder.reply(
+                            to: message,
+                            view: nil,
+                            rcode: .noError,
+                            truncated: true,
+                            allocator: allocator
+                        )
+                    )
+                default:
+                    return .now(DNSResponseBuilder.reply(to: message, view: nil, rcode: .refused, allocator: allocator))
                 }
             }
         }
@@ -180,9 +200,11 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             logger.info(
                 "query",
                 metadata: [
-                    "name": "\(view.questionName(in: message)?.description ?? "?")", "type": "\(view.questionType?.description ?? "?")",
+                    "name": "\(view.questionName(in: message)?.description ?? "?")",
+                    "type": "\(view.questionType?.description ?? "?")",
                     "client": "\(query.client.endpointDescription)", "transport": "\(query.transport)",
-                ])
+                ]
+            )
         }
         if let hit = cache.lookup(message, view: view, now: now) {
             metrics.cacheHits.increment()
@@ -199,22 +221,29 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         var query = query
         query.message = allocator.buffer(buffer: message)
         let racing = cache.servesStale && staleReplyDelay < queryTimeout
-        let miss = Miss(query: query, view: view, start: now, replied: eventLoop.makePromise(of: ByteBuffer?.self), counted: !racing)
+        let miss = Miss(
+            query: query,
+            view: view,
+            start: now,
+            replied: eventLoop.makePromise(of: ByteBuffer?.self),
+            counted: !racing
+        )
         // Identical misses wait for the query already in flight instead of each going upstream. The
         // wait is bounded by that query's deadline. The key is a hash, so a miss joins only a leader
         // that asks the same question; after a collision it goes upstream on its own, unregistered.
         let key = DNSCacheKey(query.message, view: view)
-        let role: Miss.Role = key.map { key in
-            inFlight.withLockedValue { table -> Miss.Role in
-                guard let leader = table[key] else {
-                    table[key] = miss
-                    return .leader
+        let role: Miss.Role =
+            key.map { key in
+                inFlight.withLockedValue { table -> Miss.Role in
+                    guard let leader = table[key] else {
+                        table[key] = miss
+                        return .leader
+                    }
+                    guard miss.asksSameQuestion(as: leader) else { return .alone }
+                    leader.followers.append(miss)
+                    return .follower
                 }
-                guard miss.asksSameQuestion(as: leader) else { return .alone }
-                leader.followers.append(miss)
-                return .follower
-            }
-        } ?? .alone
+            } ?? .alone
         if role == .follower {
             countersBox.withLockedValue { $0.coalesced += 1 }
             metrics.coalesced.increment()
@@ -222,7 +251,9 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             forward(query.message, view: view, on: eventLoop) { [self] result in
                 // Only a leader is in the table; it takes its followers out with it.
                 let followers: [Miss] =
-                    role != .leader ? [] : inFlight.withLockedValue { table in
+                    role != .leader
+                    ? []
+                    : inFlight.withLockedValue { table in
                         if let key { table.removeValue(forKey: key) }
                         return miss.followers
                     }
@@ -238,7 +269,16 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             }
         }
         guard racing else { return .later(miss.replied.futureResult) }
-        return .later(raceWithStaleAnswer(miss.replied.futureResult, query: query, view: view, start: now, on: eventLoop, allocator: allocator))
+        return .later(
+            raceWithStaleAnswer(
+                miss.replied.futureResult,
+                query: query,
+                view: view,
+                start: now,
+                on: eventLoop,
+                allocator: allocator
+            )
+        )
     }
 
     /// One cache miss between the client and the upstream: what its callbacks need, in one object,
@@ -264,7 +304,13 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             case alone
         }
 
-        init(query: DNSClientQuery, view: DNSMessageView, start: NIODeadline, replied: EventLoopPromise<ByteBuffer?>, counted: Bool) {
+        init(
+            query: DNSClientQuery,
+            view: DNSMessageView,
+            start: NIODeadline,
+            replied: EventLoopPromise<ByteBuffer?>,
+            counted: Bool
+        ) {
             self.query = query
             self.view = view
             self.start = start
@@ -294,14 +340,25 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
 
     /// The client's reply for an upstream outcome: the answer fitted to the client, or a stale answer
     /// or SERVFAIL after a failure.
-    private func reply(to query: DNSClientQuery, view: DNSMessageView, from result: Result<UpstreamAnswer, any Error>, allocator: ByteBufferAllocator)
+    private func reply(
+        to query: DNSClientQuery,
+        view: DNSMessageView,
+        from result: Result<UpstreamAnswer, any Error>,
+        allocator: ByteBufferAllocator
+    )
         -> ByteBuffer
     {
         switch result {
         case .success(let answer):
             let fitted = DNSResponseBuilder.fit(
-                reply: answer.reply, replyView: answer.view, query: query.message, queryView: view, transport: query.transport,
-                udpLimit: udpLimit(for: view), allocator: allocator)
+                reply: answer.reply,
+                replyView: answer.view,
+                query: query.message,
+                queryView: view,
+                transport: query.transport,
+                udpLimit: udpLimit(for: view),
+                allocator: allocator
+            )
             if fitted.truncated {
                 countersBox.withLockedValue { $0.truncated += 1 }
                 metrics.truncated.increment()
@@ -314,31 +371,59 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                 return fitCached(stale, query: query, view: view, allocator: allocator)
             }
             countersBox.withLockedValue { $0.serverFailures += 1 }
-            let reason = (error as? UpstreamError)?.extendedDNSError ?? ExtendedDNSError(code: .networkError, text: "\(type(of: error))")
-            return DNSResponseBuilder.reply(to: query.message, view: view, rcode: .serverFailure, extendedError: reason, allocator: allocator)
+            let reason =
+                (error as? UpstreamError)?.extendedDNSError
+                ?? ExtendedDNSError(code: .networkError, text: "\(type(of: error))")
+            return DNSResponseBuilder.reply(
+                to: query.message,
+                view: view,
+                rcode: .serverFailure,
+                extendedError: reason,
+                allocator: allocator
+            )
         }
     }
 
     /// Fits a reply built by the cache to the client's UDP size.
-    private func fitCached(_ hit: ByteBuffer, query: DNSClientQuery, view: DNSMessageView, allocator: ByteBufferAllocator) -> ByteBuffer {
+    private func fitCached(
+        _ hit: ByteBuffer,
+        query: DNSClientQuery,
+        view: DNSMessageView,
+        allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
         guard query.transport.isUDP, hit.readableBytes > udpLimit(for: view) else { return hit }
         countersBox.withLockedValue { $0.truncated += 1 }
         metrics.truncated.increment()
-        let rcode = DNSResponseCode(truncating: UInt16(hit.getInteger(at: hit.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F)
-        return DNSResponseBuilder.reply(to: query.message, view: view, rcode: rcode, truncated: true, allocator: allocator)
+        let rcode = DNSResponseCode(
+            truncating: UInt16(hit.getInteger(at: hit.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F
+        )
+        return DNSResponseBuilder.reply(
+            to: query.message,
+            view: view,
+            rcode: rcode,
+            truncated: true,
+            allocator: allocator
+        )
     }
 
     /// With a serve-stale cache, answers from a stale entry if the upstream has not answered within
     /// the client response timer; whichever comes first is sent, the other is discarded.
     private func raceWithStaleAnswer(
-        _ replied: EventLoopFuture<ByteBuffer?>, query: DNSClientQuery, view: DNSMessageView, start: NIODeadline, on eventLoop: any EventLoop,
+        _ replied: EventLoopFuture<ByteBuffer?>,
+        query: DNSClientQuery,
+        view: DNSMessageView,
+        start: NIODeadline,
+        on eventLoop: any EventLoop,
         allocator: ByteBufferAllocator
     ) -> EventLoopFuture<ByteBuffer?> {
         let result = eventLoop.makePromise(of: ByteBuffer?.self)
         let done = NIOLockedValueBox(false)
         let timer = eventLoop.scheduleTask(in: staleReplyDelay) { [self] in
             guard !done.withLockedValue({ $0 }), let stale = cache.lookupStale(query.message, view: view, now: .now()),
-                done.withLockedValue({ done in defer { done = true }; return !done })
+                done.withLockedValue({ done in
+                    defer { done = true }
+                    return !done
+                })
             else { return }
             metrics.cacheStaleAnswers.increment()
             let reply = fitCached(stale, query: query, view: view, allocator: allocator)
@@ -346,7 +431,12 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             result.succeed(reply)
         }
         replied.whenSuccess { [self] reply in
-            guard done.withLockedValue({ done in defer { done = true }; return !done }) else { return }
+            guard
+                done.withLockedValue({ done in
+                    defer { done = true }
+                    return !done
+                })
+            else { return }
             timer.cancel()
             recordForwarded(reply, transport: query.transport, since: start)
             result.succeed(reply)
@@ -366,22 +456,34 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     /// Sends the query upstream, checks that the reply answers it, offers the reply to the cache, and
     /// calls `completion` with the outcome on the transport's callback.
     private func forward(
-        _ message: ByteBuffer, view: DNSMessageView, on eventLoop: any EventLoop,
+        _ message: ByteBuffer,
+        view: DNSMessageView,
+        on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<UpstreamAnswer, any Error>) -> Void
     ) {
-        let upstreamQuery = DNSResponseBuilder.upstreamQuery(from: message, view: view, allocator: ByteBufferAllocator())
+        let upstreamQuery = DNSResponseBuilder.upstreamQuery(
+            from: message,
+            view: view,
+            allocator: ByteBufferAllocator()
+        )
         transport.send(upstreamQuery, deadline: .now() + queryTimeout, on: eventLoop) { [cache, transport] result in
             switch result {
             case .success(let reply):
                 guard let replyView = try? DNSMessageView(reply), replyView.isResponse, replyView.id == view.id,
                     replyView.questionMatches(view, in: reply, otherBuffer: message)
                 else {
-                    let question = "\(view.questionName(in: message)?.description ?? "?") \(view.questionType?.description ?? "?")"
+                    let question =
+                        "\(view.questionName(in: message)?.description ?? "?") \(view.questionType?.description ?? "?")"
                     completion(
                         .failure(
                             UpstreamError(
-                                .malformedReply, upstream: "\(type(of: transport))",
-                                detail: "the reply (\(reply.readableBytes) octets) does not answer query ID \(view.id) for \(question)")))
+                                .malformedReply,
+                                upstream: "\(type(of: transport))",
+                                detail:
+                                    "the reply (\(reply.readableBytes) octets) does not answer query ID \(view.id) for \(question)"
+                            )
+                        )
+                    )
                     return
                 }
                 // TTLs with the top bit set become 0 (RFC 2181 §8), and none outlives the cache's entry.

@@ -99,8 +99,21 @@ final class UDPReplyCoalescer: ChannelOutboundHandler {
                 datagram.writeImmutableBuffer(held[index].data)
                 index = nextInGroup[index]
             }
-            let metadata = AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: group.length)
-            context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: held[group.first].remoteAddress, data: datagram, metadata: metadata)), promise: nil)
+            let metadata = AddressedEnvelope<ByteBuffer>.Metadata(
+                ecnState: .transportNotCapable,
+                packetInfo: nil,
+                segmentSize: group.length
+            )
+            context.write(
+                wrapOutboundOut(
+                    AddressedEnvelope(
+                        remoteAddress: held[group.first].remoteAddress,
+                        data: datagram,
+                        metadata: metadata
+                    )
+                ),
+                promise: nil
+            )
         }
     }
 }

@@ -39,7 +39,9 @@ enum UDPSegmentation {
         var targetLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
         if let destination {
             targetLength = destination.withSockAddr { pointer, length in
-                withUnsafeMutableBytes(of: &target) { $0.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: length)) }
+                withUnsafeMutableBytes(of: &target) {
+                    $0.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: length))
+                }
                 return socklen_t(length)
             }
         } else {
@@ -54,14 +56,21 @@ enum UDPSegmentation {
         let segmentSize = 16
         let headerLength = MemoryLayout<cmsghdr>.size
         let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * segmentSize, alignment: 8)
-        let control = UnsafeMutableRawBufferPointer.allocate(byteCount: headerLength + 8, alignment: MemoryLayout<cmsghdr>.alignment)
+        let control = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: headerLength + 8,
+            alignment: MemoryLayout<cmsghdr>.alignment
+        )
         defer {
             payload.deallocate()
             control.deallocate()
         }
         payload.initializeMemory(as: UInt8.self, repeating: 0)
         control.initializeMemory(as: UInt8.self, repeating: 0)
-        control.storeBytes(of: headerLength + MemoryLayout<UInt16>.size, toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_len)!, as: Int.self)
+        control.storeBytes(
+            of: headerLength + MemoryLayout<UInt16>.size,
+            toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_len)!,
+            as: Int.self
+        )
         control.storeBytes(of: CInt(17), toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_level)!, as: CInt.self)
         control.storeBytes(of: CInt(103), toByteOffset: MemoryLayout<cmsghdr>.offset(of: \.cmsg_type)!, as: CInt.self)
         control.storeBytes(of: UInt16(segmentSize), toByteOffset: headerLength, as: UInt16.self)
@@ -69,8 +78,14 @@ enum UDPSegmentation {
         let sent = withUnsafeMutablePointer(to: &target) { name in
             withUnsafeMutablePointer(to: &vector) { vector in
                 var message = msghdr(
-                    msg_name: UnsafeMutableRawPointer(name), msg_namelen: targetLength, msg_iov: vector, msg_iovlen: 1,
-                    msg_control: control.baseAddress, msg_controllen: control.count, msg_flags: 0)
+                    msg_name: UnsafeMutableRawPointer(name),
+                    msg_namelen: targetLength,
+                    msg_iov: vector,
+                    msg_iovlen: 1,
+                    msg_control: control.baseAddress,
+                    msg_controllen: control.count,
+                    msg_flags: 0
+                )
                 return sendmsg(socket, &message, 0)
             }
         }

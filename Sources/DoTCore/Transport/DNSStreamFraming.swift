@@ -63,7 +63,10 @@ public enum DNSStreamFraming {
         public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(DNSWireError) -> ByteBuffer? {
             if let message = decode(buffer: &buffer) { return message }
             guard buffer.readableBytes == 0 else {
-                throw DNSWireError(.unexpectedEnd, detail: "the stream ended inside a frame, \(buffer.readableBytes) octets left")
+                throw DNSWireError(
+                    .unexpectedEnd,
+                    detail: "the stream ended inside a frame, \(buffer.readableBytes) octets left"
+                )
             }
             return nil
         }

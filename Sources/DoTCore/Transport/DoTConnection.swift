@@ -183,7 +183,10 @@ final class DoTConnection: ChannelInboundHandler {
         ackOwed = false
         immediateAcks += 1
         #if os(Linux)
-        _ = context.channel.setOption(ChannelOptions.socket(SocketOptionLevel(IPPROTO_TCP), SocketOptionName(TCP_QUICKACK)), value: 1)
+        _ = context.channel.setOption(
+            ChannelOptions.socket(SocketOptionLevel(IPPROTO_TCP), SocketOptionName(TCP_QUICKACK)),
+            value: 1
+        )
         #endif
     }
 
@@ -223,9 +226,11 @@ final class DoTConnection: ChannelInboundHandler {
             pool.logger.debug(
                 "TLS handshake done",
                 metadata: [
-                    "upstream": "\(pool.upstream)", "connection": .stringConvertible(identifier), "tls": "\(completed.protocolName)",
+                    "upstream": "\(pool.upstream)", "connection": .stringConvertible(identifier),
+                    "tls": "\(completed.protocolName)",
                     "cipher": "\(completed.cipherName)", "resumed": .stringConvertible(completed.resumed),
-                ])
+                ]
+            )
         } else if let ticket = event as? TLSSessionTicketReceived {
             pool.storeResumptionData(ticket.resumptionData)
         }
@@ -238,7 +243,14 @@ final class DoTConnection: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        connectionClosed(error: closeError ?? UpstreamError(.connectionReset, upstream: pool.upstream.description, detail: "the upstream closed the connection"))
+        connectionClosed(
+            error: closeError
+                ?? UpstreamError(
+                    .connectionReset,
+                    upstream: pool.upstream.description,
+                    detail: "the upstream closed the connection"
+                )
+        )
         context.fireChannelInactive()
     }
 
@@ -257,9 +269,11 @@ final class DoTConnection: ChannelInboundHandler {
         pool.logger.debug(
             "connection closed",
             metadata: [
-                "upstream": "\(pool.upstream)", "connection": .stringConvertible(identifier), "reason": "\(error.code)", "detail": "\(error.detail)",
+                "upstream": "\(pool.upstream)", "connection": .stringConvertible(identifier), "reason": "\(error.code)",
+                "detail": "\(error.detail)",
                 "orphans": .stringConvertible(orphans.count),
-            ])
+            ]
+        )
         for query in orphans where !query.isDone {
             if handshakeCompleted && !query.retried {
                 query.retried = true

@@ -29,8 +29,12 @@ final class DoTConnectionPool {
     var statistics = UpstreamStatistics()
 
     init(
-        eventLoop: any EventLoop, configuration: DoTUpstreamTransport.Configuration, tlsContext: TLSClientContext,
-        resumptionData: NIOLockedValueBox<[UInt8]?>, metrics: UpstreamMetrics, logger: Logger
+        eventLoop: any EventLoop,
+        configuration: DoTUpstreamTransport.Configuration,
+        tlsContext: TLSClientContext,
+        resumptionData: NIOLockedValueBox<[UInt8]?>,
+        metrics: UpstreamMetrics,
+        logger: Logger
     ) {
         self.metrics = metrics
         self.eventLoop = eventLoop
@@ -45,7 +49,9 @@ final class DoTConnectionPool {
 
     func submit(_ query: DoTQuery) {
         guard !isShutDown else {
-            query.fail(UpstreamError(.shutdown, upstream: upstream.description, detail: "the transport is shutting down"))
+            query.fail(
+                UpstreamError(.shutdown, upstream: upstream.description, detail: "the transport is shutting down")
+            )
             return
         }
         watchDeadline(query.deadline)
@@ -68,8 +74,12 @@ final class DoTConnectionPool {
             statistics.overloaded += 1
             query.fail(
                 UpstreamError(
-                    .overloaded, upstream: upstream.description,
-                    detail: "\(connections.count) connections with \(configuration.maximumInFlightPerConnection) queries each in flight"))
+                    .overloaded,
+                    upstream: upstream.description,
+                    detail:
+                        "\(connections.count) connections with \(configuration.maximumInFlightPerConnection) queries each in flight"
+                )
+            )
         }
     }
 
@@ -120,12 +130,17 @@ final class DoTConnectionPool {
         connection.enqueue(query)
         statistics.connectionsOpened += 1
         metrics.connections.increment()
-        logger.debug("connecting", metadata: ["upstream": "\(upstream)", "connection": .stringConvertible(nextIdentifier)])
+        logger.debug(
+            "connecting",
+            metadata: ["upstream": "\(upstream)", "connection": .stringConvertible(nextIdentifier)]
+        )
         let address: SocketAddress
         do {
             address = try upstream.socketAddress()
         } catch {
-            connection.connectionClosed(error: UpstreamError(.connectionFailed, upstream: upstream.description, detail: "\(error)"))
+            connection.connectionClosed(
+                error: UpstreamError(.connectionFailed, upstream: upstream.description, detail: "\(error)")
+            )
             return
         }
         let boundConnection = NIOLoopBound(connection, eventLoop: eventLoop)
@@ -139,7 +154,9 @@ final class DoTConnectionPool {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(GnuTLSHandler(client: context, serverName: serverName, resumptionData: resumption))
+                    try sync.addHandler(
+                        GnuTLSHandler(client: context, serverName: serverName, resumptionData: resumption)
+                    )
                     try sync.addHandler(boundConnection.value)
                 }
             }
@@ -171,22 +188,38 @@ final class DoTConnectionPool {
         if let error = error as? UpstreamError { return error }
         if let failure = error as? TLSHandshakeFailure {
             if failure.pinMismatch {
-                return UpstreamError(.pinMismatch, upstream: name, detail: "no certificate in the chain matches a configured SPKI pin")
+                return UpstreamError(
+                    .pinMismatch,
+                    upstream: name,
+                    detail: "no certificate in the chain matches a configured SPKI pin"
+                )
             }
             if let description = failure.certificateStatusDescription {
                 return UpstreamError(.certificateRejected, upstream: name, detail: description, tlsError: failure.error)
             }
             if failure.closedEarly {
-                return UpstreamError(.tlsHandshakeFailed, upstream: name, detail: "the connection closed during the TLS handshake")
+                return UpstreamError(
+                    .tlsHandshakeFailed,
+                    upstream: name,
+                    detail: "the connection closed during the TLS handshake"
+                )
             }
-            return UpstreamError(.tlsHandshakeFailed, upstream: name, detail: failure.error?.description ?? "", tlsError: failure.error)
+            return UpstreamError(
+                .tlsHandshakeFailed,
+                upstream: name,
+                detail: failure.error?.description ?? "",
+                tlsError: failure.error
+            )
         }
         if let error = error as? GnuTLSError {
             return UpstreamError(.tlsHandshakeFailed, upstream: name, detail: error.description, tlsError: error)
         }
         if let errno = Self.localExhaustionErrno(in: error) {
             return UpstreamError(
-                .localResourcesExhausted, upstream: name, detail: "cannot open a socket: \(String(cString: strerror(errno))) (errno \(errno))")
+                .localResourcesExhausted,
+                upstream: name,
+                detail: "cannot open a socket: \(String(cString: strerror(errno))) (errno \(errno))"
+            )
         }
         let errnos = Self.socketErrnos(in: error)
         if !errnos.isEmpty, errnos.allSatisfy({ $0 == ECONNREFUSED }) {
@@ -195,7 +228,9 @@ final class DoTConnectionPool {
         if case ChannelError.connectTimeout = error {
             return UpstreamError(.timeout, upstream: name, detail: "TCP connect timed out")
         }
-        let detail = errnos.isEmpty ? "\(error)" : errnos.map { "\(String(cString: strerror($0))) (errno \($0))" }.joined(separator: "; ")
+        let detail =
+            errnos.isEmpty
+            ? "\(error)" : errnos.map { "\(String(cString: strerror($0))) (errno \($0))" }.joined(separator: "; ")
         return UpstreamError(.connectionFailed, upstream: name, detail: detail)
     }
 
@@ -203,7 +238,9 @@ final class DoTConnectionPool {
     /// `Network is unreachable (errno 101)` once, not NIO's nested descriptions of it.
     private static func socketErrnos(in error: any Error) -> [Int32] {
         if let error = error as? IOError { return [error.errnoCode] }
-        if let error = error as? NIOConnectionError { return error.connectionErrors.compactMap { ($0.error as? IOError)?.errnoCode } }
+        if let error = error as? NIOConnectionError {
+            return error.connectionErrors.compactMap { ($0.error as? IOError)?.errnoCode }
+        }
         return []
     }
 

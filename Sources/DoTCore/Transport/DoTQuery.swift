@@ -19,10 +19,15 @@ final class DoTQuery {
 
     /// Builds the frame in one buffer: length prefix, then the query padded to `paddingBlockSize`.
     init(
-        query: ByteBuffer, view: DNSMessageView, paddingBlockSize: Int, deadline: NIODeadline,
+        query: ByteBuffer,
+        view: DNSMessageView,
+        paddingBlockSize: Int,
+        deadline: NIODeadline,
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     ) {
-        var frame = ByteBufferAllocator().buffer(capacity: 2 + query.readableBytes + DoTQueryPadding.maximumGrowth(blockSize: paddingBlockSize))
+        var frame = ByteBufferAllocator().buffer(
+            capacity: 2 + query.readableBytes + DoTQueryPadding.maximumGrowth(blockSize: paddingBlockSize)
+        )
         frame.writeInteger(UInt16(0))
         DoTQueryPadding.pad(query, view: view, blockSize: paddingBlockSize, into: &frame)
         frame.setInteger(UInt16(truncatingIfNeeded: frame.readableBytes - 2), at: frame.readerIndex)

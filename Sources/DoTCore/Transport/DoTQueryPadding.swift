@@ -85,7 +85,12 @@ enum DoTQueryPadding {
     /// Appends the message without its OPT to `out`, then an OPT with the old options (less padding)
     /// and, when `blockSize > 0`, padding to the block size. Returns false, with `out` untouched, when
     /// the message cannot be rebuilt.
-    private static func rebuild(_ message: ByteBuffer, view: DNSMessageView, blockSize: Int, into out: inout ByteBuffer) -> Bool {
+    private static func rebuild(
+        _ message: ByteBuffer,
+        view: DNSMessageView,
+        blockSize: Int,
+        into out: inout ByteBuffer
+    ) -> Bool {
         let base = message.readerIndex
         var udpSize = EDNSRecord.proxyUDPPayloadSize
         var ttl: UInt32 = 0
@@ -96,8 +101,11 @@ enum DoTQueryPadding {
         var additionalCount = view.additionalCount
         if let optOffset = view.optRecordOffset {
             let start = base + optOffset
-            guard let (_, _, klass, optTTL, rdLength) = message.getMultipleIntegers(
-                at: start, as: (UInt8, UInt16, UInt16, UInt32, UInt16).self),
+            guard
+                let (_, _, klass, optTTL, rdLength) = message.getMultipleIntegers(
+                    at: start,
+                    as: (UInt8, UInt16, UInt16, UInt32, UInt16).self
+                ),
                 view.optRecordIsLast
             else { return false }
             udpSize = klass
@@ -127,7 +135,8 @@ enum DoTQueryPadding {
         let rdLength = optionsLength + (blockSize > 0 ? optionHeaderLength + paddingLength : 0)
         out.writeInteger(UInt16(rdLength))
         forEachOption(in: message, rdata: rdata) { code, range in
-            guard code != EDNSOptionCode.padding.rawValue, let option = message.viewBytes(at: range.lowerBound, length: range.count)
+            guard code != EDNSOptionCode.padding.rawValue,
+                let option = message.viewBytes(at: range.lowerBound, length: range.count)
             else { return }
             out.writeBytes(option)
         }

@@ -49,9 +49,14 @@ public final class DoTUpstreamTransport: UpstreamTransport {
         ///   - maximumConnectionAge: Age before a connection is replaced; no limit.
         ///   - paddingBlockSize: The padding block; 128 (RFC 8467).
         public init(
-            upstream: UpstreamAddress, connectTimeout: TimeAmount = .seconds(2), idleTimeout: TimeAmount = .seconds(8),
-            maximumConnectionsPerEventLoop: Int = defaultMaximumConnectionsPerEventLoop, maximumInFlightPerConnection: Int = 256,
-            maximumQueriesPerConnection: Int? = nil, maximumConnectionAge: TimeAmount? = nil, paddingBlockSize: Int = 128
+            upstream: UpstreamAddress,
+            connectTimeout: TimeAmount = .seconds(2),
+            idleTimeout: TimeAmount = .seconds(8),
+            maximumConnectionsPerEventLoop: Int = defaultMaximumConnectionsPerEventLoop,
+            maximumInFlightPerConnection: Int = 256,
+            maximumQueriesPerConnection: Int? = nil,
+            maximumConnectionAge: TimeAmount? = nil,
+            paddingBlockSize: Int = 128
         ) {
             self.upstream = upstream
             self.connectTimeout = connectTimeout
@@ -81,11 +86,17 @@ public final class DoTUpstreamTransport: UpstreamTransport {
     ///     with the upstream's address.
     ///   - logger: Receives connection events (debug) and warnings.
     public convenience init(
-        configuration: Configuration, tlsContext: TLSClientContext, metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        configuration: Configuration,
+        tlsContext: TLSClientContext,
+        metrics: DNSProxyMetrics = DNSProxyMetrics(),
         logger: Logger = Logger(label: "dotproxy.upstream")
     ) {
         self.init(
-            configuration: configuration, tlsContext: tlsContext, metrics: metrics.upstream(configuration.upstream.description), logger: logger)
+            configuration: configuration,
+            tlsContext: tlsContext,
+            metrics: metrics.upstream(configuration.upstream.description),
+            logger: logger
+        )
     }
 
     /// Creates a transport whose metrics carry another name (a host name's, for its addresses).
@@ -98,19 +109,29 @@ public final class DoTUpstreamTransport: UpstreamTransport {
         self.logger = logger
     }
 
-    public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+    public func send(
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<ByteBuffer> {
         futureSend(query, deadline: deadline, on: eventLoop)
     }
 
     public func send(
-        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     ) {
         let view: DNSMessageView
         do {
             view = try DNSMessageView(query)
         } catch {
-            let failure = UpstreamError(.malformedQuery, upstream: configuration.upstream.description, detail: "\(error)")
+            let failure = UpstreamError(
+                .malformedQuery,
+                upstream: configuration.upstream.description,
+                detail: "\(error)"
+            )
             eventLoop.execute { completion(.failure(failure)) }
             return
         }
@@ -124,11 +145,20 @@ public final class DoTUpstreamTransport: UpstreamTransport {
     }
 
     private func submit(
-        _ message: ByteBuffer, view: DNSMessageView, deadline: NIODeadline, on eventLoop: any EventLoop,
+        _ message: ByteBuffer,
+        view: DNSMessageView,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     ) {
         let pool = pool(for: eventLoop)
-        let query = DoTQuery(query: message, view: view, paddingBlockSize: configuration.paddingBlockSize, deadline: deadline, completion: completion)
+        let query = DoTQuery(
+            query: message,
+            view: view,
+            paddingBlockSize: configuration.paddingBlockSize,
+            deadline: deadline,
+            completion: completion
+        )
         pool.statistics.queries += 1
         pool.submit(query)
     }
@@ -139,8 +169,13 @@ public final class DoTUpstreamTransport: UpstreamTransport {
         return pools.withLockedValue { pools in
             if let pool = pools[key] { return pool.value }
             let pool = DoTConnectionPool(
-                eventLoop: eventLoop, configuration: configuration, tlsContext: tlsContext, resumptionData: resumptionData,
-                metrics: metrics, logger: logger)
+                eventLoop: eventLoop,
+                configuration: configuration,
+                tlsContext: tlsContext,
+                resumptionData: resumptionData,
+                metrics: metrics,
+                logger: logger
+            )
             pools[key] = NIOLoopBound(pool, eventLoop: eventLoop)
             return pool
         }

@@ -78,9 +78,12 @@ public struct UpstreamError: Error, Hashable, Sendable, CustomStringConvertible 
     /// reason). The upstream's address is left out.
     public var extendedDNSError: ExtendedDNSError {
         switch code {
-        case .noUpstreamAvailable: ExtendedDNSError(code: .noReachableAuthority, text: "every upstream resolver is down")
-        case .timeout: ExtendedDNSError(code: .noReachableAuthority, text: "the upstream resolver did not answer in time")
-        case .certificateRejected: ExtendedDNSError(code: .networkError, text: "upstream certificate rejected: \(detail)")
+        case .noUpstreamAvailable:
+            ExtendedDNSError(code: .noReachableAuthority, text: "every upstream resolver is down")
+        case .timeout:
+            ExtendedDNSError(code: .noReachableAuthority, text: "the upstream resolver did not answer in time")
+        case .certificateRejected:
+            ExtendedDNSError(code: .networkError, text: "upstream certificate rejected: \(detail)")
         default: ExtendedDNSError(code: .networkError, text: "upstream \(code)")
         }
     }

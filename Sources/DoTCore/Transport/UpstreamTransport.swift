@@ -32,13 +32,18 @@ public protocol UpstreamTransport: Sendable {
     ///   - eventLoop: The event loop to call `completion` on, and the one whose connections to use.
     ///   - completion: Receives the reply, or an ``UpstreamError``.
     func send(
-        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
-        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void)
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+    )
 }
 
 extension UpstreamTransport {
     public func send(
-        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     ) {
         send(query, deadline: deadline, on: eventLoop).whenComplete { result in
@@ -47,7 +52,11 @@ extension UpstreamTransport {
     }
 
     /// A future-based `send` built on the completion-based one, for transports that implement that.
-    func futureSend(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+    func futureSend(
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<ByteBuffer> {
         let promise = eventLoop.makePromise(of: ByteBuffer.self)
         send(query, deadline: deadline, on: eventLoop) { promise.completeWith($0.mapError { $0 }) }
         return promise.futureResult
@@ -60,7 +69,11 @@ extension UpstreamTransport {
     ///   - timeout: How long to wait for the reply.
     ///   - eventLoop: The event loop whose connections to use.
     /// - Throws: ``UpstreamError``.
-    public func send(_ query: ByteBuffer, timeout: TimeAmount, on eventLoop: any EventLoop) async throws(UpstreamError) -> ByteBuffer {
+    public func send(
+        _ query: ByteBuffer,
+        timeout: TimeAmount,
+        on eventLoop: any EventLoop
+    ) async throws(UpstreamError) -> ByteBuffer {
         do {
             return try await send(query, deadline: .now() + timeout, on: eventLoop).get()
         } catch {

@@ -29,8 +29,12 @@ public struct DNSMessage: Hashable, Sendable {
     ///   - additionals: The additional section, without OPT.
     ///   - edns: The OPT pseudo-record, if any.
     public init(
-        header: DNSHeader, questions: [DNSQuestion] = [], answers: [DNSResourceRecord] = [],
-        authorities: [DNSResourceRecord] = [], additionals: [DNSResourceRecord] = [], edns: EDNSRecord? = nil
+        header: DNSHeader,
+        questions: [DNSQuestion] = [],
+        answers: [DNSResourceRecord] = [],
+        authorities: [DNSResourceRecord] = [],
+        additionals: [DNSResourceRecord] = [],
+        edns: EDNSRecord? = nil
     ) {
         self.header = header
         self.questions = questions
@@ -49,13 +53,17 @@ public struct DNSMessage: Hashable, Sendable {
     ///   - id: The message ID.
     ///   - edns: The OPT record to send; an EDNS(0) record advertising 1,232 octets by default.
     public static func query(
-        name: DNSName, type: DNSRecordType, class: DNSClass = .internet, id: UInt16,
+        name: DNSName,
+        type: DNSRecordType,
+        class: DNSClass = .internet,
+        id: UInt16,
         edns: EDNSRecord? = EDNSRecord()
     ) -> DNSMessage {
         DNSMessage(
             header: DNSHeader(id: id, recursionDesired: true),
             questions: [DNSQuestion(name: name, type: type, class: `class`)],
-            edns: edns)
+            edns: edns
+        )
     }
 
     /// Decodes the readable bytes of `buffer` as one message; the buffer is not consumed.
@@ -66,11 +74,16 @@ public struct DNSMessage: Hashable, Sendable {
         var reader = DNSWireReader(buffer)
         guard buffer.readableBytes >= DNSHeader.wireLength else {
             throw DNSWireError(
-                .truncatedHeader, offset: 0, detail: "\(buffer.readableBytes) octets, a header needs 12")
+                .truncatedHeader,
+                offset: 0,
+                detail: "\(buffer.readableBytes) octets, a header needs 12"
+            )
         }
         let id = try reader.readUInt16()
         let flags = try reader.readUInt16()
-        let counts = (try reader.readUInt16(), try reader.readUInt16(), try reader.readUInt16(), try reader.readUInt16())
+        let counts = (
+            try reader.readUInt16(), try reader.readUInt16(), try reader.readUInt16(), try reader.readUInt16()
+        )
         var header = DNSHeader(id: id, flags: flags)
 
         var questions: [DNSQuestion] = []
@@ -80,8 +93,11 @@ public struct DNSMessage: Hashable, Sendable {
             let name = try reader.readName()
             questions.append(
                 DNSQuestion(
-                    name: name, type: DNSRecordType(rawValue: try reader.readUInt16()),
-                    class: DNSClass(rawValue: try reader.readUInt16())))
+                    name: name,
+                    type: DNSRecordType(rawValue: try reader.readUInt16()),
+                    class: DNSClass(rawValue: try reader.readUInt16())
+                )
+            )
         }
 
         var edns: EDNSRecord?
@@ -99,14 +115,20 @@ public struct DNSMessage: Hashable, Sendable {
                 let rdLength = Int(try reader.readUInt16())
                 guard reader.position + rdLength <= reader.end else {
                     throw DNSWireError(
-                        .rdataOverrun, offset: reader.offset - 2, detail: "RDLENGTH \(rdLength) runs past the end")
+                        .rdataOverrun,
+                        offset: reader.offset - 2,
+                        detail: "RDLENGTH \(rdLength) runs past the end"
+                    )
                 }
                 let rdataEnd = reader.position + rdLength
                 reader.beginRData(end: rdataEnd)
                 if type == .opt {
                     guard sectionIndex == 2, name.isRoot else {
                         throw DNSWireError(
-                            .invalidOPT, offset: recordOffset, detail: "OPT must be in the additional section, owned by the root")
+                            .invalidOPT,
+                            offset: recordOffset,
+                            detail: "OPT must be in the additional section, owned by the root"
+                        )
                     }
                     guard edns == nil else {
                         throw DNSWireError(.multipleOPT, offset: recordOffset, detail: "a second OPT record")
@@ -117,34 +139,57 @@ public struct DNSMessage: Hashable, Sendable {
                     let rdata = try DNSRData.decode(type: type, from: &reader)
                     sections[sectionIndex].append(
                         DNSResourceRecord(
-                            name: name, type: type, class: DNSClass(rawValue: classField), ttl: ttl, rdata: rdata))
+                            name: name,
+                            type: type,
+                            class: DNSClass(rawValue: classField),
+                            ttl: ttl,
+                            rdata: rdata
+                        )
+                    )
                 }
                 guard reader.position == rdataEnd else {
                     throw DNSWireError(
-                        .rdataLengthMismatch, offset: reader.offset,
-                        detail: "\(type) RDATA ends \(rdataEnd - reader.position) octets before RDLENGTH")
+                        .rdataLengthMismatch,
+                        offset: reader.offset,
+                        detail: "\(type) RDATA ends \(rdataEnd - reader.position) octets before RDLENGTH"
+                    )
                 }
                 reader.endRData()
             }
         }
         guard reader.position == reader.end else {
             throw DNSWireError(
-                .trailingBytes, offset: reader.offset, detail: "\(reader.end - reader.position) octets after the last record")
+                .trailingBytes,
+                offset: reader.offset,
+                detail: "\(reader.end - reader.position) octets after the last record"
+            )
         }
         header.responseCode = DNSResponseCode(truncating: UInt16(extendedRCode) << 4 | header.responseCode.rawValue)
         self.init(
-            header: header, questions: questions, answers: sections[0], authorities: sections[1],
-            additionals: sections[2], edns: edns)
+            header: header,
+            questions: questions,
+            answers: sections[0],
+            authorities: sections[1],
+            additionals: sections[2],
+            edns: edns
+        )
     }
 
     private static func checkMoreEntries(_ reader: DNSWireReader, section: String) throws(DNSWireError) {
         guard !reader.isAtEnd else {
             throw DNSWireError(
-                .countsExceedMessage, offset: reader.offset, detail: "the header counts another \(section)")
+                .countsExceedMessage,
+                offset: reader.offset,
+                detail: "the header counts another \(section)"
+            )
         }
     }
 
-    private static func decodeOPT(classField: UInt16, ttl: UInt32, reader: inout DNSWireReader)
+    private static func decodeOPT(
+        classField: UInt16,
+        ttl: UInt32,
+        reader: inout DNSWireReader
+    )
         throws(DNSWireError) -> EDNSRecord
     {
         var options: [EDNSOption] = []
@@ -159,8 +204,12 @@ public struct DNSMessage: Hashable, Sendable {
             options.append(option)
         }
         return EDNSRecord(
-            udpPayloadSize: classField, version: UInt8(truncatingIfNeeded: ttl >> 16), dnssecOK: ttl & 0x8000 != 0,
-            reservedFlags: UInt16(truncatingIfNeeded: ttl) & 0x7FFF, options: options)
+            udpPayloadSize: classField,
+            version: UInt8(truncatingIfNeeded: ttl >> 16),
+            dnssecOK: ttl & 0x8000 != 0,
+            reservedFlags: UInt16(truncatingIfNeeded: ttl) & 0x7FFF,
+            options: options
+        )
     }
 
     /// Appends the message in wire form to `buffer`.
@@ -175,7 +224,8 @@ public struct DNSMessage: Hashable, Sendable {
             throw DNSWireError(.responseCodeNeedsEDNS, detail: "\(header.responseCode) needs an OPT record")
         }
         let additionalCount = additionals.count + (edns == nil ? 0 : 1)
-        for count in [questions.count, answers.count, authorities.count, additionalCount] where count > Int(UInt16.max) {
+        for count in [questions.count, answers.count, authorities.count, additionalCount] where count > Int(UInt16.max)
+        {
             throw DNSWireError(.messageTooLarge, detail: "\(count) entries in one section")
         }
         var writer = DNSWireWriter(buffer: buffer, compress: compress)

@@ -138,7 +138,10 @@ public struct DNSMessageView: Sendable {
             if type == DNSRecordType.opt.rawValue {
                 guard index >= additionalIndex, position - recordStart == 1 else {
                     throw DNSWireError(
-                        .invalidOPT, offset: recordStart, detail: "OPT must be in the additional section, owned by the root")
+                        .invalidOPT,
+                        offset: recordStart,
+                        detail: "OPT must be in the additional section, owned by the root"
+                    )
                 }
                 guard optOffset == nil else {
                     throw DNSWireError(.multipleOPT, offset: recordStart, detail: "a second OPT record")
@@ -150,13 +153,21 @@ public struct DNSMessageView: Sendable {
             }
             position += 10
             guard position + rdLength <= end else {
-                throw DNSWireError(.rdataOverrun, offset: position - 2, detail: "RDLENGTH \(rdLength) runs past the end")
+                throw DNSWireError(
+                    .rdataOverrun,
+                    offset: position - 2,
+                    detail: "RDLENGTH \(rdLength) runs past the end"
+                )
             }
             position += rdLength
         }
         if recordCount == additionalIndex { additionalStart = position }
         guard position == end else {
-            throw DNSWireError(.trailingBytes, offset: position, detail: "\(end - position) octets after the last record")
+            throw DNSWireError(
+                .trailingBytes,
+                offset: position,
+                detail: "\(end - position) octets after the last record"
+            )
         }
         self.additionalSectionOffset = additionalStart
         self.optRecordOffset = optOffset
@@ -171,7 +182,11 @@ public struct DNSMessageView: Sendable {
     /// budget of the labels it passes, and that a pointer points before the name. Returns the index
     /// just past the name.
     @inline(__always)
-    private static func skipName(_ bytes: UnsafeRawBufferPointer, at start: Int, allowPointer: Bool) throws(DNSWireError) -> Int {
+    private static func skipName(
+        _ bytes: UnsafeRawBufferPointer,
+        at start: Int,
+        allowPointer: Bool
+    ) throws(DNSWireError) -> Int {
         let end = bytes.count
         var position = start
         var nameLength = 1
@@ -199,11 +214,18 @@ public struct DNSMessageView: Sendable {
                 let target = Int(read16(bytes, position) & 0x3FFF)
                 guard target < start else {
                     throw DNSWireError(
-                        .badCompressionPointer, offset: position, detail: "pointer to \(target) does not point before the name")
+                        .badCompressionPointer,
+                        offset: position,
+                        detail: "pointer to \(target) does not point before the name"
+                    )
                 }
                 return position + 2
             default:
-                throw DNSWireError(.reservedLabelType, offset: position, detail: DNSWireReader.reservedLabelDetail(length))
+                throw DNSWireError(
+                    .reservedLabelType,
+                    offset: position,
+                    detail: DNSWireReader.reservedLabelDetail(length)
+                )
             }
         }
     }
@@ -253,7 +275,9 @@ public struct DNSMessageView: Sendable {
             otherBuffer.withUnsafeReadableBytes { otherBytes in
                 range.upperBound <= bytes.count && otherRange.upperBound <= otherBytes.count
                     && DNSName.equalIgnoringCase(
-                        UnsafeRawBufferPointer(rebasing: bytes[range]), UnsafeRawBufferPointer(rebasing: otherBytes[otherRange]))
+                        UnsafeRawBufferPointer(rebasing: bytes[range]),
+                        UnsafeRawBufferPointer(rebasing: otherBytes[otherRange])
+                    )
             }
         }
     }
@@ -342,8 +366,12 @@ public struct DNSMessageView: Sendable {
             body(
                 RecordLocation(
                     section: index < firstAuthority ? 0 : index < firstAdditional ? 1 : 2,
-                    type: DNSRecordType(rawValue: Self.read16(bytes, position)), ttl: Self.read32(bytes, position + 4),
-                    ttlOffset: position + 4, rdata: (position + 10)..<(position + 10 + rdLength)))
+                    type: DNSRecordType(rawValue: Self.read16(bytes, position)),
+                    ttl: Self.read32(bytes, position + 4),
+                    ttlOffset: position + 4,
+                    rdata: (position + 10)..<(position + 10 + rdLength)
+                )
+            )
             position += 10 + rdLength
         }
     }

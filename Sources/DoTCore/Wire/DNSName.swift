@@ -143,7 +143,9 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, ExpressibleB
         }
         guard wireBytes.count - index == other.wireBytes.count else { return false }
         return wireBytes.withUnsafeBytes { bytes in
-            other.wireBytes.withUnsafeBytes { Self.equalIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[index...]), $0) }
+            other.wireBytes.withUnsafeBytes {
+                Self.equalIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[index...]), $0)
+            }
         }
     }
 

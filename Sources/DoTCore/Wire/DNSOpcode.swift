@@ -27,7 +27,9 @@ public struct DNSOpcode: RawRepresentable, Hashable, Sendable, ExpressibleByInte
     public static let update: DNSOpcode = 5
     public static let dso: DNSOpcode = 6
 
-    private static let names: [UInt8: String] = [0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE", 6: "DSO"]
+    private static let names: [UInt8: String] = [
+        0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE", 6: "DSO",
+    ]
 
     /// The mnemonic, such as `QUERY`, or `nil` for an unassigned value.
     public var name: String? { Self.names[rawValue] }

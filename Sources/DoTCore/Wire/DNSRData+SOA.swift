@@ -18,8 +18,13 @@ extension DNSRData {
 
         /// Creates SOA data; the parameters are the fields of the same names.
         public init(
-            primaryNameServer: DNSName, responsibleMailbox: DNSName, serial: UInt32, refresh: UInt32,
-            retry: UInt32, expire: UInt32, minimum: UInt32
+            primaryNameServer: DNSName,
+            responsibleMailbox: DNSName,
+            serial: UInt32,
+            refresh: UInt32,
+            retry: UInt32,
+            expire: UInt32,
+            minimum: UInt32
         ) {
             self.primaryNameServer = primaryNameServer
             self.responsibleMailbox = responsibleMailbox

@@ -29,20 +29,32 @@ extension DNSRData {
         case .soa:
             return .soa(
                 SOA(
-                    primaryNameServer: try reader.readName(), responsibleMailbox: try reader.readName(),
-                    serial: try reader.readUInt32(), refresh: try reader.readUInt32(), retry: try reader.readUInt32(),
-                    expire: try reader.readUInt32(), minimum: try reader.readUInt32()))
+                    primaryNameServer: try reader.readName(),
+                    responsibleMailbox: try reader.readName(),
+                    serial: try reader.readUInt32(),
+                    refresh: try reader.readUInt32(),
+                    retry: try reader.readUInt32(),
+                    expire: try reader.readUInt32(),
+                    minimum: try reader.readUInt32()
+                )
+            )
         case .srv:
             return .srv(
                 SRV(
-                    priority: try reader.readUInt16(), weight: try reader.readUInt16(), port: try reader.readUInt16(),
-                    target: try reader.readName()))
+                    priority: try reader.readUInt16(),
+                    weight: try reader.readUInt16(),
+                    port: try reader.readUInt16(),
+                    target: try reader.readName()
+                )
+            )
         case .caa:
             let flags = try reader.readUInt8()
             let tagLength = try reader.readUInt8()
             let tag = try reader.readBytes(Int(tagLength))
             guard (1...15).contains(tag.count),
-                tag.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) })
+                tag.allSatisfy({
+                    (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+                })
             else {
                 throw DNSWireError(.invalidRData, offset: start, detail: "CAA tag must be 1-15 letters or digits")
             }

@@ -131,8 +131,10 @@ struct DNSWireReader {
                 let target = base + (Int(length & 0x3F) << 8 | Int(low))
                 guard target < lowestVisited else {
                     throw DNSWireError(
-                        .badCompressionPointer, offset: cursor - base,
-                        detail: "pointer to \(target - base) does not point before \(lowestVisited - base)")
+                        .badCompressionPointer,
+                        offset: cursor - base,
+                        detail: "pointer to \(target - base) does not point before \(lowestVisited - base)"
+                    )
                 }
                 hops += 1
                 guard hops <= Self.maximumPointerHops else {

@@ -29,7 +29,10 @@ public struct EDNSRecord: Hashable, Sendable, CustomStringConvertible {
     ///   - reservedFlags: The other flag bits; keep them zero.
     ///   - options: The options.
     public init(
-        udpPayloadSize: UInt16 = 1232, version: UInt8 = 0, dnssecOK: Bool = false, reservedFlags: UInt16 = 0,
+        udpPayloadSize: UInt16 = 1232,
+        version: UInt8 = 0,
+        dnssecOK: Bool = false,
+        reservedFlags: UInt16 = 0,
         options: [EDNSOption] = []
     ) {
         self.udpPayloadSize = udpPayloadSize
@@ -64,7 +67,12 @@ public struct EDNSRecord: Hashable, Sendable, CustomStringConvertible {
 
     /// Appends the proxy's own OPT record, as sent to clients and upstreams: no options, or only an
     /// Extended DNS Error.
-    static func writeProxyOPT(into out: inout ByteBuffer, dnssecOK: Bool, extendedRCode: UInt8 = 0, extendedError: ExtendedDNSError? = nil) {
+    static func writeProxyOPT(
+        into out: inout ByteBuffer,
+        dnssecOK: Bool,
+        extendedRCode: UInt8 = 0,
+        extendedError: ExtendedDNSError? = nil
+    ) {
         let ttl = UInt32(extendedRCode) << 24 | (dnssecOK ? 0x8000 : 0)
         guard let extendedError else {
             out.writeMultipleIntegers(UInt8(0), DNSRecordType.opt.rawValue, proxyUDPPayloadSize, ttl, UInt16(0))
@@ -72,8 +80,14 @@ public struct EDNSRecord: Hashable, Sendable, CustomStringConvertible {
         }
         let payload = extendedError.payload
         out.writeMultipleIntegers(
-            UInt8(0), DNSRecordType.opt.rawValue, proxyUDPPayloadSize, ttl, UInt16(4 + payload.count), EDNSOptionCode.extendedError.rawValue,
-            UInt16(payload.count))
+            UInt8(0),
+            DNSRecordType.opt.rawValue,
+            proxyUDPPayloadSize,
+            ttl,
+            UInt16(4 + payload.count),
+            EDNSOptionCode.extendedError.rawValue,
+            UInt16(payload.count)
+        )
         out.writeBytes(payload)
     }
 }

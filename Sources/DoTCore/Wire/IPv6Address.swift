@@ -89,7 +89,8 @@ public struct IPv6Address: Hashable, Sendable, Comparable, CustomStringConvertib
 
     /// The address in RFC 5952 canonical text: lower case, the longest run of zero groups as `::`.
     public var description: String {
-        let groups = (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * UInt64($0))) }
+        let groups =
+            (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * UInt64($0))) }
             + (0..<4).map { UInt16(truncatingIfNeeded: low >> (48 - 16 * UInt64($0))) }
         var bestStart = -1
         var bestLength = 0

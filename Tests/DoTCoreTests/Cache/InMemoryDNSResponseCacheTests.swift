@@ -7,14 +7,31 @@ import Testing
     static let start = NIODeadline.uptimeNanoseconds(5_000_000_000)
     static func at(seconds: Int64) -> NIODeadline { start + .seconds(seconds) }
 
-    static func query(_ name: DNSName, type: DNSRecordType = .a, id: UInt16 = 1, dnssecOK: Bool = false, cd: Bool = false, edns: Bool = true) -> ByteBuffer {
-        var message = DNSMessage.query(name: name, type: type, id: id, edns: edns ? EDNSRecord(dnssecOK: dnssecOK) : nil)
+    static func query(
+        _ name: DNSName,
+        type: DNSRecordType = .a,
+        id: UInt16 = 1,
+        dnssecOK: Bool = false,
+        cd: Bool = false,
+        edns: Bool = true
+    ) -> ByteBuffer {
+        var message = DNSMessage.query(
+            name: name,
+            type: type,
+            id: id,
+            edns: edns ? EDNSRecord(dnssecOK: dnssecOK) : nil
+        )
         message.header.checkingDisabled = cd
         return try! message.encoded()
     }
 
-    static func reply(to query: ByteBuffer, rcode: DNSResponseCode = .noError, answers: [DNSResourceRecord] = [],
-                      authorities: [DNSResourceRecord] = [], truncated: Bool = false) -> ByteBuffer {
+    static func reply(
+        to query: ByteBuffer,
+        rcode: DNSResponseCode = .noError,
+        answers: [DNSResourceRecord] = [],
+        authorities: [DNSResourceRecord] = [],
+        truncated: Bool = false
+    ) -> ByteBuffer {
         var message = try! DNSMessage(decoding: query)
         message.header.isResponse = true
         message.header.recursionAvailable = true
@@ -31,22 +48,47 @@ import Testing
     }
 
     static func soa(ttl: UInt32, minimum: UInt32) -> DNSResourceRecord {
-        DNSResourceRecord(name: "test.", ttl: ttl, rdata: .soa(.init(
-            primaryNameServer: "ns.test.", responsibleMailbox: "hostmaster.test.", serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: minimum)))
+        DNSResourceRecord(
+            name: "test.",
+            ttl: ttl,
+            rdata: .soa(
+                .init(
+                    primaryNameServer: "ns.test.",
+                    responsibleMailbox: "hostmaster.test.",
+                    serial: 1,
+                    refresh: 3600,
+                    retry: 600,
+                    expire: 86400,
+                    minimum: minimum
+                )
+            )
+        )
     }
 
     func store(_ cache: InMemoryDNSResponseCache, _ query: ByteBuffer, _ reply: ByteBuffer, at seconds: Int64 = 0) {
-        cache.store(reply, view: try! DNSMessageView(reply), query: query, queryView: try! DNSMessageView(query), now: Self.at(seconds: seconds))
+        cache.store(
+            reply,
+            view: try! DNSMessageView(reply),
+            query: query,
+            queryView: try! DNSMessageView(query),
+            now: Self.at(seconds: seconds)
+        )
     }
 
     func lookup(_ cache: InMemoryDNSResponseCache, _ query: ByteBuffer, at seconds: Int64) -> DNSMessage? {
-        cache.lookup(query, view: try! DNSMessageView(query), now: Self.at(seconds: seconds)).map { try! DNSMessage(decoding: $0) }
+        cache.lookup(query, view: try! DNSMessageView(query), now: Self.at(seconds: seconds)).map {
+            try! DNSMessage(decoding: $0)
+        }
     }
 
     @Test func aHitHasTheClientsIDAndCaseAndAgedTTLs() throws {
         let cache = InMemoryDNSResponseCache()
         let first = Self.query("www.test.", id: 10)
-        store(cache, first, Self.reply(to: first, answers: [Self.a("www.test.", ttl: 300), Self.a("www.test.", ttl: 200)]))
+        store(
+            cache,
+            first,
+            Self.reply(to: first, answers: [Self.a("www.test.", ttl: 300), Self.a("www.test.", ttl: 200)])
+        )
         let second = Self.query("WwW.TeSt.", id: 0xBEEF)
         let hit = try #require(lookup(cache, second, at: 100))
         #expect(hit.header.id == 0xBEEF && hit.header.isResponse)
@@ -135,17 +177,28 @@ import Testing
         let cache = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 3), shardCount: 1)
         let queries = (0..<4).map { Self.query(try! DNSName(parsing: "n\($0).test.")) }
         for (index, query) in queries.prefix(3).enumerated() {
-            store(cache, query, Self.reply(to: query, answers: [Self.a(try! DNSName(parsing: "n\(index).test."), ttl: 300)]))
+            store(
+                cache,
+                query,
+                Self.reply(to: query, answers: [Self.a(try! DNSName(parsing: "n\(index).test."), ttl: 300)])
+            )
         }
         _ = lookup(cache, queries[0], at: 1)  // n0 becomes most recent; n1 is now the oldest.
         store(cache, queries[3], Self.reply(to: queries[3], answers: [Self.a("n3.test.", ttl: 300)]))
         #expect(lookup(cache, queries[1], at: 2) == nil)
-        #expect(lookup(cache, queries[0], at: 2) != nil && lookup(cache, queries[2], at: 2) != nil && lookup(cache, queries[3], at: 2) != nil)
+        #expect(
+            lookup(cache, queries[0], at: 2) != nil && lookup(cache, queries[2], at: 2) != nil
+                && lookup(cache, queries[3], at: 2) != nil
+        )
         #expect(cache.statistics.evictions == 1 && cache.statistics.entries == 3)
 
         let small = InMemoryDNSResponseCache(configuration: .init(maximumBytes: 100), shardCount: 1)
         for (index, query) in queries.enumerated() {
-            store(small, query, Self.reply(to: query, answers: [Self.a(try! DNSName(parsing: "n\(index).test."), ttl: 300)]))
+            store(
+                small,
+                query,
+                Self.reply(to: query, answers: [Self.a(try! DNSName(parsing: "n\(index).test."), ttl: 300)])
+            )
         }
         #expect(small.statistics.bytes <= 100 && small.statistics.entries < 4 && small.statistics.evictions > 0)
         #expect(lookup(small, queries[3], at: 0) != nil, "the newest entry is kept")
@@ -182,7 +235,13 @@ import Testing
                             hits += 1
                         } else {
                             let reply = Self.reply(to: query, answers: [Self.a(name, ttl: 300)])
-                            cache.store(reply, view: try! DNSMessageView(reply), query: query, queryView: try! DNSMessageView(query), now: Self.at(seconds: 0))
+                            cache.store(
+                                reply,
+                                view: try! DNSMessageView(reply),
+                                query: query,
+                                queryView: try! DNSMessageView(query),
+                                now: Self.at(seconds: 0)
+                            )
                         }
                     }
                     return hits
@@ -199,7 +258,13 @@ import Testing
         let cache = NoOpDNSResponseCache()
         let query = Self.query("a.test.")
         let reply = Self.reply(to: query, answers: [Self.a("a.test.", ttl: 300)])
-        cache.store(reply, view: try! DNSMessageView(reply), query: query, queryView: try! DNSMessageView(query), now: Self.at(seconds: 0))
+        cache.store(
+            reply,
+            view: try! DNSMessageView(reply),
+            query: query,
+            queryView: try! DNSMessageView(query),
+            now: Self.at(seconds: 0)
+        )
         #expect(cache.lookup(query, view: try! DNSMessageView(query), now: Self.at(seconds: 0)) == nil)
     }
 }
@@ -208,7 +273,13 @@ import Testing
     typealias T = InMemoryDNSResponseCacheTests
 
     func store(_ cache: InMemoryDNSResponseCache, _ query: ByteBuffer, _ reply: ByteBuffer, at seconds: Int64) {
-        cache.store(reply, view: try! DNSMessageView(reply), query: query, queryView: try! DNSMessageView(query), now: T.at(seconds: seconds))
+        cache.store(
+            reply,
+            view: try! DNSMessageView(reply),
+            query: query,
+            queryView: try! DNSMessageView(query),
+            now: T.at(seconds: seconds)
+        )
     }
 
     @Test func expiredRepliesAreServedStaleOnlyWhenAskedAndNeverSERVFAIL() throws {
@@ -217,16 +288,27 @@ import Testing
         let query = T.query("stale.test.", id: 1)
         store(cache, query, T.reply(to: query, answers: [T.a("stale.test.", ttl: 60)]), at: 0)
         let later = T.query("STALE.test.", id: 42)
-        #expect(cache.lookup(later, view: try DNSMessageView(later), now: T.at(seconds: 100)) == nil, "expired: a normal lookup misses")
-        let stale = try DNSMessage(decoding: #require(cache.lookupStale(later, view: try DNSMessageView(later), now: T.at(seconds: 100))))
+        #expect(
+            cache.lookup(later, view: try DNSMessageView(later), now: T.at(seconds: 100)) == nil,
+            "expired: a normal lookup misses"
+        )
+        let stale = try DNSMessage(
+            decoding: #require(cache.lookupStale(later, view: try DNSMessageView(later), now: T.at(seconds: 100)))
+        )
         #expect(stale.header.id == 42 && stale.questions.first?.name.description == "STALE.test.")
         #expect(stale.answers.map(\.ttl) == [InMemoryDNSResponseCache.staleTTL])
-        #expect(cache.lookupStale(later, view: try DNSMessageView(later), now: T.at(seconds: 60 + 3600)) == nil, "past the stale window")
+        #expect(
+            cache.lookupStale(later, view: try DNSMessageView(later), now: T.at(seconds: 60 + 3600)) == nil,
+            "past the stale window"
+        )
         #expect(cache.statistics.staleServed == 1)
 
         let broken = T.query("broken.test.")
         store(cache, broken, T.reply(to: broken, rcode: .serverFailure), at: 0)
-        #expect(cache.lookupStale(broken, view: try DNSMessageView(broken), now: T.at(seconds: 10)) == nil, "SERVFAIL is never served stale")
+        #expect(
+            cache.lookupStale(broken, view: try DNSMessageView(broken), now: T.at(seconds: 10)) == nil,
+            "SERVFAIL is never served stale"
+        )
 
         let plain = InMemoryDNSResponseCache()
         store(plain, query, T.reply(to: query, answers: [T.a("stale.test.", ttl: 60)]), at: 0)
@@ -243,7 +325,10 @@ import Testing
         #expect(cache.claimPrefetch(query, view: view, now: T.at(seconds: 91)))
         #expect(!cache.claimPrefetch(query, view: view, now: T.at(seconds: 95)), "only once")
         store(cache, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 95)
-        #expect(cache.claimPrefetch(query, view: view, now: T.at(seconds: 186)), "a refreshed entry can be prefetched again")
+        #expect(
+            cache.claimPrefetch(query, view: view, now: T.at(seconds: 186)),
+            "a refreshed entry can be prefetched again"
+        )
         #expect(cache.statistics.prefetches == 2)
         let off = InMemoryDNSResponseCache()
         store(off, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 0)

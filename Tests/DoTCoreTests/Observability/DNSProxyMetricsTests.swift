@@ -13,20 +13,33 @@ import Testing
     static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
 
     func ask(
-        _ handler: ForwardingQueryHandler, _ name: DNSName = "a.test.", type: DNSRecordType = .a, transport: DNSClientTransport = .udp
+        _ handler: ForwardingQueryHandler,
+        _ name: DNSName = "a.test.",
+        type: DNSRecordType = .a,
+        transport: DNSClientTransport = .udp
     ) async throws -> ByteBuffer? {
         try await send(handler, try DNSMessage.query(name: name, type: type, id: 7).encoded(), transport: transport)
     }
 
-    func send(_ handler: ForwardingQueryHandler, _ packet: ByteBuffer, transport: DNSClientTransport = .udp) async throws -> ByteBuffer? {
-        try await handler.handle(DNSClientQuery(message: packet, client: Self.client, transport: transport), on: MultiThreadedEventLoopGroup.singleton.next()).get()
+    func send(
+        _ handler: ForwardingQueryHandler,
+        _ packet: ByteBuffer,
+        transport: DNSClientTransport = .udp
+    ) async throws -> ByteBuffer? {
+        try await handler.handle(
+            DNSClientQuery(message: packet, client: Self.client, transport: transport),
+            on: MultiThreadedEventLoopGroup.singleton.next()
+        ).get()
     }
 
     @Test func queriesRepliesDurationsAndCacheOutcomesAreCounted() async throws {
         let test = TestMetrics()
         let metrics = DNSProxyMetrics(factory: test)
         let handler = ForwardingQueryHandler(
-            transport: ScriptedUpstreamTransport(), cache: InMemoryDNSResponseCache(metrics: metrics), metrics: metrics)
+            transport: ScriptedUpstreamTransport(),
+            cache: InMemoryDNSResponseCache(metrics: metrics),
+            metrics: metrics
+        )
         _ = try await ask(handler)
         _ = try await ask(handler)
         _ = try await ask(handler, "b.test.", type: .aaaa, transport: .tcp)
@@ -40,7 +53,10 @@ import Testing
         // Only replies that waited for the upstream are timed: two UDP misses, one TCP miss.
         #expect(try test.expectTimer(Name.forwardedRequestDuration, [("transport", "udp")]).values.count == 2)
         #expect(try test.expectTimer(Name.forwardedRequestDuration, [("transport", "tcp")]).values.count == 1)
-        #expect(try test.expectCounter(Name.rateLimitDecisions, [("action", "admit")]).totalValue == 0, "no limiter, nothing to count")
+        #expect(
+            try test.expectCounter(Name.rateLimitDecisions, [("action", "admit")]).totalValue == 0,
+            "no limiter, nothing to count"
+        )
         // Only the A answer is cacheable (the others are NODATA without an SOA).
         #expect(try test.expectMeter(Name.cacheEntries).lastValue == 1)
         #expect(try test.expectMeter(Name.cacheBytes).lastValue ?? 0 > 12)
@@ -53,7 +69,11 @@ import Testing
         // the bucket between the two queries.
         let limited = ForwardingQueryHandler(
             transport: ScriptedUpstreamTransport(),
-            rateLimiter: TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 0.001, burst: 1, action: .refuse)), metrics: metrics)
+            rateLimiter: TokenBucketRateLimiter(
+                configuration: .init(queriesPerSecond: 0.001, burst: 1, action: .refuse)
+            ),
+            metrics: metrics
+        )
         _ = try await ask(limited)
         #expect(try DNSMessage(decoding: try #require(try await ask(limited))).header.responseCode == .refused)
         let open = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), metrics: metrics)
@@ -63,8 +83,14 @@ import Testing
         let formerr = try #require(try await send(open, header))
         #expect(try DNSMessage(decoding: formerr).header.responseCode == .formatError)
         let badVersion = try DNSMessage.query(name: "a.test.", type: .a, id: 2, edns: EDNSRecord(version: 1)).encoded()
-        #expect(try DNSMessage(decoding: try #require(try await send(open, badVersion))).header.responseCode == .badVersion)
-        let denied = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), accessControl: AccessControlList(allowed: []), metrics: metrics)
+        #expect(
+            try DNSMessage(decoding: try #require(try await send(open, badVersion))).header.responseCode == .badVersion
+        )
+        let denied = ForwardingQueryHandler(
+            transport: ScriptedUpstreamTransport(),
+            accessControl: AccessControlList(allowed: []),
+            metrics: metrics
+        )
         _ = try await ask(denied)
         #expect(try test.expectCounter(Name.rateLimitDecisions, [("action", "admit")]).totalValue == 1)
         #expect(try test.expectCounter(Name.rateLimitDecisions, [("action", "refuse")]).totalValue == 1)
@@ -83,7 +109,9 @@ import Testing
         let metrics = DNSProxyMetrics(factory: test)
         let handler = ForwardingQueryHandler(
             transport: ScriptedUpstreamTransport(),
-            cache: InMemoryDNSResponseCache(configuration: .init(maximumEntries: 2), shardCount: 1, metrics: metrics), metrics: metrics)
+            cache: InMemoryDNSResponseCache(configuration: .init(maximumEntries: 2), shardCount: 1, metrics: metrics),
+            metrics: metrics
+        )
         for index in 0..<5 { _ = try await ask(handler, DNSName(stringLiteral: "n\(index).test.")) }
         #expect(try test.expectCounter(Name.cacheEvictions).totalValue == 3)
         #expect(try test.expectMeter(Name.cacheEntries).lastValue == 2)
@@ -113,7 +141,10 @@ import Testing
         let bad = ScriptedUpstreamTransport(name: "bad", behaviour: .fail(.connectionRefused))
         let pool = UpstreamPool(
             members: [.init(name: "bad", transport: bad), .init(name: "good", transport: good)],
-            configuration: .init(policy: .sequential, maximumFailures: 1, initialProbeDelay: .hours(1)), healthEventLoop: loop, metrics: metrics)
+            configuration: .init(policy: .sequential, maximumFailures: 1, initialProbeDelay: .hours(1)),
+            healthEventLoop: loop,
+            metrics: metrics
+        )
         defer { pool.shutdown() }
         #expect(try test.expectGauge(Name.upstreamUp, [("upstream", "bad")]).lastValue == 1)
         let query = try DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded()
@@ -122,8 +153,14 @@ import Testing
         _ = try await pool.send(query, deadline: .now() + .seconds(5), on: loop).get()
         #expect(try test.expectCounter(Name.upstreamQueries, [("upstream", "bad")]).totalValue == 1)
         #expect(try test.expectCounter(Name.upstreamQueries, [("upstream", "good")]).totalValue == 2)
-        #expect(try test.expectCounter(Name.upstreamErrors, [("upstream", "bad"), ("kind", "connection_refused")]).totalValue == 1)
-        #expect(try test.expectCounter(Name.upstreamErrors, [("upstream", "good"), ("kind", "failover_rcode")]).totalValue == 1)
+        #expect(
+            try test.expectCounter(Name.upstreamErrors, [("upstream", "bad"), ("kind", "connection_refused")])
+                .totalValue == 1
+        )
+        #expect(
+            try test.expectCounter(Name.upstreamErrors, [("upstream", "good"), ("kind", "failover_rcode")]).totalValue
+                == 1
+        )
         #expect(try test.expectGauge(Name.upstreamUp, [("upstream", "bad")]).lastValue == 0)
         #expect(try test.expectTimer(Name.upstreamDuration, [("upstream", "good")]).values.count == 2)
     }
@@ -134,7 +171,11 @@ import Testing
         let server = try await TestDoTServer.start(group: group)
         let transport = try server.makeTransport(metrics: DNSProxyMetrics(factory: test))
         let label = [("upstream", "127.0.0.1:\(server.port)#\(TestCertificates.serverName)")]
-        _ = try await transport.send(try DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded(), deadline: .now() + .seconds(5), on: group.next()).get()
+        _ = try await transport.send(
+            try DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded(),
+            deadline: .now() + .seconds(5),
+            on: group.next()
+        ).get()
         #expect(try test.expectMeter(Name.upstreamConnections, label).lastValue == 1)
         #expect(try test.expectCounter(Name.upstreamHandshakes, label + [("resumed", "false")]).totalValue == 1)
         await transport.shutdown()

@@ -11,7 +11,13 @@ import Testing
         return ClientAddress(IPv6Address(text)!)
     }
 
-    func decisions(_ limiter: TokenBucketRateLimiter, _ client: String, count: Int, at time: Int64, transport: DNSClientTransport = .udp)
+    func decisions(
+        _ limiter: TokenBucketRateLimiter,
+        _ client: String,
+        count: Int,
+        at time: Int64,
+        transport: DNSClientTransport = .udp
+    )
         -> [RateLimitDecision]
     {
         (0..<count).map { _ in limiter.decide(for: Self.client(client), transport: transport, now: Self.at(time)) }
@@ -37,7 +43,9 @@ import Testing
     }
 
     @Test func prefixGrouping() {
-        let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 1, burst: 2, ipv4PrefixLength: 24, ipv6PrefixLength: 56))
+        let limiter = TokenBucketRateLimiter(
+            configuration: .init(queriesPerSecond: 1, burst: 2, ipv4PrefixLength: 24, ipv6PrefixLength: 56)
+        )
         #expect(decisions(limiter, "192.0.2.1", count: 2, at: 0) == [.admit, .admit])
         #expect(decisions(limiter, "192.0.2.200", count: 1, at: 0) == [.refuse], "same /24 shares the bucket")
         #expect(decisions(limiter, "192.0.3.1", count: 1, at: 0) == [.admit], "another /24 does not")
@@ -58,25 +66,36 @@ import Testing
         #expect(decisions(drop, "192.0.2.1", count: 3, at: 0) == [.admit, .drop, .drop])
         #expect(drop.statistics.dropped == 2)
 
-        let slip = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 1, burst: 1, action: .slip, slipInterval: 3))
+        let slip = TokenBucketRateLimiter(
+            configuration: .init(queriesPerSecond: 1, burst: 1, action: .slip, slipInterval: 3)
+        )
         #expect(decisions(slip, "192.0.2.1", count: 7, at: 0) == [.admit, .drop, .drop, .slip, .drop, .drop, .slip])
-        #expect(decisions(slip, "192.0.2.1", count: 2, at: 0, transport: .tcp) == [.refuse, .refuse], "TCP is never slipped")
+        #expect(
+            decisions(slip, "192.0.2.1", count: 2, at: 0, transport: .tcp) == [.refuse, .refuse],
+            "TCP is never slipped"
+        )
         let statistics = slip.statistics
         #expect(statistics.slipped == 2 && statistics.dropped == 4 && statistics.refused == 2)
 
-        let everyOne = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 1, burst: 1, action: .slip, slipInterval: 1))
+        let everyOne = TokenBucketRateLimiter(
+            configuration: .init(queriesPerSecond: 1, burst: 1, action: .slip, slipInterval: 1)
+        )
         #expect(decisions(everyOne, "192.0.2.1", count: 3, at: 0) == [.admit, .slip, .slip])
     }
 
     @Test func exemptNetworksAreNeverLimited() {
-        let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 1, burst: 1, exempt: [IPNetwork("10.0.0.0/8")!]))
+        let limiter = TokenBucketRateLimiter(
+            configuration: .init(queriesPerSecond: 1, burst: 1, exempt: [IPNetwork("10.0.0.0/8")!])
+        )
         #expect(decisions(limiter, "10.1.2.3", count: 100, at: 0).allSatisfy { $0 == .admit })
         #expect(decisions(limiter, "192.0.2.1", count: 2, at: 0) == [.admit, .refuse])
         #expect(limiter.statistics.tableSize == 1)
     }
 
     @Test func aMillionSpoofedSourcesCannotGrowTheTable() {
-        let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 5, burst: 5, maximumPrefixes: 10_000))
+        let limiter = TokenBucketRateLimiter(
+            configuration: .init(queriesPerSecond: 5, burst: 5, maximumPrefixes: 10_000)
+        )
         for index in 0..<1_000_000 {
             let address = ClientAddress(IPv4Address(rawValue: 0x0A00_0000 &+ UInt32(index)))
             _ = limiter.decide(for: address, transport: .udp, now: Self.at(Int64(index / 1000)))
@@ -91,15 +110,21 @@ import Testing
 
     @Test func unlimitedAdmitsEverything() {
         let limiter = UnlimitedQueryRateLimiter()
-        #expect((0..<1000).allSatisfy { _ in limiter.decide(for: Self.client("192.0.2.1"), transport: .udp, now: Self.at(0)) == .admit })
+        #expect(
+            (0..<1000).allSatisfy { _ in
+                limiter.decide(for: Self.client("192.0.2.1"), transport: .udp, now: Self.at(0)) == .admit
+            }
+        )
     }
 }
 
 @Suite struct AccessControlTests {
     @Test func theDefaultListAdmitsLocalNetworksOnly() {
         let acl = AccessControlList.default
-        for allowed in ["127.0.0.1", "10.1.2.3", "172.16.5.4", "172.31.255.255", "192.168.1.1", "169.254.0.9", "100.64.0.1",
-                        "::1", "fd00::1", "fe80::1", "::ffff:192.168.1.1", "::ffff:127.0.0.1"] {
+        for allowed in [
+            "127.0.0.1", "10.1.2.3", "172.16.5.4", "172.31.255.255", "192.168.1.1", "169.254.0.9", "100.64.0.1",
+            "::1", "fd00::1", "fe80::1", "::ffff:192.168.1.1", "::ffff:127.0.0.1",
+        ] {
             #expect(acl.allows(TokenBucketRateLimiterTests.client(allowed)), "\(allowed)")
         }
         for denied in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:db8::1", "::ffff:8.8.8.8", "192.0.2.1"] {
@@ -132,6 +157,9 @@ import Testing
     @Test func clientAddressesComeFromSocketAddresses() throws {
         #expect(ClientAddress(try SocketAddress(ipAddress: "192.0.2.1", port: 53))?.description == "192.0.2.1")
         #expect(ClientAddress(try SocketAddress(ipAddress: "2001:db8::7", port: 53))?.description == "2001:db8::7")
-        #expect(ClientAddress(try SocketAddress(ipAddress: "::ffff:10.0.0.1", port: 53)) == ClientAddress(IPv4Address(10, 0, 0, 1)))
+        #expect(
+            ClientAddress(try SocketAddress(ipAddress: "::ffff:10.0.0.1", port: 53))
+                == ClientAddress(IPv4Address(10, 0, 0, 1))
+        )
     }
 }

@@ -13,12 +13,20 @@ import Testing
     /// A serve-stale cache that holds one expired answer and nothing fresh.
     struct StaleOnlyCache: DNSResponseCache {
         func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
-        func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {}
+        func store(
+            _ reply: ByteBuffer,
+            view: DNSMessageView,
+            query: ByteBuffer,
+            queryView: DNSMessageView,
+            now: NIODeadline
+        ) {}
         var servesStale: Bool { true }
         func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
             var reply = try! DNSMessage(decoding: query)
             reply.header.isResponse = true
-            reply.answers = [DNSResourceRecord(name: reply.questions[0].name, ttl: 30, rdata: .a(IPv4Address(192, 0, 2, 66)))]
+            reply.answers = [
+                DNSResourceRecord(name: reply.questions[0].name, ttl: 30, rdata: .a(IPv4Address(192, 0, 2, 66)))
+            ]
             return try! reply.encoded()
         }
     }
@@ -26,8 +34,16 @@ import Testing
     /// A cache that claims a prefetch on every hit, so the refresh does not depend on the clock.
     struct AlwaysPrefetch: DNSResponseCache {
         let inner = InMemoryDNSResponseCache()
-        func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { inner.lookup(query, view: view, now: now) }
-        func store(_ reply: ByteBuffer, view: DNSMessageView, query: ByteBuffer, queryView: DNSMessageView, now: NIODeadline) {
+        func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
+            inner.lookup(query, view: view, now: now)
+        }
+        func store(
+            _ reply: ByteBuffer,
+            view: DNSMessageView,
+            query: ByteBuffer,
+            queryView: DNSMessageView,
+            now: NIODeadline
+        ) {
             inner.store(reply, view: view, query: query, queryView: queryView, now: now)
         }
         func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool { true }
@@ -36,20 +52,39 @@ import Testing
     static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
 
     func ask(_ handler: ForwardingQueryHandler, _ name: DNSName = "a.test.") async throws -> DNSMessage? {
-        let query = DNSClientQuery(message: try DNSMessage.query(name: name, type: .a, id: 9).encoded(), client: Self.client, transport: .udp)
-        return try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get().map { try DNSMessage(decoding: $0) }
+        let query = DNSClientQuery(
+            message: try DNSMessage.query(name: name, type: .a, id: 9).encoded(),
+            client: Self.client,
+            transport: .udp
+        )
+        return try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get().map {
+            try DNSMessage(decoding: $0)
+        }
     }
 
     @Test func hitsAndLocalErrorsAreAnsweredAtOnceAndMissesLater() async throws {
         let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), cache: InMemoryDNSResponseCache())
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let query = DNSClientQuery(message: try DNSMessage.query(name: "a.test.", type: .a, id: 3).encoded(), client: Self.client, transport: .udp)
-        guard case .later(let miss) = handler.respond(to: query, on: loop) else { Issue.record("a miss must wait for the upstream"); return }
+        let query = DNSClientQuery(
+            message: try DNSMessage.query(name: "a.test.", type: .a, id: 3).encoded(),
+            client: Self.client,
+            transport: .udp
+        )
+        guard case .later(let miss) = handler.respond(to: query, on: loop) else {
+            Issue.record("a miss must wait for the upstream")
+            return
+        }
         #expect(try await miss.get() != nil)
-        guard case .now(let hit?) = handler.respond(to: query, on: loop) else { Issue.record("a hit must be answered at once"); return }
+        guard case .now(let hit?) = handler.respond(to: query, on: loop) else {
+            Issue.record("a hit must be answered at once")
+            return
+        }
         #expect(try DNSMessage(decoding: hit).header.id == 3)
         let short = DNSClientQuery(message: ByteBuffer(bytes: [1, 2]), client: Self.client, transport: .udp)
-        guard case .now(nil) = handler.respond(to: short, on: loop) else { Issue.record("a short packet is dropped at once"); return }
+        guard case .now(nil) = handler.respond(to: short, on: loop) else {
+            Issue.record("a short packet is dropped at once")
+            return
+        }
 
         // A handler that implements only handle(_:on:) is answered through the default: later.
         struct Echo: DNSQueryHandler {
@@ -57,14 +92,21 @@ import Testing
                 eventLoop.makeSucceededFuture(query.message)
             }
         }
-        guard case .later(let echoed) = Echo().respond(to: query, on: loop) else { Issue.record("the default answers later"); return }
+        guard case .later(let echoed) = Echo().respond(to: query, on: loop) else {
+            Issue.record("the default answers later")
+            return
+        }
         #expect(try await echoed.get() == query.message)
     }
 
     @Test func aReplyThatDoesNotAnswerTheQueryIsSERVFAILWithTheReasonLogged() async throws {
         /// Answers every query with another ID, as a broken transport might.
         struct WrongID: UpstreamTransport {
-            func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+            func send(
+                _ query: ByteBuffer,
+                deadline: NIODeadline,
+                on eventLoop: any EventLoop
+            ) -> EventLoopFuture<ByteBuffer> {
                 eventLoop.makeCompletedFuture {
                     var reply = TestDoTServer.answer(try DNSMessage(decoding: query))
                     reply.header.id &+= 1
@@ -79,11 +121,18 @@ import Testing
         #expect(try await ask(handler)?.header.responseCode == .serverFailure)
         let failure = try #require(logs.entries.first { $0.message == "upstream failure" })
         let error = "\(failure.metadata["error"] ?? "")"
-        #expect(error.contains("malformed reply") && error.contains("query ID 9 for a.test. A") && error.contains("WrongID"), "\(error)")
+        #expect(
+            error.contains("malformed reply") && error.contains("query ID 9 for a.test. A")
+                && error.contains("WrongID"),
+            "\(error)"
+        )
     }
 
     @Test func aFailedUpstreamIsAnsweredFromAStaleEntry() async throws {
-        let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused)), cache: StaleOnlyCache())
+        let handler = ForwardingQueryHandler(
+            transport: ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused)),
+            cache: StaleOnlyCache()
+        )
         let reply = try #require(try await ask(handler))
         #expect(reply.header.id == 9 && reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
         #expect(handler.counters.serverFailures == 0)
@@ -93,16 +142,29 @@ import Testing
         // On an embedded loop the timer fires when the test advances time, never on its own.
         let loop = EmbeddedEventLoop()
         let handler = ForwardingQueryHandler(
-            transport: ScriptedUpstreamTransport(behaviour: .silence), cache: StaleOnlyCache(), staleReplyDelay: .milliseconds(50),
-            queryTimeout: .seconds(2))
-        let query = DNSClientQuery(message: try DNSMessage.query(name: "a.test.", type: .a, id: 9).encoded(), client: Self.client, transport: .udp)
-        guard case .later(let reply) = handler.respond(to: query, on: loop) else { Issue.record("a miss must wait"); return }
+            transport: ScriptedUpstreamTransport(behaviour: .silence),
+            cache: StaleOnlyCache(),
+            staleReplyDelay: .milliseconds(50),
+            queryTimeout: .seconds(2)
+        )
+        let query = DNSClientQuery(
+            message: try DNSMessage.query(name: "a.test.", type: .a, id: 9).encoded(),
+            client: Self.client,
+            transport: .udp
+        )
+        guard case .later(let reply) = handler.respond(to: query, on: loop) else {
+            Issue.record("a miss must wait")
+            return
+        }
         let answer = NIOLockedValueBox<ByteBuffer??>(nil)
         reply.whenSuccess { reply in answer.withLockedValue { $0 = reply } }
         loop.advanceTime(by: .milliseconds(49))
         #expect(answer.withLockedValue { $0 } == nil, "the client timer has not run out")
         loop.advanceTime(by: .milliseconds(1))
-        let stale = try #require(answer.withLockedValue { $0 }.flatMap { $0 }, "answered stale when the client timer ran out")
+        let stale = try #require(
+            answer.withLockedValue { $0 }.flatMap { $0 },
+            "answered stale when the client timer ran out"
+        )
         #expect(try DNSMessage(decoding: stale).answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
     }
 
@@ -117,7 +179,8 @@ import Testing
         let pool = UpstreamPool(
             members: [.init(name: "u", transport: upstream)],
             configuration: .init(maximumFailures: 1, initialProbeDelay: .hours(1), recoveryQueryInterval: nil),
-            healthEventLoop: MultiThreadedEventLoopGroup.singleton.next())
+            healthEventLoop: MultiThreadedEventLoopGroup.singleton.next()
+        )
         defer { pool.shutdown() }
         let handler = ForwardingQueryHandler(transport: pool, queryTimeout: .seconds(30))
         #expect(try await ask(handler)?.header.responseCode == .serverFailure)
@@ -144,7 +207,11 @@ import Testing
 
         var count: Int { held.withLockedValue { $0.count } }
 
-        func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        func send(
+            _ query: ByteBuffer,
+            deadline: NIODeadline,
+            on eventLoop: any EventLoop
+        ) -> EventLoopFuture<ByteBuffer> {
             let promise = eventLoop.makePromise(of: ByteBuffer.self)
             held.withLockedValue { $0.append((query, promise)) }
             return promise.futureResult
@@ -164,8 +231,17 @@ import Testing
 
     /// Sends a query that is a slice of `readBuffer`, as the UDP listener delivers it. Nothing of the
     /// query outlives this call but what the handler kept.
-    func respondToSlice(_ handler: ForwardingQueryHandler, of readBuffer: ByteBuffer, length: Int, on loop: any EventLoop) -> DNSQueryResponse {
-        let query = DNSClientQuery(message: readBuffer.getSlice(at: 0, length: length)!, client: Self.client, transport: .udp)
+    func respondToSlice(
+        _ handler: ForwardingQueryHandler,
+        of readBuffer: ByteBuffer,
+        length: Int,
+        on loop: any EventLoop
+    ) -> DNSQueryResponse {
+        let query = DNSClientQuery(
+            message: readBuffer.getSlice(at: 0, length: length)!,
+            client: Self.client,
+            transport: .udp
+        )
         return handler.respond(to: query, on: loop)
     }
 
@@ -188,7 +264,8 @@ import Testing
         readBuffer.setBuffer(query, at: 0)
 
         // A miss waits for the upstream.
-        guard case .later(let reply) = respondToSlice(handler, of: readBuffer, length: query.readableBytes, on: loop) else {
+        guard case .later(let reply) = respondToSlice(handler, of: readBuffer, length: query.readableBytes, on: loop)
+        else {
             Issue.record("a miss must wait for the upstream")
             return
         }
@@ -202,19 +279,26 @@ import Testing
             Issue.record("a hit must be answered at once")
             return
         }
-        #expect(transport.count == 1 && !isShared(&readBuffer), "a refresh keeps a copy of its query, not the read buffer")
+        #expect(
+            transport.count == 1 && !isShared(&readBuffer),
+            "a refresh keeps a copy of its query, not the read buffer"
+        )
     }
 
     @Test func deniedClientsCanBeDropped() async throws {
         let handler = ForwardingQueryHandler(
-            transport: ScriptedUpstreamTransport(), accessControl: AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!]),
-            deniedAction: .drop)
+            transport: ScriptedUpstreamTransport(),
+            accessControl: AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!]),
+            deniedAction: .drop
+        )
         #expect(try await ask(handler) == nil)
         #expect(handler.counters.denied == 1)
     }
 
     @Test func slippedQueriesGetAnEmptyTruncatedReply() async throws {
-        let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 0.001, burst: 1, action: .slip, slipInterval: 1))
+        let limiter = TokenBucketRateLimiter(
+            configuration: .init(queriesPerSecond: 0.001, burst: 1, action: .slip, slipInterval: 1)
+        )
         let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), rateLimiter: limiter)
         #expect(try await ask(handler)?.answers.count == 1)
         let slipped = try #require(try await ask(handler))
@@ -224,9 +308,16 @@ import Testing
     @Test func anUnknownEDNSVersionIsAnsweredBADVERSWithVersionZeroAndNothingSent() async throws {
         let upstream = ScriptedUpstreamTransport()
         let handler = ForwardingQueryHandler(transport: upstream)
-        let query = try DNSMessage.query(name: "a.test.", type: .a, id: 5, edns: EDNSRecord(version: 1, dnssecOK: true)).encoded()
+        let query = try DNSMessage.query(name: "a.test.", type: .a, id: 5, edns: EDNSRecord(version: 1, dnssecOK: true))
+            .encoded()
         let reply = try DNSMessage(
-            decoding: try #require(try await handler.handle(DNSClientQuery(message: query, client: Self.client, transport: .udp), on: MultiThreadedEventLoopGroup.singleton.next()).get()))
+            decoding: try #require(
+                try await handler.handle(
+                    DNSClientQuery(message: query, client: Self.client, transport: .udp),
+                    on: MultiThreadedEventLoopGroup.singleton.next()
+                ).get()
+            )
+        )
         #expect(reply.header.responseCode == .badVersion)
         #expect(reply.header.id == 5 && reply.questions.first?.name == "a.test." && reply.answers.isEmpty)
         #expect(reply.edns?.version == 0 && reply.edns?.dnssecOK == true)
@@ -242,7 +333,11 @@ import Testing
     /// Answers every query with the records `answers` builds for its name.
     struct FixedAnswers: UpstreamTransport {
         let answers: @Sendable (DNSName) -> [DNSResourceRecord]
-        func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        func send(
+            _ query: ByteBuffer,
+            deadline: NIODeadline,
+            on eventLoop: any EventLoop
+        ) -> EventLoopFuture<ByteBuffer> {
             eventLoop.makeCompletedFuture {
                 let message = try DNSMessage(decoding: query)
                 var reply = DNSMessage(header: message.header, questions: message.questions, edns: message.edns)
@@ -256,19 +351,27 @@ import Testing
     static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
 
     func ask(
-        _ handler: ForwardingQueryHandler, _ name: DNSName, type: DNSRecordType = .a, transport: DNSClientTransport = .udp,
+        _ handler: ForwardingQueryHandler,
+        _ name: DNSName,
+        type: DNSRecordType = .a,
+        transport: DNSClientTransport = .udp,
         udpSize: UInt16 = 4096
     ) async throws -> DNSMessage {
         var edns = EDNSRecord()
         edns.udpPayloadSize = udpSize
         let query = DNSClientQuery(
-            message: try DNSMessage.query(name: name, type: type, id: 9, edns: edns).encoded(), client: Self.client, transport: transport)
+            message: try DNSMessage.query(name: name, type: type, id: 9, edns: edns).encoded(),
+            client: Self.client,
+            transport: transport
+        )
         let reply = try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get()
         return try DNSMessage(decoding: try #require(reply))
     }
 
     @Test func aTTLWithTheTopBitSetIsZeroAndIsNotCached() async throws {
-        let upstream = FixedAnswers { name in [DNSResourceRecord(name: name, ttl: 0xFFFF_FFF0, rdata: .a(IPv4Address(192, 0, 2, 7)))] }
+        let upstream = FixedAnswers { name in
+            [DNSResourceRecord(name: name, ttl: 0xFFFF_FFF0, rdata: .a(IPv4Address(192, 0, 2, 7)))]
+        }
         let cache = InMemoryDNSResponseCache()
         let handler = ForwardingQueryHandler(transport: upstream, cache: cache)
         let reply = try await ask(handler, "top.test.")
@@ -298,15 +401,28 @@ import Testing
 
     /// Six 250-octet strings: a reply of about 1,550 octets.
     static let bigAnswer = FixedAnswers { name in
-        [DNSResourceRecord(name: name, ttl: 300, rdata: .txt(Array(repeating: Array(repeating: UInt8(ascii: "x"), count: 250), count: 6)))]
+        [
+            DNSResourceRecord(
+                name: name,
+                ttl: 300,
+                rdata: .txt(Array(repeating: Array(repeating: UInt8(ascii: "x"), count: 250), count: 6))
+            )
+        ]
     }
 
     @Test(arguments: [
-        (UpstreamError.Code.certificateRejected, ExtendedDNSError.InfoCode.networkError, "certificate rejected: scripted failure"),
+        (
+            UpstreamError.Code.certificateRejected, ExtendedDNSError.InfoCode.networkError,
+            "certificate rejected: scripted failure"
+        ),
         (.connectionRefused, .networkError, "connection refused"),
         (.timeout, .noReachableAuthority, "did not answer in time"),
     ])
-    func servfailSaysWhyInAnExtendedDNSError(failure: UpstreamError.Code, code: ExtendedDNSError.InfoCode, text: String) async throws {
+    func servfailSaysWhyInAnExtendedDNSError(
+        failure: UpstreamError.Code,
+        code: ExtendedDNSError.InfoCode,
+        text: String
+    ) async throws {
         let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(behaviour: .fail(failure)))
         let reply = try await ask(handler, "a.test.")
         #expect(reply.header.responseCode == .serverFailure)
@@ -319,16 +435,25 @@ import Testing
     @Test func everyUpstreamDownIsNoReachableAuthorityAndClientsWithoutEDNSGetNoOPT() async throws {
         let upstream = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
         let pool = UpstreamPool(
-            members: [.init(name: "u", transport: upstream)], configuration: .init(maximumFailures: 1, recoveryQueryInterval: nil),
-            healthEventLoop: MultiThreadedEventLoopGroup.singleton.next())
+            members: [.init(name: "u", transport: upstream)],
+            configuration: .init(maximumFailures: 1, recoveryQueryInterval: nil),
+            healthEventLoop: MultiThreadedEventLoopGroup.singleton.next()
+        )
         defer { pool.shutdown() }
         let handler = ForwardingQueryHandler(transport: pool)
         _ = try await ask(handler, "a.test.")
         let down = try await ask(handler, "b.test.")
         #expect(try #require(down.edns?.option(.extendedError)).data.prefix(2) == [0, 22])
         let plain = DNSClientQuery(
-            message: try DNSMessage.query(name: "c.test.", type: .a, id: 4, edns: nil).encoded(), client: Self.client, transport: .udp)
-        let reply = try DNSMessage(decoding: try #require(try await handler.handle(plain, on: MultiThreadedEventLoopGroup.singleton.next()).get()))
+            message: try DNSMessage.query(name: "c.test.", type: .a, id: 4, edns: nil).encoded(),
+            client: Self.client,
+            transport: .udp
+        )
+        let reply = try DNSMessage(
+            decoding: try #require(
+                try await handler.handle(plain, on: MultiThreadedEventLoopGroup.singleton.next()).get()
+            )
+        )
         #expect(reply.header.responseCode == .serverFailure && reply.edns == nil)
     }
 

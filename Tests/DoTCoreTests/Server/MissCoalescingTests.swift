@@ -1,14 +1,20 @@
-@testable import DoTCore
 import NIOCore
 import NIOEmbedded
 import Testing
+
+@testable import DoTCore
 
 /// Which misses may wait for another's upstream answer. The table of misses in flight is keyed by a
 /// 64-bit hash (`DNSCacheKey`), so a collision must not hand one question's answer to another.
 struct MissCoalescingTests {
     let loop = EmbeddedEventLoop()
 
-    func miss(_ name: DNSName, _ type: DNSRecordType = .a, dnssecOK: Bool = false, checkingDisabled: Bool = false) throws
+    func miss(
+        _ name: DNSName,
+        _ type: DNSRecordType = .a,
+        dnssecOK: Bool = false,
+        checkingDisabled: Bool = false
+    ) throws
         -> ForwardingQueryHandler.Miss
     {
         var query = DNSMessage.query(name: name, type: type, id: 7, edns: EDNSRecord(dnssecOK: dnssecOK))
@@ -18,8 +24,12 @@ struct MissCoalescingTests {
         let promise = loop.makePromise(of: ByteBuffer?.self)
         defer { promise.succeed(nil) }
         return ForwardingQueryHandler.Miss(
-            query: DNSClientQuery(message: message, client: client, transport: .udp), view: try DNSMessageView(message),
-            start: .now(), replied: promise, counted: true)
+            query: DNSClientQuery(message: message, client: client, transport: .udp),
+            view: try DNSMessageView(message),
+            start: .now(),
+            replied: promise,
+            counted: true
+        )
     }
 
     @Test func theSameQuestionInAnotherCaseJoins() throws {

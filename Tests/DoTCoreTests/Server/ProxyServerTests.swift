@@ -1,7 +1,7 @@
 import DoTCore
 import DoTCoreTesting
-import MetricsTestKit
 import Logging
+import MetricsTestKit
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -14,19 +14,32 @@ import Testing
 
     /// A running proxy in front of `upstreamPort`; `body` gets the proxy's port.
     func withProxy(
-        upstreamPort: Int, caFile: String = TestCertificates.caFile, name: String = TestCertificates.serverName,
-        queryTimeout: TimeAmount = .seconds(2), grace: TimeAmount = .seconds(2), metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        upstreamPort: Int,
+        caFile: String = TestCertificates.caFile,
+        name: String = TestCertificates.serverName,
+        queryTimeout: TimeAmount = .seconds(2),
+        grace: TimeAmount = .seconds(2),
+        metrics: DNSProxyMetrics = DNSProxyMetrics(),
         _ body: (Int, ServiceGroup, ForwardingQueryHandler) async throws -> Void
     ) async throws {
         var tls = TLSClientConfiguration.makeStrict()
         tls.trustRoots = .pemFile(caFile)
         let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: upstreamPort, authenticationName: name)),
-            tlsContext: try TLSClientContext(configuration: tls))
+            configuration: .init(
+                upstream: UpstreamAddress(host: "127.0.0.1", port: upstreamPort, authenticationName: name)
+            ),
+            tlsContext: try TLSClientContext(configuration: tls)
+        )
         let handler = ForwardingQueryHandler(transport: transport, queryTimeout: queryTimeout)
         let server = DNSProxyServer(
-            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)], shutdownGracePeriod: grace),
-            handler: handler, eventLoopGroup: group, metrics: metrics)
+            configuration: .init(
+                listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)],
+                shutdownGracePeriod: grace
+            ),
+            handler: handler,
+            eventLoopGroup: group,
+            metrics: metrics
+        )
         try await server.serving { port, services in try await body(port, services, handler) }
         await transport.shutdown()
     }
@@ -39,11 +52,19 @@ import Testing
             #expect(replies.count == 1)
         }
         let open = try test.expectMeter(DNSProxyMetrics.Name.clientConnections)
-        #expect(open.values.max() == 1 && open.lastValue == 0, "one connection opened, and closed by the time the server stopped")
+        #expect(
+            open.values.max() == 1 && open.lastValue == 0,
+            "one connection opened, and closed by the time the server stopped"
+        )
         try await upstream.stop()
     }
 
-    static func query(_ name: DNSName, type: DNSRecordType = .a, id: UInt16 = 0x1111, edns: EDNSRecord? = EDNSRecord()) throws -> ByteBuffer {
+    static func query(
+        _ name: DNSName,
+        type: DNSRecordType = .a,
+        id: UInt16 = 0x1111,
+        edns: EDNSRecord? = EDNSRecord()
+    ) throws -> ByteBuffer {
         try DNSMessage.query(name: name, type: type, id: id, edns: edns).encoded()
     }
 
@@ -67,7 +88,9 @@ import Testing
     @Test func answersOverUDPAndTCPWithTheClientsIDAndCase() async throws {
         let upstream = try await TestDoTServer.start(group: group, responder: Self.responder)
         try await withProxy(upstreamPort: upstream.port) { port, _, _ in
-            let udp = try DNSMessage(decoding: await TestDNSClient.udp(Self.query("MiXeD.TeSt.", id: 0xABCD), port: port, group: group))
+            let udp = try DNSMessage(
+                decoding: await TestDNSClient.udp(Self.query("MiXeD.TeSt.", id: 0xABCD), port: port, group: group)
+            )
             #expect(udp.header.id == 0xABCD && udp.header.isResponse && udp.header.responseCode == .noError)
             #expect(udp.questions.first?.name.description == "MiXeD.TeSt.")
             #expect(udp.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
@@ -77,7 +100,9 @@ import Testing
             #expect(try DNSMessage(decoding: tcp[0]).header.id == 7)
 
             // A client without EDNS gets no OPT back.
-            let plain = try DNSMessage(decoding: await TestDNSClient.udp(Self.query("a.test.", edns: nil), port: port, group: group))
+            let plain = try DNSMessage(
+                decoding: await TestDNSClient.udp(Self.query("a.test.", edns: nil), port: port, group: group)
+            )
             #expect(plain.edns == nil && plain.answers.count == 1)
         }
         try await upstream.stop()
@@ -87,7 +112,10 @@ import Testing
         let upstream = try await TestDoTServer.start(group: group, responder: Self.responder)
         try await withProxy(upstreamPort: upstream.port) { port, _, _ in
             let replies = try await TestDNSClient.tcp(
-                [Self.query("slow.test.", id: 1), Self.query("b.test.", id: 2), Self.query("c.test.", id: 3)], port: port, group: group)
+                [Self.query("slow.test.", id: 1), Self.query("b.test.", id: 2), Self.query("c.test.", id: 3)],
+                port: port,
+                group: group
+            )
             let ids = try replies.map { try DNSMessage(decoding: $0).header.id }
             #expect(Set(ids) == [1, 2, 3])
             #expect(ids.last == 1, "the slow reply should come last, got \(ids)")
@@ -98,21 +126,41 @@ import Testing
     @Test func aLargeReplyIsTruncatedOverUDPAndWholeOverTCP() async throws {
         let upstream = try await TestDoTServer.start(group: group, responder: Self.responder)
         try await withProxy(upstreamPort: upstream.port) { port, _, handler in
-            let noEDNS = try await TestDNSClient.udp(Self.query("big.test.", type: .txt, edns: nil), port: port, group: group)
+            let noEDNS = try await TestDNSClient.udp(
+                Self.query("big.test.", type: .txt, edns: nil),
+                port: port,
+                group: group
+            )
             let truncated = try DNSMessage(decoding: noEDNS)
             #expect(truncated.header.isTruncated && truncated.answers.isEmpty && truncated.edns == nil)
             #expect(truncated.questions.first?.name == "big.test." && noEDNS.readableBytes <= 512)
 
-            let small = try DNSMessage(decoding: await TestDNSClient.udp(
-                Self.query("big.test.", type: .txt, edns: EDNSRecord(udpPayloadSize: 1232)), port: port, group: group))
+            let small = try DNSMessage(
+                decoding: await TestDNSClient.udp(
+                    Self.query("big.test.", type: .txt, edns: EDNSRecord(udpPayloadSize: 1232)),
+                    port: port,
+                    group: group
+                )
+            )
             #expect(small.header.isTruncated && small.edns != nil, "OPT is kept in a truncated reply")
 
             // A client that can take 4,096 octets still gets at most 1,232 over UDP.
-            let large = try DNSMessage(decoding: await TestDNSClient.udp(
-                Self.query("big.test.", type: .txt, edns: EDNSRecord(udpPayloadSize: 4096)), port: port, group: group))
+            let large = try DNSMessage(
+                decoding: await TestDNSClient.udp(
+                    Self.query("big.test.", type: .txt, edns: EDNSRecord(udpPayloadSize: 4096)),
+                    port: port,
+                    group: group
+                )
+            )
             #expect(large.header.isTruncated && large.answers.isEmpty)
 
-            let overTCP = try DNSMessage(decoding: await TestDNSClient.tcp([Self.query("big.test.", type: .txt, edns: nil)], port: port, group: group)[0])
+            let overTCP = try DNSMessage(
+                decoding: await TestDNSClient.tcp(
+                    [Self.query("big.test.", type: .txt, edns: nil)],
+                    port: port,
+                    group: group
+                )[0]
+            )
             #expect(!overTCP.header.isTruncated && overTCP.answers.first?.rdata == .txt(Self.bigStrings))
             #expect(handler.counters.truncated == 3)
         }
@@ -146,28 +194,54 @@ import Testing
         try await withProxy(upstreamPort: upstream.port) { port, _, handler in
             let selfPointer = ByteBuffer(bytes: [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1])
             let formerr = try DNSMessage(decoding: await TestDNSClient.udp(selfPointer, port: port, group: group))
-            #expect(formerr.header.id == 0x1234 && formerr.header.responseCode == .formatError && formerr.header.isResponse)
+            #expect(
+                formerr.header.id == 0x1234 && formerr.header.responseCode == .formatError && formerr.header.isResponse
+            )
 
             var twoQuestions = try DNSMessage(decoding: Self.query("a.test."))
             twoQuestions.questions.append(DNSQuestion(name: "b.test.", type: .a))
-            #expect(try DNSMessage(decoding: await TestDNSClient.udp(twoQuestions.encoded(), port: port, group: group)).header.responseCode == .formatError)
+            #expect(
+                try DNSMessage(decoding: await TestDNSClient.udp(twoQuestions.encoded(), port: port, group: group))
+                    .header.responseCode == .formatError
+            )
 
             var notify = try DNSMessage(decoding: Self.query("a.test."))
             notify.header.opcode = .notify
-            #expect(try DNSMessage(decoding: await TestDNSClient.udp(notify.encoded(), port: port, group: group)).header.responseCode == .notImplemented)
+            #expect(
+                try DNSMessage(decoding: await TestDNSClient.udp(notify.encoded(), port: port, group: group)).header
+                    .responseCode == .notImplemented
+            )
 
             // Too short, and a response instead of a query: dropped without a reply.
             await #expect(throws: TestDNSClient.NoReply.self) {
-                _ = try await TestDNSClient.udp(ByteBuffer(bytes: [1, 2, 3]), port: port, timeout: .milliseconds(200), group: group)
+                _ = try await TestDNSClient.udp(
+                    ByteBuffer(bytes: [1, 2, 3]),
+                    port: port,
+                    timeout: .milliseconds(200),
+                    group: group
+                )
             }
             var response = try DNSMessage(decoding: Self.query("a.test."))
             response.header.isResponse = true
             await #expect(throws: TestDNSClient.NoReply.self) {
-                _ = try await TestDNSClient.udp(response.encoded(), port: port, timeout: .milliseconds(200), group: group)
+                _ = try await TestDNSClient.udp(
+                    response.encoded(),
+                    port: port,
+                    timeout: .milliseconds(200),
+                    group: group
+                )
             }
             // Garbage on TCP closes that connection only.
-            _ = try? await TestDNSClient.tcp([ByteBuffer(bytes: [0xFF, 0xFF])], port: port, timeout: .milliseconds(300), group: group)
-            #expect(try DNSMessage(decoding: await TestDNSClient.udp(Self.query("a.test."), port: port, group: group)).answers.count == 1)
+            _ = try? await TestDNSClient.tcp(
+                [ByteBuffer(bytes: [0xFF, 0xFF])],
+                port: port,
+                timeout: .milliseconds(300),
+                group: group
+            )
+            #expect(
+                try DNSMessage(decoding: await TestDNSClient.udp(Self.query("a.test."), port: port, group: group))
+                    .answers.count == 1
+            )
             let counters = handler.counters
             // The short packet, the response, and the cut-off TCP frame flushed when that connection closed.
             #expect(counters.dropped >= 2, "\(counters)")
@@ -183,12 +257,16 @@ import Testing
         try await withProxy(upstreamPort: deadPort, queryTimeout: .milliseconds(500)) { port, _, _ in
             // Silent upstream: the deadline holds.
             let start = NIODeadline.now()
-            let silent = try DNSMessage(decoding: await TestDNSClient.udp(Self.query("dead.test."), port: port, group: group))
+            let silent = try DNSMessage(
+                decoding: await TestDNSClient.udp(Self.query("dead.test."), port: port, group: group)
+            )
             #expect(silent.header.responseCode == .serverFailure)
             #expect(NIODeadline.now() - start < .milliseconds(1500))
             // Upstream gone: refused connection, SERVFAIL at once.
             try await upstream.stop()
-            let refused = try DNSMessage(decoding: await TestDNSClient.udp(Self.query("x.test."), port: port, group: group))
+            let refused = try DNSMessage(
+                decoding: await TestDNSClient.udp(Self.query("x.test."), port: port, group: group)
+            )
             #expect(refused.header.responseCode == .serverFailure && refused.questions.first?.name == "x.test.")
         }
     }
@@ -212,11 +290,25 @@ import Testing
         try await withProxy(upstreamPort: rig.dotPort, caFile: rig.caFile, name: rig.serverName) { port, _, _ in
             let udp = try DNSMessage(decoding: await TestDNSClient.udp(Self.query("a.test."), port: port, group: group))
             #expect(Set(udp.answers.map(\.rdata)) == [.a(IPv4Address(192, 0, 2, 1)), .a(IPv4Address(192, 0, 2, 2))])
-            let truncated = try DNSMessage(decoding: await TestDNSClient.udp(Self.query("big.test.", type: .txt, edns: nil), port: port, group: group))
+            let truncated = try DNSMessage(
+                decoding: await TestDNSClient.udp(
+                    Self.query("big.test.", type: .txt, edns: nil),
+                    port: port,
+                    group: group
+                )
+            )
             #expect(truncated.header.isTruncated)
-            let tcp = try DNSMessage(decoding: await TestDNSClient.tcp([Self.query("big.test.", type: .txt, edns: nil)], port: port, group: group)[0])
+            let tcp = try DNSMessage(
+                decoding: await TestDNSClient.tcp(
+                    [Self.query("big.test.", type: .txt, edns: nil)],
+                    port: port,
+                    group: group
+                )[0]
+            )
             #expect(!tcp.header.isTruncated && tcp.answers.count == 1)
-            let nx = try DNSMessage(decoding: await TestDNSClient.udp(Self.query("nope.test."), port: port, group: group))
+            let nx = try DNSMessage(
+                decoding: await TestDNSClient.udp(Self.query("nope.test."), port: port, group: group)
+            )
             #expect(nx.header.responseCode == .nameError && nx.authorities.first?.type == .soa)
         }
     }
@@ -226,12 +318,23 @@ import Testing
 @Suite(.serialized) struct ProxyAccessAndLimitTests {
     let group = MultiThreadedEventLoopGroup.singleton
 
-    func withProxy(accessControl: AccessControlList = .default, rateLimiter: any QueryRateLimiter, _ body: (Int) async throws -> Void) async throws {
+    func withProxy(
+        accessControl: AccessControlList = .default,
+        rateLimiter: any QueryRateLimiter,
+        _ body: (Int) async throws -> Void
+    ) async throws {
         let upstream = try await TestDoTServer.start(group: group)
         let transport = try upstream.makeTransport()
-        let handler = ForwardingQueryHandler(transport: transport, accessControl: accessControl, rateLimiter: rateLimiter)
+        let handler = ForwardingQueryHandler(
+            transport: transport,
+            accessControl: accessControl,
+            rateLimiter: rateLimiter
+        )
         let server = DNSProxyServer(
-            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
+            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]),
+            handler: handler,
+            eventLoopGroup: group
+        )
         try await server.serving { port, _ in try await body(port) }
         await transport.shutdown()
         try await upstream.stop()
@@ -239,7 +342,8 @@ import Testing
 
     func rcode(port: Int, from source: String) async throws -> DNSResponseCode {
         let query = try DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded()
-        return try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, source: source, group: group)).header.responseCode
+        return try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, source: source, group: group)).header
+            .responseCode
     }
 
     @Test func aClientOverTheLimitDoesNotAffectAnother() async throws {
@@ -273,7 +377,9 @@ import Testing
         let cache = InMemoryDNSResponseCache()
         let server = DNSProxyServer(
             configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]),
-            handler: ForwardingQueryHandler(transport: transport, cache: cache), eventLoopGroup: group)
+            handler: ForwardingQueryHandler(transport: transport, cache: cache),
+            eventLoopGroup: group
+        )
         try await server.serving { port, _ in
             for (id, name) in [(UInt16(1), "cached.test."), (2, "CACHED.test."), (3, "cached.TEST.")] {
                 let query = try DNSMessage.query(name: DNSName(parsing: name), type: .a, id: id).encoded()
@@ -281,7 +387,11 @@ import Testing
                 #expect(reply.header.id == id && reply.questions.first?.name.description == name)
                 #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
             }
-            let tcp = try await TestDNSClient.tcp([DNSMessage.query(name: "cached.test.", type: .a, id: 4).encoded()], port: port, group: group)
+            let tcp = try await TestDNSClient.tcp(
+                [DNSMessage.query(name: "cached.test.", type: .a, id: 4).encoded()],
+                port: port,
+                group: group
+            )
             #expect(try DNSMessage(decoding: tcp[0]).header.id == 4)
             #expect(upstream.queryCount == 1, "only the first query went upstream")
             #expect(cache.statistics.hits == 3)
@@ -302,14 +412,27 @@ import Testing
         let transport = try upstream.makeTransport()
         let handler = ForwardingQueryHandler(transport: transport, queryTimeout: .seconds(5))
         let server = DNSProxyServer(
-            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]), handler: handler, eventLoopGroup: group)
+            configuration: .init(listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)]),
+            handler: handler,
+            eventLoopGroup: group
+        )
         try await server.serving { port, _ in
             let replies = try await withThrowingTaskGroup(of: (UInt16, DNSMessage).self) { tasks in
                 for id in UInt16(1)...10 {
                     tasks.addTask {
                         let name: DNSName = id % 2 == 0 ? "HERD.test." : "herd.test."
                         let query = try DNSMessage.query(name: name, type: .a, id: id).encoded()
-                        return (id, try DNSMessage(decoding: await TestDNSClient.udp(query, port: port, timeout: .seconds(10), group: group)))
+                        return (
+                            id,
+                            try DNSMessage(
+                                decoding: await TestDNSClient.udp(
+                                    query,
+                                    port: port,
+                                    timeout: .seconds(10),
+                                    group: group
+                                )
+                            )
+                        )
                     }
                 }
                 var all: [(UInt16, DNSMessage)] = []

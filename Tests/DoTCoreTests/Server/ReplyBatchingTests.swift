@@ -1,8 +1,9 @@
-@testable import DoTCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import Testing
+
+@testable import DoTCore
 
 /// How the client handlers flush: replies produced together leave in one flush. Driven on an
 /// `EmbeddedChannel`, where unflushed writes are invisible to `readOutbound`.
@@ -19,7 +20,9 @@ import Testing
         }
 
         func respond(to query: DNSClientQuery, on eventLoop: any EventLoop) -> DNSQueryResponse {
-            if query.message.getInteger(at: query.message.readerIndex, as: UInt16.self)! < 100 { return .now(query.message) }
+            if query.message.getInteger(at: query.message.readerIndex, as: UInt16.self)! < 100 {
+                return .now(query.message)
+            }
             let promise = eventLoop.makePromise(of: ByteBuffer?.self)
             held.withLockedValue { $0.append((query.message, promise)) }
             return .later(promise.futureResult)
@@ -27,7 +30,8 @@ import Testing
 
         /// Completes the first `count` held queries (all by default) with their own bytes as the reply.
         func answer(first count: Int = .max) {
-            let waiting = held.withLockedValue { held -> [(query: ByteBuffer, promise: EventLoopPromise<ByteBuffer?>)] in
+            let waiting = held.withLockedValue {
+                held -> [(query: ByteBuffer, promise: EventLoopPromise<ByteBuffer?>)] in
                 let first = Array(held.prefix(count))
                 held.removeFirst(first.count)
                 return first
@@ -39,7 +43,10 @@ import Testing
     static let client = try! SocketAddress(ipAddress: "192.0.2.7", port: 5300)
 
     func datagram(id: UInt16) throws -> AddressedEnvelope<ByteBuffer> {
-        AddressedEnvelope(remoteAddress: Self.client, data: try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded())
+        AddressedEnvelope(
+            remoteAddress: Self.client,
+            data: try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()
+        )
     }
 
     func flushes(of channel: EmbeddedChannel) -> FlushCounter {
@@ -66,7 +73,12 @@ import Testing
         queries.answer()
         #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil, "written, not yet flushed")
         channel.embeddedEventLoop.run()
-        let ids = try (0..<3).map { _ in try #require(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)).data.getInteger(at: 0, as: UInt16.self) }
+        let ids = try (0..<3).map { _ in
+            try #require(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)).data.getInteger(
+                at: 0,
+                as: UInt16.self
+            )
+        }
         #expect(ids == [100, 101, 102])
         #expect(flushes(of: channel).count == 1)
         #expect(try channel.finish().isClean)
@@ -85,8 +97,14 @@ import Testing
         channel.embeddedEventLoop.run()
         #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil, "lingering")
         channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
-        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 100)
-        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 101)
+        #expect(
+            try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self)
+                == 100
+        )
+        #expect(
+            try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self)
+                == 101
+        )
         #expect(flushes(of: channel).count == before + 1, "both in one flush")
 
         // The rest: the first ones linger again, and once fewer than the threshold are left waiting,
@@ -94,7 +112,9 @@ import Testing
         queries.answer()
         channel.embeddedEventLoop.run()
         var ids: [UInt16] = []
-        while let reply = try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) { ids.append(reply.data.getInteger(at: 0, as: UInt16.self)!) }
+        while let reply = try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) {
+            ids.append(reply.data.getInteger(at: 0, as: UInt16.self)!)
+        }
         #expect(ids == (102..<100 + waiting).map { UInt16($0) })
         #expect(flushes(of: channel).count == before + 2)
         channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
@@ -106,7 +126,9 @@ import Testing
         let queries = HeldQueryHandler()
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: queries)])
-        for id in 100..<100 + DNSUDPQueryHandler.lingerThreshold + 2 { try channel.writeInbound(try datagram(id: UInt16(id))) }
+        for id in 100..<100 + DNSUDPQueryHandler.lingerThreshold + 2 {
+            try channel.writeInbound(try datagram(id: UInt16(id)))
+        }
         let before = flushes(of: channel).count
         queries.answer(first: 1)
         channel.embeddedEventLoop.run()
@@ -114,8 +136,14 @@ import Testing
 
         // A cache hit read before the linger ends takes the lingering answer out with it.
         try channel.writeInbound(try datagram(id: 1))
-        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 100)
-        #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self) == 1)
+        #expect(
+            try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self)
+                == 100
+        )
+        #expect(
+            try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self)
+                == 1
+        )
         #expect(flushes(of: channel).count == before + 1)
         channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
         #expect(flushes(of: channel).count == before + 1, "the linger's end finds nothing left to flush")
@@ -123,7 +151,9 @@ import Testing
 
     @Test func hitsOfOneReadLeaveInOneFlushAtReadComplete() throws {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: HeldQueryHandler())])
+        try channel.pipeline.syncOperations.addHandlers([
+            FlushCounter(), DNSUDPQueryHandler(handler: HeldQueryHandler()),
+        ])
         // writeInbound fires channelReadComplete after each message; deliver two reads, then complete.
         channel.pipeline.syncOperations.fireChannelRead(NIOAny(try datagram(id: 1)))
         channel.pipeline.syncOperations.fireChannelRead(NIOAny(try datagram(id: 2)))
@@ -139,7 +169,10 @@ import Testing
     @Test func tcpAnswersCompletedTogetherLeaveInOneFlush() throws {
         let queries = HeldQueryHandler()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSTCPQueryHandler(handler: queries, limits: TCPConnectionLimitsTests.limits(maximumInFlight: 10))])
+        try channel.pipeline.syncOperations.addHandlers([
+            FlushCounter(),
+            DNSTCPQueryHandler(handler: queries, limits: TCPConnectionLimitsTests.limits(maximumInFlight: 10)),
+        ])
         try channel.connect(to: Self.client).wait()
         for id in [200, 201] as [UInt16] { try channel.writeInbound(try TCPQueryFramingTests.framed(id: id)) }
         let before = flushes(of: channel).count

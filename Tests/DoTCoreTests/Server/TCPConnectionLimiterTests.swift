@@ -1,5 +1,6 @@
-@testable import DoTCore
 import Testing
+
+@testable import DoTCore
 
 @Suite struct TCPConnectionLimiterTests {
     @Test func capsConnectionsInTotalAndPerClient() {

@@ -1,27 +1,38 @@
-@testable import DoTCore
 import NIOCore
 import NIOEmbedded
 import Testing
+
+@testable import DoTCore
 
 /// What one client TCP connection may hold and for how long: queries in progress (hits included),
 /// unsent replies, a partial query, idle time when slots run short. On an `EmbeddedChannel` and its
 /// clock.
 @Suite struct TCPConnectionLimitsTests {
     static func limits(
-        maximumInFlight: Int = 100, idleTimeout: TimeAmount = .seconds(10), busyIdleTimeout: TimeAmount = .seconds(1),
-        queryReadTimeout: TimeAmount = .seconds(5), writeStallTimeout: TimeAmount = .seconds(10)
+        maximumInFlight: Int = 100,
+        idleTimeout: TimeAmount = .seconds(10),
+        busyIdleTimeout: TimeAmount = .seconds(1),
+        queryReadTimeout: TimeAmount = .seconds(5),
+        writeStallTimeout: TimeAmount = .seconds(10)
     ) -> DNSTCPQueryHandler.Limits {
         .init(
-            maximumInFlight: maximumInFlight, idleTimeout: idleTimeout, busyIdleTimeout: busyIdleTimeout, queryReadTimeout: queryReadTimeout,
-            writeStallTimeout: writeStallTimeout)
+            maximumInFlight: maximumInFlight,
+            idleTimeout: idleTimeout,
+            busyIdleTimeout: busyIdleTimeout,
+            queryReadTimeout: queryReadTimeout,
+            writeStallTimeout: writeStallTimeout
+        )
     }
 
     func connect(
-        _ limits: DNSTCPQueryHandler.Limits = Self.limits(), handler: any DNSQueryHandler = ReplyBatchingTests.HeldQueryHandler(),
+        _ limits: DNSTCPQueryHandler.Limits = Self.limits(),
+        handler: any DNSQueryHandler = ReplyBatchingTests.HeldQueryHandler(),
         slots: TCPConnectionLimiter? = nil
     ) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(DNSTCPQueryHandler(handler: handler, limits: limits, slots: slots))
+        try channel.pipeline.syncOperations.addHandler(
+            DNSTCPQueryHandler(handler: handler, limits: limits, slots: slots)
+        )
         try channel.connect(to: TCPIdleTimeoutTests.client).wait()
         return channel
     }
@@ -62,7 +73,8 @@ import Testing
         let kernel = HeldWrites()
         try channel.pipeline.syncOperations.addHandler(kernel)
         try channel.pipeline.syncOperations.addHandler(
-            DNSTCPQueryHandler(handler: ReplyBatchingTests.HeldQueryHandler(), limits: Self.limits(maximumInFlight: 10)))
+            DNSTCPQueryHandler(handler: ReplyBatchingTests.HeldQueryHandler(), limits: Self.limits(maximumInFlight: 10))
+        )
         try channel.connect(to: TCPIdleTimeoutTests.client).wait()
         // 1,000 hits in one read: the handler answers ten, then waits for them to be sent.
         channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.burst(1_000)))

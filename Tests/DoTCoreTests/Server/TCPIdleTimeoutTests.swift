@@ -1,7 +1,8 @@
-@testable import DoTCore
 import NIOCore
 import NIOEmbedded
 import Testing
+
+@testable import DoTCore
 
 /// A client TCP connection closes after the idle timeout, but never while a query waits for the
 /// upstream (RFC 7766 §6.2.3). The server's own pipeline, on an `EmbeddedChannel` and its clock.
@@ -11,7 +12,10 @@ import Testing
     func connect(_ handler: any DNSQueryHandler, idleTimeout: TimeAmount) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         _ = try DNSProxyServer.addClientTCPHandlers(
-            to: channel.pipeline.syncOperations, handler: handler, configuration: .init(tcpIdleTimeout: idleTimeout))
+            to: channel.pipeline.syncOperations,
+            handler: handler,
+            configuration: .init(tcpIdleTimeout: idleTimeout)
+        )
         try channel.connect(to: Self.client).wait()
         return channel
     }

@@ -1,7 +1,8 @@
-@testable import DoTCore
 import NIOCore
 import NIOEmbedded
 import Testing
+
+@testable import DoTCore
 
 /// A client TCP connection's bytes are cut into queries wherever the reads fall (RFC 7766 §8: a
 /// query may arrive in pieces, several may share one segment), and each reply leaves behind its
@@ -19,7 +20,10 @@ import Testing
     func connect() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         _ = try DNSProxyServer.addClientTCPHandlers(
-            to: channel.pipeline.syncOperations, handler: ReplyBatchingTests.HeldQueryHandler(), configuration: .init())
+            to: channel.pipeline.syncOperations,
+            handler: ReplyBatchingTests.HeldQueryHandler(),
+            configuration: .init()
+        )
         try channel.connect(to: TCPIdleTimeoutTests.client).wait()
         return channel
     }
@@ -65,7 +69,11 @@ import Testing
 
     @Test func aReplyTooLongForAFrameClosesTheConnectionInsteadOfHangingTheClient() throws {
         let channel = EmbeddedChannel()
-        _ = try DNSProxyServer.addClientTCPHandlers(to: channel.pipeline.syncOperations, handler: OversizedReplyHandler(), configuration: .init())
+        _ = try DNSProxyServer.addClientTCPHandlers(
+            to: channel.pipeline.syncOperations,
+            handler: OversizedReplyHandler(),
+            configuration: .init()
+        )
         try channel.connect(to: TCPIdleTimeoutTests.client).wait()
         try channel.writeInbound(try Self.framed(id: 1))
         channel.embeddedEventLoop.run()

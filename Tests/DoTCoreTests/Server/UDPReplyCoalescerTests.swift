@@ -1,8 +1,9 @@
-@testable import DoTCore
 import NIOCore
 import NIOEmbedded
 import NIOPosix
 import Testing
+
+@testable import DoTCore
 
 /// How UDP replies of one flush are grouped into segmented datagrams: on an `EmbeddedChannel`, and
 /// once through the kernel over loopback, where the client must receive each reply as its own datagram.
@@ -34,8 +35,14 @@ import Testing
         let out = try Self.outbound(channel)
         #expect(out.count == 3, "groups in the order of their first reply: A/40, B/40, A/50")
         #expect(out[0].remoteAddress == Self.clientA && out[0].metadata?.segmentSize == 40)
-        #expect(Array(out[0].data.readableBytesView) == [UInt8](repeating: 1, count: 40) + [UInt8](repeating: 4, count: 40) + [UInt8](repeating: 6, count: 40))
-        #expect(out[1].remoteAddress == Self.clientB && out[1].metadata?.segmentSize == 40 && out[1].data.readableBytes == 80)
+        #expect(
+            Array(out[0].data.readableBytesView) == [UInt8](repeating: 1, count: 40) + [UInt8](repeating: 4, count: 40)
+                + [UInt8](repeating: 6, count: 40)
+        )
+        #expect(
+            out[1].remoteAddress == Self.clientB && out[1].metadata?.segmentSize == 40
+                && out[1].data.readableBytes == 80
+        )
         #expect(out[2] == Self.reply(3, length: 50), "a reply alone in its group leaves as it came, without metadata")
         #expect(try channel.finish().isClean)
     }
@@ -83,24 +90,35 @@ import Testing
         let out = try Self.outbound(channel)
         #expect(out.map { $0.data.readableBytes } == [UDPReplyCoalescer.maximumSegments * 20, 6 * 20])
         #expect(out.allSatisfy { $0.metadata?.segmentSize == 20 })
-        #expect(out[1].data.getInteger(at: 0, as: UInt8.self) == UInt8(UDPReplyCoalescer.maximumSegments), "in write order")
+        #expect(
+            out[1].data.getInteger(at: 0, as: UInt8.self) == UInt8(UDPReplyCoalescer.maximumSegments),
+            "in write order"
+        )
     }
 
     @Test func aReplyIsComparedWithTheLatestGroupsOnly() throws {
         // One reply to A, then replies to `others` other clients, then one more to A: A's second
         // reply joins its first only while A's group is among the latest `groupsSearched`.
-        for (others, grouped) in [(UDPReplyCoalescer.groupsSearched - 1, true), (UDPReplyCoalescer.groupsSearched, false)] {
+        for (others, grouped) in [
+            (UDPReplyCoalescer.groupsSearched - 1, true), (UDPReplyCoalescer.groupsSearched, false),
+        ] {
             let channel = EmbeddedChannel(handler: UDPReplyCoalescer())
             channel.write(Self.reply(1, length: 40), promise: nil)
             for port in 0..<others {
-                channel.write(Self.reply(2, length: 40, to: try SocketAddress(ipAddress: "127.0.0.1", port: 6000 + port)), promise: nil)
+                channel.write(
+                    Self.reply(2, length: 40, to: try SocketAddress(ipAddress: "127.0.0.1", port: 6000 + port)),
+                    promise: nil
+                )
             }
             channel.write(Self.reply(3, length: 40), promise: nil)
             channel.flush()
             let out = try Self.outbound(channel)
             #expect(out.count == (grouped ? others + 1 : others + 2), "\(others) other clients")
             #expect((out[0].metadata?.segmentSize == 40) == grouped, "\(others) other clients")
-            #expect(out.filter { $0.remoteAddress == Self.clientA }.map(\.data.readableBytes) == (grouped ? [80] : [40, 40]))
+            #expect(
+                out.filter { $0.remoteAddress == Self.clientA }.map(\.data.readableBytes)
+                    == (grouped ? [80] : [40, 40])
+            )
         }
     }
 
@@ -116,7 +134,10 @@ import Testing
     @Test func onlyLoopbackListenersSegmentReplies() throws {
         let supported = System.supportsUDPSegmentationOffload
         for address in ["127.0.0.1", "127.0.0.53", "::1"] {
-            #expect(UDPSegmentation.isCandidate(try SocketAddress(ipAddress: address, port: 53)) == supported, "\(address)")
+            #expect(
+                UDPSegmentation.isCandidate(try SocketAddress(ipAddress: address, port: 53)) == supported,
+                "\(address)"
+            )
         }
         for address in ["0.0.0.0", "::", "192.0.2.1", "2001:db8::1"] {
             #expect(!UDPSegmentation.isCandidate(try SocketAddress(ipAddress: address, port: 53)), "\(address)")
@@ -144,13 +165,18 @@ import Testing
         let done = loop.makePromise(of: [ByteBuffer].self)
         let receiver = try await DatagramBootstrap(group: loop)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(count: 2, done: done)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(count: 2, done: done))
+                }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         defer { receiver.close(promise: nil) }
         let timer = loop.scheduleTask(in: .seconds(3)) { done.fail(NoReply()) }
         defer { timer.cancel() }
-        try UDPSegmentation.sendProbe(from: try SocketAddress(ipAddress: "127.0.0.1", port: 0), to: receiver.localAddress!)
+        try UDPSegmentation.sendProbe(
+            from: try SocketAddress(ipAddress: "127.0.0.1", port: 0),
+            to: receiver.localAddress!
+        )
         #expect(try await done.futureResult.get().map(\.readableBytes) == [16, 16])
     }
 
@@ -205,7 +231,9 @@ import Testing
         let server = try await DatagramBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([recorder.value, UDPReplyCoalescer(), EchoAllAtOnce(count: count)])
+                    try channel.pipeline.syncOperations.addHandlers([
+                        recorder.value, UDPReplyCoalescer(), EchoAllAtOnce(count: count),
+                    ])
                 }
             }
             .bind(host: host, port: 0).get()
@@ -213,7 +241,9 @@ import Testing
         let done = loop.makePromise(of: [ByteBuffer].self)
         let client = try await DatagramBootstrap(group: loop)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(count: count, done: done)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(count: count, done: done))
+                }
             }
             .bind(host: host, port: 0).get()
         defer { client.close(promise: nil) }
@@ -221,12 +251,17 @@ import Testing
         defer { timer.cancel() }
 
         let sent = (0..<count).map { ByteBuffer(repeating: UInt8($0), count: 48) }
-        for datagram in sent { client.write(AddressedEnvelope(remoteAddress: server.localAddress!, data: datagram), promise: nil) }
+        for datagram in sent {
+            client.write(AddressedEnvelope(remoteAddress: server.localAddress!, data: datagram), promise: nil)
+        }
         client.flush()
         let received = try await done.futureResult.get()
 
         #expect(received == sent, "one datagram per reply, each as written")
         let leftServer = try await loop.submit { recorder.value.sent }.get()
-        #expect(leftServer.count == 1 && leftServer.first?.metadata?.segmentSize == 48, "the replies left in one segmented datagram")
+        #expect(
+            leftServer.count == 1 && leftServer.first?.metadata?.segmentSize == 48,
+            "the replies left in one segmented datagram"
+        )
     }
 }

@@ -1,4 +1,3 @@
-@testable import DoTCore
 import DoTCoreTesting
 import Logging
 import NIOConcurrencyHelpers
@@ -6,19 +5,28 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
+@testable import DoTCore
+
 /// One upstream connection in memory: its channel is an `EmbeddedChannel` standing for the TLS
 /// plaintext, so what it writes and when it asks for ACKs can be read step by step.
 @Suite struct DoTConnectionTests {
     /// A connection on its own channel, past the handshake, and its pool (which connections do not
     /// keep alive).
-    func makeConnection(idleTimeout: TimeAmount = .seconds(10)) throws -> (EmbeddedChannel, DoTConnection, DoTConnectionPool) {
+    func makeConnection(
+        idleTimeout: TimeAmount = .seconds(10)
+    ) throws -> (EmbeddedChannel, DoTConnection, DoTConnectionPool) {
         let channel = EmbeddedChannel()
         let pool = DoTConnectionPool(
             eventLoop: channel.embeddedEventLoop,
             configuration: DoTUpstreamTransport.Configuration(
-                upstream: UpstreamAddress(host: "127.0.0.1", port: 853, authenticationName: "dns.test"), idleTimeout: idleTimeout),
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()), resumptionData: NIOLockedValueBox(nil),
-            metrics: DNSProxyMetrics().upstream("127.0.0.1:853"), logger: Logger(label: "test"))
+                upstream: UpstreamAddress(host: "127.0.0.1", port: 853, authenticationName: "dns.test"),
+                idleTimeout: idleTimeout
+            ),
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()),
+            resumptionData: NIOLockedValueBox(nil),
+            metrics: DNSProxyMetrics().upstream("127.0.0.1:853"),
+            logger: Logger(label: "test")
+        )
         let connection = DoTConnection(pool: pool, identifier: 1)
         try channel.pipeline.syncOperations.addHandler(connection)
         connection.connected()
@@ -28,8 +36,14 @@ import Testing
     func makeQuery(id: UInt16, replies: NIOLockedValueBox<[ByteBuffer]>) throws -> DoTQuery {
         let message = try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()
         return DoTQuery(
-            query: message, view: try DNSMessageView(message), paddingBlockSize: 128, deadline: .now() + .seconds(2),
-            completion: { result in if case .success(let reply) = result { replies.withLockedValue { $0.append(reply) } } })
+            query: message,
+            view: try DNSMessageView(message),
+            paddingBlockSize: 128,
+            deadline: .now() + .seconds(2),
+            completion: { result in
+                if case .success(let reply) = result { replies.withLockedValue { $0.append(reply) } }
+            }
+        )
     }
 
     /// The upstream's reply to a frame the connection wrote: the same message with QR set, framed.
@@ -76,7 +90,9 @@ import Testing
         let (channel, connection, pool) = try makeConnection()
         defer { withExtendedLifetime(pool) {} }
         let replies = NIOLockedValueBox<[ByteBuffer]>([])
-        for id in 0..<UInt16(DoTConnection.ackDeferralThreshold) { connection.enqueue(try makeQuery(id: id, replies: replies)) }
+        for id in 0..<UInt16(DoTConnection.ackDeferralThreshold) {
+            connection.enqueue(try makeQuery(id: id, replies: replies))
+        }
         channel.embeddedEventLoop.run()
 
         // A burst of reads at the threshold: the ACK is owed, not sent.
@@ -103,7 +119,11 @@ import Testing
     }
 
     /// Sends one query and answers it at once.
-    func answerOne(on channel: EmbeddedChannel, _ connection: DoTConnection, replies: NIOLockedValueBox<[ByteBuffer]>) throws {
+    func answerOne(
+        on channel: EmbeddedChannel,
+        _ connection: DoTConnection,
+        replies: NIOLockedValueBox<[ByteBuffer]>
+    ) throws {
         connection.enqueue(try makeQuery(id: 7, replies: replies))
         channel.embeddedEventLoop.run()
         try channel.writeInbound(reply(to: try #require(try channel.readOutbound(as: ByteBuffer.self))))

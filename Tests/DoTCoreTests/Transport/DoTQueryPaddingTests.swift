@@ -1,6 +1,7 @@
-@testable import DoTCore
 import NIOCore
 import Testing
+
+@testable import DoTCore
 
 @Suite struct DoTQueryPaddingTests {
     @Test(arguments: ["a", "no-edns", "padded", "cookie", "dnssec-do", "big-txt"])
@@ -13,7 +14,10 @@ import Testing
         let after = try DNSMessage(decoding: padded)
         #expect(after.header == before.header && after.questions == before.questions)
         #expect(after.edns?.option(.padding) != nil)
-        #expect(after.edns?.options.filter { $0.code != .padding } == (before.edns?.options ?? []).filter { $0.code != .padding })
+        #expect(
+            after.edns?.options.filter { $0.code != .padding }
+                == (before.edns?.options ?? []).filter { $0.code != .padding }
+        )
         #expect(after.edns?.dnssecOK == (before.edns?.dnssecOK ?? false))
         // Stripping gives back the options without padding.
         let stripped = try DNSMessage(decoding: DoTQueryPadding.stripPadding(padded, view: DNSMessageView(padded)))
@@ -34,7 +38,10 @@ import Testing
     func paddingIsStrippedWhereverItSits(paddingLast: Bool) throws {
         var message = try DNSMessage(decoding: Fixtures.response("a"))
         let cookie = EDNSOption.cookie(client: Array(1...8))
-        message.edns = EDNSRecord(dnssecOK: true, options: paddingLast ? [cookie, .padding(length: 40)] : [.padding(length: 40), cookie])
+        message.edns = EDNSRecord(
+            dnssecOK: true,
+            options: paddingLast ? [cookie, .padding(length: 40)] : [.padding(length: 40), cookie]
+        )
         let padded = try message.encoded()
         let stripped = DoTQueryPadding.stripPadding(padded, view: try DNSMessageView(padded))
         #expect(stripped.readableBytes == padded.readableBytes - 44)

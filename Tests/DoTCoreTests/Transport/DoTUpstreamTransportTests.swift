@@ -11,19 +11,30 @@ import Testing
     let group = MultiThreadedEventLoopGroup.singleton
 
     func makeTransport(
-        port: Int, name: String? = TestCertificates.serverName, pins: [String] = [],
+        port: Int,
+        name: String? = TestCertificates.serverName,
+        pins: [String] = [],
         configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in }
     ) throws -> DoTUpstreamTransport {
-        var configuration = DoTUpstreamTransport.Configuration(upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: name))
+        var configuration = DoTUpstreamTransport.Configuration(
+            upstream: UpstreamAddress(host: "127.0.0.1", port: port, authenticationName: name)
+        )
         configure(&configuration)
-        return DoTUpstreamTransport(configuration: configuration, tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins)))
+        return DoTUpstreamTransport(
+            configuration: configuration,
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins))
+        )
     }
 
     static func query(_ name: DNSName = "a.test.", id: UInt16 = 0x4242, type: DNSRecordType = .a) throws -> ByteBuffer {
         try DNSMessage.query(name: name, type: type, id: id).encoded()
     }
 
-    func expectFailure(_ code: UpstreamError.Code, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async {
+    func expectFailure(
+        _ code: UpstreamError.Code,
+        _ body: () async throws -> Void,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async {
         do {
             try await body()
             Issue.record("expected \(code), got success", sourceLocation: sourceLocation)
@@ -46,7 +57,11 @@ import Testing
         let transport = try makeTransport(port: server.port)
         let loop = group.next()
         let futures = try (0..<200).map { index in
-            transport.send(try Self.query(DNSName(parsing: "n\(index).test."), id: UInt16(index)), deadline: .now() + .seconds(5), on: loop)
+            transport.send(
+                try Self.query(DNSName(parsing: "n\(index).test."), id: UInt16(index)),
+                deadline: .now() + .seconds(5),
+                on: loop
+            )
         }
         for (index, future) in futures.enumerated() {
             let reply = try DNSMessage(decoding: try await future.get())
@@ -66,7 +81,8 @@ import Testing
     @Test func repliesAreMatchedOutOfOrder() async throws {
         let server = try await TestDoTServer.start(group: group) { query in
             let reply = TestDoTServer.answer(query)
-            return query.questions.first?.name == "slow.test." ? .delayedReply(reply, .milliseconds(300)) : .reply(reply)
+            return query.questions.first?.name == "slow.test."
+                ? .delayedReply(reply, .milliseconds(300)) : .reply(reply)
         }
         let transport = try makeTransport(port: server.port)
         let loop = group.next()
@@ -96,10 +112,18 @@ import Testing
         let transport = try makeTransport(port: server.port)
         let loop = group.next()
         await expectFailure(.timeout) {
-            _ = try await transport.send(try Self.query("wrong-id.test."), deadline: .now() + .milliseconds(300), on: loop).get()
+            _ = try await transport.send(
+                try Self.query("wrong-id.test."),
+                deadline: .now() + .milliseconds(300),
+                on: loop
+            ).get()
         }
         await expectFailure(.timeout) {
-            _ = try await transport.send(try Self.query("wrong-question.test."), deadline: .now() + .milliseconds(300), on: loop).get()
+            _ = try await transport.send(
+                try Self.query("wrong-question.test."),
+                deadline: .now() + .milliseconds(300),
+                on: loop
+            ).get()
         }
         #expect(await transport.statistics().unmatchedReplies == 2)
         await transport.shutdown()
@@ -132,7 +156,8 @@ import Testing
             let transport = try makeTransport(port: server.port)
             let start = NIODeadline.now()
             await expectFailure(.timeout) {
-                _ = try await transport.send(try Self.query(), deadline: .now() + .milliseconds(250), on: group.next()).get()
+                _ = try await transport.send(try Self.query(), deadline: .now() + .milliseconds(250), on: group.next())
+                    .get()
             }
             let elapsed = NIODeadline.now() - start
             #expect(elapsed < .seconds(2), "the deadline took \(elapsed)")
@@ -152,8 +177,10 @@ import Testing
     }
 
     @Test(arguments: [
-        ("wrong name", TestCertificates.wrongName), ("untrusted CA", TestCertificates.untrusted), ("expired", TestCertificates.expired),
-        ("client authentication only", TestCertificates.clientAuthenticationOnly), ("name only in the common name", TestCertificates.commonNameOnly),
+        ("wrong name", TestCertificates.wrongName), ("untrusted CA", TestCertificates.untrusted),
+        ("expired", TestCertificates.expired),
+        ("client authentication only", TestCertificates.clientAuthenticationOnly),
+        ("name only in the common name", TestCertificates.commonNameOnly),
     ])
     func badCertificatesAreRejected(label: String, identity: TestCertificates.Identity) async throws {
         let server = try await TestDoTServer.start(mode: .tls(identity), group: group)
@@ -211,13 +238,18 @@ import Testing
     /// hanging.
     @Test func aConnectionThatFailsWhileOpeningFailsItsQuery() async throws {
         let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "fe80::1", port: 853, authenticationName: TestCertificates.serverName)),
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+            configuration: .init(
+                upstream: UpstreamAddress(host: "fe80::1", port: 853, authenticationName: TestCertificates.serverName)
+            ),
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration())
+        )
         let loop = group.next()
         let outcome = NIOLockedValueBox<Result<ByteBuffer, UpstreamError>?>(nil)
         let query = try Self.query()
         try await loop.submit {
-            transport.send(query, deadline: .now() + .seconds(30), on: loop) { result in outcome.withLockedValue { $0 = result } }
+            transport.send(query, deadline: .now() + .seconds(30), on: loop) { result in
+                outcome.withLockedValue { $0 = result }
+            }
         }.get()
         for _ in 0..<100 where outcome.withLockedValue({ $0 == nil }) { try await loop.submit {}.get() }
         switch outcome.withLockedValue({ $0 }) {
@@ -276,7 +308,11 @@ import Testing
     @Test func aMalformedQueryIsRefusedBeforeSending() async throws {
         let transport = try makeTransport(port: 9)
         await expectFailure(.malformedQuery) {
-            _ = try await transport.send(ByteBuffer(bytes: [1, 2, 3]), deadline: .now() + .seconds(1), on: group.next()).get()
+            _ = try await transport.send(
+                ByteBuffer(bytes: [1, 2, 3]),
+                deadline: .now() + .seconds(1),
+                on: group.next()
+            ).get()
         }
     }
 
@@ -298,9 +334,17 @@ import Testing
         let server = try await TestDoTServer.start(group: group)
         let (events, continuation) = AsyncStream.makeStream(of: String.self)
         let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: server.port, authenticationName: TestCertificates.serverName), idleTimeout: .milliseconds(50)),
+            configuration: .init(
+                upstream: UpstreamAddress(
+                    host: "127.0.0.1",
+                    port: server.port,
+                    authenticationName: TestCertificates.serverName
+                ),
+                idleTimeout: .milliseconds(50)
+            ),
             tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()),
-            logger: Logger(label: "test") { _ in StreamingLogHandler(continuation: continuation) })
+            logger: Logger(label: "test") { _ in StreamingLogHandler(continuation: continuation) }
+        )
         let loop = group.next()
         _ = try await transport.send(try Self.query(id: 1), deadline: .now() + .seconds(5), on: loop).get()
         // Waits for the event, not for a time: the test's limit bounds it.

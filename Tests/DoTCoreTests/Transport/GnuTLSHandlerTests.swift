@@ -51,12 +51,15 @@ import Testing
     static func makePair(
         configuration: TLSClientConfiguration = TestCertificates.clientConfiguration(),
         identity: TestCertificates.Identity = TestCertificates.server,
-        serverName: String = TestCertificates.serverName, resumptionData: [UInt8]? = nil
+        serverName: String = TestCertificates.serverName,
+        resumptionData: [UInt8]? = nil
     ) throws -> Pair {
         let context = try TLSClientContext(configuration: configuration)
         let serverContext = try TLSServerContext(certificateFile: identity.certificateFile, keyFile: identity.keyFile)
         let pair = Pair(client: EmbeddedChannel(), server: EmbeddedChannel())
-        try pair.client.pipeline.syncOperations.addHandler(GnuTLSHandler(client: context, serverName: serverName, resumptionData: resumptionData))
+        try pair.client.pipeline.syncOperations.addHandler(
+            GnuTLSHandler(client: context, serverName: serverName, resumptionData: resumptionData)
+        )
         try pair.client.pipeline.syncOperations.addHandler(pair.clientEvents)
         try pair.server.pipeline.syncOperations.addHandler(GnuTLSHandler(server: serverContext))
         try pair.server.pipeline.syncOperations.addHandler(pair.serverEvents)
@@ -94,11 +97,15 @@ import Testing
     }
 
     @Test func pinnedKeyIsAcceptedAndOtherPinsAreNot() throws {
-        let good = try Self.makePair(configuration: TestCertificates.clientConfiguration(pins: [TestCertificates.serverSPKIPin]))
+        let good = try Self.makePair(
+            configuration: TestCertificates.clientConfiguration(pins: [TestCertificates.serverSPKIPin])
+        )
         try Self.interactInMemory(good.client, good.server)
         #expect(good.clientEvents.completed.count == 1)
 
-        let bad = try Self.makePair(configuration: TestCertificates.clientConfiguration(pins: [TestCertificates.otherSPKIPin]))
+        let bad = try Self.makePair(
+            configuration: TestCertificates.clientConfiguration(pins: [TestCertificates.otherSPKIPin])
+        )
         try? Self.interactInMemory(bad.client, bad.server)
         #expect(bad.clientEvents.completed.isEmpty)
         let failure = try #require(bad.clientEvents.errors.first as? TLSHandshakeFailure)
@@ -112,7 +119,12 @@ import Testing
         // GNUTLS_CERT_PURPOSE_MISMATCH: its Extended Key Usage is clientAuth only.
         ("client authentication only", TestCertificates.clientAuthenticationOnly, "dns.test", UInt32(1 << 18)),
     ])
-    func badCertificatesFailTheHandshake(label: String, identity: TestCertificates.Identity, name: String, bit: UInt32) throws {
+    func badCertificatesFailTheHandshake(
+        label: String,
+        identity: TestCertificates.Identity,
+        name: String,
+        bit: UInt32
+    ) throws {
         let pair = try Self.makePair(identity: identity, serverName: name)
         pair.client.writeAndFlush(ByteBuffer(string: "never sent"), promise: nil)
         try? Self.interactInMemory(pair.client, pair.server)

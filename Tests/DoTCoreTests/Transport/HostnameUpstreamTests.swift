@@ -36,27 +36,46 @@ import Testing
             UpstreamHostResolution(addresses: ["127.0.0.1", "::1"], timeToLive: .hours(1)),
         ])
         let transport = HostnameUpstreamTransport(
-            host: TestCertificates.serverName, port: server.port, resolver: resolver,
+            host: TestCertificates.serverName,
+            port: server.port,
+            resolver: resolver,
             tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()),
             configuration: .init(upstream: UpstreamAddress(host: "ignored"), connectTimeout: .milliseconds(500)),
-            metrics: DNSProxyMetrics(factory: metrics))
+            metrics: DNSProxyMetrics(factory: metrics)
+        )
         #expect(transport.name == "tls://dns.test:\(server.port)")
         let loop = group.next()
-        await #expect(throws: UpstreamError.self) { try await transport.send(try Self.query(), deadline: .now() + .seconds(2), on: loop).get() }
+        await #expect(throws: UpstreamError.self) {
+            try await transport.send(try Self.query(), deadline: .now() + .seconds(2), on: loop).get()
+        }
         #expect(transport.currentAddress?.host == "127.0.0.9" && transport.lookupCount == 1)
         // Expired: this query still uses the old address while the refresh runs.
-        await #expect(throws: UpstreamError.self) { try await transport.send(try Self.query(), deadline: .now() + .seconds(2), on: loop).get() }
+        await #expect(throws: UpstreamError.self) {
+            try await transport.send(try Self.query(), deadline: .now() + .seconds(2), on: loop).get()
+        }
         #expect(transport.lookupCount == 2)
-        #expect(transport.currentAddress == UpstreamAddress(host: "127.0.0.1", port: server.port, authenticationName: "dns.test"))
+        #expect(
+            transport.currentAddress
+                == UpstreamAddress(host: "127.0.0.1", port: server.port, authenticationName: "dns.test")
+        )
         // Fresh for an hour: no more lookups, and the certificate is checked against the name.
         for id in 0..<3 {
-            let reply = try DNSMessage(decoding: try await transport.send(try Self.query(id: UInt16(id)), deadline: .now() + .seconds(2), on: loop).get())
+            let reply = try DNSMessage(
+                decoding: try await transport.send(
+                    try Self.query(id: UInt16(id)),
+                    deadline: .now() + .seconds(2),
+                    on: loop
+                ).get()
+            )
             #expect(reply.header.id == UInt16(id) && reply.answers.count == 1)
         }
         #expect(transport.lookupCount == 2)
         // Every address's connections are reported under the upstream's name, not the address.
         let label = [("upstream", transport.name)]
-        #expect(try metrics.expectCounter(DNSProxyMetrics.Name.upstreamHandshakes, label + [("resumed", "false")]).totalValue >= 1)
+        #expect(
+            try metrics.expectCounter(DNSProxyMetrics.Name.upstreamHandshakes, label + [("resumed", "false")])
+                .totalValue >= 1
+        )
         #expect(try metrics.expectMeter(DNSProxyMetrics.Name.upstreamConnections, label).lastValue ?? 0 >= 1)
         await transport.shutdown()
         try await server.stop()
@@ -69,11 +88,16 @@ import Testing
             }
         }
         let transport = HostnameUpstreamTransport(
-            host: "dns.test", authenticationName: "other.test", resolver: Failing(),
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()))
+            host: "dns.test",
+            authenticationName: "other.test",
+            resolver: Failing(),
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration())
+        )
         #expect(transport.name == "tls://dns.test:853#other.test")
         for _ in 0..<2 {
-            await #expect(throws: UpstreamError.self) { try await transport.send(try Self.query(), deadline: .now() + .seconds(1), on: group.next()).get() }
+            await #expect(throws: UpstreamError.self) {
+                try await transport.send(try Self.query(), deadline: .now() + .seconds(1), on: group.next()).get()
+            }
         }
         await #expect(throws: UpstreamError.self) { try await transport.prepare(on: group.next()).get() }
         #expect(transport.lookupCount == 3 && transport.currentAddress == nil)
@@ -83,18 +107,29 @@ import Testing
         let rig = try UnboundRig()
         defer { rig.stop() }
         let resolver = BootstrapHostResolver(
-            servers: [try SocketAddress(ipAddress: "127.0.0.1", port: rig.dnsPort)], timeout: .seconds(1), minimumTimeToLive: .seconds(10))
+            servers: [try SocketAddress(ipAddress: "127.0.0.1", port: rig.dnsPort)],
+            timeout: .seconds(1),
+            minimumTimeToLive: .seconds(10)
+        )
         let resolution = try await resolver.resolve(rig.serverName, on: group.next()).get()
         #expect(resolution == UpstreamHostResolution(addresses: ["127.0.0.1"], timeToLive: .seconds(60)))
         await #expect(throws: UpstreamError.self) { try await resolver.resolve("nope.test", on: group.next()).get() }
-        await #expect(throws: UpstreamError.self) { try await BootstrapHostResolver(servers: []).resolve("dns.test", on: group.next()).get() }
+        await #expect(throws: UpstreamError.self) {
+            try await BootstrapHostResolver(servers: []).resolve("dns.test", on: group.next()).get()
+        }
 
         var tls = TLSClientConfiguration.makeStrict()
         tls.trustRoots = .pemFile(rig.caFile)
         let transport = HostnameUpstreamTransport(
-            host: rig.serverName, port: rig.dotPort, resolver: resolver, tlsContext: try TLSClientContext(configuration: tls))
+            host: rig.serverName,
+            port: rig.dotPort,
+            resolver: resolver,
+            tlsContext: try TLSClientContext(configuration: tls)
+        )
         #expect(try await transport.prepare(on: group.next()).get().host == "127.0.0.1")
-        let reply = try DNSMessage(decoding: try await transport.send(try Self.query(), deadline: .now() + .seconds(3), on: group.next()).get())
+        let reply = try DNSMessage(
+            decoding: try await transport.send(try Self.query(), deadline: .now() + .seconds(3), on: group.next()).get()
+        )
         #expect(reply.answers.count == 2)
         await transport.shutdown()
     }

@@ -1,5 +1,6 @@
-@testable import DoTCore
 import Testing
+
+@testable import DoTCore
 
 /// The TLS handler's decisions as plain values, with no I/O.
 @Suite struct TLSConnectionStateMachineTests {
@@ -39,7 +40,10 @@ import Testing
         var commonNameOnly = TLSConnectionStateMachine()
         _ = commonNameOnly.channelActive()
         _ = commonNameOnly.handshakeOutcome(complete: true, failed: false)
-        #expect(commonNameOnly.handshakeVerified(pinsMatch: true, nameInSubjectAltName: false) == .fail(.nameNotInSubjectAltName))
+        #expect(
+            commonNameOnly.handshakeVerified(pinsMatch: true, nameInSubjectAltName: false)
+                == .fail(.nameNotInSubjectAltName)
+        )
         #expect(commonNameOnly.state == .closed && commonNameOnly.write() == .failWrite)
 
         var early = TLSConnectionStateMachine()

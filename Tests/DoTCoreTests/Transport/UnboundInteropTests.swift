@@ -9,14 +9,19 @@ import Testing
 @Suite(.serialized) struct UnboundInteropTests {
     let group = MultiThreadedEventLoopGroup.singleton
 
-    func makeTransport(_ rig: UnboundRig, pins: [String] = [], configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in })
+    func makeTransport(
+        _ rig: UnboundRig,
+        pins: [String] = [],
+        configure: (inout DoTUpstreamTransport.Configuration) -> Void = { _ in }
+    )
         throws -> DoTUpstreamTransport
     {
         var tls = TLSClientConfiguration.makeStrict()
         tls.trustRoots = .pemFile(rig.caFile)
         tls.spkiPins = Set(pins.compactMap { SPKIPin(base64: $0) })
         var configuration = DoTUpstreamTransport.Configuration(
-            upstream: UpstreamAddress(host: "127.0.0.1", port: rig.dotPort, authenticationName: rig.serverName))
+            upstream: UpstreamAddress(host: "127.0.0.1", port: rig.dotPort, authenticationName: rig.serverName)
+        )
         configure(&configuration)
         return DoTUpstreamTransport(configuration: configuration, tlsContext: try TLSClientContext(configuration: tls))
     }
@@ -33,9 +38,14 @@ import Testing
         let loop = group.next()
 
         // The same question over DoT and over plain UDP gets the same answer records.
-        for (name, type) in [("a.test.", DNSRecordType.a), ("txt.test.", .txt), ("big.test.", .txt), ("nope.test.", .a), ("svc.test.", .https)] {
+        for (name, type) in [
+            ("a.test.", DNSRecordType.a), ("txt.test.", .txt), ("big.test.", .txt), ("nope.test.", .a),
+            ("svc.test.", .https),
+        ] {
             let query = try DNSMessage.query(name: DNSName(parsing: name), type: type, id: 99).encoded()
-            let overTLS = try DNSMessage(decoding: await transport.send(query, deadline: .now() + .seconds(5), on: loop).get())
+            let overTLS = try DNSMessage(
+                decoding: await transport.send(query, deadline: .now() + .seconds(5), on: loop).get()
+            )
             var plainQuery = try DNSMessage(decoding: query)
             plainQuery.edns = EDNSRecord(udpPayloadSize: 4096)
             let plain = try DNSMessage(decoding: await udpQuery(plainQuery.encoded(), port: rig.dnsPort))
@@ -52,8 +62,14 @@ import Testing
         while next < total {
             let batch = (next..<min(next + 200, total)).map { index in
                 transport.send(
-                    try! DNSMessage.query(name: DNSName(parsing: "q\(index).unique.test."), type: .a, id: UInt16(truncatingIfNeeded: index)).encoded(),
-                    deadline: .now() + .seconds(10), on: loop)
+                    try! DNSMessage.query(
+                        name: DNSName(parsing: "q\(index).unique.test."),
+                        type: .a,
+                        id: UInt16(truncatingIfNeeded: index)
+                    ).encoded(),
+                    deadline: .now() + .seconds(10),
+                    on: loop
+                )
             }
             for (offset, future) in batch.enumerated() {
                 let reply = try DNSMessage(decoding: await future.get())
@@ -77,7 +93,10 @@ import Testing
         let loop = group.next()
         for id in UInt16(1)...3 {
             let query = try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()
-            #expect(try DNSMessage(decoding: await transport.send(query, deadline: .now() + .seconds(5), on: loop).get()).header.id == id)
+            #expect(
+                try DNSMessage(decoding: await transport.send(query, deadline: .now() + .seconds(5), on: loop).get())
+                    .header.id == id
+            )
         }
         let statistics = await transport.statistics()
         #expect(statistics.connectionsOpened == 3)
@@ -91,10 +110,17 @@ import Testing
         var tls = TLSClientConfiguration.makeStrict()
         tls.trustRoots = .pemFile(rig.caFile)
         let transport = DoTUpstreamTransport(
-            configuration: .init(upstream: UpstreamAddress(host: "127.0.0.1", port: rig.dotPort, authenticationName: "dns.example")),
-            tlsContext: try TLSClientContext(configuration: tls))
+            configuration: .init(
+                upstream: UpstreamAddress(host: "127.0.0.1", port: rig.dotPort, authenticationName: "dns.example")
+            ),
+            tlsContext: try TLSClientContext(configuration: tls)
+        )
         do {
-            _ = try await transport.send(DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded(), deadline: .now() + .seconds(5), on: group.next()).get()
+            _ = try await transport.send(
+                DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded(),
+                deadline: .now() + .seconds(5),
+                on: group.next()
+            ).get()
             Issue.record("a certificate for dns.test was accepted for dns.example")
         } catch let error as UpstreamError {
             #expect(error.code == .certificateRejected, "\(error)")

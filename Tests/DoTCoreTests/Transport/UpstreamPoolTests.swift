@@ -15,23 +15,33 @@ import Testing
     }
 
     static func pool(
-        _ transports: [any UpstreamTransport], loop: any EventLoop, configure: (inout UpstreamPool.Configuration) -> Void = { _ in }
+        _ transports: [any UpstreamTransport],
+        loop: any EventLoop,
+        configure: (inout UpstreamPool.Configuration) -> Void = { _ in }
     ) -> UpstreamPool {
         var configuration = UpstreamPool.Configuration()
         configure(&configuration)
         return UpstreamPool(
             members: transports.enumerated().map { UpstreamPool.Member(name: "u\($0.offset)", transport: $0.element) },
-            configuration: configuration, healthEventLoop: loop)
+            configuration: configuration,
+            healthEventLoop: loop
+        )
     }
 
     /// Sends one query on an embedded loop, where scripted transports complete at once.
-    static func send(_ pool: UpstreamPool, on loop: EmbeddedEventLoop, id: UInt16 = 7) throws -> Result<DNSMessage, UpstreamError> {
+    static func send(
+        _ pool: UpstreamPool,
+        on loop: EmbeddedEventLoop,
+        id: UInt16 = 7
+    ) throws -> Result<DNSMessage, UpstreamError> {
         let future = pool.send(try query(id: id), deadline: .now() + .seconds(2), on: loop)
         loop.run()
         let result = NIOLockedValueBox<Result<DNSMessage, UpstreamError>?>(nil)
         future.whenComplete { outcome in
             result.withLockedValue {
-                $0 = outcome.flatMap { reply in Result { try DNSMessage(decoding: reply) } }.mapError { $0 as! UpstreamError }
+                $0 = outcome.flatMap { reply in Result { try DNSMessage(decoding: reply) } }.mapError {
+                    $0 as! UpstreamError
+                }
             }
         }
         loop.run()
@@ -42,7 +52,10 @@ import Testing
         let loop = EmbeddedEventLoop()
         let broken = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
         let good = ScriptedUpstreamTransport()
-        let pool = Self.pool([broken, good], loop: loop) { $0.policy = .sequential; $0.maximumFailures = 2 }
+        let pool = Self.pool([broken, good], loop: loop) {
+            $0.policy = .sequential
+            $0.maximumFailures = 2
+        }
         for id in 1...4 {
             let reply = try Self.send(pool, on: loop, id: UInt16(id)).get()
             #expect(reply.header.id == UInt16(id) && reply.answers.count == 1)
@@ -51,8 +64,13 @@ import Testing
         #expect(broken.queryCount == 2 && good.queryCount == 4)
         let statistics = pool.statistics()
         #expect(!statistics[0].isUp && statistics[0].downReason.contains("connection refused"))
-        #expect(statistics[0].connectionFailures == 2 && statistics[0].failovers == 2 && statistics[0].downTransitions == 1)
-        #expect(statistics[1].isUp && statistics[1].replies == 4 && statistics[1].latency != nil && statistics[1].outstanding == 0)
+        #expect(
+            statistics[0].connectionFailures == 2 && statistics[0].failovers == 2 && statistics[0].downTransitions == 1
+        )
+        #expect(
+            statistics[1].isUp && statistics[1].replies == 4 && statistics[1].latency != nil
+                && statistics[1].outstanding == 0
+        )
         #expect(pool.hasUsableUpstream)
         pool.shutdown()
     }
@@ -72,7 +90,10 @@ import Testing
         #expect(try Self.send(pool, on: loop).get().header.responseCode == .noError)
 
         // With SERVFAIL not configured as a failover code, it is passed on at once.
-        let strict = Self.pool([servfail, refused], loop: loop) { $0.policy = .sequential; $0.failoverResponseCodes = [] }
+        let strict = Self.pool([servfail, refused], loop: loop) {
+            $0.policy = .sequential
+            $0.failoverResponseCodes = []
+        }
         #expect(try Self.send(strict, on: loop).get().header.responseCode == .serverFailure)
         pool.shutdown()
         strict.shutdown()
@@ -130,7 +151,10 @@ import Testing
         #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop).get() }
         #expect(upstream.queryCount == 2 && pool.statistics()[0].recoveryQueries == 1)
         for _ in 0..<5 {
-            guard case .failure(let error) = try Self.send(pool, on: loop) else { Issue.record("expected a failure"); return }
+            guard case .failure(let error) = try Self.send(pool, on: loop) else {
+                Issue.record("expected a failure")
+                return
+            }
             #expect(error.code == .noUpstreamAvailable)
         }
         #expect(upstream.queryCount == 2)
@@ -161,7 +185,10 @@ import Testing
         }
         #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop).get() }
         #expect(!pool.hasUsableUpstream)
-        guard case .failure(let error) = try Self.send(pool, on: loop) else { Issue.record("expected a failure"); return }
+        guard case .failure(let error) = try Self.send(pool, on: loop) else {
+            Issue.record("expected a failure")
+            return
+        }
         #expect(error.code == .noUpstreamAvailable && upstream.queryCount == 1)
         upstream.behaviour = .respond(.refused)
         loop.advanceTime(by: .seconds(1))
@@ -234,7 +261,9 @@ import Testing
         let good = ScriptedUpstreamTransport()
         let pool = Self.pool([silent, good], loop: loop) { $0.policy = .sequential }
         let done = NIOLockedValueBox(false)
-        pool.send(try Self.query(), deadline: loop.now + .seconds(1), on: loop).whenSuccess { _ in done.withLockedValue { $0 = true } }
+        pool.send(try Self.query(), deadline: loop.now + .seconds(1), on: loop).whenSuccess { _ in
+            done.withLockedValue { $0 = true }
+        }
         // Two upstreams left to try: the silent one gets half of the second.
         loop.advanceTime(by: .milliseconds(499))
         #expect(!done.withLockedValue { $0 } && good.queryCount == 0)
@@ -249,8 +278,12 @@ import Testing
         let closing = ScriptedUpstreamTransport(behaviour: .fail(.shutdown))
         let good = ScriptedUpstreamTransport()
         let pool = Self.pool([closing, good], loop: loop) { $0.policy = .sequential }
-        await #expect(throws: UpstreamError.self) { try await pool.send(try Self.query(), deadline: .now() + .seconds(1), on: loop).get() }
-        await #expect(throws: UpstreamError.self) { try await pool.send(ByteBuffer(bytes: [1, 2, 3]), deadline: .now() + .seconds(1), on: loop).get() }
+        await #expect(throws: UpstreamError.self) {
+            try await pool.send(try Self.query(), deadline: .now() + .seconds(1), on: loop).get()
+        }
+        await #expect(throws: UpstreamError.self) {
+            try await pool.send(ByteBuffer(bytes: [1, 2, 3]), deadline: .now() + .seconds(1), on: loop).get()
+        }
         #expect(good.queryCount == 0 && pool.statistics()[0].isUp)
         pool.shutdown()
     }
@@ -261,14 +294,22 @@ import Testing
         let first = try await TestDoTServer.start(group: group)
         let second = try await TestDoTServer.start(group: group)
         let transports = try [first.makeTransport(), second.makeTransport()]
-        let pool = UpstreamPool(members: transports.map(UpstreamPool.Member.init), configuration: .init(policy: .roundRobin), healthEventLoop: group.next())
+        let pool = UpstreamPool(
+            members: transports.map(UpstreamPool.Member.init),
+            configuration: .init(policy: .roundRobin),
+            healthEventLoop: group.next()
+        )
         #expect(pool.members.map(\.name) == ["127.0.0.1:\(first.port)#dns.test", "127.0.0.1:\(second.port)#dns.test"])
         let loop = group.next()
         var answered = 0
         for batch in 0..<20 {
             if batch == 5 { try await first.stop() }
             let futures = try (0..<100).map { index in
-                pool.send(try Self.query(DNSName(parsing: "q\(batch)-\(index).test."), id: UInt16(index)), deadline: .now() + .seconds(3), on: loop)
+                pool.send(
+                    try Self.query(DNSName(parsing: "q\(batch)-\(index).test."), id: UInt16(index)),
+                    deadline: .now() + .seconds(3),
+                    on: loop
+                )
             }
             for (index, future) in futures.enumerated() {
                 let reply = try DNSMessage(decoding: try await future.get())
@@ -294,9 +335,19 @@ import Testing
         }
         let healthy = try await TestDoTServer.start(group: group)
         let transports = try [failing.makeTransport(), healthy.makeTransport()]
-        let pool = UpstreamPool(members: transports.map(UpstreamPool.Member.init), configuration: .init(policy: .sequential), healthEventLoop: group.next())
+        let pool = UpstreamPool(
+            members: transports.map(UpstreamPool.Member.init),
+            configuration: .init(policy: .sequential),
+            healthEventLoop: group.next()
+        )
         for id in 0..<10 {
-            let reply = try DNSMessage(decoding: try await pool.send(try Self.query(id: UInt16(id)), deadline: .now() + .seconds(3), on: group.next()).get())
+            let reply = try DNSMessage(
+                decoding: try await pool.send(
+                    try Self.query(id: UInt16(id)),
+                    deadline: .now() + .seconds(3),
+                    on: group.next()
+                ).get()
+            )
             #expect(reply.header.responseCode == .noError && reply.header.id == UInt16(id))
         }
         #expect(failing.queryCount == 10 && healthy.queryCount == 10)

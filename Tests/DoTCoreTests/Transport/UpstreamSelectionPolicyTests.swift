@@ -4,9 +4,16 @@ import Testing
 
 /// Each policy's choice on scripted statistics.
 struct UpstreamSelectionPolicyTests {
-    static func candidates(_ stats: [(outstanding: Int, latencyMilliseconds: Int64?)], indices: [Int]? = nil) -> [UpstreamCandidate] {
+    static func candidates(
+        _ stats: [(outstanding: Int, latencyMilliseconds: Int64?)],
+        indices: [Int]? = nil
+    ) -> [UpstreamCandidate] {
         stats.enumerated().map { position, stat in
-            UpstreamCandidate(index: indices?[position] ?? position, outstanding: stat.outstanding, latency: stat.latencyMilliseconds.map { .milliseconds($0) })
+            UpstreamCandidate(
+                index: indices?[position] ?? position,
+                outstanding: stat.outstanding,
+                latency: stat.latencyMilliseconds.map { .milliseconds($0) }
+            )
         }
     }
 

@@ -14,7 +14,11 @@ import Testing
         #expect(try DNSName(parsing: "x\\000y.").description == "x\\000y.")
         #expect(try DNSName(parsing: "sp\\ ace.").description == "sp\\ ace.")
         #expect(try DNSName(parsing: "back\\\\slash.").description == "back\\\\slash.")
-        #expect(try DNSName(parsing: "WWW.Example.COM").labels.map { String(decoding: $0, as: UTF8.self) } == ["WWW", "Example", "COM"])
+        #expect(
+            try DNSName(parsing: "WWW.Example.COM").labels.map { String(decoding: $0, as: UTF8.self) } == [
+                "WWW", "Example", "COM",
+            ]
+        )
     }
 
     @Test(arguments: ["a..b", "..", "a.\\", "\\25", "\\256.", "\\2x5."])
@@ -83,7 +87,9 @@ import Testing
         #expect(DNSResponseCode.nameError.description == "NXDOMAIN")
         #expect(DNSResponseCode(rawValue: 4095)?.description == "RCODE4095")
         #expect(DNSResponseCode(rawValue: 4096) == nil)
-        #expect(EDNSOptionCode.padding.description == "PADDING" && EDNSOptionCode(rawValue: 65001).description == "OPT65001")
+        #expect(
+            EDNSOptionCode.padding.description == "PADDING" && EDNSOptionCode(rawValue: 65001).description == "OPT65001"
+        )
     }
 
     @Test func extendedResponseCodesTravelInOPT() throws {

@@ -66,7 +66,11 @@ struct FixtureRoundTripTests {
         #expect(mx.answers.map(\.rdata) == [.mx(preference: 10, exchange: "a.test.")])
 
         let txt = try DNSMessage(decoding: Fixtures.response("txt"))
-        #expect(txt.answers.map(\.rdata) == [.txt([Array("first string".utf8), Array("second string".utf8), Array("v=spf1 -all".utf8)])])
+        #expect(
+            txt.answers.map(\.rdata) == [
+                .txt([Array("first string".utf8), Array("second string".utf8), Array("v=spf1 -all".utf8)])
+            ]
+        )
 
         let big = try DNSMessage(decoding: Fixtures.response("big-txt"))
         guard case .txt(let strings) = big.answers.first?.rdata else {
@@ -153,9 +157,19 @@ struct FixtureRoundTripTests {
         let queryBuffer = try Fixtures.query("mixed-case")
         let responseBuffer = try Fixtures.response("mixed-case")
         let lower = try Fixtures.response("a")
-        #expect(try DNSMessageView(queryBuffer).questionMatches(DNSMessageView(responseBuffer), in: queryBuffer, otherBuffer: responseBuffer))
-        #expect(try DNSMessageView(queryBuffer).questionMatches(DNSMessageView(lower), in: queryBuffer, otherBuffer: lower))
+        #expect(
+            try DNSMessageView(queryBuffer).questionMatches(
+                DNSMessageView(responseBuffer),
+                in: queryBuffer,
+                otherBuffer: responseBuffer
+            )
+        )
+        #expect(
+            try DNSMessageView(queryBuffer).questionMatches(DNSMessageView(lower), in: queryBuffer, otherBuffer: lower)
+        )
         let other = try Fixtures.response("aaaa")
-        #expect(try !DNSMessageView(queryBuffer).questionMatches(DNSMessageView(other), in: queryBuffer, otherBuffer: other))
+        #expect(
+            try !DNSMessageView(queryBuffer).questionMatches(DNSMessageView(other), in: queryBuffer, otherBuffer: other)
+        )
     }
 }

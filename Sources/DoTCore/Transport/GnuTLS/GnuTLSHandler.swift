@@ -104,11 +104,20 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
             let digests = pins.isEmpty ? [] : session.peerSPKIDigests()
             let pinsMatch = pins.isEmpty || digests.contains { digest in pins.contains { $0.digest == digest } }
             perform(
-                stateMachine.handshakeVerified(pinsMatch: pinsMatch, nameInSubjectAltName: session.peerNamesServerInSubjectAltName()),
-                context: context)
+                stateMachine.handshakeVerified(
+                    pinsMatch: pinsMatch,
+                    nameInSubjectAltName: session.peerNamesServerInSubjectAltName()
+                ),
+                context: context
+            )
         case .flushBufferedWrites:
             context.fireUserInboundEventTriggered(
-                TLSHandshakeCompleted(protocolName: session.protocolName, cipherName: session.cipherName, resumed: session.isResumed))
+                TLSHandshakeCompleted(
+                    protocolName: session.protocolName,
+                    cipherName: session.cipherName,
+                    resumed: session.isResumed
+                )
+            )
             waitingForFlush.append(contentsOf: waitingForHandshake)
             waitingForHandshake.removeAll()
             encryptAndFlush(context: context)
@@ -232,7 +241,9 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .record:
             break
         }
-        let error: any Error = failure == .record ? (lastError ?? GnuTLSError(message: "record layer failed", operation: "record receive")) : report
+        let error: any Error =
+            failure == .record
+            ? (lastError ?? GnuTLSError(message: "record layer failed", operation: "record receive")) : report
         failBufferedWrites(error)
         context.fireErrorCaught(error)
         context.close(promise: nil)

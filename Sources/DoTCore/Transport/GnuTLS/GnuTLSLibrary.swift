@@ -22,7 +22,8 @@ public enum GnuTLSLibrary {
             throw GnuTLSError(
                 message: "GnuTLS \(version) is loaded, but dotproxy needs \(minimum) or newer "
                     + "(on Debian or Ubuntu: apt-get install libgnutls30)",
-                operation: "version check")
+                operation: "version check"
+            )
         }
     }
 }

@@ -58,12 +58,17 @@ final class GnuTLSSession {
     /// Creates a session with the given role flags, priorities and credentials, wired to the memory
     /// transport. `context` is kept alive for as long as the session, because GnuTLS points into it.
     private init(
-        flags: UInt32, priority: gnutls_priority_t, credentials: gnutls_certificate_credentials_t, context: AnyObject,
+        flags: UInt32,
+        priority: gnutls_priority_t,
+        credentials: gnutls_certificate_credentials_t,
+        context: AnyObject,
         verificationName: String?
     ) throws(GnuTLSError) {
         var session: gnutls_session_t?
         let status = gnutls_init(&session, flags)
-        guard status == GNUTLS_E_SUCCESS, let session else { throw GnuTLSError(code: status, operation: "init session") }
+        guard status == GNUTLS_E_SUCCESS, let session else {
+            throw GnuTLSError(code: status, operation: "init session")
+        }
         self.session = session
         self.inbound = ByteBuffer()
         self.outbound = nil
@@ -72,7 +77,10 @@ final class GnuTLSSession {
         self.retainedContext = context
         try configureTransport()
         try check(gnutls_priority_set(session, priority), "set priority")
-        try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(credentials)), "set credentials")
+        try check(
+            gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(credentials)),
+            "set credentials"
+        )
     }
 
     /// Creates a client session.
@@ -82,10 +90,15 @@ final class GnuTLSSession {
     ///   - serverName: The authentication name. A DNS name is sent as SNI and verified; an IP address
     ///     literal is verified against the certificate's IP addresses and not sent as SNI.
     ///   - resumptionData: Session data from an earlier connection to the same upstream.
-    convenience init(client context: TLSClientContext, serverName: String, resumptionData: [UInt8]?) throws(GnuTLSError) {
+    convenience init(client context: TLSClientContext, serverName: String, resumptionData: [UInt8]?) throws(GnuTLSError)
+    {
         try self.init(
-            flags: dotproxy_gnutls_client_init_flags(), priority: context.priority, credentials: context.credentials, context: context,
-            verificationName: context.configuration.verification.authenticates ? serverName : nil)
+            flags: dotproxy_gnutls_client_init_flags(),
+            priority: context.priority,
+            credentials: context.credentials,
+            context: context,
+            verificationName: context.configuration.verification.authenticates ? serverName : nil
+        )
         if IPv4Address(serverName) == nil && IPv6Address(serverName) == nil && !serverName.isEmpty {
             try check(gnutls_server_name_set(session, GNUTLS_NAME_DNS, serverName, serverName.utf8.count), "set SNI")
         }
@@ -95,9 +108,15 @@ final class GnuTLSSession {
             let purpose = strdup(Self.serverAuthenticationPurpose)
             let data = UnsafeMutablePointer<gnutls_typed_vdata_st>.allocate(capacity: 2)
             data[0] = gnutls_typed_vdata_st(
-                type: GNUTLS_DT_DNS_HOSTNAME, data: UnsafeMutableRawPointer(verificationName).assumingMemoryBound(to: UInt8.self), size: 0)
+                type: GNUTLS_DT_DNS_HOSTNAME,
+                data: UnsafeMutableRawPointer(verificationName).assumingMemoryBound(to: UInt8.self),
+                size: 0
+            )
             data[1] = gnutls_typed_vdata_st(
-                type: GNUTLS_DT_KEY_PURPOSE_OID, data: UnsafeMutableRawPointer(purpose)?.assumingMemoryBound(to: UInt8.self), size: 0)
+                type: GNUTLS_DT_KEY_PURPOSE_OID,
+                data: UnsafeMutableRawPointer(purpose)?.assumingMemoryBound(to: UInt8.self),
+                size: 0
+            )
             serverKeyPurpose = purpose
             verificationData = data
             gnutls_session_set_verify_cert2(session, data, 2, 0)
@@ -111,8 +130,12 @@ final class GnuTLSSession {
     /// Creates a server session, for the in-process test server.
     convenience init(server context: TLSServerContext) throws(GnuTLSError) {
         try self.init(
-            flags: dotproxy_gnutls_server_init_flags(), priority: context.priority, credentials: context.credentials, context: context,
-            verificationName: nil)
+            flags: dotproxy_gnutls_server_init_flags(),
+            priority: context.priority,
+            credentials: context.credentials,
+            context: context,
+            verificationName: nil
+        )
         if let ticketKey = context.ticketKey {
             try check(gnutls_session_ticket_enable_server(session, ticketKey), "enable session tickets")
         }
@@ -327,7 +350,11 @@ final class GnuTLSSession {
             if kind == GNUTLS_E_SHORT_MEMORY_BUFFER {
                 buffer = [UInt8](repeating: 0, count: size)
                 var retry = size
-                if gnutls_x509_crt_get_subject_alt_name(certificate, sequence, &buffer, &retry, nil) == Int32(wanted.rawValue) { return true }
+                if gnutls_x509_crt_get_subject_alt_name(certificate, sequence, &buffer, &retry, nil)
+                    == Int32(wanted.rawValue)
+                {
+                    return true
+                }
             } else if kind < 0 {
                 return false
             }
@@ -347,10 +374,14 @@ final class GnuTLSSession {
             defer { gnutls_pubkey_deinit(pubkey) }
             guard importFromCertificate(pubkey, &certificate) else { continue }
             var spki = gnutls_datum_t(data: nil, size: 0)
-            guard gnutls_pubkey_export2(pubkey, GNUTLS_X509_FMT_DER, &spki) == GNUTLS_E_SUCCESS, let spkiData = spki.data else { continue }
+            guard gnutls_pubkey_export2(pubkey, GNUTLS_X509_FMT_DER, &spki) == GNUTLS_E_SUCCESS,
+                let spkiData = spki.data
+            else { continue }
             defer { dotproxy_gnutls_free(spkiData) }
             var digest = [UInt8](repeating: 0, count: 32)
-            guard gnutls_hash_fast(GNUTLS_DIG_SHA256, spkiData, Int(spki.size), &digest) == GNUTLS_E_SUCCESS else { continue }
+            guard gnutls_hash_fast(GNUTLS_DIG_SHA256, spkiData, Int(spki.size), &digest) == GNUTLS_E_SUCCESS else {
+                continue
+            }
             digests.append(digest)
         }
         return digests

@@ -32,4 +32,3 @@ public struct SPKIPin: Hashable, Sendable, CustomStringConvertible {
     /// The pin in base64.
     public var description: String { Data(digest).base64EncodedString() }
 }
-

@@ -88,8 +88,11 @@ public struct TLSClientConfiguration: Hashable, Sendable {
     ///   - verification: How the server's identity is checked.
     ///   - spkiPins: SPKI SHA-256 pins, or none.
     public init(
-        trustRoots: TrustRoots, minimumVersion: ProtocolVersion, priorityString: String? = nil,
-        verification: Verification, spkiPins: Set<SPKIPin> = []
+        trustRoots: TrustRoots,
+        minimumVersion: ProtocolVersion,
+        priorityString: String? = nil,
+        verification: Verification,
+        spkiPins: Set<SPKIPin> = []
     ) {
         self.trustRoots = trustRoots
         self.minimumVersion = minimumVersion

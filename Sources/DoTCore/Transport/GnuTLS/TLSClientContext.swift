@@ -26,7 +26,10 @@ public final class TLSClientContext: Sendable {
     ///   - logger: Where to warn about opportunistic mode.
     /// - Throws: ``GnuTLSError`` when GnuTLS is too old, the trust roots cannot be loaded (or are empty),
     ///   or the priority string is invalid.
-    public init(configuration: TLSClientConfiguration, logger: Logger = Logger(label: "dotproxy.tls")) throws(GnuTLSError) {
+    public init(
+        configuration: TLSClientConfiguration,
+        logger: Logger = Logger(label: "dotproxy.tls")
+    ) throws(GnuTLSError) {
         try GnuTLSLibrary.checkVersion()
         var credentials: gnutls_certificate_credentials_t?
         var status = gnutls_certificate_allocate_credentials(&credentials)
@@ -42,7 +45,10 @@ public final class TLSClientContext: Sendable {
         guard status > 0 else {
             gnutls_certificate_free_credentials(credentials)
             if status == 0 {
-                throw GnuTLSError(message: "no certificates found in \(configuration.trustRoots)", operation: "load trust roots")
+                throw GnuTLSError(
+                    message: "no certificates found in \(configuration.trustRoots)",
+                    operation: "load trust roots"
+                )
             }
             var error = GnuTLSError(code: status, operation: "load trust roots")
             error.message += " (\(configuration.trustRoots))"
@@ -65,7 +71,8 @@ public final class TLSClientContext: Sendable {
         self.configuration = configuration
         if !configuration.verification.authenticates {
             logger.warning(
-                "opportunistic TLS: upstream certificates are not verified, so an active attacker can read and change DNS traffic")
+                "opportunistic TLS: upstream certificates are not verified, so an active attacker can read and change DNS traffic"
+            )
         }
     }
 

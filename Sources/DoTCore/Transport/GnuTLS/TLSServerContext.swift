@@ -20,12 +20,19 @@ package final class TLSServerContext: Sendable {
     ///   - keyFile: The private key in PEM.
     ///   - priorityString: The GnuTLS priority string; `NORMAL` by default.
     ///   - issuesSessionTickets: Whether to issue session tickets.
-    package init(certificateFile: String, keyFile: String, priorityString: String = "NORMAL", issuesSessionTickets: Bool = true)
+    package init(
+        certificateFile: String,
+        keyFile: String,
+        priorityString: String = "NORMAL",
+        issuesSessionTickets: Bool = true
+    )
         throws(GnuTLSError)
     {
         var credentials: gnutls_certificate_credentials_t?
         var status = gnutls_certificate_allocate_credentials(&credentials)
-        guard status == GNUTLS_E_SUCCESS, let credentials else { throw GnuTLSError(code: status, operation: "allocate credentials") }
+        guard status == GNUTLS_E_SUCCESS, let credentials else {
+            throw GnuTLSError(code: status, operation: "allocate credentials")
+        }
         status = gnutls_certificate_set_x509_key_file(credentials, certificateFile, keyFile, GNUTLS_X509_FMT_PEM)
         guard status == GNUTLS_E_SUCCESS else {
             gnutls_certificate_free_credentials(credentials)

@@ -21,7 +21,11 @@ public struct BootstrapHostResolver: UpstreamHostResolver {
     ///   - servers: Plain DNS servers to ask, in order.
     ///   - timeout: Time per server; 2 s.
     ///   - minimumTimeToLive: The floor on an answer's lifetime; 30 s.
-    public init(servers: [SocketAddress], timeout: TimeAmount = .seconds(2), minimumTimeToLive: TimeAmount = .seconds(30)) {
+    public init(
+        servers: [SocketAddress],
+        timeout: TimeAmount = .seconds(2),
+        minimumTimeToLive: TimeAmount = .seconds(30)
+    ) {
         self.servers = servers
         self.timeout = timeout
         self.minimumTimeToLive = minimumTimeToLive
@@ -32,29 +36,46 @@ public struct BootstrapHostResolver: UpstreamHostResolver {
         do {
             name = try DNSName(parsing: host)
         } catch {
-            return eventLoop.makeFailedFuture(UpstreamError(.connectionFailed, upstream: host, detail: "not a host name: \(error)"))
+            return eventLoop.makeFailedFuture(
+                UpstreamError(.connectionFailed, upstream: host, detail: "not a host name: \(error)")
+            )
         }
         return ask(servers[...], name: name, host: host, on: eventLoop, lastError: nil)
     }
 
     private func ask(
-        _ remaining: ArraySlice<SocketAddress>, name: DNSName, host: String, on eventLoop: any EventLoop, lastError: (any Error)?
+        _ remaining: ArraySlice<SocketAddress>,
+        name: DNSName,
+        host: String,
+        on eventLoop: any EventLoop,
+        lastError: (any Error)?
     ) -> EventLoopFuture<UpstreamHostResolution> {
         guard let server = remaining.first else {
             return eventLoop.makeFailedFuture(
                 UpstreamError(
-                    .connectionFailed, upstream: host,
-                    detail: "no bootstrap server resolved it" + (lastError.map { ": \($0)" } ?? " (none configured)")))
+                    .connectionFailed,
+                    upstream: host,
+                    detail: "no bootstrap server resolved it" + (lastError.map { ": \($0)" } ?? " (none configured)")
+                )
+            )
         }
         let deadline = NIODeadline.now() + timeout
         let v4 = exchange(name: name, type: .a, server: server, deadline: deadline, on: eventLoop)
         let v6 = exchange(name: name, type: .aaaa, server: server, deadline: deadline, on: eventLoop)
         return v4.and(v6).flatMapThrowing { v4, v6 in
             let records = v4 + v6
-            guard !records.isEmpty else { throw UpstreamError(.connectionFailed, upstream: host, detail: "\(server) has no A or AAAA records for it") }
+            guard !records.isEmpty else {
+                throw UpstreamError(
+                    .connectionFailed,
+                    upstream: host,
+                    detail: "\(server) has no A or AAAA records for it"
+                )
+            }
             let ttl = records.map(\.ttl).min() ?? 0
             return UpstreamHostResolution(
-                addresses: records.map(\.address), timeToLive: max(.seconds(Int64(ttl)), minimumTimeToLive))
+                addresses: records.map(\.address),
+                timeToLive: max(.seconds(Int64(ttl)), minimumTimeToLive)
+            )
         }.flatMapError { error in
             ask(remaining.dropFirst(), name: name, host: host, on: eventLoop, lastError: error)
         }
@@ -62,7 +83,11 @@ public struct BootstrapHostResolver: UpstreamHostResolver {
 
     /// One query over UDP; returns the address records of the answer.
     private func exchange(
-        name: DNSName, type: DNSRecordType, server: SocketAddress, deadline: NIODeadline, on eventLoop: any EventLoop
+        name: DNSName,
+        type: DNSRecordType,
+        server: SocketAddress,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop
     ) -> EventLoopFuture<[(address: String, ttl: UInt32)]> {
         let id = UInt16.random(in: .min ... .max)
         let query = DNSMessage.query(name: name, type: type, id: id)
@@ -96,10 +121,18 @@ public struct BootstrapHostResolver: UpstreamHostResolver {
             .flatMapThrowing { (bytes: ByteBuffer) -> [(address: String, ttl: UInt32)] in
                 let message = try DNSMessage(decoding: bytes)
                 guard message.header.id == id, message.header.isResponse, message.questions == query.questions else {
-                    throw UpstreamError(.malformedReply, upstream: "\(server)", detail: "bootstrap reply does not match the query")
+                    throw UpstreamError(
+                        .malformedReply,
+                        upstream: "\(server)",
+                        detail: "bootstrap reply does not match the query"
+                    )
                 }
                 guard message.header.responseCode == .noError || message.header.responseCode == .nameError else {
-                    throw UpstreamError(.malformedReply, upstream: "\(server)", detail: "bootstrap server answered \(message.header.responseCode)")
+                    throw UpstreamError(
+                        .malformedReply,
+                        upstream: "\(server)",
+                        detail: "bootstrap server answered \(message.header.responseCode)"
+                    )
                 }
                 return message.answers.compactMap { record in
                     switch record.rdata {
@@ -126,7 +159,9 @@ public struct BootstrapHostResolver: UpstreamHostResolver {
             promise.succeed(envelope.data)
         }
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            promise.fail(UpstreamError(.connectionFailed, upstream: "\(server)", detail: "bootstrap query failed: \(error)"))
+            promise.fail(
+                UpstreamError(.connectionFailed, upstream: "\(server)", detail: "bootstrap query failed: \(error)")
+            )
         }
     }
 }

@@ -44,8 +44,13 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
     ///     ``name`` rather than the address.
     ///   - logger: Receives address changes and lookup failures.
     public init(
-        host: String, port: Int = 853, authenticationName: String? = nil, resolver: any UpstreamHostResolver, tlsContext: TLSClientContext,
-        configuration: DoTUpstreamTransport.Configuration? = nil, metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        host: String,
+        port: Int = 853,
+        authenticationName: String? = nil,
+        resolver: any UpstreamHostResolver,
+        tlsContext: TLSClientContext,
+        configuration: DoTUpstreamTransport.Configuration? = nil,
+        metrics: DNSProxyMetrics = DNSProxyMetrics(),
         logger: Logger = Logger(label: "dotproxy.upstream")
     ) {
         self.metrics = metrics
@@ -54,7 +59,8 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
         self.authenticationName = authenticationName ?? host
         self.resolver = resolver
         self.tlsContext = tlsContext
-        self.template = configuration ?? DoTUpstreamTransport.Configuration(upstream: UpstreamAddress(host: host, port: port))
+        self.template =
+            configuration ?? DoTUpstreamTransport.Configuration(upstream: UpstreamAddress(host: host, port: port))
         self.logger = logger
     }
 
@@ -82,12 +88,18 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
         lookup(on: eventLoop).map { $0.configuration.upstream }
     }
 
-    public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+    public func send(
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<ByteBuffer> {
         futureSend(query, deadline: deadline, on: eventLoop)
     }
 
     public func send(
-        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     ) {
         let now = eventLoop.now
@@ -95,7 +107,8 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
         guard let current else {
             lookup(on: eventLoop).whenComplete { result in
                 switch result {
-                case .success(let transport): transport.send(query, deadline: deadline, on: eventLoop, completion: completion)
+                case .success(let transport):
+                    transport.send(query, deadline: deadline, on: eventLoop, completion: completion)
                 case .failure(let error):
                     completion(.failure(UpstreamError.wrapping(error, upstream: self.name)))
                 }
@@ -124,7 +137,10 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
             try self.adopt(resolution, now: eventLoop.now)
         }.whenComplete { result in
             if case .failure(let error) = result {
-                self.logger.warning("cannot resolve upstream", metadata: ["upstream": "\(self.name)", "error": "\(error)"])
+                self.logger.warning(
+                    "cannot resolve upstream",
+                    metadata: ["upstream": "\(self.name)", "error": "\(error)"]
+                )
                 self.state.withLockedValue { $0.lookup = nil }
             }
             promise.completeWith(result)
@@ -143,12 +159,20 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
             if let current = state.current, current.configuration.upstream.host == address { return (current, false) }
             var configuration = template
             configuration.upstream = UpstreamAddress(host: address, port: port, authenticationName: authenticationName)
-            let transport = DoTUpstreamTransport(configuration: configuration, tlsContext: tlsContext, metrics: metrics.upstream(name), logger: logger)
+            let transport = DoTUpstreamTransport(
+                configuration: configuration,
+                tlsContext: tlsContext,
+                metrics: metrics.upstream(name),
+                logger: logger
+            )
             state.current = transport
             return (transport, true)
         }
         if changed {
-            logger.info("upstream resolved", metadata: ["upstream": "\(name)", "address": "\(address)", "ttl": "\(resolution.timeToLive)"])
+            logger.info(
+                "upstream resolved",
+                metadata: ["upstream": "\(name)", "address": "\(address)", "ttl": "\(resolution.timeToLive)"]
+            )
         }
         return transport
     }

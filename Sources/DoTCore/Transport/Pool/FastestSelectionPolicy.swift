@@ -23,7 +23,8 @@ public struct FastestSelectionPolicy: UpstreamSelectionPolicy {
     public mutating func select(from candidates: [UpstreamCandidate]) -> Int {
         if let unmeasured = candidates.firstIndex(where: { $0.latency == nil }) { return unmeasured }
         var fastest = 0
-        for position in candidates.indices.dropFirst() where candidates[position].latency! < candidates[fastest].latency! {
+        for position in candidates.indices.dropFirst()
+        where candidates[position].latency! < candidates[fastest].latency! {
             fastest = position
         }
         selections += 1

@@ -30,7 +30,12 @@ struct UpstreamHealth: Sendable {
 
     /// Records a failure. Returns `true` when this marks the upstream down; the first probe is then
     /// due `initialProbeDelay` after `now`.
-    mutating func recordFailure(reason: String, now: NIODeadline, maximumFailures: Int, initialProbeDelay: TimeAmount) -> Bool {
+    mutating func recordFailure(
+        reason: String,
+        now: NIODeadline,
+        maximumFailures: Int,
+        initialProbeDelay: TimeAmount
+    ) -> Bool {
         consecutiveFailures += 1
         lastFailure = now
         guard isUp, consecutiveFailures >= maximumFailures else { return false }

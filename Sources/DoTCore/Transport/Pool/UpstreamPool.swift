@@ -96,10 +96,16 @@ public final class UpstreamPool: UpstreamTransport {
         ///   - recoveryQueryInterval: While every upstream is down, one client query per this interval
         ///     still goes out; 100 ms.
         public init(
-            policy: any UpstreamSelectionPolicy = .leastOutstanding, maximumFailures: Int = 3,
-            failoverResponseCodes: Set<DNSResponseCode> = [.serverFailure, .refused], initialProbeDelay: TimeAmount = .seconds(1),
-            maximumProbeDelay: TimeAmount = .seconds(60), probeTimeout: TimeAmount = .seconds(2), probeName: DNSName = .root,
-            probeType: DNSRecordType = .ns, healthCheckInterval: TimeAmount? = nil, recoveryQueryInterval: TimeAmount? = .milliseconds(100)
+            policy: any UpstreamSelectionPolicy = .leastOutstanding,
+            maximumFailures: Int = 3,
+            failoverResponseCodes: Set<DNSResponseCode> = [.serverFailure, .refused],
+            initialProbeDelay: TimeAmount = .seconds(1),
+            maximumProbeDelay: TimeAmount = .seconds(60),
+            probeTimeout: TimeAmount = .seconds(2),
+            probeName: DNSName = .root,
+            probeType: DNSRecordType = .ns,
+            healthCheckInterval: TimeAmount? = nil,
+            recoveryQueryInterval: TimeAmount? = .milliseconds(100)
         ) {
             self.policy = policy
             self.maximumFailures = max(1, maximumFailures)
@@ -160,10 +166,16 @@ public final class UpstreamPool: UpstreamTransport {
     ///     reported, labelled with the member's name.
     ///   - logger: Receives a warning when an upstream goes down and a notice when it comes back.
     public init(
-        members: [Member], configuration: Configuration = Configuration(), healthEventLoop: any EventLoop,
-        metrics: DNSProxyMetrics = DNSProxyMetrics(), logger: Logger = Logger(label: "dotproxy.pool")
+        members: [Member],
+        configuration: Configuration = Configuration(),
+        healthEventLoop: any EventLoop,
+        metrics: DNSProxyMetrics = DNSProxyMetrics(),
+        logger: Logger = Logger(label: "dotproxy.pool")
     ) {
-        precondition((1...Self.maximumMembers).contains(members.count), "an upstream pool holds 1 to \(Self.maximumMembers) members")
+        precondition(
+            (1...Self.maximumMembers).contains(members.count),
+            "an upstream pool holds 1 to \(Self.maximumMembers) members"
+        )
         self.members = members
         self.configuration = configuration
         self.healthEventLoop = healthEventLoop
@@ -173,12 +185,19 @@ public final class UpstreamPool: UpstreamTransport {
         self.failoverMask = configuration.failoverResponseCodes.reduce(0) { mask, code in
             code.rawValue < 16 ? mask | 1 << code.rawValue : mask
         }
-        self.probeQuery = (try? DNSMessage.query(name: configuration.probeName, type: configuration.probeType, id: 0).encoded()) ?? ByteBuffer()
+        self.probeQuery =
+            (try? DNSMessage.query(name: configuration.probeName, type: configuration.probeType, id: 0).encoded())
+            ?? ByteBuffer()
         self.state = NIOLockedValueBox(
             State(
-                policy: configuration.policy, health: Array(repeating: UpstreamHealth(), count: members.count),
-                statistics: members.map { UpstreamMemberStatistics(name: $0.name) }, latencyNanoseconds: Array(repeating: nil, count: members.count),
-                scheduled: Array(repeating: nil, count: members.count), failureLog: Array(repeating: [:], count: members.count)))
+                policy: configuration.policy,
+                health: Array(repeating: UpstreamHealth(), count: members.count),
+                statistics: members.map { UpstreamMemberStatistics(name: $0.name) },
+                latencyNanoseconds: Array(repeating: nil, count: members.count),
+                scheduled: Array(repeating: nil, count: members.count),
+                failureLog: Array(repeating: [:], count: members.count)
+            )
+        )
         if let interval = configuration.healthCheckInterval {
             let task = healthEventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
                 self?.checkAll()
@@ -189,12 +208,18 @@ public final class UpstreamPool: UpstreamTransport {
 
     // MARK: Sending
 
-    public func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+    public func send(
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<ByteBuffer> {
         futureSend(query, deadline: deadline, on: eventLoop)
     }
 
     public func send(
-        _ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop,
+        _ query: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     ) {
         attempt(Attempt(query: query, deadline: deadline, eventLoop: eventLoop, completion: completion))
@@ -213,7 +238,12 @@ public final class UpstreamPool: UpstreamTransport {
         var lastReply: ByteBuffer?
         var lastError: UpstreamError?
 
-        init(query: ByteBuffer, deadline: NIODeadline, eventLoop: any EventLoop, completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void) {
+        init(
+            query: ByteBuffer,
+            deadline: NIODeadline,
+            eventLoop: any EventLoop,
+            completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+        ) {
             self.query = query
             self.deadline = deadline
             self.eventLoop = eventLoop
@@ -224,7 +254,9 @@ public final class UpstreamPool: UpstreamTransport {
     private func attempt(_ attempt: Attempt) {
         let loop = attempt.eventLoop
         let now = loop.now
-        let choice: (index: Int, deadline: NIODeadline)? = now < attempt.deadline ? choose(excluding: attempt.tried, after: attempt.previous, now: now, deadline: attempt.deadline) : nil
+        let choice: (index: Int, deadline: NIODeadline)? =
+            now < attempt.deadline
+            ? choose(excluding: attempt.tried, after: attempt.previous, now: now, deadline: attempt.deadline) : nil
         guard let choice else {
             if let reply = attempt.lastReply {
                 attempt.completion(.success(reply))
@@ -232,13 +264,20 @@ public final class UpstreamPool: UpstreamTransport {
                 attempt.completion(
                     .failure(
                         attempt.lastError
-                            ?? UpstreamError(.noUpstreamAvailable, upstream: "pool", detail: "all \(members.count) upstreams are down")))
+                            ?? UpstreamError(
+                                .noUpstreamAvailable,
+                                upstream: "pool",
+                                detail: "all \(members.count) upstreams are down"
+                            )
+                    )
+                )
             }
             return
         }
         attempt.tried |= 1 << UInt64(choice.index)
         attempt.previous = choice.index
-        members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop) { result in
+        members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop) {
+            result in
             switch result {
             case .success(let reply):
                 self.memberMetrics[choice.index].duration.recordNanoseconds((loop.now - now).nanoseconds)
@@ -271,22 +310,34 @@ public final class UpstreamPool: UpstreamTransport {
     /// Picks an upstream not in `tried` and counts the query against it (and a failover against
     /// `previous`, the upstream that just failed); returns it with the attempt's deadline, or `nil`
     /// when none is usable.
-    private func choose(excluding tried: UInt64, after previous: Int?, now: NIODeadline, deadline: NIODeadline) -> (index: Int, deadline: NIODeadline)? {
+    private func choose(
+        excluding tried: UInt64,
+        after previous: Int?,
+        now: NIODeadline,
+        deadline: NIODeadline
+    ) -> (index: Int, deadline: NIODeadline)? {
         state.withLockedValue { state -> (index: Int, deadline: NIODeadline)? in
             state.candidates.removeAll(keepingCapacity: true)
             for index in members.indices where state.health[index].isUp && tried & (1 << UInt64(index)) == 0 {
                 state.candidates.append(
                     UpstreamCandidate(
-                        index: index, outstanding: state.statistics[index].outstanding,
-                        latency: state.latencyNanoseconds[index].map { .nanoseconds(Int64($0)) }))
+                        index: index,
+                        outstanding: state.statistics[index].outstanding,
+                        latency: state.latencyNanoseconds[index].map { .nanoseconds(Int64($0)) }
+                    )
+                )
             }
-            guard !state.candidates.isEmpty else { return recoveryChoice(tried: tried, now: now, deadline: deadline, in: &state) }
+            guard !state.candidates.isEmpty else {
+                return recoveryChoice(tried: tried, now: now, deadline: deadline, in: &state)
+            }
             let position = state.policy.select(from: state.candidates)
             let index = state.candidates[min(max(position, 0), state.candidates.count - 1)].index
             countQuery(to: index, in: &state)
             if let previous { state.statistics[previous].failovers += 1 }
             // Each remaining upstream gets an equal share of the time left; the last one gets it all.
-            let share = state.candidates.count > 1 ? now + .nanoseconds((deadline - now).nanoseconds / Int64(state.candidates.count)) : deadline
+            let share =
+                state.candidates.count > 1
+                ? now + .nanoseconds((deadline - now).nanoseconds / Int64(state.candidates.count)) : deadline
             return (index, share)
         }
     }
@@ -294,7 +345,12 @@ public final class UpstreamPool: UpstreamTransport {
     /// While every member is down, lets one query per ``Configuration/recoveryQueryInterval`` through
     /// to the member heard failing least recently, and counts it against that member; `nil` for the
     /// others, and when some member is up or this query already tried one.
-    private func recoveryChoice(tried: UInt64, now: NIODeadline, deadline: NIODeadline, in state: inout State) -> (index: Int, deadline: NIODeadline)? {
+    private func recoveryChoice(
+        tried: UInt64,
+        now: NIODeadline,
+        deadline: NIODeadline,
+        in state: inout State
+    ) -> (index: Int, deadline: NIODeadline)? {
         guard tried == 0, let interval = configuration.recoveryQueryInterval, now >= state.nextRecoveryQuery,
             !state.health.contains(where: \.isUp)
         else { return nil }
@@ -326,7 +382,8 @@ public final class UpstreamPool: UpstreamTransport {
             state.statistics[index].outstanding -= 1
             if let latency {
                 let sample = Double(latency.nanoseconds)
-                state.latencyNanoseconds[index] = state.latencyNanoseconds[index].map { $0 * 0.8 + sample * 0.2 } ?? sample
+                state.latencyNanoseconds[index] =
+                    state.latencyNanoseconds[index].map { $0 * 0.8 + sample * 0.2 } ?? sample
             }
             switch outcome {
             case .reply:
@@ -381,7 +438,11 @@ public final class UpstreamPool: UpstreamTransport {
     private func markFailure(_ index: Int, reason: String, now: NIODeadline, in state: inout State) -> HealthEvent? {
         guard
             state.health[index].recordFailure(
-                reason: reason, now: now, maximumFailures: configuration.maximumFailures, initialProbeDelay: configuration.initialProbeDelay)
+                reason: reason,
+                now: now,
+                maximumFailures: configuration.maximumFailures,
+                initialProbeDelay: configuration.initialProbeDelay
+            )
         else { return nil }
         state.statistics[index].downTransitions += 1
         schedule(probeOf: index, at: state.health[index].nextProbe!, in: &state)
@@ -415,24 +476,28 @@ public final class UpstreamPool: UpstreamTransport {
         }
         guard proceed else { return }
         let loop = healthEventLoop
-        members[index].transport.send(probeQuery, deadline: loop.now + configuration.probeTimeout, on: loop).whenComplete { result in
-            var reason: String?
-            if case .failure(let error) = result { reason = "probe failed: \(error)" }
-            let now = loop.now
-            let event: HealthEvent? = self.state.withLockedValue { state in
-                guard let reason else { return state.health[index].recordSuccess() ? .up(index) : nil }
-                if active || state.health[index].isUp {
-                    return self.markFailure(index, reason: reason, now: now, in: &state)
+        members[index].transport.send(probeQuery, deadline: loop.now + configuration.probeTimeout, on: loop)
+            .whenComplete { result in
+                var reason: String?
+                if case .failure(let error) = result { reason = "probe failed: \(error)" }
+                let now = loop.now
+                let event: HealthEvent? = self.state.withLockedValue { state in
+                    guard let reason else { return state.health[index].recordSuccess() ? .up(index) : nil }
+                    if active || state.health[index].isUp {
+                        return self.markFailure(index, reason: reason, now: now, in: &state)
+                    }
+                    let allDown = !state.health.contains(where: \.isUp)
+                    let due = state.health[index].recordProbeFailure(
+                        reason: reason,
+                        now: now,
+                        maximumProbeDelay: allDown
+                            ? self.configuration.initialProbeDelay : self.configuration.maximumProbeDelay
+                    )
+                    self.schedule(probeOf: index, at: due, in: &state)
+                    return nil
                 }
-                let allDown = !state.health.contains(where: \.isUp)
-                let due = state.health[index].recordProbeFailure(
-                    reason: reason, now: now,
-                    maximumProbeDelay: allDown ? self.configuration.initialProbeDelay : self.configuration.maximumProbeDelay)
-                self.schedule(probeOf: index, at: due, in: &state)
-                return nil
+                self.report(event)
             }
-            self.report(event)
-        }
     }
 
     /// Runs an active check of every upstream that is up (down ones are already being probed).
@@ -445,7 +510,12 @@ public final class UpstreamPool: UpstreamTransport {
         case .down(let index, let reason, let failures):
             memberMetrics[index].up.record(0)
             logger.warning(
-                "upstream down", metadata: ["upstream": "\(members[index].name)", "reason": "\(reason)", "consecutive_failures": .stringConvertible(failures)])
+                "upstream down",
+                metadata: [
+                    "upstream": "\(members[index].name)", "reason": "\(reason)",
+                    "consecutive_failures": .stringConvertible(failures),
+                ]
+            )
         case .up(let index):
             memberMetrics[index].up.record(1)
             logger.notice("upstream up", metadata: ["upstream": "\(members[index].name)"])
@@ -455,7 +525,8 @@ public final class UpstreamPool: UpstreamTransport {
                 metadata: [
                     "upstream": "\(members[index].name)", "kind": "\(error.code)", "detail": "\(error.detail)",
                     "unlogged_since_last": .stringConvertible(unlogged),
-                ])
+                ]
+            )
         case nil:
             break
         }
