@@ -8,8 +8,8 @@
 #                         [--baseline OLD_BINARY --systems dotproxy,baseline,...]
 #
 # --baseline runs another dotproxy binary as one more system, baseline: two builds compared the way the
-# benchmark starts and measures every system (each in its own session; see Docs/performance.md, "Hit
-# CPU after segmentation", for why that matters).
+# benchmark starts and measures every system (each in its own session; see Docs/performance.md,
+# "Method", for why that matters).
 #
 # pairs sends A and AAAA for a new name back to back, as getaddrinfo does, and times both answers.
 # Every system runs as its defaults say (dotproxy: default flags, one event loop per four cores; the

@@ -2,7 +2,7 @@
 # How much code a query runs when it arrives cold, counted exactly. At 200 QPS the proxy sleeps between
 # queries and finds its code out of the CPU's caches and TLB, so what a query costs then follows how many
 # lines and pages of code its path spans, more than how many instructions it runs (Docs/performance.md,
-# "Code layout for a cold query").
+# "Other benchmarks").
 #
 # Runs dotproxy as it ships under valgrind's callgrind, one query at a time (dnsperf -Q 100 -c 1), first
 # QUERIES cache hits over UDP, then QUERIES misses, then QUERIES cache hits over one TCP connection, and

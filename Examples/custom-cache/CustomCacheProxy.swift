@@ -56,13 +56,14 @@ struct CustomCacheProxy: AsyncParsableCommand {
         )
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)],
+                // The upstream first: the group stops services in reverse, so the server drains its
+                // queries before the upstream's connections close.
+                services: [.init(service: upstream), .init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         try await group.run()
         logger.info("stopped", metadata: ["cached": "\(cache.count)"])
-        await upstream.shutdown()
     }
 }

@@ -77,14 +77,14 @@ enum EmbeddedServer {
         )
         let services = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server), .init(service: reporter)],
+                // The pool first: the group stops services in reverse, so the server drains its
+                // queries while the pool still forwards them, then the pool closes its connections.
+                services: [.init(service: pool), .init(service: server), .init(service: reporter)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         try await services.run()
-        pool.shutdown()
-        for transport in transports { await transport.shutdown() }
     }
 }
 

@@ -521,7 +521,6 @@ struct DotProxyCommand: AsyncParsableCommand {
         )
         if let factory = services.metricsFactory { MetricsSystem.bootstrap(factory) }
         logger.info("starting: \(configuration.summary)")
-        services.resolveUpstreamNames(on: MultiThreadedEventLoopGroup.singleton)
         if configuration.accessControl.isOpen {
             logger.warning("--allow admits every client: this is an open resolver, usable for amplification attacks")
         }
@@ -536,7 +535,6 @@ struct DotProxyCommand: AsyncParsableCommand {
         do {
             try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
-            await services.shutdownUpstreams()
             let reason =
                 error.errnoCode == EADDRINUSE
                 ? "the address is already in use"
@@ -545,6 +543,5 @@ struct DotProxyCommand: AsyncParsableCommand {
             StandardError.write("dotproxy: cannot listen on \(listeners): \(reason)\n")
             throw ExitCode(71)
         }
-        await services.shutdownUpstreams()
     }
 }

@@ -68,23 +68,11 @@ struct ProxyServices: Sendable {
     let metricsFactory: PrometheusMetricsFactory?
     let metricsServer: MetricsHTTPServer?
 
-    /// Starts resolving the `tls://` upstream names, so the first query does not wait; a failure is
-    /// logged and retried by the pool's probes.
-    func resolveUpstreamNames(on group: any EventLoopGroup) {
-        for case let upstream as HostnameUpstreamTransport in upstreams { upstream.prepare(on: group.next()) }
-    }
-
-    /// The services to run in one group: the DNS server, and the metrics listener if configured.
-    var all: [any Service] { [server] + (metricsServer.map { [$0] } ?? []) }
-
-    /// Stops the pool's probes and closes every upstream connection.
-    func shutdownUpstreams() async {
-        pool.shutdown()
-        for upstream in upstreams {
-            if let transport = upstream as? DoTUpstreamTransport { await transport.shutdown() }
-            if let transport = upstream as? HostnameUpstreamTransport { await transport.shutdown() }
-        }
-    }
+    /// The services to run in one group, in the order they start: the upstream pool (it starts
+    /// resolving `tls://` names), the metrics listener if configured, the DNS server. A group stops
+    /// them in reverse: the server drains its queries while the pool still forwards them, and
+    /// `/ready` answers until the server is gone.
+    var all: [any Service] { [pool] + (metricsServer.map { [$0] } ?? []) + [server] }
 }
 
 enum ProxyBuilder {
@@ -138,9 +126,7 @@ enum ProxyBuilder {
             metrics: metrics,
             logger: logger
         )
-        let limiter: any QueryRateLimiter =
-            configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
-            ?? UnlimitedQueryRateLimiter()
+        let limiter: (any QueryRateLimiter)? = configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
         let cache: any DNSResponseCache =
             configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) }
             ?? NoOpDNSResponseCache()
@@ -178,7 +164,7 @@ enum ProxyBuilder {
             pool: transport,
             upstreams: members.map(\.transport),
             handler: handler,
-            rateLimiter: configuration.rateLimit == nil ? nil : limiter,
+            rateLimiter: limiter,
             cache: cache,
             metricsFactory: metricsFactory,
             metricsServer: metricsServer

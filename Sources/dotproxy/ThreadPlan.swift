@@ -6,11 +6,10 @@ import Glibc
 ///
 /// The default number of event loops is one per ``coresPerEventLoop`` CPU cores, at least one and at
 /// most ``maximumDefaultEventLoops``. Measured on two cores shared with the clients and the upstream
-/// (Docs/performance.md, "How many event loops"), one loop served as many queries as two or more at
-/// up to a third less CPU per query: a loop that gets a share of the traffic sleeps and is woken far
-/// more often, and each wake-up costs more than the queries it serves. One loop serves about 200,000
-/// cache hits or 70,000 misses a second; more loops pay only where the load exceeds that and cores
-/// are free (`--threads`).
+/// (Docs/performance.md, "How many event loops"), one loop served as many queries as two at less CPU
+/// per query: a loop that gets a share of the traffic sleeps and is woken far more often, and each
+/// wake-up costs more than the queries it serves. More loops pay only where the load exceeds what one
+/// serves and cores are free (`--threads`).
 ///
 /// Besides the loops the process runs its main thread, one thread for NIO's blocking pool (host-name
 /// resolution through the system resolver), and a few for Swift concurrency and signal handling,

@@ -367,7 +367,7 @@ import Testing
             (services.upstreams.first as? DoTUpstreamTransport)?.configuration.upstream.authenticationName == "dns.test"
         )
         #expect(services.server.configuration.listenAddresses == configuration.server.listenAddresses)
-        services.pool.shutdown()
+        services.pool.stopHealthChecks()
     }
 
     @Test func severalUpstreamsHostnamesAndPoolOptions() throws {
@@ -425,6 +425,6 @@ import Testing
         )
         // Building sends nothing: names are resolved only when the command runs.
         #expect((services.upstreams[1] as? HostnameUpstreamTransport)?.lookupCount == 0)
-        services.pool.shutdown()
+        services.pool.stopHealthChecks()
     }
 }

@@ -83,7 +83,6 @@ import Testing
 
         await serviceGroup.triggerGracefulShutdown()
         try await running
-        await services.shutdownUpstreams()
     }
 
     @Test func theMetricsAddressIsValidated() throws {
@@ -96,9 +95,10 @@ import Testing
         let services = try ProxyBuilder.build(off, group: group, logger: .init(label: "test"))
         #expect(
             off.metricsListen == nil && services.metricsServer == nil && services.metricsFactory == nil
-                && services.all.count == 1
+                && services.all.count == 2,
+            "the pool and the DNS server"
         )
-        services.pool.shutdown()
+        services.pool.stopHealthChecks()
     }
 
     @Test func helpLinesPrecedeTypeLinesOfKnownMetrics() {

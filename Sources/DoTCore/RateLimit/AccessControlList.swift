@@ -19,6 +19,14 @@ public struct AccessControlList: Hashable, Sendable, CustomStringConvertible {
             ].map { IPNetwork($0)! }
     )
 
+    /// What a client outside the list gets.
+    public enum DeniedAction: Hashable, Sendable {
+        /// REFUSED: a legitimate client learns at once that it is not served.
+        case refuse
+        /// Nothing: a scanner learns nothing, and a spoofed source draws no reply.
+        case drop
+    }
+
     /// Everyone: an open resolver. Only when asked for explicitly.
     public static let everyone = AccessControlList(allowed: [.anyIPv4, .anyIPv6])
 

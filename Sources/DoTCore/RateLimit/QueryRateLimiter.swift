@@ -1,6 +1,6 @@
 import NIOCore
 
-/// Admits or limits a client's query at an instant.
+/// Admits or limits a client's query at an instant. For no limit, give the handler none.
 ///
 /// Synchronous and `Sendable`, because it sits on the hot path before any parsing beyond the header.
 /// The instant is passed in, so implementations need no clock of their own and tests need no sleeping.
@@ -12,14 +12,4 @@ public protocol QueryRateLimiter: Sendable {
     ///   - transport: How the query came; TCP queries are never slipped.
     ///   - now: The current instant.
     func decide(for client: ClientAddress, transport: DNSClientTransport, now: NIODeadline) -> RateLimitDecision
-}
-
-/// The opt-out: admits everything.
-public struct UnlimitedQueryRateLimiter: QueryRateLimiter {
-    /// Creates a limiter that never limits.
-    public init() {}
-
-    @inline(__always)
-    public func decide(for client: ClientAddress, transport: DNSClientTransport, now: NIODeadline) -> RateLimitDecision
-    { .admit }
 }

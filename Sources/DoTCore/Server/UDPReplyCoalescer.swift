@@ -5,9 +5,9 @@ import NIOCore
 ///
 /// The kernel takes such a datagram through its sending path once and cuts it into the separate
 /// datagrams only on delivery, so the client receives exactly what it would have without this
-/// handler. On loopback, most of a reply's cost is that sending path: measured on Linux 6.18 (46
-/// datagrams of 56 octets per `sendmmsg` to four sockets), 3.9 µs of kernel time per datagram sent one
-/// by one, 2.6 µs in segments of two, 1.6 µs in segments of four. Replies group when a client has
+/// handler. On loopback, most of a reply's cost is that sending path, and segments of two or four cut
+/// it by a third or more (Docs/performance.md, "Replies batched per tick and per datagram"). Replies
+/// group when a client has
 /// several queries in flight from one socket, as a load generator or a forwarding cache does; a stub
 /// that sends each query from a new port gets its replies exactly as before.
 ///

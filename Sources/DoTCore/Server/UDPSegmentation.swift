@@ -21,7 +21,7 @@ enum UDPSegmentation {
     /// not learn from a client's reply that the kernel refuses segmented sends (as it would on some
     /// kernels with the loopback device's checksum offload turned off). Plain system calls rather than
     /// a channel: at start-up that keeps SwiftNIO's datagram write path, which no query has run yet,
-    /// out of memory (about 0.6 MiB of code mapped at idle).
+    /// out of memory.
     ///
     /// - Throws: `IOError` naming the system call that failed.
     static func sendProbe(from address: SocketAddress, to destination: SocketAddress? = nil) throws {

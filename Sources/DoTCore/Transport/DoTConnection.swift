@@ -13,7 +13,7 @@ import Glibc
 /// ID unique on this connection, so clients' IDs can never collide; replies are matched out of order
 /// by that ID and by question, and a reply that matches no pending query is dropped and counted.
 /// Writes are flushed once per event-loop tick, and ACKs are sent at once when no write will carry
-/// them (see ``channelReadComplete(context:)``). Owned by its pool's event loop.
+/// them (see ``channelReadComplete(context:)``). Belongs to its connection set's event loop.
 final class DoTConnection: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -24,7 +24,7 @@ final class DoTConnection: ChannelInboundHandler {
         case closed
     }
 
-    unowned let pool: DoTConnectionPool
+    unowned let owner: DoTConnectionSet
     let identifier: Int
     private(set) var state: State = .connecting
     private var context: ChannelHandlerContext?
@@ -43,7 +43,8 @@ final class DoTConnection: ChannelInboundHandler {
     /// been idle.
     private var idleSince: NIODeadline?
     /// The idle check, armed at most once: queries do not cancel it, it looks at ``idleSince`` when it
-    /// fires (a timer set and cancelled per query cost a miss at low rates about 3% of its instructions).
+    /// fires (a timer set and cancelled per query was a visible share of a miss at low rates;
+    /// Docs/performance.md, "The miss path").
     private var idleCheck: Scheduled<Void>?
     private(set) var handshakeCompleted = false
     private var consecutiveTimeouts = 0
@@ -56,8 +57,8 @@ final class DoTConnection: ChannelInboundHandler {
     /// How many times an ACK was asked for at once (TCP_QUICKACK).
     private(set) var immediateAcks = 0
 
-    init(pool: DoTConnectionPool, identifier: Int) {
-        self.pool = pool
+    init(owner: DoTConnectionSet, identifier: Int) {
+        self.owner = owner
         self.identifier = identifier
     }
 
@@ -90,7 +91,7 @@ final class DoTConnection: ChannelInboundHandler {
                 self.context?.flush()
             }
         }
-        if let limit = pool.configuration.maximumQueriesPerConnection, queriesSent >= limit { isDraining = true }
+        if let limit = owner.configuration.maximumQueriesPerConnection, queriesSent >= limit { isDraining = true }
     }
 
     /// Calls `body` with every query waiting for the channel or for its reply.
@@ -193,13 +194,13 @@ final class DoTConnection: ChannelInboundHandler {
     /// One DNS message from the upstream: the reply to a pending query, or counted and dropped.
     private func received(_ frame: ByteBuffer) {
         guard let view = try? DNSMessageView(frame) else {
-            pool.statistics.malformedReplies += 1
+            owner.statistics.malformedReplies += 1
             return
         }
         guard let query = pending[view.id], view.isResponse,
             view.questionMatches(query.view, in: frame, otherBuffer: query.message)
         else {
-            pool.statistics.unmatchedReplies += 1
+            owner.statistics.unmatchedReplies += 1
             return
         }
         pending.removeValue(forKey: view.id)
@@ -211,7 +212,7 @@ final class DoTConnection: ChannelInboundHandler {
         } else {
             reply.setInteger(query.originalID, at: reply.readerIndex)
         }
-        pool.statistics.replies += 1
+        owner.statistics.replies += 1
         query.succeed(reply)
         if isDraining && inFlight == 0 { close(reason: "connection retired") }
         noteIdleIfNoQueries()
@@ -220,25 +221,25 @@ final class DoTConnection: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let completed = event as? TLSHandshakeCompleted {
             handshakeCompleted = true
-            pool.statistics.handshakes += 1
-            if completed.resumed { pool.statistics.resumedHandshakes += 1 }
-            (completed.resumed ? pool.metrics.resumedHandshakes : pool.metrics.handshakes).increment()
-            pool.logger.debug(
+            owner.statistics.handshakes += 1
+            if completed.resumed { owner.statistics.resumedHandshakes += 1 }
+            (completed.resumed ? owner.metrics.resumedHandshakes : owner.metrics.handshakes).increment()
+            owner.logger.debug(
                 "TLS handshake done",
                 metadata: [
-                    "upstream": "\(pool.upstream)", "connection": .stringConvertible(identifier),
+                    "upstream": "\(owner.upstream)", "connection": .stringConvertible(identifier),
                     "tls": "\(completed.protocolName)",
                     "cipher": "\(completed.cipherName)", "resumed": .stringConvertible(completed.resumed),
                 ]
             )
         } else if let ticket = event as? TLSSessionTicketReceived {
-            pool.storeResumptionData(ticket.resumptionData)
+            owner.storeResumptionData(ticket.resumptionData)
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if closeError == nil { closeError = pool.upstreamError(for: error) }
+        if closeError == nil { closeError = owner.upstreamError(for: error) }
         context.close(promise: nil)
     }
 
@@ -247,7 +248,7 @@ final class DoTConnection: ChannelInboundHandler {
             error: closeError
                 ?? UpstreamError(
                     .connectionReset,
-                    upstream: pool.upstream.description,
+                    upstream: owner.upstream.description,
                     detail: "the upstream closed the connection"
                 )
         )
@@ -265,11 +266,12 @@ final class DoTConnection: ChannelInboundHandler {
         let orphans = queued + pending.values.sorted { $0.originalID < $1.originalID }
         queued.removeAll()
         pending.removeAll()
-        pool.connectionDidClose(self, error: error)
-        pool.logger.debug(
+        owner.connectionDidClose(self, error: error)
+        owner.logger.debug(
             "connection closed",
             metadata: [
-                "upstream": "\(pool.upstream)", "connection": .stringConvertible(identifier), "reason": "\(error.code)",
+                "upstream": "\(owner.upstream)", "connection": .stringConvertible(identifier),
+                "reason": "\(error.code)",
                 "detail": "\(error.detail)",
                 "orphans": .stringConvertible(orphans.count),
             ]
@@ -277,8 +279,8 @@ final class DoTConnection: ChannelInboundHandler {
         for query in orphans where !query.isDone {
             if handshakeCompleted && !query.retried {
                 query.retried = true
-                pool.statistics.retries += 1
-                pool.submit(query)
+                owner.statistics.retries += 1
+                owner.submit(query)
             } else {
                 query.fail(error)
             }
@@ -297,7 +299,7 @@ final class DoTConnection: ChannelInboundHandler {
         }
         let now = context.eventLoop.now
         idleSince = now
-        if idleCheck == nil { scheduleIdleCheck(at: now + pool.configuration.idleTimeout, on: context.eventLoop) }
+        if idleCheck == nil { scheduleIdleCheck(at: now + owner.configuration.idleTimeout, on: context.eventLoop) }
     }
 
     /// Closes the connection if it has been idle for the timeout by `deadline`, or checks again when it
@@ -306,7 +308,7 @@ final class DoTConnection: ChannelInboundHandler {
         idleCheck = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             idleCheck = nil
             guard inFlight == 0, state == .ready, let idleSince else { return }
-            let closesAt = idleSince + pool.configuration.idleTimeout
+            let closesAt = idleSince + owner.configuration.idleTimeout
             if eventLoop.now >= closesAt {
                 close(reason: "idle")
             } else {
@@ -319,7 +321,7 @@ final class DoTConnection: ChannelInboundHandler {
     func close(reason: String) {
         guard let context else { return }
         if closeError == nil {
-            closeError = UpstreamError(.connectionReset, upstream: pool.upstream.description, detail: reason)
+            closeError = UpstreamError(.connectionReset, upstream: owner.upstream.description, detail: reason)
         }
         isDraining = true
         context.close(promise: nil)

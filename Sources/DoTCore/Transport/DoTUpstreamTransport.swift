@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ServiceLifecycle
 
 /// An ``UpstreamTransport`` that speaks DNS over TLS (RFC 7858) to one upstream resolver, through
 /// GnuTLS.
@@ -12,7 +13,11 @@ import NIOCore
 /// its in-flight queries retried once on a fresh connection; the session ticket from the last
 /// connection is offered so reconnects resume. Every query has a deadline that also covers a
 /// connection that never answers.
-public final class DoTUpstreamTransport: UpstreamTransport {
+///
+/// Used alone (not as a member of an ``UpstreamPool``, which stops its members), it is a `Service`:
+/// list it before the ``DNSProxyServer`` in the `ServiceGroup`, and it closes its connections once
+/// the server has drained.
+public final class DoTUpstreamTransport: UpstreamTransport, Service {
     /// How the transport behaves; what TLS does is in the ``TLSClientContext``.
     public struct Configuration: Sendable {
         /// The upstream resolver.
@@ -75,7 +80,7 @@ public final class DoTUpstreamTransport: UpstreamTransport {
     private let logger: Logger
     private let metrics: UpstreamMetrics
     private let resumptionData = NIOLockedValueBox<[UInt8]?>(nil)
-    private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<DoTConnectionPool>]>([:])
+    private let connectionSets = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<DoTConnectionSet>]>([:])
 
     /// Creates a transport. No connection opens until the first query.
     ///
@@ -151,7 +156,7 @@ public final class DoTUpstreamTransport: UpstreamTransport {
         on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     ) {
-        let pool = pool(for: eventLoop)
+        let loopConnections = connections(for: eventLoop)
         let query = DoTQuery(
             query: message,
             view: view,
@@ -159,16 +164,16 @@ public final class DoTUpstreamTransport: UpstreamTransport {
             deadline: deadline,
             completion: completion
         )
-        pool.statistics.queries += 1
-        pool.submit(query)
+        loopConnections.statistics.queries += 1
+        loopConnections.submit(query)
     }
 
-    /// The pool of `eventLoop`, created on first use; call on that loop.
-    private func pool(for eventLoop: any EventLoop) -> DoTConnectionPool {
+    /// The connections of `eventLoop`, created on first use; call on that loop.
+    private func connections(for eventLoop: any EventLoop) -> DoTConnectionSet {
         let key = ObjectIdentifier(eventLoop)
-        return pools.withLockedValue { pools in
-            if let pool = pools[key] { return pool.value }
-            let pool = DoTConnectionPool(
+        return connectionSets.withLockedValue { connectionSets in
+            if let connections = connectionSets[key] { return connections.value }
+            let connections = DoTConnectionSet(
                 eventLoop: eventLoop,
                 configuration: configuration,
                 tlsContext: tlsContext,
@@ -176,18 +181,18 @@ public final class DoTUpstreamTransport: UpstreamTransport {
                 metrics: metrics,
                 logger: logger
             )
-            pools[key] = NIOLoopBound(pool, eventLoop: eventLoop)
-            return pool
+            connectionSets[key] = NIOLoopBound(connections, eventLoop: eventLoop)
+            return connections
         }
     }
 
     /// The counters of every event loop's connections, summed.
     public func statistics() async -> UpstreamStatistics {
         var total = UpstreamStatistics()
-        for (loop, pool) in poolsByLoop() {
+        for (loop, connections) in connectionSetsByLoop() {
             let snapshot = try? await loop.submit {
-                var statistics = pool.value.statistics
-                statistics.openConnections = pool.value.openConnections
+                var statistics = connections.value.statistics
+                statistics.openConnections = connections.value.openConnections
                 return statistics
             }.get()
             if let snapshot { total = total + snapshot }
@@ -195,14 +200,20 @@ public final class DoTUpstreamTransport: UpstreamTransport {
         return total
     }
 
+    /// Waits for graceful shutdown (or cancellation), then closes every connection.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
     /// Closes every connection (with close_notify) and fails queries submitted afterwards.
     public func shutdown() async {
-        for (loop, pool) in poolsByLoop() {
-            try? await loop.submit { pool.value.shutdown() }.get()
+        for (loop, connections) in connectionSetsByLoop() {
+            try? await loop.submit { connections.value.shutdown() }.get()
         }
     }
 
-    private func poolsByLoop() -> [(any EventLoop, NIOLoopBound<DoTConnectionPool>)] {
-        pools.withLockedValue { $0.values.map { ($0.eventLoop, $0) } }
+    private func connectionSetsByLoop() -> [(any EventLoop, NIOLoopBound<DoTConnectionSet>)] {
+        connectionSets.withLockedValue { $0.values.map { ($0.eventLoop, $0) } }
     }
 }

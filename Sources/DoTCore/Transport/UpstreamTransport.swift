@@ -37,9 +37,25 @@ public protocol UpstreamTransport: Sendable {
         on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
     )
+
+    /// Gets ready to serve, once, when its owner starts: a transport that resolves a host name starts
+    /// resolving, so the first query does not wait. The default does nothing.
+    ///
+    /// - Parameter eventLoop: Where to run what starting needs.
+    func start(on eventLoop: any EventLoop)
+
+    /// Closes the transport's connections, when its owner stops. Queries sent afterwards may open new
+    /// ones. The default does nothing.
+    func shutdown() async
 }
 
 extension UpstreamTransport {
+    /// Nothing to start.
+    public func start(on eventLoop: any EventLoop) {}
+
+    /// Nothing to close.
+    public func shutdown() async {}
+
     public func send(
         _ query: ByteBuffer,
         deadline: NIODeadline,

@@ -145,7 +145,7 @@ import Testing
             healthEventLoop: loop,
             metrics: metrics
         )
-        defer { pool.shutdown() }
+        defer { pool.stopHealthChecks() }
         #expect(try test.expectGauge(Name.upstreamUp, [("upstream", "bad")]).lastValue == 1)
         let query = try DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded()
         _ = try await pool.send(query, deadline: .now() + .seconds(5), on: loop).get()

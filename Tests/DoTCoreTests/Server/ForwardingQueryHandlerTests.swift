@@ -129,13 +129,15 @@ import Testing
     }
 
     @Test func aFailedUpstreamIsAnsweredFromAStaleEntry() async throws {
+        let recorded = RecordedMetrics()
         let handler = ForwardingQueryHandler(
             transport: ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused)),
-            cache: StaleOnlyCache()
+            cache: StaleOnlyCache(),
+            metrics: recorded.metrics
         )
         let reply = try #require(try await ask(handler))
         #expect(reply.header.id == 9 && reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
-        #expect(handler.counters.serverFailures == 0)
+        #expect(recorded.replies(.serverFailure) == 0 && recorded.count(DNSProxyMetrics.Name.cacheStaleAnswers) == 1)
     }
 
     @Test func aSlowUpstreamIsAnsweredStaleAfterTheClientTimer() throws {
@@ -169,9 +171,13 @@ import Testing
     }
 
     @Test func withoutStaleDataAFailureIsSERVFAIL() async throws {
-        let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused)))
+        let recorded = RecordedMetrics()
+        let handler = ForwardingQueryHandler(
+            transport: ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused)),
+            metrics: recorded.metrics
+        )
         #expect(try await ask(handler)?.header.responseCode == .serverFailure)
-        #expect(handler.counters.serverFailures == 1)
+        #expect(recorded.replies(.serverFailure) == 1)
     }
 
     @Test func whenEveryUpstreamIsDownClientsGetSERVFAILOrStaleWithoutAnythingSent() async throws {
@@ -181,8 +187,9 @@ import Testing
             configuration: .init(maximumFailures: 1, initialProbeDelay: .hours(1), recoveryQueryInterval: nil),
             healthEventLoop: MultiThreadedEventLoopGroup.singleton.next()
         )
-        defer { pool.shutdown() }
-        let handler = ForwardingQueryHandler(transport: pool, queryTimeout: .seconds(30))
+        defer { pool.stopHealthChecks() }
+        let recorded = RecordedMetrics()
+        let handler = ForwardingQueryHandler(transport: pool, queryTimeout: .seconds(30), metrics: recorded.metrics)
         #expect(try await ask(handler)?.header.responseCode == .serverFailure)
         #expect(!pool.hasUsableUpstream && upstream.queryCount == 1)
         // Down: SERVFAIL without waiting on the upstream (nothing is sent) ...
@@ -190,7 +197,7 @@ import Testing
         // ... or the stale answer when serve-stale is on.
         let stale = ForwardingQueryHandler(transport: pool, cache: StaleOnlyCache(), queryTimeout: .seconds(30))
         #expect(try await ask(stale)?.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 66)))
-        #expect(upstream.queryCount == 1 && handler.counters.serverFailures == 2)
+        #expect(upstream.queryCount == 1 && recorded.replies(.serverFailure) == 2)
     }
 
     @Test func prefetchRefreshesAnEntryInTheBackgroundOnce() async throws {
@@ -286,13 +293,15 @@ import Testing
     }
 
     @Test func deniedClientsCanBeDropped() async throws {
+        let recorded = RecordedMetrics()
         let handler = ForwardingQueryHandler(
             transport: ScriptedUpstreamTransport(),
             accessControl: AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!]),
-            deniedAction: .drop
+            deniedAction: .drop,
+            metrics: recorded.metrics
         )
         #expect(try await ask(handler) == nil)
-        #expect(handler.counters.denied == 1)
+        #expect(recorded.count(DNSProxyMetrics.Name.accessDenied) == 1)
     }
 
     @Test func slippedQueriesGetAnEmptyTruncatedReply() async throws {
@@ -307,7 +316,8 @@ import Testing
 
     @Test func anUnknownEDNSVersionIsAnsweredBADVERSWithVersionZeroAndNothingSent() async throws {
         let upstream = ScriptedUpstreamTransport()
-        let handler = ForwardingQueryHandler(transport: upstream)
+        let recorded = RecordedMetrics()
+        let handler = ForwardingQueryHandler(transport: upstream, metrics: recorded.metrics)
         let query = try DNSMessage.query(name: "a.test.", type: .a, id: 5, edns: EDNSRecord(version: 1, dnssecOK: true))
             .encoded()
         let reply = try DNSMessage(
@@ -321,7 +331,7 @@ import Testing
         #expect(reply.header.responseCode == .badVersion)
         #expect(reply.header.id == 5 && reply.questions.first?.name == "a.test." && reply.answers.isEmpty)
         #expect(reply.edns?.version == 0 && reply.edns?.dnssecOK == true)
-        #expect(upstream.queryCount == 0 && handler.counters.badVersion == 1)
+        #expect(upstream.queryCount == 0 && recorded.replies(.badVersion) == 1)
         // Version 0 is forwarded as usual.
         #expect(try await ask(handler)?.header.responseCode == .noError)
         #expect(upstream.queryCount == 1)
@@ -439,7 +449,7 @@ import Testing
             configuration: .init(maximumFailures: 1, recoveryQueryInterval: nil),
             healthEventLoop: MultiThreadedEventLoopGroup.singleton.next()
         )
-        defer { pool.shutdown() }
+        defer { pool.stopHealthChecks() }
         let handler = ForwardingQueryHandler(transport: pool)
         _ = try await ask(handler, "a.test.")
         let down = try await ask(handler, "b.test.")
@@ -466,7 +476,12 @@ import Testing
     }
 
     @Test func udpRepliesAreCappedAt1232OctetsWhateverTheClientAsks() async throws {
-        let handler = ForwardingQueryHandler(transport: Self.bigAnswer, cache: InMemoryDNSResponseCache())
+        let recorded = RecordedMetrics()
+        let handler = ForwardingQueryHandler(
+            transport: Self.bigAnswer,
+            cache: InMemoryDNSResponseCache(),
+            metrics: recorded.metrics
+        )
         // A miss, then a hit: both truncated for a client that asked for 4,096.
         for _ in 0..<2 {
             let reply = try await ask(handler, "big.test.", type: .txt, udpSize: 4096)
@@ -475,7 +490,7 @@ import Testing
         // Whole over TCP.
         let tcp = try await ask(handler, "big.test.", type: .txt, transport: .tcp)
         #expect(!tcp.header.isTruncated && tcp.answers.count == 1)
-        #expect(handler.counters.truncated == 2)
+        #expect(recorded.count(DNSProxyMetrics.Name.truncated) == 2)
         // A larger cap, configured, lets it through over UDP.
         let generous = ForwardingQueryHandler(transport: Self.bigAnswer, maximumUDPReplySize: 4096)
         #expect(try await ask(generous, "big.test.", type: .txt).answers.count == 1)

@@ -10,13 +10,13 @@ import Testing
 /// One upstream connection in memory: its channel is an `EmbeddedChannel` standing for the TLS
 /// plaintext, so what it writes and when it asks for ACKs can be read step by step.
 @Suite struct DoTConnectionTests {
-    /// A connection on its own channel, past the handshake, and its pool (which connections do not
+    /// A connection on its own channel, past the handshake, and its connection set (which connections do not
     /// keep alive).
     func makeConnection(
         idleTimeout: TimeAmount = .seconds(10)
-    ) throws -> (EmbeddedChannel, DoTConnection, DoTConnectionPool) {
+    ) throws -> (EmbeddedChannel, DoTConnection, DoTConnectionSet) {
         let channel = EmbeddedChannel()
-        let pool = DoTConnectionPool(
+        let connections = DoTConnectionSet(
             eventLoop: channel.embeddedEventLoop,
             configuration: DoTUpstreamTransport.Configuration(
                 upstream: UpstreamAddress(host: "127.0.0.1", port: 853, authenticationName: "dns.test"),
@@ -27,10 +27,10 @@ import Testing
             metrics: DNSProxyMetrics().upstream("127.0.0.1:853"),
             logger: Logger(label: "test")
         )
-        let connection = DoTConnection(pool: pool, identifier: 1)
+        let connection = DoTConnection(owner: connections, identifier: 1)
         try channel.pipeline.syncOperations.addHandler(connection)
         connection.connected()
-        return (channel, connection, pool)
+        return (channel, connection, connections)
     }
 
     func makeQuery(id: UInt16, replies: NIOLockedValueBox<[ByteBuffer]>) throws -> DoTQuery {
@@ -58,8 +58,8 @@ import Testing
     }
 
     @Test func asksForAnImmediateAckOnlyWhileRepliesAreAwaitedAndNoWriteWillCarryIt() throws {
-        let (channel, connection, pool) = try makeConnection()
-        defer { withExtendedLifetime(pool) {} }
+        let (channel, connection, connections) = try makeConnection()
+        defer { withExtendedLifetime(connections) {} }
         let replies = NIOLockedValueBox<[ByteBuffer]>([])
 
         // Nothing in flight: nothing to hurry.
@@ -87,8 +87,8 @@ import Testing
     }
 
     @Test func underLoadTheAckWaitsForTheNextWriteThenGoesOnItsOwn() throws {
-        let (channel, connection, pool) = try makeConnection()
-        defer { withExtendedLifetime(pool) {} }
+        let (channel, connection, connections) = try makeConnection()
+        defer { withExtendedLifetime(connections) {} }
         let replies = NIOLockedValueBox<[ByteBuffer]>([])
         for id in 0..<UInt16(DoTConnection.ackDeferralThreshold) {
             connection.enqueue(try makeQuery(id: id, replies: replies))
@@ -132,8 +132,8 @@ import Testing
     /// The idle timer is armed once and not reset per query: a connection used again before it fires
     /// is checked again a full timeout after its last reply, and one busy at the check is not closed.
     @Test func closesOnlyAfterAFullTimeoutWithNothingInFlight() throws {
-        let (channel, connection, pool) = try makeConnection(idleTimeout: .seconds(10))
-        defer { withExtendedLifetime(pool) {} }
+        let (channel, connection, connections) = try makeConnection(idleTimeout: .seconds(10))
+        defer { withExtendedLifetime(connections) {} }
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 853)).wait()
         let replies = NIOLockedValueBox<[ByteBuffer]>([])
         try answerOne(on: channel, connection, replies: replies)  // idle from 0 s

@@ -72,7 +72,7 @@ import Testing
                 && statistics[1].outstanding == 0
         )
         #expect(pool.hasUsableUpstream)
-        pool.shutdown()
+        pool.stopHealthChecks()
     }
 
     @Test func servfailAndRefusedFailOverButTheLastReplyIsPassedOnWhenAllGiveIt() throws {
@@ -95,8 +95,8 @@ import Testing
             $0.failoverResponseCodes = []
         }
         #expect(try Self.send(strict, on: loop).get().header.responseCode == .serverFailure)
-        pool.shutdown()
-        strict.shutdown()
+        pool.stopHealthChecks()
+        strict.stopHealthChecks()
     }
 
     @Test func probesBackOffOnTheManualClockWhileAnotherUpstreamIsUp() throws {
@@ -132,7 +132,7 @@ import Testing
         // Probes stop once it is up.
         loop.advanceTime(by: .seconds(120))
         #expect(pool.statistics()[0].probes == 6)
-        pool.shutdown()
+        pool.stopHealthChecks()
     }
 
     @Test func whileEveryUpstreamIsDownProbesComeEverySecondAndOneQueryPerIntervalStillGoesOut() throws {
@@ -172,7 +172,7 @@ import Testing
         loop.advanceTime(by: .milliseconds(100))
         #expect(try Self.send(pool, on: loop).get().header.responseCode == .refused)
         #expect(pool.hasUsableUpstream)
-        pool.shutdown()
+        pool.stopHealthChecks()
     }
 
     @Test func aProbeAnsweredWithAnyResponseCodeBringsTheUpstreamBack() throws {
@@ -193,7 +193,7 @@ import Testing
         upstream.behaviour = .respond(.refused)
         loop.advanceTime(by: .seconds(1))
         #expect(pool.hasUsableUpstream && pool.statistics()[0].probes == 1)
-        pool.shutdown()
+        pool.stopHealthChecks()
     }
 
     @Test func whenTheLastUpstreamGoesDownTheOthersAreProbedWithinASecond() throws {
@@ -217,7 +217,7 @@ import Testing
         first.behaviour = .answer
         loop.advanceTime(by: .seconds(1))
         #expect(pool.statistics()[0].isUp && pool.statistics()[0].probes == 6)
-        pool.shutdown()
+        pool.stopHealthChecks()
     }
 
     @Test func aLocalShortageOfSocketsDoesNotMarkTheUpstreamDown() throws {
@@ -226,7 +226,7 @@ import Testing
         let pool = Self.pool([upstream], loop: loop) { $0.maximumFailures = 1 }
         for id in 1...5 { #expect(throws: UpstreamError.self) { try Self.send(pool, on: loop, id: UInt16(id)).get() } }
         #expect(pool.hasUsableUpstream && upstream.queryCount == 5 && pool.statistics()[0].otherFailures == 5)
-        pool.shutdown()
+        pool.stopHealthChecks()
     }
 
     @Test func activeChecksMarkASilentlyBrokenUpstreamDownWithoutTraffic() throws {
@@ -240,6 +240,7 @@ import Testing
             $0.probeType = .a
             $0.probeTimeout = .milliseconds(500)
         }
+        pool.start()
         // A reply of any code shows the upstream is alive; only silence (or an error) counts.
         upstream.behaviour = .respond(.serverFailure)
         loop.advanceTime(by: .seconds(10))
@@ -250,7 +251,7 @@ import Testing
         loop.advanceTime(by: .seconds(5))
         #expect(!pool.statistics()[0].isUp && pool.statistics()[1].isUp)
         #expect(pool.statistics()[1].probes == 4)
-        pool.shutdown()
+        pool.stopHealthChecks()
         loop.advanceTime(by: .seconds(60))
         #expect(pool.statistics()[1].probes == 4)
     }
@@ -270,7 +271,7 @@ import Testing
         loop.advanceTime(by: .milliseconds(1))
         #expect(done.withLockedValue { $0 } && good.queryCount == 1)
         #expect(pool.statistics()[0].timeouts == 1 && pool.statistics()[0].failovers == 1)
-        pool.shutdown()
+        pool.stopHealthChecks()
     }
 
     @Test func shutdownAndMalformedQueriesDoNotFailOver() async throws {
@@ -285,7 +286,7 @@ import Testing
             try await pool.send(ByteBuffer(bytes: [1, 2, 3]), deadline: .now() + .seconds(1), on: loop).get()
         }
         #expect(good.queryCount == 0 && pool.statistics()[0].isUp)
-        pool.shutdown()
+        pool.stopHealthChecks()
     }
 
     // MARK: Real DoT servers
@@ -321,7 +322,7 @@ import Testing
         let statistics = pool.statistics()
         #expect(!statistics[0].isUp && statistics[0].failovers >= 3, "\(statistics[0])")
         #expect(statistics[1].replies > 1_000)
-        pool.shutdown()
+        pool.stopHealthChecks()
         for transport in transports { await transport.shutdown() }
         try await second.stop()
     }
@@ -351,7 +352,7 @@ import Testing
             #expect(reply.header.responseCode == .noError && reply.header.id == UInt16(id))
         }
         #expect(failing.queryCount == 10 && healthy.queryCount == 10)
-        pool.shutdown()
+        pool.stopHealthChecks()
         for transport in transports { await transport.shutdown() }
         try await failing.stop()
         try await healthy.stop()

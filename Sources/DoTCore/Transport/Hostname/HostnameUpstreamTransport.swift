@@ -88,6 +88,12 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
         lookup(on: eventLoop).map { $0.configuration.upstream }
     }
 
+    /// Starts resolving the name (``prepare(on:)``); a failure is logged, and the next query or probe
+    /// tries again.
+    public func start(on eventLoop: any EventLoop) {
+        prepare(on: eventLoop)
+    }
+
     public func send(
         _ query: ByteBuffer,
         deadline: NIODeadline,

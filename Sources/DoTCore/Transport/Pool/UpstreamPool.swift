@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ServiceLifecycle
 
 /// An ``UpstreamTransport`` over several upstreams, with selection, failover and health.
 ///
@@ -30,7 +31,13 @@ import NIOCore
 ///
 /// Members are any ``UpstreamTransport``, usually one ``DoTUpstreamTransport`` each, with its own
 /// connections, authentication name and pins.
-public final class UpstreamPool: UpstreamTransport {
+///
+/// The pool is a `Service`: run it in the same `ServiceGroup` as the ``DNSProxyServer`` that uses it,
+/// listed before the server, so that on shutdown the server drains first. ``run()`` starts the
+/// members (host-name members start resolving) and the active checks; on graceful shutdown it stops
+/// the probes and closes every member's connections. A pool that is not run still forwards, fails
+/// over and probes members that went down, but makes no active checks.
+public final class UpstreamPool: UpstreamTransport, Service {
     /// One upstream in the pool.
     public struct Member: Sendable {
         /// The name used in logs and statistics, such as `9.9.9.9:853#dns.quad9.net`.
@@ -147,6 +154,8 @@ public final class UpstreamPool: UpstreamTransport {
         var candidates: [UpstreamCandidate] = []
         var scheduled: [Scheduled<Void>?]
         var activeCheck: RepeatedTask?
+        /// Whether ``start()`` ran.
+        var started = false
         var isShutDown = false
         /// While every member is down, the next client query may go out from this time on.
         var nextRecoveryQuery = NIODeadline.uptimeNanoseconds(0)
@@ -198,11 +207,40 @@ public final class UpstreamPool: UpstreamTransport {
                 failureLog: Array(repeating: [:], count: members.count)
             )
         )
+    }
+
+    // MARK: Lifecycle
+
+    /// Starts the members and the active checks (``start()``), then waits for graceful shutdown (or
+    /// cancellation), and stops (``shutdown()``).
+    public func run() async throws {
+        start()
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Stops the probes and active checks, and closes every member's connections.
+    public func shutdown() async {
+        stopHealthChecks()
+        for member in members { await member.transport.shutdown() }
+    }
+
+    /// Starts the members (host-name members start resolving) and the active checks, once; ``run()``
+    /// calls it. For a pool that is not run as a service.
+    public func start() {
+        let first = state.withLockedValue { state in
+            defer { state.started = true }
+            return !state.started && !state.isShutDown
+        }
+        guard first else { return }
+        for member in members { member.transport.start(on: healthEventLoop) }
         if let interval = configuration.healthCheckInterval {
             let task = healthEventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
                 self?.checkAll()
             }
-            state.withLockedValue { $0.activeCheck = task }
+            state.withLockedValue { state in
+                if state.isShutDown { task.cancel() } else { state.activeCheck = task }
+            }
         }
     }
 
@@ -552,9 +590,9 @@ public final class UpstreamPool: UpstreamTransport {
         }
     }
 
-    /// Stops probes and active checks. The members' transports are not shut down; their owner does
-    /// that.
-    public func shutdown() {
+    /// Stops probes and active checks, and leaves the members' connections open; ``shutdown()``
+    /// calls it, then closes them.
+    public func stopHealthChecks() {
         state.withLockedValue { state in
             state.isShutDown = true
             state.activeCheck?.cancel()

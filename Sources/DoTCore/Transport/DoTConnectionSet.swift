@@ -11,7 +11,7 @@ import Glibc
 ///
 /// Queries go to the least loaded connection that has room; a new connection opens only when every
 /// open one is full, so a steady load runs over one pipelined connection. Owned by its event loop.
-final class DoTConnectionPool {
+final class DoTConnectionSet {
     let eventLoop: any EventLoop
     let upstream: UpstreamAddress
     let configuration: DoTUpstreamTransport.Configuration
@@ -125,7 +125,7 @@ final class DoTConnectionPool {
     /// returns (an address or socket option the kernel refuses), and its queued queries fail with it.
     private func open(for query: DoTQuery) {
         nextIdentifier += 1
-        let connection = DoTConnection(pool: self, identifier: nextIdentifier)
+        let connection = DoTConnection(owner: self, identifier: nextIdentifier)
         connections.append(connection)
         connection.enqueue(query)
         statistics.connectionsOpened += 1
@@ -260,4 +260,4 @@ final class DoTConnectionPool {
 }
 
 @available(*, unavailable)
-extension DoTConnectionPool: Sendable {}
+extension DoTConnectionSet: Sendable {}

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -6,7 +7,7 @@ import Testing
 
 /// Which misses may wait for another's upstream answer. The table of misses in flight is keyed by a
 /// 64-bit hash (`DNSCacheKey`), so a collision must not hand one question's answer to another.
-struct MissCoalescingTests {
+struct MissCoalescerTests {
     let loop = EmbeddedEventLoop()
 
     func miss(
@@ -14,22 +15,19 @@ struct MissCoalescingTests {
         _ type: DNSRecordType = .a,
         dnssecOK: Bool = false,
         checkingDisabled: Bool = false
-    ) throws
-        -> ForwardingQueryHandler.Miss
-    {
+    ) throws -> PendingMiss {
         var query = DNSMessage.query(name: name, type: type, id: 7, edns: EDNSRecord(dnssecOK: dnssecOK))
         query.header.checkingDisabled = checkingDisabled
         let message = try query.encoded()
         let client = try SocketAddress(ipAddress: "127.0.0.1", port: 5300)
         let promise = loop.makePromise(of: ByteBuffer?.self)
         defer { promise.succeed(nil) }
-        return ForwardingQueryHandler.Miss(
+        let parsed = ParsedQuery(
             query: DNSClientQuery(message: message, client: client, transport: .udp),
             view: try DNSMessageView(message),
-            start: .now(),
-            replied: promise,
-            counted: true
+            arrival: .now()
         )
+        return PendingMiss(query: parsed, replied: promise, counted: true)
     }
 
     @Test func theSameQuestionInAnotherCaseJoins() throws {
@@ -42,5 +40,35 @@ struct MissCoalescingTests {
         #expect(try !miss("herd.test.", .aaaa).asksSameQuestion(as: leader))
         #expect(try !miss("herd.test.", dnssecOK: true).asksSameQuestion(as: leader))
         #expect(try !miss("herd.test.", checkingDisabled: true).asksSameQuestion(as: leader))
+    }
+
+    @Test func theFirstMissLeadsIdenticalOnesFollowAndFinishingHandsThemOver() throws {
+        let coalescer = MissCoalescer()
+        let leader = try miss("herd.test.")
+        guard case .leader(let key) = coalescer.join(leader) else {
+            Issue.record("the first miss must lead")
+            return
+        }
+        let followers = try (0..<3).map { _ in try miss("HERD.test.") }
+        for follower in followers {
+            guard case .follower = coalescer.join(follower) else {
+                Issue.record("an identical miss must follow")
+                return
+            }
+        }
+        // Another question leads its own entry.
+        guard case .leader = coalescer.join(try miss("herd.test.", .aaaa)) else {
+            Issue.record("another question must lead its own entry")
+            return
+        }
+        #expect(coalescer.count == 2)
+        let handedOver = coalescer.finish(leader, key: key)
+        #expect(handedOver.count == 3 && handedOver.allSatisfy { follower in followers.contains { $0 === follower } })
+        #expect(coalescer.count == 1, "the finished leader left the table")
+        // The next identical miss leads again.
+        guard case .leader = coalescer.join(try miss("herd.test.")) else {
+            Issue.record("after the leader finished, a new miss leads")
+            return
+        }
     }
 }
