@@ -18,70 +18,63 @@ final class DoTConnection: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    enum State {
-        case connecting
-        case ready
-        case closed
-    }
-
-    unowned let owner: DoTConnectionSet
+    unowned let owner: any DoTConnectionOwner
     let identifier: Int
-    private(set) var state: State = .connecting
+    /// The queries, their IDs, draining and idleness: every rule about them, as a value.
+    private var machine: DoTConnectionStateMachine
     private var context: ChannelHandlerContext?
-    /// Queries waiting for the channel to exist.
-    private var queued: [DoTQuery] = []
-    /// Queries written, keyed by the ID used on this connection.
-    private var pending: [UInt16: DoTQuery] = [:]
-    private var nextID = UInt16.random(in: .min ... .max)
     private var flushScheduled = false
     /// Replies were read since the last flush of queries, and under load their ACK was left to ride on
     /// the next one (see `channelReadComplete(context:)`).
     private var ackOwed = false
     /// Whether the check that sends an owed ACK at the latest after ``ackDeferral`` is armed.
     private var ackCheckArmed = false
-    /// When the last query in flight was answered or expired; `nil` while the connection has never
-    /// been idle.
-    private var idleSince: NIODeadline?
-    /// The idle check, armed at most once: queries do not cancel it, it looks at ``idleSince`` when it
+    /// The idle check, armed at most once: queries do not cancel it, the state machine decides when it
     /// fires (a timer set and cancelled per query was a visible share of a miss at low rates;
     /// Docs/performance.md, "The miss path").
     private var idleCheck: Scheduled<Void>?
-    private(set) var handshakeCompleted = false
-    private var consecutiveTimeouts = 0
-    private(set) var queriesSent = 0
     let openedAt = NIODeadline.now()
-    /// Set when the connection must take no new queries (max queries or age reached, suspect).
-    private(set) var isDraining = false
     private var closeError: UpstreamError?
     private var frames = NIOSingleStepByteToMessageProcessor(DNSStreamFraming.makeFrameDecoder())
     /// How many times an ACK was asked for at once (TCP_QUICKACK).
     private(set) var immediateAcks = 0
 
-    init(owner: DoTConnectionSet, identifier: Int) {
+    /// - Parameters:
+    ///   - owner: Whom the connection reports to.
+    ///   - identifier: The connection's number, for logs.
+    ///   - maximumQueries: Queries after which the connection drains; `nil` for no limit.
+    ///   - idleTimeout: How long the connection may stay without queries before it closes.
+    init(owner: any DoTConnectionOwner, identifier: Int, maximumQueries: Int?, idleTimeout: TimeAmount) {
         self.owner = owner
         self.identifier = identifier
+        self.machine = DoTConnectionStateMachine(
+            firstID: .random(in: .min ... .max),
+            maximumQueries: maximumQueries,
+            idleTimeout: idleTimeout
+        )
     }
 
-    var inFlight: Int { queued.count + pending.count }
-    var acceptsQueries: Bool { state != .closed && !isDraining }
+    var inFlight: Int { machine.inFlight }
+    var acceptsQueries: Bool { machine.acceptsQueries }
+    var state: DoTConnectionStateMachine.State { machine.state }
+    var handshakeCompleted: Bool { machine.handshakeCompleted }
+    var queriesSent: Int { machine.queriesSent }
 
     // MARK: Queries
 
     func enqueue(_ query: DoTQuery) {
-        if state == .ready, let context {
-            write(query, context: context)
-        } else {
-            queued.append(query)
+        switch machine.enqueue(query) {
+        case .write(let query):
+            if let context { write(query, context: context) }
+        case .wait:
+            break
+        case .refuse:
+            owner.resubmit(query)
         }
     }
 
+    /// Writes a query whose connection ID is set, and makes sure a flush follows this tick.
     private func write(_ query: DoTQuery, context: ChannelHandlerContext) {
-        var id = nextID
-        while pending[id] != nil { id &+= 1 }
-        nextID = id &+ 1
-        query.setConnectionID(id)
-        pending[id] = query
-        queriesSent += 1
         context.write(wrapOutboundOut(query.frame), promise: nil)
         if !flushScheduled {
             flushScheduled = true
@@ -91,26 +84,16 @@ final class DoTConnection: ChannelInboundHandler {
                 self.context?.flush()
             }
         }
-        if let limit = owner.configuration.maximumQueriesPerConnection, queriesSent >= limit { isDraining = true }
     }
 
     /// Calls `body` with every query waiting for the channel or for its reply.
     func forEachQuery(_ body: (DoTQuery) -> Void) {
-        for query in queued { body(query) }
-        for query in pending.values { body(query) }
+        machine.forEachQuery(body)
     }
 
     /// The query's deadline passed: forget it, and close the connection if it looks dead.
-    func expire(_ query: DoTQuery) {
-        if let index = queued.firstIndex(where: { $0 === query }) { queued.remove(at: index) }
-        if let entry = pending.first(where: { $0.value === query }) { pending.removeValue(forKey: entry.key) }
-        consecutiveTimeouts += 1
-        // Two deadlines in a row with no reply in between: a half-open or stuck connection.
-        if consecutiveTimeouts >= 2 || !handshakeCompleted {
-            isDraining = true
-            if inFlight == 0 { close(reason: "upstream stopped answering") }
-        }
-        noteIdleIfNoQueries()
+    func expire(_ query: DoTQuery, now: NIODeadline) {
+        perform(machine.expire(query, now: now))
     }
 
     // MARK: Channel events
@@ -121,11 +104,8 @@ final class DoTConnection: ChannelInboundHandler {
 
     /// The channel is set up; send what waited for it (TLS holds it until the handshake is done).
     func connected() {
-        guard state == .connecting, let context else { return }
-        state = .ready
-        let waiting = queued
-        queued.removeAll()
-        for query in waiting where !query.isDone { write(query, context: context) }
+        guard let context else { return }
+        for query in machine.channelReady() { write(query, context: context) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -194,17 +174,17 @@ final class DoTConnection: ChannelInboundHandler {
     /// One DNS message from the upstream: the reply to a pending query, or counted and dropped.
     private func received(_ frame: ByteBuffer) {
         guard let view = try? DNSMessageView(frame) else {
-            owner.statistics.malformedReplies += 1
+            owner.connection(self, reported: .malformedReply)
             return
         }
-        guard let query = pending[view.id], view.isResponse,
-            view.questionMatches(query.view, in: frame, otherBuffer: query.message)
-        else {
-            owner.statistics.unmatchedReplies += 1
+        guard let now = context?.eventLoop.now else { return }
+        let action = machine.replyArrived(id: view.id, now: now) { query in
+            view.isResponse && view.questionMatches(query.view, in: frame, otherBuffer: query.message)
+        }
+        guard case .deliver(let query, let then) = action else {
+            owner.connection(self, reported: .unmatchedReply)
             return
         }
-        pending.removeValue(forKey: view.id)
-        consecutiveTimeouts = 0
         var reply = DoTQueryPadding.stripPadding(frame, view: view)
         if reply.readerIndex == frame.readerIndex && reply.writerIndex == frame.writerIndex {
             // Unchanged: restore the ID in place.
@@ -212,18 +192,15 @@ final class DoTConnection: ChannelInboundHandler {
         } else {
             reply.setInteger(query.originalID, at: reply.readerIndex)
         }
-        owner.statistics.replies += 1
+        owner.connection(self, reported: .replied)
         query.succeed(reply)
-        if isDraining && inFlight == 0 { close(reason: "connection retired") }
-        noteIdleIfNoQueries()
+        perform(then)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let completed = event as? TLSHandshakeCompleted {
-            handshakeCompleted = true
-            owner.statistics.handshakes += 1
-            if completed.resumed { owner.statistics.resumedHandshakes += 1 }
-            (completed.resumed ? owner.metrics.resumedHandshakes : owner.metrics.handshakes).increment()
+            machine.tlsHandshakeCompleted()
+            owner.connection(self, reported: .handshake(resumed: completed.resumed))
             owner.logger.debug(
                 "TLS handshake done",
                 metadata: [
@@ -258,14 +235,10 @@ final class DoTConnection: ChannelInboundHandler {
     /// The connection failed or closed: retry each in-flight query once elsewhere if the handshake had
     /// completed (a reset is normal for idle upstreams), otherwise fail it with the connection's error.
     func connectionClosed(error: UpstreamError) {
-        guard state != .closed else { return }
-        state = .closed
+        guard let orphans = machine.closed() else { return }
         idleCheck?.cancel()
         idleCheck = nil
         context = nil
-        let orphans = queued + pending.values.sorted { $0.originalID < $1.originalID }
-        queued.removeAll()
-        pending.removeAll()
         owner.connectionDidClose(self, error: error)
         owner.logger.debug(
             "connection closed",
@@ -273,46 +246,31 @@ final class DoTConnection: ChannelInboundHandler {
                 "upstream": "\(owner.upstream)", "connection": .stringConvertible(identifier),
                 "reason": "\(error.code)",
                 "detail": "\(error.detail)",
-                "orphans": .stringConvertible(orphans.count),
+                "orphans": .stringConvertible(orphans.retry.count + orphans.fail.count),
             ]
         )
-        for query in orphans where !query.isDone {
-            if handshakeCompleted && !query.retried {
-                query.retried = true
-                owner.statistics.retries += 1
-                owner.submit(query)
-            } else {
-                query.fail(error)
-            }
+        for query in orphans.retry {
+            query.retried = true
+            owner.connection(self, reported: .retried)
+            owner.resubmit(query)
         }
+        for query in orphans.fail { query.fail(error) }
     }
 
     // MARK: Closing
 
-    /// With no query in flight, retires a draining connection, or notes when it became idle and arms
-    /// the idle check if none is armed.
-    private func noteIdleIfNoQueries() {
-        guard inFlight == 0, state == .ready, let context else { return }
-        if isDraining {
-            close(reason: "connection retired")
-            return
-        }
-        let now = context.eventLoop.now
-        idleSince = now
-        if idleCheck == nil { scheduleIdleCheck(at: now + owner.configuration.idleTimeout, on: context.eventLoop) }
-    }
-
-    /// Closes the connection if it has been idle for the timeout by `deadline`, or checks again when it
-    /// will have been. A connection busy at the check is checked again once it is next idle.
-    private func scheduleIdleCheck(at deadline: NIODeadline, on eventLoop: any EventLoop) {
-        idleCheck = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            idleCheck = nil
-            guard inFlight == 0, state == .ready, let idleSince else { return }
-            let closesAt = idleSince + owner.configuration.idleTimeout
-            if eventLoop.now >= closesAt {
-                close(reason: "idle")
-            } else {
-                scheduleIdleCheck(at: closesAt, on: eventLoop)
+    /// Does what the state machine asks after an event that may have left the connection idle.
+    private func perform(_ action: DoTConnectionStateMachine.IdleAction) {
+        switch action {
+        case .none:
+            break
+        case .close(let reason):
+            close(reason: reason)
+        case .armIdleCheck(let deadline):
+            guard let eventLoop = context?.eventLoop else { return }
+            idleCheck = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+                idleCheck = nil
+                perform(machine.idleCheckFired(now: eventLoop.now))
             }
         }
     }
@@ -323,7 +281,7 @@ final class DoTConnection: ChannelInboundHandler {
         if closeError == nil {
             closeError = UpstreamError(.connectionReset, upstream: owner.upstream.description, detail: reason)
         }
-        isDraining = true
+        machine.drain()
         context.close(promise: nil)
     }
 }

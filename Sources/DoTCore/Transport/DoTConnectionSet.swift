@@ -11,7 +11,7 @@ import Glibc
 ///
 /// Queries go to the least loaded connection that has room; a new connection opens only when every
 /// open one is full, so a steady load runs over one pipelined connection. Owned by its event loop.
-final class DoTConnectionSet {
+final class DoTConnectionSet: DoTConnectionOwner {
     let eventLoop: any EventLoop
     let upstream: UpstreamAddress
     let configuration: DoTUpstreamTransport.Configuration
@@ -116,7 +116,8 @@ final class DoTConnectionSet {
 
     func expire(_ query: DoTQuery) {
         guard !query.isDone else { return }
-        for connection in connections { connection.expire(query) }
+        let now = eventLoop.now
+        for connection in connections { connection.expire(query, now: now) }
         statistics.timeouts += 1
         query.fail(UpstreamError(.timeout, upstream: upstream.description, detail: "no reply before the deadline"))
     }
@@ -125,7 +126,12 @@ final class DoTConnectionSet {
     /// returns (an address or socket option the kernel refuses), and its queued queries fail with it.
     private func open(for query: DoTQuery) {
         nextIdentifier += 1
-        let connection = DoTConnection(owner: self, identifier: nextIdentifier)
+        let connection = DoTConnection(
+            owner: self,
+            identifier: nextIdentifier,
+            maximumQueries: configuration.maximumQueriesPerConnection,
+            idleTimeout: configuration.idleTimeout
+        )
         connections.append(connection)
         connection.enqueue(query)
         statistics.connectionsOpened += 1
@@ -170,6 +176,25 @@ final class DoTConnectionSet {
                     connection.connectionClosed(error: boundSelf.value.upstreamError(for: error))
                 }
             }
+    }
+
+    // MARK: DoTConnectionOwner
+
+    func connection(_ connection: DoTConnection, reported event: DoTConnectionEvent) {
+        switch event {
+        case .replied: statistics.replies += 1
+        case .malformedReply: statistics.malformedReplies += 1
+        case .unmatchedReply: statistics.unmatchedReplies += 1
+        case .retried: statistics.retries += 1
+        case .handshake(let resumed):
+            statistics.handshakes += 1
+            if resumed { statistics.resumedHandshakes += 1 }
+            (resumed ? metrics.resumedHandshakes : metrics.handshakes).increment()
+        }
+    }
+
+    func resubmit(_ query: DoTQuery) {
+        submit(query)
     }
 
     func connectionDidClose(_ connection: DoTConnection, error: UpstreamError) {

@@ -27,7 +27,7 @@ import Testing
             metrics: DNSProxyMetrics().upstream("127.0.0.1:853"),
             logger: Logger(label: "test")
         )
-        let connection = DoTConnection(owner: connections, identifier: 1)
+        let connection = DoTConnection(owner: connections, identifier: 1, maximumQueries: nil, idleTimeout: idleTimeout)
         try channel.pipeline.syncOperations.addHandler(connection)
         connection.connected()
         return (channel, connection, connections)
