@@ -87,10 +87,10 @@ public final class DNSProxyServer: Service {
 
     private struct Listener {
         var channel: any Channel
-        var udpHandler: NIOLoopBound<DNSUDPQueryHandler>?
+        var udpHandler: NIOLoopBound<UDPListenerHandler>?
     }
 
-    private typealias TCPConnection = (channel: any Channel, handler: NIOLoopBound<DNSTCPQueryHandler>)
+    private typealias TCPConnection = (channel: any Channel, handler: NIOLoopBound<TCPClientConnectionHandler>)
 
     /// The configuration in effect.
     public let configuration: Configuration
@@ -239,7 +239,7 @@ public final class DNSProxyServer: Service {
             do {
                 for loop in group.makeIterator() {
                     let udpHandler = try await loop.submit {
-                        NIOLoopBound(DNSUDPQueryHandler(handler: self.handler), eventLoop: loop)
+                        NIOLoopBound(UDPListenerHandler(handler: self.handler), eventLoop: loop)
                     }.get()
                     let channel = try await DatagramBootstrap(group: loop)
                         .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -375,15 +375,15 @@ public final class DNSProxyServer: Service {
         handler: any DNSQueryHandler,
         configuration: Configuration,
         slots: TCPConnectionLimiter? = nil
-    ) throws -> DNSTCPQueryHandler {
-        let limits = DNSTCPQueryHandler.Limits(
+    ) throws -> TCPClientConnectionHandler {
+        let limits = TCPClientConnectionHandler.Limits(
             maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection,
             idleTimeout: configuration.tcpIdleTimeout,
             busyIdleTimeout: configuration.tcpBusyIdleTimeout,
             queryReadTimeout: configuration.tcpQueryReadTimeout,
             writeStallTimeout: configuration.tcpWriteStallTimeout
         )
-        let tcpHandler = DNSTCPQueryHandler(handler: handler, limits: limits, slots: slots)
+        let tcpHandler = TCPClientConnectionHandler(handler: handler, limits: limits, slots: slots)
         try pipeline.addHandler(tcpHandler)
         return tcpHandler
     }

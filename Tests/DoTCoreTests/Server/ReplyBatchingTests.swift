@@ -66,7 +66,7 @@ import Testing
     @Test func upstreamAnswersCompletedInOneTickLeaveInOneFlush() throws {
         let queries = HeldQueryHandler()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: queries)])
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), UDPListenerHandler(handler: queries)])
         for id in [100, 101, 102] as [UInt16] { try channel.writeInbound(try datagram(id: id)) }
         #expect(queries.held.withLockedValue { $0.count } == 3)
 
@@ -87,8 +87,8 @@ import Testing
     @Test func upstreamAnswersUnderLoadLingerForTheNextOnes() throws {
         let queries = HeldQueryHandler()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: queries)])
-        let waiting = DNSUDPQueryHandler.lingerThreshold + 4
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), UDPListenerHandler(handler: queries)])
+        let waiting = UDPListenerHandler.lingerThreshold + 4
         for id in 100..<100 + waiting { try channel.writeInbound(try datagram(id: UInt16(id))) }
         let before = flushes(of: channel).count
 
@@ -96,7 +96,7 @@ import Testing
         queries.answer(first: 2)
         channel.embeddedEventLoop.run()
         #expect(try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self) == nil, "lingering")
-        channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
+        channel.embeddedEventLoop.advanceTime(by: UDPListenerHandler.replyLinger)
         #expect(
             try channel.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)?.data.getInteger(at: 0, as: UInt16.self)
                 == 100
@@ -117,7 +117,7 @@ import Testing
         }
         #expect(ids == (102..<100 + waiting).map { UInt16($0) })
         #expect(flushes(of: channel).count == before + 2)
-        channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
+        channel.embeddedEventLoop.advanceTime(by: UDPListenerHandler.replyLinger)
         #expect(flushes(of: channel).count == before + 2, "no second flush when nothing is pending")
         #expect(try channel.finish().isClean)
     }
@@ -125,8 +125,8 @@ import Testing
     @Test func aReadFlushesLingeringAnswersWithItsOwnReplies() throws {
         let queries = HeldQueryHandler()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), DNSUDPQueryHandler(handler: queries)])
-        for id in 100..<100 + DNSUDPQueryHandler.lingerThreshold + 2 {
+        try channel.pipeline.syncOperations.addHandlers([FlushCounter(), UDPListenerHandler(handler: queries)])
+        for id in 100..<100 + UDPListenerHandler.lingerThreshold + 2 {
             try channel.writeInbound(try datagram(id: UInt16(id)))
         }
         let before = flushes(of: channel).count
@@ -145,14 +145,14 @@ import Testing
                 == 1
         )
         #expect(flushes(of: channel).count == before + 1)
-        channel.embeddedEventLoop.advanceTime(by: DNSUDPQueryHandler.replyLinger)
+        channel.embeddedEventLoop.advanceTime(by: UDPListenerHandler.replyLinger)
         #expect(flushes(of: channel).count == before + 1, "the linger's end finds nothing left to flush")
     }
 
     @Test func hitsOfOneReadLeaveInOneFlushAtReadComplete() throws {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers([
-            FlushCounter(), DNSUDPQueryHandler(handler: HeldQueryHandler()),
+            FlushCounter(), UDPListenerHandler(handler: HeldQueryHandler()),
         ])
         // writeInbound fires channelReadComplete after each message; deliver two reads, then complete.
         channel.pipeline.syncOperations.fireChannelRead(NIOAny(try datagram(id: 1)))
@@ -171,7 +171,7 @@ import Testing
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers([
             FlushCounter(),
-            DNSTCPQueryHandler(handler: queries, limits: TCPConnectionLimitsTests.limits(maximumInFlight: 10)),
+            TCPClientConnectionHandler(handler: queries, limits: TCPConnectionLimitsTests.limits(maximumInFlight: 10)),
         ])
         try channel.connect(to: Self.client).wait()
         for id in [200, 201] as [UInt16] { try channel.writeInbound(try TCPQueryFramingTests.framed(id: id)) }

@@ -14,7 +14,7 @@ import Testing
         busyIdleTimeout: TimeAmount = .seconds(1),
         queryReadTimeout: TimeAmount = .seconds(5),
         writeStallTimeout: TimeAmount = .seconds(10)
-    ) -> DNSTCPQueryHandler.Limits {
+    ) -> TCPClientConnectionHandler.Limits {
         .init(
             maximumInFlight: maximumInFlight,
             idleTimeout: idleTimeout,
@@ -25,13 +25,13 @@ import Testing
     }
 
     func connect(
-        _ limits: DNSTCPQueryHandler.Limits = Self.limits(),
+        _ limits: TCPClientConnectionHandler.Limits = Self.limits(),
         handler: any DNSQueryHandler = ReplyBatchingTests.HeldQueryHandler(),
         slots: TCPConnectionLimiter? = nil
     ) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(
-            DNSTCPQueryHandler(handler: handler, limits: limits, slots: slots)
+            TCPClientConnectionHandler(handler: handler, limits: limits, slots: slots)
         )
         try channel.connect(to: TCPIdleTimeoutTests.client).wait()
         return channel
@@ -73,7 +73,10 @@ import Testing
         let kernel = HeldWrites()
         try channel.pipeline.syncOperations.addHandler(kernel)
         try channel.pipeline.syncOperations.addHandler(
-            DNSTCPQueryHandler(handler: ReplyBatchingTests.HeldQueryHandler(), limits: Self.limits(maximumInFlight: 10))
+            TCPClientConnectionHandler(
+                handler: ReplyBatchingTests.HeldQueryHandler(),
+                limits: Self.limits(maximumInFlight: 10)
+            )
         )
         try channel.connect(to: TCPIdleTimeoutTests.client).wait()
         // 1,000 hits in one read: the handler answers ten, then waits for them to be sent.

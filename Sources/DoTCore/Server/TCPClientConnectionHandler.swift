@@ -23,7 +23,7 @@ import NIOCore
 ///   that idle or slow connections make room for new clients instead of every newcomer being refused.
 ///
 /// Timers run on the event loop's clock, so tests drive them with an `EmbeddedEventLoop`.
-final class DNSTCPQueryHandler: ChannelDuplexHandler {
+final class TCPClientConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -294,4 +294,4 @@ final class DNSTCPQueryHandler: ChannelDuplexHandler {
 }
 
 @available(*, unavailable)
-extension DNSTCPQueryHandler: Sendable {}
+extension TCPClientConnectionHandler: Sendable {}

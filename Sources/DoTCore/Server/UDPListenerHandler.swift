@@ -9,7 +9,7 @@ import NIOCore
 /// batch wakes the client's receiving thread, and on a loaded machine those wake-ups were the largest
 /// single cost of a miss. At light load answers leave at once. Counts queries in flight so the server
 /// can drain on shutdown.
-final class DNSUDPQueryHandler: ChannelInboundHandler {
+final class UDPListenerHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
@@ -68,7 +68,7 @@ final class DNSUDPQueryHandler: ChannelInboundHandler {
 }
 
 @available(*, unavailable)
-extension DNSUDPQueryHandler: Sendable {}
+extension UDPListenerHandler: Sendable {}
 
 /// Counts work in flight on one event loop and completes a promise when it reaches zero.
 final class DrainTracker {
