@@ -37,12 +37,12 @@ fi
   --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --log-level warning > "$work/proxy.log" 2>&1 &
 proxy_pid=$!
 cache_port=$(free_port)
-"$bin_dir/custom-cache" --upstream-host 127.0.0.1 --upstream-port "$RIG_DOT_PORT" --upstream-name "$RIG_NAME" --ca-file "$RIG_CA" \
+"$bin_dir/custom-cache" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" \
   --port "$cache_port" > "$work/custom-cache.log" 2>&1 &
 example_pids+=($!)
 embedded_port=$(free_port)
-DOT_UPSTREAM="127.0.0.1:$RIG_DOT_PORT" DOT_NAME="$RIG_NAME" DOT_CA="$RIG_CA" DOT_PORT="$embedded_port" \
-  "$bin_dir/embedded-server" > "$work/embedded-server.log" 2>&1 &
+"$bin_dir/embedded-server" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" \
+  --port "$embedded_port" > "$work/embedded-server.log" 2>&1 &
 example_pids+=($!)
 for listener in "$port" "$cache_port" "$embedded_port"; do
   for _ in $(seq 100); do dig @127.0.0.1 -p "$listener" a.test +short +time=1 +tries=1 >/dev/null 2>&1 && break; sleep 0.1; done
@@ -80,7 +80,7 @@ check "/ready is 200 with the upstream up" "^200$" http_get /ready
 check "custom-cache example answers, then from its cache" "^A\.TeSt\.\s+29[0-9]\s" bash -c \
   "dig @127.0.0.1 -p $cache_port a.test +short >/dev/null; sleep 1.1; dig @127.0.0.1 -p $cache_port A.TeSt +noall +answer"
 check "resolve example answers over DoT" "^a\.test\.\s+300\s+IN\s+A\s+192\.0\.2\." "$bin_dir/resolve" a.test A \
-  --server "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA"
+  --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA"
 check "embedded-server example answers over TCP" "^192\.0\.2\.[0-9]+$" dig @127.0.0.1 -p "$embedded_port" a.test +tcp +short
 for pid in "${example_pids[@]}"; do kill -INT "$pid"; done
 for pid in "${example_pids[@]}"; do wait "$pid" 2>/dev/null || { echo "FAIL an example exited with an error"; failures=$((failures+1)); }; done

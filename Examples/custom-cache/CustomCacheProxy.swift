@@ -8,7 +8,7 @@ import ServiceLifecycle
 /// A DNS-over-TLS proxy that uses ``FixedLifetimeCache``, a cache written outside the library, in
 /// place of `InMemoryDNSResponseCache`.
 ///
-///     swift run custom-cache --upstream-host 1.1.1.1 --upstream-name cloudflare-dns.com
+///     swift run custom-cache --upstream 1.1.1.1#cloudflare-dns.com
 ///     dig @127.0.0.1 -p 5054 example.com     # twice: the second answer comes from the cache
 @main
 struct CustomCacheProxy: AsyncParsableCommand {
@@ -17,14 +17,8 @@ struct CustomCacheProxy: AsyncParsableCommand {
         abstract: "A DoT proxy with a cache written outside DoTCore."
     )
 
-    @Option(help: "The upstream's IP address.")
-    var upstreamHost: String = "1.1.1.1"
-
-    @Option(help: "The upstream's DoT port.")
-    var upstreamPort: Int = 853
-
-    @Option(help: "The name the upstream's certificate must carry.")
-    var upstreamName: String = "cloudflare-dns.com"
+    @Option(help: "The DoT resolver: IP, IP:PORT or [IPv6]:PORT, optionally #auth-name.")
+    var upstream: String = "1.1.1.1#cloudflare-dns.com"
 
     @Option(help: "A PEM file of CAs to trust instead of the system store.")
     var caFile: String?
@@ -39,10 +33,13 @@ struct CustomCacheProxy: AsyncParsableCommand {
         let logger = Logger(label: "custom-cache")
         var tls = TLSClientConfiguration.makeStrict()
         if let caFile { tls.trustRoots = .pemFile(caFile) }
+        guard let address = UpstreamAddress(self.upstream) else {
+            throw ValidationError(
+                "--upstream: \(self.upstream) is not IP, IP:PORT or [IPv6]:PORT with an optional #name"
+            )
+        }
         let upstream = DoTUpstreamTransport(
-            configuration: .init(
-                upstream: UpstreamAddress(host: upstreamHost, port: upstreamPort, authenticationName: upstreamName)
-            ),
+            configuration: .init(upstream: address),
             tlsContext: try TLSClientContext(configuration: tls),
             logger: logger
         )

@@ -1,3 +1,4 @@
+import ArgumentParser
 import DoTCore
 import Logging
 import NIOCore
@@ -5,29 +6,38 @@ import NIOPosix
 import ServiceLifecycle
 
 /// A Swift service that embeds the proxy: `DNSProxyServer` runs next to the application's own
-/// service in one `ServiceGroup`, every setting in code (no command line), and both stop together on
-/// SIGINT or SIGTERM.
+/// service in one `ServiceGroup`, with the policy (failover, limits, cache) set in code as an
+/// application would, and all stop together on SIGINT or SIGTERM.
 ///
-///     swift run embedded-server                                   # upstream 1.1.1.1 and 9.9.9.9
-///     DOT_UPSTREAM=127.0.0.1:8853 DOT_NAME=dns.test DOT_CA=/tmp/rig/ca.pem DOT_PORT=5056 swift run embedded-server
+///     swift run embedded-server                                   # upstreams 1.1.1.1 and 9.9.9.9
+///     swift run embedded-server --upstream 127.0.0.1:8853#dns.test --ca-file /tmp/rig/ca.pem --port 5056
 ///     dig @127.0.0.1 -p 5055 example.com
 @main
-enum EmbeddedServer {
-    static func main() async throws {
+struct EmbeddedServer: AsyncParsableCommand {
+    @Option(help: "A DoT resolver (repeatable): IP, IP:PORT or [IPv6]:PORT, optionally #auth-name.")
+    var upstream: [String] = ["1.1.1.1#cloudflare-dns.com", "9.9.9.9#dns.quad9.net"]
+
+    @Option(help: "A PEM file of CAs to trust instead of the system store.")
+    var caFile: String?
+
+    @Option(help: "The loopback port to listen on (UDP and TCP).")
+    var port: Int = 5055
+
+    func run() async throws {
         let logger = Logger(label: "embedded")
-        let environment = Environment()
         let group = MultiThreadedEventLoopGroup.singleton
 
         // Upstreams: a pool of verified DoT resolvers with ordered failover.
         var tls = TLSClientConfiguration.makeStrict()
-        if let ca = environment["DOT_CA"] { tls.trustRoots = .pemFile(ca) }
+        if let caFile { tls.trustRoots = .pemFile(caFile) }
         tls.minimumVersion = .tls12
         let context = try TLSClientContext(configuration: tls, logger: logger)
-        let addresses =
-            environment.upstreams ?? [
-                UpstreamAddress(host: "1.1.1.1", authenticationName: "cloudflare-dns.com"),
-                UpstreamAddress(host: "9.9.9.9", authenticationName: "dns.quad9.net"),
-            ]
+        let addresses = try upstream.map { text in
+            guard let address = UpstreamAddress(text) else {
+                throw ValidationError("--upstream: \(text) is not IP, IP:PORT or [IPv6]:PORT with an optional #name")
+            }
+            return address
+        }
         let transports = addresses.map {
             DoTUpstreamTransport(
                 configuration: .init(upstream: $0, idleTimeout: .seconds(5)),
@@ -59,7 +69,7 @@ enum EmbeddedServer {
         )
         let server = DNSProxyServer(
             configuration: .init(
-                listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: environment.port ?? 5055)],
+                listenAddresses: [try SocketAddress(ipAddress: "127.0.0.1", port: port)],
                 maximumTCPConnections: 256
             ),
             handler: handler,
@@ -114,33 +124,5 @@ struct StatisticsReporter: Service {
                 ]
             )
         }
-    }
-}
-
-/// Settings a deployment may override without a command line.
-struct Environment {
-    private let values: [String: String]
-
-    init() {
-        var values: [String: String] = [:]
-        for key in ["DOT_UPSTREAM", "DOT_NAME", "DOT_CA", "DOT_PORT"] {
-            if let value = getenv(key) { values[key] = String(cString: value) }
-        }
-        self.values = values
-    }
-
-    subscript(key: String) -> String? { values[key] }
-
-    /// `DOT_PORT`, the listening port, when set.
-    var port: Int? { values["DOT_PORT"].flatMap { Int($0) } }
-
-    /// `DOT_UPSTREAM=IP:PORT` with `DOT_NAME`, when set.
-    var upstreams: [UpstreamAddress]? {
-        guard let text = values["DOT_UPSTREAM"], let colon = text.lastIndex(of: ":"),
-            let port = Int(text[text.index(after: colon)...])
-        else {
-            return nil
-        }
-        return [UpstreamAddress(host: String(text[..<colon]), port: port, authenticationName: values["DOT_NAME"])]
     }
 }

@@ -74,33 +74,12 @@ struct UpstreamArgument: ExpressibleByArgument, Hashable, Sendable, CustomString
         return .hostname(host: host.lowercased(), port: port, authenticationName: name)
     }
 
+    /// An address upstream (``UpstreamAddress/init(_:)``), with the authentication name of a
+    /// well-known resolver filled in when none is given.
     static func parse(_ text: String) -> UpstreamAddress? {
-        guard let (rest, name) = splitName(text) else { return nil }
-        var host: String
-        var port = 853
-        if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]") else { return nil }
-            host = String(rest[rest.index(after: rest.startIndex)..<close])
-            let after = rest[rest.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":"), let value = Int(after.dropFirst()), (1...65535).contains(value) else {
-                    return nil
-                }
-                port = value
-            }
-            guard IPv6Address(host) != nil else { return nil }
-        } else if rest.filter({ $0 == ":" }).count == 1 {
-            let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
-            guard let value = Int(parts[1]), (1...65535).contains(value) else { return nil }
-            host = String(parts[0])
-            port = value
-            guard IPv4Address(host) != nil else { return nil }
-        } else {
-            host = String(rest)
-            guard IPv4Address(host) != nil || IPv6Address(host) != nil else { return nil }
-        }
-        if let v6 = IPv6Address(host) { host = v6.description }
-        return UpstreamAddress(host: host, port: port, authenticationName: name ?? wellKnownNames[host])
+        guard var address = UpstreamAddress(text) else { return nil }
+        if address.authenticationName == nil { address.authenticationName = wellKnownNames[address.host] }
+        return address
     }
 
     static var defaultCompletionKind: CompletionKind { .default }
