@@ -245,6 +245,7 @@ struct DotProxyCommand: AsyncParsableCommand {
                 flags: names.flags
             )
             var command = try parseAsRoot(arguments)
+            if let proxy = command as? DotProxyCommand { try proxy.startThreads() }
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -458,20 +459,29 @@ struct DotProxyCommand: AsyncParsableCommand {
         )
     }
 
-    /// Sizes the proxy to what the process may use before anything starts: the event loops to the
-    /// cores and the task limit (``ThreadPlan``; exits 71 when they cannot fit), and the client TCP
-    /// connections to the descriptor limit, raised to the hard one first (``DescriptorBudget``).
-    static func fitToProcessLimits(_ configuration: inout ProxyConfiguration, logger: Logger) throws {
-        let plan = ThreadPlan(threads: configuration.threads, cores: System.coreCount)
+    /// Starts the threads the proxy runs on, before any other: the event loops, sized to the cores
+    /// and checked against the task limit (``ThreadPlan``; exits 71 when they cannot fit), then runs
+    /// Swift's tasks on those loops instead of a pool of their own (one thread per core on a large
+    /// host), so the threads are the loops, the main thread and, for `tls://` names, one
+    /// blocking-pool thread.
+    func startThreads() throws {
+        let plan = ThreadPlan(threads: threads, cores: System.coreCount)
         if let tasks = ThreadPlan.currentTaskLimit(),
             let problem = plan.problem(taskLimit: tasks.limit, running: tasks.running)
         {
             StandardError.write("dotproxy: \(problem)\n")
             throw ExitCode(71)
         }
-        // Read by the singletons when they are first used, after this.
+        // Read by the singletons when they are first used: now.
         NIOSingletons.groupLoopCountSuggestion = plan.eventLoops
         NIOSingletons.blockingPoolThreadCountSuggestion = ThreadPlan.blockingPoolThreads
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
+
+    /// Sizes the client TCP connections to the descriptor limit, raised to the hard one first
+    /// (``DescriptorBudget``), once the event loops are known.
+    static func fitToProcessLimits(_ configuration: inout ProxyConfiguration, logger: Logger) throws {
+        let plan = ThreadPlan(threads: configuration.threads, cores: System.coreCount)
         configuration.threads = plan.eventLoops
         let budget = DescriptorBudget(
             limit: DescriptorBudget.raiseLimit(),

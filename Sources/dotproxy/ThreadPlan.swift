@@ -12,8 +12,9 @@ import Glibc
 /// serves and cores are free (`--threads`).
 ///
 /// Besides the loops the process runs its main thread, one thread for NIO's blocking pool (host-name
-/// resolution through the system resolver), and a few for Swift concurrency and signal handling,
-/// which start on demand. Under a task limit (systemd's `TasksMax`, a container's `pids.max`) that
+/// resolution through the system resolver), and a few of Dispatch's for the main queue and signal
+/// handling, which start on demand; Swift's tasks run on the event loops
+/// (`DotProxyCommand.startThreads()`), so no pool grows with the host's cores. Under a task limit (systemd's `TasksMax`, a container's `pids.max`) that
 /// cannot hold them, NIO would stop the process with a trap when a thread fails to start; the plan
 /// is checked at start-up instead, and the proxy exits with a message that says what to change.
 struct ThreadPlan: Equatable {
@@ -23,8 +24,8 @@ struct ThreadPlan: Equatable {
     static let maximumDefaultEventLoops = 16
     /// Threads of NIO's blocking pool.
     static let blockingPoolThreads = 1
-    /// Threads besides the loops and the pool that the process may start: main, Swift concurrency's
-    /// workers and signal handling (started on demand; a ceiling, not what runs at idle).
+    /// Threads besides the loops and the pool that the process may start: main, and Dispatch's for
+    /// the main queue and signal handling (started on demand; a ceiling, not what runs at idle).
     static let otherThreads = 8
 
     /// The event loops to start.
