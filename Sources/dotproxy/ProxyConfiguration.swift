@@ -61,7 +61,6 @@ struct ProxyServices: Sendable {
     let pool: UpstreamPool
     /// The pool's members, one per `--upstream`.
     let upstreams: [any UpstreamTransport]
-    let handler: ForwardingQueryHandler
     let rateLimiter: (any QueryRateLimiter)?
     let cache: any DNSResponseCache
     /// The Prometheus factory every component reports to, and its listener, with `--metrics-listen`.
@@ -163,7 +162,6 @@ enum ProxyBuilder {
             server: server,
             pool: transport,
             upstreams: members.map(\.transport),
-            handler: handler,
             rateLimiter: limiter,
             cache: cache,
             metricsFactory: metricsFactory,

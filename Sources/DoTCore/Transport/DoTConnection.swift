@@ -56,9 +56,6 @@ final class DoTConnection: ChannelInboundHandler {
 
     var inFlight: Int { machine.inFlight }
     var acceptsQueries: Bool { machine.acceptsQueries }
-    var state: DoTConnectionStateMachine.State { machine.state }
-    var handshakeCompleted: Bool { machine.handshakeCompleted }
-    var queriesSent: Int { machine.queriesSent }
 
     // MARK: Queries
 

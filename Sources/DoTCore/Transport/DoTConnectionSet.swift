@@ -110,13 +110,12 @@ final class DoTConnectionSet: DoTConnectionOwner {
                 }
             }
         }
-        for query in due { expire(query) }
+        for query in due { expire(query, now: now) }
         if let next { watchDeadline(next) }
     }
 
-    func expire(_ query: DoTQuery) {
+    private func expire(_ query: DoTQuery, now: NIODeadline) {
         guard !query.isDone else { return }
-        let now = eventLoop.now
         for connection in connections { connection.expire(query, now: now) }
         statistics.timeouts += 1
         query.fail(UpstreamError(.timeout, upstream: upstream.description, detail: "no reply before the deadline"))

@@ -51,12 +51,23 @@ import Testing
 
     static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
 
-    func ask(_ handler: ForwardingQueryHandler, _ name: DNSName = "a.test.") async throws -> DNSMessage? {
-        let query = DNSClientQuery(
-            message: try DNSMessage.query(name: name, type: .a, id: 9).encoded(),
-            client: Self.client,
-            transport: .udp
+    /// A query from ``client``.
+    static func clientQuery(
+        _ name: DNSName = "a.test.",
+        type: DNSRecordType = .a,
+        id: UInt16 = 9,
+        edns: EDNSRecord? = EDNSRecord(),
+        transport: DNSClientTransport = .udp
+    ) throws -> DNSClientQuery {
+        DNSClientQuery(
+            message: try DNSMessage.query(name: name, type: type, id: id, edns: edns).encoded(),
+            client: client,
+            transport: transport
         )
+    }
+
+    func ask(_ handler: ForwardingQueryHandler, _ name: DNSName = "a.test.") async throws -> DNSMessage? {
+        let query = try Self.clientQuery(name)
         return try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get().map {
             try DNSMessage(decoding: $0)
         }
@@ -65,11 +76,7 @@ import Testing
     @Test func hitsAndLocalErrorsAreAnsweredAtOnceAndMissesLater() async throws {
         let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), cache: InMemoryDNSResponseCache())
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let query = DNSClientQuery(
-            message: try DNSMessage.query(name: "a.test.", type: .a, id: 3).encoded(),
-            client: Self.client,
-            transport: .udp
-        )
+        let query = try Self.clientQuery(id: 3)
         guard case .later(let miss) = handler.respond(to: query, on: loop) else {
             Issue.record("a miss must wait for the upstream")
             return
@@ -149,11 +156,7 @@ import Testing
             staleReplyDelay: .milliseconds(50),
             queryTimeout: .seconds(2)
         )
-        let query = DNSClientQuery(
-            message: try DNSMessage.query(name: "a.test.", type: .a, id: 9).encoded(),
-            client: Self.client,
-            transport: .udp
-        )
+        let query = try Self.clientQuery()
         guard case .later(let reply) = handler.respond(to: query, on: loop) else {
             Issue.record("a miss must wait")
             return
@@ -358,8 +361,6 @@ import Testing
         }
     }
 
-    static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
-
     func ask(
         _ handler: ForwardingQueryHandler,
         _ name: DNSName,
@@ -369,11 +370,7 @@ import Testing
     ) async throws -> DNSMessage {
         var edns = EDNSRecord()
         edns.udpPayloadSize = udpSize
-        let query = DNSClientQuery(
-            message: try DNSMessage.query(name: name, type: type, id: 9, edns: edns).encoded(),
-            client: Self.client,
-            transport: transport
-        )
+        let query = try ForwardingQueryHandlerTests.clientQuery(name, type: type, edns: edns, transport: transport)
         let reply = try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get()
         return try DNSMessage(decoding: try #require(reply))
     }
@@ -454,11 +451,7 @@ import Testing
         _ = try await ask(handler, "a.test.")
         let down = try await ask(handler, "b.test.")
         #expect(try #require(down.edns?.option(.extendedError)).data.prefix(2) == [0, 22])
-        let plain = DNSClientQuery(
-            message: try DNSMessage.query(name: "c.test.", type: .a, id: 4, edns: nil).encoded(),
-            client: Self.client,
-            transport: .udp
-        )
+        let plain = try ForwardingQueryHandlerTests.clientQuery("c.test.", id: 4, edns: nil)
         let reply = try DNSMessage(
             decoding: try #require(
                 try await handler.handle(plain, on: MultiThreadedEventLoopGroup.singleton.next()).get()

@@ -219,6 +219,11 @@ public final class UpstreamPool: UpstreamTransport, Service {
         await shutdown()
     }
 
+    /// ``start()``, for a pool that is itself a member of another.
+    public func start(on eventLoop: any EventLoop) {
+        start()
+    }
+
     /// Stops the probes and active checks, and closes every member's connections.
     public func shutdown() async {
         stopHealthChecks()
