@@ -28,10 +28,9 @@ final class FixedLifetimeCache: DNSResponseCache {
 
     var count: Int { state.withLockedValue { $0.entries.count } }
 
-    func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
-        guard let key = DNSCacheKey(query, view: view), let entry = state.withLockedValue({ $0.entries[key] }) else {
-            return nil
-        }
+    func lookup(_ parsed: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? {
+        let (query, view) = (parsed.buffer, parsed.view)
+        guard let entry = state.withLockedValue({ $0.entries[key] }) else { return nil }
         let age = now - entry.stored
         guard age < lifetime, entry.view.questionMatches(view, in: entry.reply, otherBuffer: query) else { return nil }
         var reply = entry.reply
@@ -47,22 +46,15 @@ final class FixedLifetimeCache: DNSResponseCache {
         return reply
     }
 
-    func store(
-        _ reply: ByteBuffer,
-        view: DNSMessageView,
-        query: ByteBuffer,
-        queryView: DNSMessageView,
-        now: NIODeadline
-    ) {
-        guard !view.isTruncated, view.responseCode == .noError || view.responseCode == .nameError,
-            let key = DNSCacheKey(query, view: queryView)
-        else { return }
-        // A copy of just the reply, so the cache does not pin a larger receive buffer.
+    func store(_ reply: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) {
+        let view = reply.view
+        guard !view.isTruncated, view.responseCode == .noError || view.responseCode == .nameError else { return }
+        // A copy of just the reply, so the cache does not pin a larger receive buffer. The view indexes
+        // the same octets, so it serves the copy too.
         var copy = ByteBuffer()
-        copy.writeImmutableBuffer(reply)
-        guard let copyView = try? DNSMessageView(copy) else { return }
+        copy.writeImmutableBuffer(reply.buffer)
         state.withLockedValue { state in
-            if state.entries.updateValue(Entry(reply: copy, view: copyView, stored: now), forKey: key) == nil {
+            if state.entries.updateValue(Entry(reply: copy, view: view, stored: now), forKey: key) == nil {
                 state.order.append(key)
             }
             while state.entries.count > capacity, !state.order.isEmpty {

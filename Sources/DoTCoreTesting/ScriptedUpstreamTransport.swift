@@ -44,36 +44,40 @@ public final class ScriptedUpstreamTransport: UpstreamTransport {
     public var queryCount: Int { state.withLockedValue { $0.queries } }
 
     public func send(
-        _ query: ByteBuffer,
+        _ query: ParsedDNSMessage,
         deadline: NIODeadline,
-        on eventLoop: any EventLoop
-    ) -> EventLoopFuture<ByteBuffer> {
+        on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
+    ) {
         let behaviour = state.withLockedValue { state in
             state.queries += 1
             return state.behaviour
         }
-        let message: DNSMessage
-        do {
-            message = try DNSMessage(decoding: query)
-        } catch {
-            return eventLoop.makeFailedFuture(UpstreamError(.malformedQuery, upstream: name, detail: "\(error)"))
-        }
+        let reply: Result<ParsedDNSMessage, UpstreamError>
         switch behaviour {
-        case .answer:
-            return eventLoop.makeCompletedFuture { try TestDoTServer.answer(message).encoded() }
-        case .respond(let code):
-            var reply = DNSMessage(header: message.header, questions: message.questions)
-            reply.header.isResponse = true
-            reply.header.responseCode = code
-            return eventLoop.makeCompletedFuture { try reply.encoded() }
+        case .answer, .respond:
+            reply = Result { () throws(any Error) -> ParsedDNSMessage in
+                let message = try DNSMessage(decoding: query.buffer)
+                var answer = TestDoTServer.answer(message)
+                if case .respond(let code) = behaviour {
+                    answer = DNSMessage(header: message.header, questions: message.questions)
+                    answer.header.isResponse = true
+                    answer.header.responseCode = code
+                }
+                return try ParsedDNSMessage(answer.encoded())
+            }.mapError { UpstreamError(.malformedQuery, upstream: name, detail: "\($0)") }
         case .fail(let code):
-            return eventLoop.makeFailedFuture(UpstreamError(code, upstream: name, detail: "scripted failure"))
+            reply = .failure(UpstreamError(code, upstream: name, detail: "scripted failure"))
         case .silence:
-            let promise = eventLoop.makePromise(of: ByteBuffer.self)
             eventLoop.scheduleTask(deadline: deadline) {
-                promise.fail(UpstreamError(.timeout, upstream: self.name, detail: "scripted silence"))
+                completion(.failure(UpstreamError(.timeout, upstream: self.name, detail: "scripted silence")))
             }
-            return promise.futureResult
+            return
+        }
+        if eventLoop.inEventLoop {
+            completion(reply)
+        } else {
+            eventLoop.execute { completion(reply) }
         }
     }
 }

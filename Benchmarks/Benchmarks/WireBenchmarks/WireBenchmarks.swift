@@ -89,29 +89,28 @@ let rateLimitBenchmarks: @Sendable () -> Void = {
 /// Cache hits (issue 5 target: under 300 ns with one allocation, the reply buffer).
 let cacheBenchmarks: @Sendable () -> Void = {
     let cache = InMemoryDNSResponseCache()
-    let query = try! DNSMessage.query(name: "www.example.com.", type: .a, id: 7).encoded()
-    let queryView = try! DNSMessageView(query)
-    let reply = try! typicalResponse().encoded()
+    let query = try! ParsedDNSMessage(DNSMessage.query(name: "www.example.com.", type: .a, id: 7).encoded())
+    let key = DNSCacheKey(query)!
+    let reply = try! ParsedDNSMessage(typicalResponse().encoded())
     let now = NIODeadline.now()
-    cache.store(reply, view: try! DNSMessageView(reply), query: query, queryView: queryView, now: now)
+    cache.store(reply, key: key, now: now)
 
     Benchmark("Cache: hit (lookup + reply build), one thread") { benchmark in
         for _ in benchmark.scaledIterations {
-            blackHole(cache.lookup(query, view: queryView, now: now))
+            blackHole(cache.lookup(query, key: key, now: now))
         }
     }
 
     // Each thread asks its own name, as event loops on different cores mostly do; the names fall in
     // different shards, so the threads do not share a lock.
-    let perThread = ["www.example.com.", "mail.example.org."].map { name -> (ByteBuffer, DNSMessageView) in
+    let perThread = ["www.example.com.", "mail.example.org."].map { name -> (ParsedDNSMessage, DNSCacheKey) in
         var message = typicalResponse()
         message.questions = [DNSQuestion(name: try! DNSName(parsing: name), type: .a)]
         message.answers[0].name = message.questions[0].name
-        let query = try! DNSMessage.query(name: message.questions[0].name, type: .a, id: 7).encoded()
-        let queryView = try! DNSMessageView(query)
-        let reply = try! message.encoded()
-        cache.store(reply, view: try! DNSMessageView(reply), query: query, queryView: queryView, now: now)
-        return (query, queryView)
+        let query = try! ParsedDNSMessage(DNSMessage.query(name: message.questions[0].name, type: .a, id: 7).encoded())
+        let key = DNSCacheKey(query)!
+        cache.store(try! ParsedDNSMessage(message.encoded()), key: key, now: now)
+        return (query, key)
     }
     Benchmark(
         "Cache: hit (lookup + reply build), two threads, a name each",
@@ -119,8 +118,8 @@ let cacheBenchmarks: @Sendable () -> Void = {
     ) { benchmark in
         let iterations = benchmark.scaledIterations.count
         DispatchQueue.concurrentPerform(iterations: 2) { thread in
-            let (query, queryView) = perThread[thread]
-            for _ in 0..<iterations { blackHole(cache.lookup(query, view: queryView, now: now)) }
+            let (query, key) = perThread[thread]
+            for _ in 0..<iterations { blackHole(cache.lookup(query, key: key, now: now)) }
         }
     }
 
@@ -131,13 +130,13 @@ let cacheBenchmarks: @Sendable () -> Void = {
     ) { benchmark in
         let iterations = benchmark.scaledIterations.count
         DispatchQueue.concurrentPerform(iterations: 2) { _ in
-            for _ in 0..<iterations { blackHole(cache.lookup(query, view: queryView, now: now)) }
+            for _ in 0..<iterations { blackHole(cache.lookup(query, key: key, now: now)) }
         }
     }
 
     // 100,000 distinct names of about 100-octet replies, stored into a cache bounded at 10,000 entries:
     // every store past the bound evicts.
-    let names = (0..<100_000).map { index -> (ByteBuffer, DNSMessageView, ByteBuffer, DNSMessageView) in
+    let names = (0..<100_000).map { index -> (DNSCacheKey, ParsedDNSMessage) in
         var message = DNSMessage.query(name: try! DNSName(parsing: "host\(index).example.com."), type: .a, id: 1)
         let query = try! message.encoded()
         message.header.isResponse = true
@@ -149,17 +148,17 @@ let cacheBenchmarks: @Sendable () -> Void = {
             )
         ]
         let reply = try! message.encoded()
-        return (query, try! DNSMessageView(query), reply, try! DNSMessageView(reply))
+        return (DNSCacheKey(try! ParsedDNSMessage(query))!, try! ParsedDNSMessage(reply))
     }
     // A cache already at its bound of 10,000 entries, so every store evicts one.
     let bounded = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 10_000))
-    for (query, queryView, reply, replyView) in names.prefix(20_000) {
-        bounded.store(reply, view: replyView, query: query, queryView: queryView, now: now)
+    for (key, reply) in names.prefix(20_000) {
+        bounded.store(reply, key: key, now: now)
     }
     Benchmark("Cache: store with eviction (cache full at 10,000)") { benchmark in
         for iteration in benchmark.scaledIterations {
-            let (query, queryView, reply, replyView) = names[iteration % names.count]
-            bounded.store(reply, view: replyView, query: query, queryView: queryView, now: now)
+            let (key, reply) = names[iteration % names.count]
+            bounded.store(reply, key: key, now: now)
         }
     }
 
@@ -175,8 +174,8 @@ let cacheBenchmarks: @Sendable () -> Void = {
     ) { benchmark in
         let before = residentBytes()
         let big = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 100_000, maximumBytes: 1 << 30))
-        for (query, queryView, reply, replyView) in names {
-            big.store(reply, view: replyView, query: query, queryView: queryView, now: now)
+        for (key, reply) in names {
+            big.store(reply, key: key, now: now)
         }
         let held = residentBytes() - before
         let statistics = big.statistics

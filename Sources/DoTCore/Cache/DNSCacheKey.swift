@@ -35,5 +35,10 @@ public struct DNSCacheKey: Hashable, Sendable {
         self.first = UInt64(bitPattern: Int64(hash))
     }
 
+    /// The key of the first question of `message`, or `nil` when it has no question.
+    public init?(_ message: ParsedDNSMessage) {
+        self.init(message.buffer, view: message.view)
+    }
+
     public func hash(into hasher: inout Hasher) { hasher.combine(first) }
 }

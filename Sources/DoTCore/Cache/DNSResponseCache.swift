@@ -3,37 +3,38 @@ import NIOCore
 /// Stores upstream replies and answers repeated queries from them.
 ///
 /// Synchronous and `Sendable`, because a hit is answered on the event loop that read the query. The
-/// instant is passed in, so implementations need no clock of their own.
+/// caller parses the query and computes its ``DNSCacheKey`` once, and passes both to every method; the
+/// instant is passed in too, so implementations need no clock of their own.
 public protocol DNSResponseCache: Sendable {
     /// A reply for `query` if one is cached: with the query's ID and question case, TTLs aged, and an
     /// OPT record only if the query had one. The caller still fits it to the client's UDP size.
-    func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer?
+    ///
+    /// - Parameters:
+    ///   - query: The client's query.
+    ///   - key: The query's key.
+    ///   - now: The current instant.
+    func lookup(_ query: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer?
 
-    /// Offers an upstream reply to `query` for storage. The cache decides whether and for how long.
-    func store(
-        _ reply: ByteBuffer,
-        view: DNSMessageView,
-        query: ByteBuffer,
-        queryView: DNSMessageView,
-        now: NIODeadline
-    )
+    /// Offers an upstream reply for storage under `key`, the key of the query it answers. The cache
+    /// decides whether and for how long.
+    func store(_ reply: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline)
 
-    /// Whether ``lookupStale(_:view:now:)`` can ever find something; the handler arms the client
+    /// Whether ``lookupStale(_:key:now:)`` can ever find something; the handler arms the client
     /// response timer only for caches that serve stale. `false` by default.
     var servesStale: Bool { get }
 
     /// An expired reply that may still be served because the upstream failed or is slow (RFC 8767),
     /// or `nil`. The default never finds one.
-    func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer?
+    func lookupStale(_ query: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer?
 
-    /// Whether the entry for `query` is close to expiry and should be refreshed in the background now;
+    /// Whether the entry under `key` is close to expiry and should be refreshed in the background now;
     /// `true` at most once per stored reply. The default is `false`.
-    func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool
+    func claimPrefetch(key: DNSCacheKey, now: NIODeadline) -> Bool
 
     /// The longest TTL a client may be given in `reply`, fresh from the upstream, or `nil` for no
     /// limit (the default). The handler lowers the reply's TTLs to it, so that a client never holds an
     /// answer longer than the cache would (the cache's TTL policy applies to the first answer too).
-    func longestTTL(for reply: ByteBuffer, view: DNSMessageView) -> UInt32?
+    func longestTTL(for reply: ParsedDNSMessage) -> UInt32?
 }
 
 extension DNSResponseCache {
@@ -41,13 +42,13 @@ extension DNSResponseCache {
     public var servesStale: Bool { false }
 
     /// No serve-stale: never finds anything.
-    public func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
+    public func lookupStale(_ query: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? { nil }
 
     /// No prefetch.
-    public func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool { false }
+    public func claimPrefetch(key: DNSCacheKey, now: NIODeadline) -> Bool { false }
 
     /// No limit.
-    public func longestTTL(for reply: ByteBuffer, view: DNSMessageView) -> UInt32? { nil }
+    public func longestTTL(for reply: ParsedDNSMessage) -> UInt32? { nil }
 }
 
 /// The opt-out: stores nothing, finds nothing.
@@ -55,13 +56,7 @@ public struct NoOpDNSResponseCache: DNSResponseCache {
     /// Creates a cache that never caches.
     public init() {}
 
-    public func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
+    public func lookup(_ query: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? { nil }
 
-    public func store(
-        _ reply: ByteBuffer,
-        view: DNSMessageView,
-        query: ByteBuffer,
-        queryView: DNSMessageView,
-        now: NIODeadline
-    ) {}
+    public func store(_ reply: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) {}
 }

@@ -216,8 +216,9 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         shards[Int(truncatingIfNeeded: key.first & UInt64(shards.count - 1))]
     }
 
-    public func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
-        guard let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange else { return nil }
+    public func lookup(_ parsed: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? {
+        let (query, view) = (parsed.buffer, parsed.view)
+        guard let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         // Allocated under the lock, only for a hit and at the entry's size: a miss allocates nothing.
         var out: ByteBuffer?
@@ -269,9 +270,9 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
 
     public var servesStale: Bool { configuration.serveStale }
 
-    public func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
-        guard configuration.serveStale, let key = DNSCacheKey(query, view: view), let queryName = view.questionNameRange
-        else { return nil }
+    public func lookupStale(_ parsed: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? {
+        let (query, view) = (parsed.buffer, parsed.view)
+        guard configuration.serveStale, let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         var out: ByteBuffer?
         let found: Found? = shard(for: key).withLockedValue { shard in
@@ -296,8 +297,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         )
     }
 
-    public func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool {
-        guard configuration.prefetch, let key = DNSCacheKey(query, view: view) else { return false }
+    public func claimPrefetch(key: DNSCacheKey, now: NIODeadline) -> Bool {
+        guard configuration.prefetch else { return false }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         return shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key], !shard.entries[slot].prefetchClaimed else { return false }
@@ -356,16 +357,10 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         return out
     }
 
-    public func store(
-        _ reply: ByteBuffer,
-        view: DNSMessageView,
-        query: ByteBuffer,
-        queryView: DNSMessageView,
-        now: NIODeadline
-    ) {
+    public func store(_ parsed: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) {
+        let (reply, view) = (parsed.buffer, parsed.view)
         guard configuration.maximumEntries > 0, !view.isTruncated, view.questionCount == 1,
-            let questionName = view.questionNameRange,
-            let key = DNSCacheKey(query, view: queryView), let lifetime = lifetime(of: reply, view: view), lifetime > 0
+            let questionName = view.questionNameRange, let lifetime = lifetime(of: reply, view: view), lifetime > 0
         else { return }
         // Drop OPT (hop-by-hop); only when it is the last record can it be cut off cleanly.
         var length = view.length
@@ -431,8 +426,8 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     }
 
     /// The entry's lifetime when the reply would be cached, and ``Configuration/maximumTTL`` when not.
-    public func longestTTL(for reply: ByteBuffer, view: DNSMessageView) -> UInt32? {
-        lifetime(of: reply, view: view) ?? configuration.maximumTTL
+    public func longestTTL(for reply: ParsedDNSMessage) -> UInt32? {
+        lifetime(of: reply.buffer, view: reply.view) ?? configuration.maximumTTL
     }
 
     /// How long a reply may be cached, in seconds, or `nil` when it must not be. TTLs with the top bit

@@ -55,18 +55,26 @@ enum DNSResponseBuilder {
     }
 
     /// The query to send upstream: the client's header and question with the proxy's own OPT (EDNS is
-    /// hop-by-hop): DO as the client asked, no client options (cookies, client subnet) passed on.
-    static func upstreamQuery(
-        from query: ByteBuffer,
-        view: DNSMessageView,
-        allocator: ByteBufferAllocator
-    ) -> ByteBuffer {
-        let base = query.readerIndex
-        var out = allocator.buffer(capacity: view.answerSectionOffset + EDNSRecord.proxyOPTLength)
-        out.writeImmutableBuffer(query.getSlice(at: base, length: view.answerSectionOffset)!)
+    /// hop-by-hop): DO as the client asked, no client options (cookies, client subnet) passed on. Its
+    /// view is derived from the client's, not parsed again.
+    static func upstreamQuery(from query: ParsedDNSMessage, allocator: ByteBufferAllocator) -> ParsedDNSMessage {
+        let questionEnd = query.view.answerSectionOffset
+        var out = allocator.buffer(capacity: questionEnd + EDNSRecord.proxyOPTLength)
+        out.writeImmutableBuffer(query.buffer.getSlice(at: query.buffer.readerIndex, length: questionEnd)!)
         out.setMultipleIntegers(UInt16(0), UInt16(0), UInt16(1), at: 6)
-        EDNSRecord.writeProxyOPT(into: &out, dnssecOK: view.dnssecOK)
-        return out
+        EDNSRecord.writeProxyOPT(into: &out, dnssecOK: query.view.dnssecOK)
+        var view = query.view
+        view.answerCount = 0
+        view.authorityCount = 0
+        view.additionalCount = 1
+        view.additionalSectionOffset = questionEnd
+        view.optRecordOffset = questionEnd
+        view.optRecordIsLast = true
+        view.ednsUDPPayloadSize = EDNSRecord.proxyUDPPayloadSize
+        view.extendedResponseCode = 0
+        view.ednsVersion = 0
+        view.length = out.readableBytes
+        return ParsedDNSMessage(buffer: out, view: view)
     }
 
     /// The upstream reply rewritten for the client: the client's ID and question bytes (so the case

@@ -32,7 +32,7 @@ import NIOCore
 ///   is replaced by an empty reply with TC set, the question and OPT kept, so the client retries over
 ///   TCP. A small query can then never draw a large reply, and replies are never IP fragments.
 /// - TTLs with the top bit set become 0 (RFC 2181 §8), and an answer from the upstream carries no
-///   TTL above the cache's lifetime for it (``DNSResponseCache/longestTTL(for:view:)``).
+///   TTL above the cache's lifetime for it (``DNSResponseCache/longestTTL(for:)``).
 public final class ForwardingQueryHandler: DNSQueryHandler {
     private let admission: QueryAdmission
     private let parser: QueryParser
@@ -129,24 +129,17 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             logger.info(
                 "query",
                 metadata: [
-                    "name": "\(parsed.view.questionName(in: parsed.message)?.description ?? "?")",
+                    "name": "\(parsed.view.questionName(in: parsed.message.buffer)?.description ?? "?")",
                     "type": "\(parsed.view.questionType?.description ?? "?")",
-                    "client": "\(parsed.query.client.endpointDescription)", "transport": "\(parsed.transport)",
+                    "client": "\(parsed.client.endpointDescription)", "transport": "\(parsed.transport)",
                 ]
             )
         }
-        if let hit = cache.lookup(parsed.message, view: parsed.view, now: now) {
+        if let hit = cache.lookup(parsed.message, key: parsed.key, now: now) {
             metrics.cacheHits.increment()
-            if cache.claimPrefetch(parsed.message, view: parsed.view, now: now) {
-                // Refresh in the background; the new reply replaces the entry when it arrives. Like a
-                // miss, the refresh outlives this call, so it keeps a copy of the query.
-                forwarder.forward(
-                    ByteBufferAllocator().buffer(buffer: parsed.message),
-                    view: parsed.view,
-                    on: eventLoop
-                ) {
-                    _ in
-                }
+            if cache.claimPrefetch(key: parsed.key, now: now) {
+                // Refresh in the background; the new reply replaces the entry when it arrives.
+                forwarder.forward(parsed.message, key: parsed.key, on: eventLoop) { _ in }
             }
             return .now(shaper.reply(to: parsed, cached: hit))
         }
@@ -160,17 +153,16 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         // A miss outlives this call, so it keeps a copy of the query, not the listener's read buffer
         // the query may be a slice of (see `DNSClientQuery.message`).
         var parsed = parsed
-        parsed.query.message = ByteBufferAllocator().buffer(buffer: parsed.message)
+        parsed.message.buffer = ByteBufferAllocator().buffer(buffer: parsed.message.buffer)
         let racing = cache.servesStale && staleReplyDelay < forwarder.queryTimeout
         let miss = PendingMiss(query: parsed, replied: eventLoop.makePromise(of: ByteBuffer?.self), counted: !racing)
         let role = coalescer.join(miss)
         if case .follower = role {
             metrics.coalesced.increment()
         } else {
-            forwarder.forward(parsed.message, view: parsed.view, on: eventLoop) { [self] result in
+            forwarder.forward(parsed.message, key: parsed.key, on: eventLoop) { [self] result in
                 // Only a leader is in the table; it takes its followers out with it.
-                let followers: [PendingMiss]
-                if case .leader(let key) = role { followers = coalescer.finish(miss, key: key) } else { followers = [] }
+                let followers = role == .leader ? coalescer.finish(miss) : []
                 complete(miss, with: result)
                 for follower in followers {
                     let loop = follower.replied.futureResult.eventLoop
@@ -187,7 +179,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     }
 
     /// Completes a miss with the client's reply for the upstream outcome; call on its event loop.
-    private func complete(_ miss: PendingMiss, with result: Result<UpstreamAnswer, any Error>) {
+    private func complete(_ miss: PendingMiss, with result: Result<ParsedDNSMessage, UpstreamError>) {
         let answer = reply(to: miss.query, from: result)
         if miss.counted { recordForwarded(answer, query: miss.query) }
         miss.replied.succeed(answer)
@@ -200,13 +192,13 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
 
     /// The client's reply for an upstream outcome: the answer fitted to the client, or a stale answer
     /// or SERVFAIL after a failure.
-    private func reply(to query: ParsedQuery, from result: Result<UpstreamAnswer, any Error>) -> ByteBuffer {
+    private func reply(to query: ParsedQuery, from result: Result<ParsedDNSMessage, UpstreamError>) -> ByteBuffer {
         switch result {
         case .success(let answer):
             return shaper.reply(to: query, answer: answer)
         case .failure(let error):
             logger.debug("upstream failure", metadata: ["error": "\(error)"])
-            if let stale = cache.lookupStale(query.message, view: query.view, now: .now()) {
+            if let stale = cache.lookupStale(query.message, key: query.key, now: .now()) {
                 metrics.cacheStaleAnswers.increment()
                 return shaper.reply(to: query, cached: stale)
             }
@@ -232,7 +224,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         }
         let timer = eventLoop.scheduleTask(in: staleReplyDelay) { [self] in
             guard !done.withLockedValue({ $0 }),
-                let stale = cache.lookupStale(query.message, view: query.view, now: .now()),
+                let stale = cache.lookupStale(query.message, key: query.key, now: .now()),
                 claim()
             else { return }
             metrics.cacheStaleAnswers.increment()

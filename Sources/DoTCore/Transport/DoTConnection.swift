@@ -168,27 +168,21 @@ final class DoTConnection: ChannelInboundHandler {
         #endif
     }
 
-    /// One DNS message from the upstream: the reply to a pending query, or counted and dropped.
+    /// One DNS message from the upstream: the reply to a pending query, or counted and dropped. The
+    /// reply is parsed and matched here, once; the query's owner gets it parsed.
     private func received(_ frame: ByteBuffer) {
-        guard let view = try? DNSMessageView(frame) else {
+        guard var reply = try? ParsedDNSMessage(frame) else {
             owner.connection(self, reported: .malformedReply)
             return
         }
         guard let now = context?.eventLoop.now else { return }
-        let action = machine.replyArrived(id: view.id, now: now) { query in
-            view.isResponse && view.questionMatches(query.view, in: frame, otherBuffer: query.message)
-        }
+        let action = machine.replyArrived(id: reply.view.id, now: now) { reply.answersQuestion(of: $0.query) }
         guard case .deliver(let query, let then) = action else {
             owner.connection(self, reported: .unmatchedReply)
             return
         }
-        var reply = DoTQueryPadding.stripPadding(frame, view: view)
-        if reply.readerIndex == frame.readerIndex && reply.writerIndex == frame.writerIndex {
-            // Unchanged: restore the ID in place.
-            view.setID(query.originalID, in: &reply)
-        } else {
-            reply.setInteger(query.originalID, at: reply.readerIndex)
-        }
+        DoTQueryPadding.stripPadding(&reply)
+        reply.setID(query.query.view.id)
         owner.connection(self, reported: .replied)
         query.succeed(reply)
         perform(then)

@@ -187,7 +187,7 @@ struct DoTConnectionStateMachine {
     mutating func closed() -> (retry: [DoTQuery], fail: [DoTQuery])? {
         guard state != .closed else { return nil }
         state = .closed
-        let orphans = (queued + pending.values.sorted { $0.originalID < $1.originalID }).filter { !$0.isDone }
+        let orphans = (queued + pending.values.sorted { $0.query.view.id < $1.query.view.id }).filter { !$0.isDone }
         queued.removeAll()
         pending.removeAll()
         guard handshakeCompleted else { return ([], orphans) }

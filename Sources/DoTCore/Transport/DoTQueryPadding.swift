@@ -34,27 +34,31 @@ enum DoTQueryPadding {
         optRecordFixedLength + optionHeaderLength + max(0, blockSize - 1)
     }
 
-    /// Returns `message` without a padding option, or `message` itself when it has none.
+    /// Removes the padding option from `message`, if it has one.
     ///
     /// When the padding is the last option of an OPT that ends the message (as upstreams write it), it
-    /// is cut off in place: the writer index moves back and the RDLENGTH shrinks, so no new buffer is
-    /// made. Otherwise the OPT is rebuilt without it.
-    static func stripPadding(_ message: ByteBuffer, view: DNSMessageView) -> ByteBuffer {
+    /// is cut off in place: the writer index moves back, the RDLENGTH shrinks and the view keeps every
+    /// offset but the length, so nothing is allocated or parsed again. Otherwise the OPT is rebuilt
+    /// without it; a message that cannot be rebuilt is left as it is.
+    static func stripPadding(_ message: inout ParsedDNSMessage) {
+        let view = message.view
         guard let optOffset = view.optRecordOffset,
-            let padding = optionRange(message, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue)
-        else { return message }
+            let padding = optionRange(message.buffer, optOffset: optOffset, code: EDNSOptionCode.padding.rawValue)
+        else { return }
         // The padding lies inside the RDATA, so when it ends the message it also ends the RDATA.
-        let rdLengthAt = message.readerIndex + optOffset + optRecordFixedLength - 2
-        if view.optRecordIsLast, padding.upperBound == message.writerIndex,
-            let rdLength = message.getInteger(at: rdLengthAt, as: UInt16.self)
+        let rdLengthAt = message.buffer.readerIndex + optOffset + optRecordFixedLength - 2
+        if view.optRecordIsLast, padding.upperBound == message.buffer.writerIndex,
+            let rdLength = message.buffer.getInteger(at: rdLengthAt, as: UInt16.self)
         {
-            var out = message
-            out.moveWriterIndex(to: padding.lowerBound)
-            out.setInteger(rdLength - UInt16(padding.count), at: rdLengthAt)
-            return out
+            message.buffer.moveWriterIndex(to: padding.lowerBound)
+            message.buffer.setInteger(rdLength - UInt16(padding.count), at: rdLengthAt)
+            message.view.length -= padding.count
+            return
         }
-        var out = ByteBufferAllocator().buffer(capacity: message.readableBytes)
-        return rebuild(message, view: view, blockSize: 0, into: &out) ? out : message
+        var out = ByteBufferAllocator().buffer(capacity: message.buffer.readableBytes)
+        if rebuild(message.buffer, view: view, blockSize: 0, into: &out), let rebuilt = try? ParsedDNSMessage(out) {
+            message = rebuilt
+        }
     }
 
     /// Finds an option in the OPT RDATA; returns its absolute range.

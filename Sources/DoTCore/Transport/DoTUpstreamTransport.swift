@@ -114,52 +114,33 @@ public final class DoTUpstreamTransport: UpstreamTransport, Service {
         self.logger = logger
     }
 
-    public func send(
-        _ query: ByteBuffer,
-        deadline: NIODeadline,
-        on eventLoop: any EventLoop
-    ) -> EventLoopFuture<ByteBuffer> {
-        futureSend(query, deadline: deadline, on: eventLoop)
-    }
+    /// The upstream's address, as errors and logs give it.
+    public var name: String { configuration.upstream.description }
 
     public func send(
-        _ query: ByteBuffer,
+        _ query: ParsedDNSMessage,
         deadline: NIODeadline,
         on eventLoop: any EventLoop,
-        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+        completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
     ) {
-        let view: DNSMessageView
-        do {
-            view = try DNSMessageView(query)
-        } catch {
-            let failure = UpstreamError(
-                .malformedQuery,
-                upstream: configuration.upstream.description,
-                detail: "\(error)"
-            )
-            eventLoop.execute { completion(.failure(failure)) }
-            return
-        }
         if eventLoop.inEventLoop {
-            submit(query, view: view, deadline: deadline, on: eventLoop, completion: completion)
+            submit(query, deadline: deadline, on: eventLoop, completion: completion)
         } else {
             eventLoop.execute {
-                self.submit(query, view: view, deadline: deadline, on: eventLoop, completion: completion)
+                self.submit(query, deadline: deadline, on: eventLoop, completion: completion)
             }
         }
     }
 
     private func submit(
-        _ message: ByteBuffer,
-        view: DNSMessageView,
+        _ message: ParsedDNSMessage,
         deadline: NIODeadline,
         on eventLoop: any EventLoop,
-        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+        completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
     ) {
         let loopConnections = connections(for: eventLoop)
         let query = DoTQuery(
             query: message,
-            view: view,
             paddingBlockSize: configuration.paddingBlockSize,
             deadline: deadline,
             completion: completion

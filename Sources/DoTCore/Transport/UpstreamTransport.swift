@@ -2,40 +2,32 @@ import NIOCore
 
 /// Sends one DNS query to upstream resolvers and returns the reply.
 ///
-/// The reply carries the query's own ID and question: implementations rewrite IDs on the wire as
-/// they need, and restore them. A failure is always an ``UpstreamError`` that names the upstream.
+/// The query arrives parsed and the reply leaves parsed: a transport checks that the reply answers
+/// the query (``ParsedDNSMessage/answers(_:)``: a response with the query's own ID and question) and
+/// delivers nothing else, so the caller need not check or parse it again. Implementations rewrite IDs
+/// on the wire as they need, and restore them. A failure is always an ``UpstreamError`` that names the
+/// upstream.
 ///
-/// Both requirements take the event loop to answer on, so that the proxy can answer a cache miss on
-/// the loop that read the query, without a task hop. A conforming type implements the future-based
-/// `send`; the completion-based one has a default built on it, and is worth implementing natively
-/// when the transport sits on the query path (it saves a promise per query). Embedders can use the
-/// `async` convenience instead.
+/// The requirement takes the event loop to answer on, so that the proxy can answer a cache miss on the
+/// loop that read the query, without a task hop. Embedders can use the future-based or `async`
+/// conveniences, which take and return plain buffers.
 public protocol UpstreamTransport: Sendable {
-    /// Sends `query` and completes with the reply, or fails with ``UpstreamError``.
-    ///
-    /// - Parameters:
-    ///   - query: One DNS query in wire form.
-    ///   - deadline: When to give up; the future fails with ``UpstreamError/Code/timeout`` then.
-    ///   - eventLoop: The event loop to complete the future on, and the one whose connections to use.
-    func send(_ query: ByteBuffer, deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer>
+    /// What errors and logs call the upstream: its address, `tls://` name, or `pool`. The type's name
+    /// by default.
+    var name: String { get }
 
     /// Sends `query` and calls `completion` once, on `eventLoop`, with the reply or the error.
     ///
-    /// The same contract as the future-based requirement, without a future: a transport that calls
-    /// another (the pool calls its members, the proxy calls the pool) saves a promise and a callback
-    /// per query. The default implementation calls the future-based one; the library's transports
-    /// implement both natively.
-    ///
     /// - Parameters:
-    ///   - query: One DNS query in wire form.
+    ///   - query: One DNS query.
     ///   - deadline: When to give up with ``UpstreamError/Code/timeout``.
     ///   - eventLoop: The event loop to call `completion` on, and the one whose connections to use.
-    ///   - completion: Receives the reply, or an ``UpstreamError``.
+    ///   - completion: Receives the reply, which answers `query`, or an ``UpstreamError``.
     func send(
-        _ query: ByteBuffer,
+        _ query: ParsedDNSMessage,
         deadline: NIODeadline,
         on eventLoop: any EventLoop,
-        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+        completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
     )
 
     /// Gets ready to serve, once, when its owner starts: a transport that resolves a host name starts
@@ -50,50 +42,70 @@ public protocol UpstreamTransport: Sendable {
 }
 
 extension UpstreamTransport {
+    /// The type's name.
+    public var name: String { "\(Self.self)" }
+
     /// Nothing to start.
     public func start(on eventLoop: any EventLoop) {}
 
     /// Nothing to close.
     public func shutdown() async {}
 
+    /// Sends `query` and completes with the reply, or fails with ``UpstreamError``.
+    ///
+    /// - Parameters:
+    ///   - query: One DNS query.
+    ///   - deadline: When to give up; the future fails with ``UpstreamError/Code/timeout`` then.
+    ///   - eventLoop: The event loop to complete the future on, and the one whose connections to use.
     public func send(
-        _ query: ByteBuffer,
-        deadline: NIODeadline,
-        on eventLoop: any EventLoop,
-        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
-    ) {
-        send(query, deadline: deadline, on: eventLoop).whenComplete { result in
-            completion(result.mapError { UpstreamError.wrapping($0, upstream: "\(Self.self)") })
-        }
-    }
-
-    /// A future-based `send` built on the completion-based one, for transports that implement that.
-    func futureSend(
-        _ query: ByteBuffer,
+        _ query: ParsedDNSMessage,
         deadline: NIODeadline,
         on eventLoop: any EventLoop
-    ) -> EventLoopFuture<ByteBuffer> {
-        let promise = eventLoop.makePromise(of: ByteBuffer.self)
+    ) -> EventLoopFuture<ParsedDNSMessage> {
+        let promise = eventLoop.makePromise(of: ParsedDNSMessage.self)
         send(query, deadline: deadline, on: eventLoop) { promise.completeWith($0.mapError { $0 }) }
         return promise.futureResult
     }
 
-    /// Sends `query` and returns the reply.
+    /// Sends the query in `message` and completes with the reply's octets; a query that does not
+    /// parse fails with ``UpstreamError/Code/malformedQuery``.
     ///
     /// - Parameters:
-    ///   - query: One DNS query in wire form.
+    ///   - message: One DNS query in wire form.
+    ///   - deadline: When to give up; the future fails with ``UpstreamError/Code/timeout`` then.
+    ///   - eventLoop: The event loop to complete the future on, and the one whose connections to use.
+    public func send(
+        _ message: ByteBuffer,
+        deadline: NIODeadline,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<ByteBuffer> {
+        let query: ParsedDNSMessage
+        do {
+            query = try ParsedDNSMessage(message)
+        } catch {
+            return eventLoop.makeFailedFuture(
+                UpstreamError(.malformedQuery, upstream: name, detail: "\(error)")
+            )
+        }
+        return send(query, deadline: deadline, on: eventLoop).map(\.buffer)
+    }
+
+    /// Sends the query in `message` and returns the reply's octets.
+    ///
+    /// - Parameters:
+    ///   - message: One DNS query in wire form.
     ///   - timeout: How long to wait for the reply.
     ///   - eventLoop: The event loop whose connections to use.
     /// - Throws: ``UpstreamError``.
     public func send(
-        _ query: ByteBuffer,
+        _ message: ByteBuffer,
         timeout: TimeAmount,
         on eventLoop: any EventLoop
     ) async throws(UpstreamError) -> ByteBuffer {
         do {
-            return try await send(query, deadline: .now() + timeout, on: eventLoop).get()
+            return try await send(message, deadline: .now() + timeout, on: eventLoop).get()
         } catch {
-            throw UpstreamError.wrapping(error, upstream: "\(Self.self)")
+            throw UpstreamError.wrapping(error, upstream: name)
         }
     }
 }

@@ -11,42 +11,42 @@ import NIOCore
 /// was made. Pass the same buffer, with the same reader index, to the methods that take one.
 public struct DNSMessageView: Sendable {
     /// The message ID.
-    public let id: UInt16
+    public internal(set) var id: UInt16
     /// The flags word as it appears on the wire.
-    public let flags: UInt16
+    public internal(set) var flags: UInt16
     /// QDCOUNT.
-    public let questionCount: UInt16
+    public internal(set) var questionCount: UInt16
     /// ANCOUNT.
-    public let answerCount: UInt16
+    public internal(set) var answerCount: UInt16
     /// NSCOUNT.
-    public let authorityCount: UInt16
+    public internal(set) var authorityCount: UInt16
     /// ARCOUNT, including OPT.
-    public let additionalCount: UInt16
+    public internal(set) var additionalCount: UInt16
     /// The octets of the first question's name, uncompressed, or `nil` when there is no question.
-    public let questionNameRange: Range<Int>?
+    public internal(set) var questionNameRange: Range<Int>?
     /// The first question's type, or `nil` when there is no question.
-    public let questionType: DNSRecordType?
+    public internal(set) var questionType: DNSRecordType?
     /// The first question's class, or `nil` when there is no question.
-    public let questionClass: DNSClass?
+    public internal(set) var questionClass: DNSClass?
     /// Where the answer section starts (just past the questions).
-    public let answerSectionOffset: Int
+    public internal(set) var answerSectionOffset: Int
     /// Where the additional section starts.
-    public let additionalSectionOffset: Int
+    public internal(set) var additionalSectionOffset: Int
     /// The offset of the OPT record's first octet, if there is one.
-    public let optRecordOffset: Int?
+    public internal(set) var optRecordOffset: Int?
     /// Whether the OPT record ends the message, so it can be cut off (or replaced) by ending the
     /// message at ``optRecordOffset``; false without OPT.
-    public let optRecordIsLast: Bool
+    public internal(set) var optRecordIsLast: Bool
     /// The OPT record's advertised UDP payload size, if there is one (as sent, not clamped).
-    public let ednsUDPPayloadSize: UInt16?
+    public internal(set) var ednsUDPPayloadSize: UInt16?
     /// The OPT record's DO bit.
-    public let dnssecOK: Bool
+    public internal(set) var dnssecOK: Bool
     /// The upper eight bits of the response code, from OPT.
-    public let extendedResponseCode: UInt8
+    public internal(set) var extendedResponseCode: UInt8
     /// The OPT record's EDNS version, if there is one; 0 is the only version defined (RFC 6891 §6.1.3).
-    public let ednsVersion: UInt8?
+    public internal(set) var ednsVersion: UInt8?
     /// The length of the message.
-    public let length: Int
+    public internal(set) var length: Int
 
     /// Indexes the readable bytes of `buffer` as one DNS message.
     ///

@@ -66,17 +66,11 @@ import Testing
     }
 
     func store(_ cache: InMemoryDNSResponseCache, _ query: ByteBuffer, _ reply: ByteBuffer, at seconds: Int64 = 0) {
-        cache.store(
-            reply,
-            view: try! DNSMessageView(reply),
-            query: query,
-            queryView: try! DNSMessageView(query),
-            now: Self.at(seconds: seconds)
-        )
+        cache.store(reply, for: query, now: Self.at(seconds: seconds))
     }
 
     func lookup(_ cache: InMemoryDNSResponseCache, _ query: ByteBuffer, at seconds: Int64) -> DNSMessage? {
-        cache.lookup(query, view: try! DNSMessageView(query), now: Self.at(seconds: seconds)).map {
+        cache.lookup(query, now: Self.at(seconds: seconds)).map {
             try! DNSMessage(decoding: $0)
         }
     }
@@ -231,17 +225,11 @@ import Testing
                     for index in 0..<2_000 {
                         let name = try! DNSName(parsing: "w\((index + worker) % 700).test.")
                         let query = Self.query(name, id: UInt16(index))
-                        if cache.lookup(query, view: try! DNSMessageView(query), now: Self.at(seconds: 1)) != nil {
+                        if cache.lookup(query, now: Self.at(seconds: 1)) != nil {
                             hits += 1
                         } else {
                             let reply = Self.reply(to: query, answers: [Self.a(name, ttl: 300)])
-                            cache.store(
-                                reply,
-                                view: try! DNSMessageView(reply),
-                                query: query,
-                                queryView: try! DNSMessageView(query),
-                                now: Self.at(seconds: 0)
-                            )
+                            cache.store(reply, for: query, now: Self.at(seconds: 0))
                         }
                     }
                     return hits
@@ -258,14 +246,8 @@ import Testing
         let cache = NoOpDNSResponseCache()
         let query = Self.query("a.test.")
         let reply = Self.reply(to: query, answers: [Self.a("a.test.", ttl: 300)])
-        cache.store(
-            reply,
-            view: try! DNSMessageView(reply),
-            query: query,
-            queryView: try! DNSMessageView(query),
-            now: Self.at(seconds: 0)
-        )
-        #expect(cache.lookup(query, view: try! DNSMessageView(query), now: Self.at(seconds: 0)) == nil)
+        cache.store(reply, for: query, now: Self.at(seconds: 0))
+        #expect(cache.lookup(query, now: Self.at(seconds: 0)) == nil)
     }
 }
 
@@ -273,13 +255,7 @@ import Testing
     typealias T = InMemoryDNSResponseCacheTests
 
     func store(_ cache: InMemoryDNSResponseCache, _ query: ByteBuffer, _ reply: ByteBuffer, at seconds: Int64) {
-        cache.store(
-            reply,
-            view: try! DNSMessageView(reply),
-            query: query,
-            queryView: try! DNSMessageView(query),
-            now: T.at(seconds: seconds)
-        )
+        cache.store(reply, for: query, now: T.at(seconds: seconds))
     }
 
     @Test func expiredRepliesAreServedStaleOnlyWhenAskedAndNeverSERVFAIL() throws {
@@ -289,16 +265,16 @@ import Testing
         store(cache, query, T.reply(to: query, answers: [T.a("stale.test.", ttl: 60)]), at: 0)
         let later = T.query("STALE.test.", id: 42)
         #expect(
-            cache.lookup(later, view: try DNSMessageView(later), now: T.at(seconds: 100)) == nil,
+            cache.lookup(later, now: T.at(seconds: 100)) == nil,
             "expired: a normal lookup misses"
         )
         let stale = try DNSMessage(
-            decoding: #require(cache.lookupStale(later, view: try DNSMessageView(later), now: T.at(seconds: 100)))
+            decoding: #require(cache.lookupStale(later, now: T.at(seconds: 100)))
         )
         #expect(stale.header.id == 42 && stale.questions.first?.name.description == "STALE.test.")
         #expect(stale.answers.map(\.ttl) == [InMemoryDNSResponseCache.staleTTL])
         #expect(
-            cache.lookupStale(later, view: try DNSMessageView(later), now: T.at(seconds: 60 + 3600)) == nil,
+            cache.lookupStale(later, now: T.at(seconds: 60 + 3600)) == nil,
             "past the stale window"
         )
         #expect(cache.statistics.staleServed == 1)
@@ -306,32 +282,30 @@ import Testing
         let broken = T.query("broken.test.")
         store(cache, broken, T.reply(to: broken, rcode: .serverFailure), at: 0)
         #expect(
-            cache.lookupStale(broken, view: try DNSMessageView(broken), now: T.at(seconds: 10)) == nil,
+            cache.lookupStale(broken, now: T.at(seconds: 10)) == nil,
             "SERVFAIL is never served stale"
         )
 
         let plain = InMemoryDNSResponseCache()
         store(plain, query, T.reply(to: query, answers: [T.a("stale.test.", ttl: 60)]), at: 0)
-        let queryView = try DNSMessageView(query)
-        #expect(!plain.servesStale && plain.lookupStale(query, view: queryView, now: T.at(seconds: 100)) == nil)
+        #expect(!plain.servesStale && plain.lookupStale(query, now: T.at(seconds: 100)) == nil)
     }
 
     @Test func prefetchIsClaimedOnceInTheLastTenthOfTheLifetime() throws {
         let cache = InMemoryDNSResponseCache(configuration: .init(prefetch: true))
         let query = T.query("hot.test.")
-        let view = try DNSMessageView(query)
         store(cache, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 0)
-        #expect(!cache.claimPrefetch(query, view: view, now: T.at(seconds: 50)))
-        #expect(cache.claimPrefetch(query, view: view, now: T.at(seconds: 91)))
-        #expect(!cache.claimPrefetch(query, view: view, now: T.at(seconds: 95)), "only once")
+        #expect(!cache.claimPrefetch(query, now: T.at(seconds: 50)))
+        #expect(cache.claimPrefetch(query, now: T.at(seconds: 91)))
+        #expect(!cache.claimPrefetch(query, now: T.at(seconds: 95)), "only once")
         store(cache, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 95)
         #expect(
-            cache.claimPrefetch(query, view: view, now: T.at(seconds: 186)),
+            cache.claimPrefetch(query, now: T.at(seconds: 186)),
             "a refreshed entry can be prefetched again"
         )
         #expect(cache.statistics.prefetches == 2)
         let off = InMemoryDNSResponseCache()
         store(off, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 0)
-        #expect(!off.claimPrefetch(query, view: view, now: T.at(seconds: 95)))
+        #expect(!off.claimPrefetch(query, now: T.at(seconds: 95)))
     }
 }

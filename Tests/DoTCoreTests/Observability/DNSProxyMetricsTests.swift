@@ -124,10 +124,9 @@ import Testing
         let cache = InMemoryDNSResponseCache(configuration: .init(maximumTTL: 1, serveStale: true), metrics: metrics)
         let handler = ForwardingQueryHandler(transport: upstream, cache: cache, metrics: metrics)
         let query = try DNSMessage.query(name: "a.test.", type: .a, id: 7).encoded()
-        let view = try DNSMessageView(query)
         let reply = try TestDoTServer.answer(DNSMessage(decoding: query)).encoded()
         // Stored two seconds ago with a one-second lifetime: expired, inside the stale window.
-        cache.store(reply, view: try DNSMessageView(reply), query: query, queryView: view, now: .now() - .seconds(2))
+        cache.store(reply, for: query, now: .now() - .seconds(2))
         upstream.behaviour = .fail(.connectionRefused)
         #expect(try DNSMessage(decoding: try #require(try await ask(handler))).header.responseCode == .noError)
         #expect(try test.expectCounter(Name.cacheStaleAnswers).totalValue == 1)

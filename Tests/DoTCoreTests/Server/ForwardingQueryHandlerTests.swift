@@ -12,17 +12,11 @@ import Testing
 @Suite struct ForwardingQueryHandlerTests {
     /// A serve-stale cache that holds one expired answer and nothing fresh.
     struct StaleOnlyCache: DNSResponseCache {
-        func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? { nil }
-        func store(
-            _ reply: ByteBuffer,
-            view: DNSMessageView,
-            query: ByteBuffer,
-            queryView: DNSMessageView,
-            now: NIODeadline
-        ) {}
+        func lookup(_ query: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? { nil }
+        func store(_ reply: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) {}
         var servesStale: Bool { true }
-        func lookupStale(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
-            var reply = try! DNSMessage(decoding: query)
+        func lookupStale(_ query: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? {
+            var reply = try! DNSMessage(decoding: query.buffer)
             reply.header.isResponse = true
             reply.answers = [
                 DNSResourceRecord(name: reply.questions[0].name, ttl: 30, rdata: .a(IPv4Address(192, 0, 2, 66)))
@@ -34,19 +28,13 @@ import Testing
     /// A cache that claims a prefetch on every hit, so the refresh does not depend on the clock.
     struct AlwaysPrefetch: DNSResponseCache {
         let inner = InMemoryDNSResponseCache()
-        func lookup(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> ByteBuffer? {
-            inner.lookup(query, view: view, now: now)
+        func lookup(_ query: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? {
+            inner.lookup(query, key: key, now: now)
         }
-        func store(
-            _ reply: ByteBuffer,
-            view: DNSMessageView,
-            query: ByteBuffer,
-            queryView: DNSMessageView,
-            now: NIODeadline
-        ) {
-            inner.store(reply, view: view, query: query, queryView: queryView, now: now)
+        func store(_ reply: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) {
+            inner.store(reply, key: key, now: now)
         }
-        func claimPrefetch(_ query: ByteBuffer, view: DNSMessageView, now: NIODeadline) -> Bool { true }
+        func claimPrefetch(key: DNSCacheKey, now: NIODeadline) -> Bool { true }
     }
 
     static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
@@ -106,33 +94,16 @@ import Testing
         #expect(try await echoed.get() == query.message)
     }
 
-    @Test func aReplyThatDoesNotAnswerTheQueryIsSERVFAILWithTheReasonLogged() async throws {
-        /// Answers every query with another ID, as a broken transport might.
-        struct WrongID: UpstreamTransport {
-            func send(
-                _ query: ByteBuffer,
-                deadline: NIODeadline,
-                on eventLoop: any EventLoop
-            ) -> EventLoopFuture<ByteBuffer> {
-                eventLoop.makeCompletedFuture {
-                    var reply = TestDoTServer.answer(try DNSMessage(decoding: query))
-                    reply.header.id &+= 1
-                    return try reply.encoded()
-                }
-            }
-        }
+    @Test func anUpstreamFailureIsSERVFAILWithTheReasonLogged() async throws {
         let logs = InMemoryLogHandler()
         var logger = Logger(label: "test", factory: { _ in logs })
         logger.logLevel = .debug
-        let handler = ForwardingQueryHandler(transport: WrongID(), logger: logger)
+        let upstream = ScriptedUpstreamTransport(name: "broken", behaviour: .fail(.malformedReply))
+        let handler = ForwardingQueryHandler(transport: upstream, logger: logger)
         #expect(try await ask(handler)?.header.responseCode == .serverFailure)
         let failure = try #require(logs.entries.first { $0.message == "upstream failure" })
         let error = "\(failure.metadata["error"] ?? "")"
-        #expect(
-            error.contains("malformed reply") && error.contains("query ID 9 for a.test. A")
-                && error.contains("WrongID"),
-            "\(error)"
-        )
+        #expect(error.contains("malformed reply") && error.contains("broken"), "\(error)")
     }
 
     @Test func aFailedUpstreamIsAnsweredFromAStaleEntry() async throws {
@@ -213,18 +184,19 @@ import Testing
 
     /// Holds every query until `release()`, as a slow upstream does.
     final class HeldTransport: UpstreamTransport {
-        private let held = NIOLockedValueBox([(query: ByteBuffer, promise: EventLoopPromise<ByteBuffer>)]())
+        private let held = NIOLockedValueBox(
+            [(query: ParsedDNSMessage, completion: @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void)]()
+        )
 
         var count: Int { held.withLockedValue { $0.count } }
 
         func send(
-            _ query: ByteBuffer,
+            _ query: ParsedDNSMessage,
             deadline: NIODeadline,
-            on eventLoop: any EventLoop
-        ) -> EventLoopFuture<ByteBuffer> {
-            let promise = eventLoop.makePromise(of: ByteBuffer.self)
-            held.withLockedValue { $0.append((query, promise)) }
-            return promise.futureResult
+            on eventLoop: any EventLoop,
+            completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
+        ) {
+            held.withLockedValue { $0.append((query, completion)) }
         }
 
         /// Answers every held query.
@@ -233,8 +205,10 @@ import Testing
                 defer { held.removeAll() }
                 return held
             }
-            for (query, promise) in waiting {
-                promise.succeed(try TestDoTServer.answer(DNSMessage(decoding: query)).encoded())
+            for (query, completion) in waiting {
+                completion(
+                    .success(try ParsedDNSMessage(TestDoTServer.answer(DNSMessage(decoding: query.buffer)).encoded()))
+                )
             }
         }
     }
@@ -347,17 +321,16 @@ import Testing
     struct FixedAnswers: UpstreamTransport {
         let answers: @Sendable (DNSName) -> [DNSResourceRecord]
         func send(
-            _ query: ByteBuffer,
+            _ query: ParsedDNSMessage,
             deadline: NIODeadline,
-            on eventLoop: any EventLoop
-        ) -> EventLoopFuture<ByteBuffer> {
-            eventLoop.makeCompletedFuture {
-                let message = try DNSMessage(decoding: query)
-                var reply = DNSMessage(header: message.header, questions: message.questions, edns: message.edns)
-                reply.header.isResponse = true
-                reply.answers = answers(message.questions[0].name)
-                return try reply.encoded()
-            }
+            on eventLoop: any EventLoop,
+            completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
+        ) {
+            let message = try! DNSMessage(decoding: query.buffer)
+            var reply = DNSMessage(header: message.header, questions: message.questions, edns: message.edns)
+            reply.header.isResponse = true
+            reply.answers = answers(message.questions[0].name)
+            completion(.success(try! ParsedDNSMessage(reply.encoded())))
         }
     }
 

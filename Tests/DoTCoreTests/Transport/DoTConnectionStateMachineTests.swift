@@ -10,8 +10,7 @@ struct DoTConnectionStateMachineTests {
     static func query(id: UInt16 = 7) throws -> DoTQuery {
         let message = try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()
         return DoTQuery(
-            query: message,
-            view: try DNSMessageView(message),
+            query: try ParsedDNSMessage(message),
             paddingBlockSize: 128,
             deadline: start + .seconds(2),
             completion: { _ in }

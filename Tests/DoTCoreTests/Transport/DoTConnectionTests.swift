@@ -36,12 +36,11 @@ import Testing
     func makeQuery(id: UInt16, replies: NIOLockedValueBox<[ByteBuffer]>) throws -> DoTQuery {
         let message = try DNSMessage.query(name: "a.test.", type: .a, id: id).encoded()
         return DoTQuery(
-            query: message,
-            view: try DNSMessageView(message),
+            query: try ParsedDNSMessage(message),
             paddingBlockSize: 128,
             deadline: .now() + .seconds(2),
             completion: { result in
-                if case .success(let reply) = result { replies.withLockedValue { $0.append(reply) } }
+                if case .success(let reply) = result { replies.withLockedValue { $0.append(reply.buffer) } }
             }
         )
     }

@@ -24,7 +24,7 @@ final class PendingMiss: @unchecked Sendable {
         let view = query.view
         let other = leader.query.view
         return view.dnssecOK == other.dnssecOK && view.checkingDisabled == other.checkingDisabled
-            && view.questionMatches(other, in: query.message, otherBuffer: leader.query.message)
+            && view.questionMatches(other, in: query.message.buffer, otherBuffer: leader.query.message.buffer)
     }
 }
 
@@ -39,20 +39,20 @@ final class MissCoalescer: Sendable {
     /// How a miss relates to the misses in flight.
     enum Role {
         /// Registered under its key: it goes upstream and answers its followers.
-        case leader(DNSCacheKey)
+        case leader
         /// Waits for a leader's answer.
         case follower
-        /// Not registered (no key, or its key's leader asks another question): goes upstream alone.
+        /// Not registered (its key's leader asks another question): goes upstream alone.
         case alone
     }
 
     /// Registers `miss`, or adds it to the followers of an identical miss in flight.
     func join(_ miss: PendingMiss) -> Role {
-        guard let key = DNSCacheKey(miss.query.message, view: miss.query.view) else { return .alone }
+        let key = miss.query.key
         return table.withLockedValue { table -> Role in
             guard let leader = table[key] else {
                 table[key] = miss
-                return .leader(key)
+                return .leader
             }
             guard miss.asksSameQuestion(as: leader) else { return .alone }
             leader.followers.append(miss)
@@ -61,9 +61,9 @@ final class MissCoalescer: Sendable {
     }
 
     /// Takes a leader out of the table once its answer is in, and returns its followers.
-    func finish(_ leader: PendingMiss, key: DNSCacheKey) -> [PendingMiss] {
+    func finish(_ leader: PendingMiss) -> [PendingMiss] {
         table.withLockedValue { table in
-            table.removeValue(forKey: key)
+            table.removeValue(forKey: leader.query.key)
             return leader.followers
         }
     }

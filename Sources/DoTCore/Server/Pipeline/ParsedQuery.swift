@@ -2,17 +2,20 @@ import Logging
 import NIOCore
 
 /// A client query that passed admission and parsing: what travels through the later stages. It is
-/// parsed once, here; the stages after read its view.
+/// parsed once, and its cache key computed once, here; the stages after read them.
 struct ParsedQuery: Sendable {
-    /// The query as the client sent it, with its address and transport.
-    var query: DNSClientQuery
-    /// The parsed view of `query.message`: one question, opcode QUERY, EDNS version 0 or none.
-    let view: DNSMessageView
+    /// The query: one question, opcode QUERY, EDNS version 0 or none.
+    var message: ParsedDNSMessage
+    /// What the cache files its answer under, and what identical misses are coalesced by.
+    let key: DNSCacheKey
+    /// Who sent it.
+    let client: SocketAddress
+    /// How it arrived.
+    let transport: DNSClientTransport
     /// When the query arrived; durations and cache ages count from here.
     let arrival: NIODeadline
 
-    var message: ByteBuffer { query.message }
-    var transport: DNSClientTransport { query.transport }
+    var view: DNSMessageView { message.view }
 }
 
 /// The second stage: the query must be one the proxy can forward. What it cannot read gets FORMERR
@@ -45,11 +48,19 @@ struct QueryParser: Sendable {
         if let version = view.ednsVersion, version != 0 {
             return .answered(Self.reply(to: message, view: view, rcode: .badVersion))
         }
-        guard view.questionCount == 1 else {
+        guard view.questionCount == 1, let key = DNSCacheKey(message, view: view) else {
             metrics.malformedAnswered.increment()
             return .answered(Self.reply(to: message, view: nil, rcode: .formatError))
         }
-        return .parsed(ParsedQuery(query: query, view: view, arrival: now))
+        return .parsed(
+            ParsedQuery(
+                message: ParsedDNSMessage(buffer: message, view: view),
+                key: key,
+                client: query.client,
+                transport: query.transport,
+                arrival: now
+            )
+        )
     }
 
     private static func reply(to message: ByteBuffer, view: DNSMessageView?, rcode: DNSResponseCode) -> ByteBuffer {

@@ -21,11 +21,11 @@ struct ReplyShaper: Sendable {
     }
 
     /// An upstream answer, fitted to the client.
-    func reply(to query: ParsedQuery, answer: UpstreamAnswer) -> ByteBuffer {
+    func reply(to query: ParsedQuery, answer: ParsedDNSMessage) -> ByteBuffer {
         let fitted = DNSResponseBuilder.fit(
-            reply: answer.reply,
+            reply: answer.buffer,
             replyView: answer.view,
-            query: query.message,
+            query: query.message.buffer,
             queryView: query.view,
             transport: query.transport,
             udpLimit: udpLimit(for: query.view),
@@ -44,7 +44,7 @@ struct ReplyShaper: Sendable {
             truncating: UInt16(cached.getInteger(at: cached.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F
         )
         return DNSResponseBuilder.reply(
-            to: query.message,
+            to: query.message.buffer,
             view: query.view,
             rcode: rcode,
             truncated: true,
@@ -58,7 +58,7 @@ struct ReplyShaper: Sendable {
             (error as? UpstreamError)?.extendedDNSError
             ?? ExtendedDNSError(code: .networkError, text: "\(type(of: error))")
         return DNSResponseBuilder.reply(
-            to: query.message,
+            to: query.message.buffer,
             view: query.view,
             rcode: .serverFailure,
             extendedError: reason,

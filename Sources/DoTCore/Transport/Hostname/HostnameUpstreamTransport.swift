@@ -95,18 +95,10 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
     }
 
     public func send(
-        _ query: ByteBuffer,
-        deadline: NIODeadline,
-        on eventLoop: any EventLoop
-    ) -> EventLoopFuture<ByteBuffer> {
-        futureSend(query, deadline: deadline, on: eventLoop)
-    }
-
-    public func send(
-        _ query: ByteBuffer,
+        _ query: ParsedDNSMessage,
         deadline: NIODeadline,
         on eventLoop: any EventLoop,
-        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+        completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
     ) {
         let now = eventLoop.now
         let (current, stale) = state.withLockedValue { ($0.current, now >= $0.expires && $0.lookup == nil) }

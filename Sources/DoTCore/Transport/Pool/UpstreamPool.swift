@@ -139,7 +139,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
     public let configuration: Configuration
     private let healthEventLoop: any EventLoop
     private let logger: Logger
-    private let probeQuery: ByteBuffer
+    private let probeQuery: ParsedDNSMessage?
     /// `failoverResponseCodes` as a bit per header RCODE (0-15), so a reply is checked without hashing.
     private let failoverMask: UInt16
     /// Each member's metric handles, in member order.
@@ -194,9 +194,9 @@ public final class UpstreamPool: UpstreamTransport, Service {
         self.failoverMask = configuration.failoverResponseCodes.reduce(0) { mask, code in
             code.rawValue < 16 ? mask | 1 << code.rawValue : mask
         }
-        self.probeQuery =
-            (try? DNSMessage.query(name: configuration.probeName, type: configuration.probeType, id: 0).encoded())
-            ?? ByteBuffer()
+        self.probeQuery = try? ParsedDNSMessage(
+            DNSMessage.query(name: configuration.probeName, type: configuration.probeType, id: 0).encoded()
+        )
         self.state = NIOLockedValueBox(
             State(
                 policy: configuration.policy,
@@ -251,19 +251,14 @@ public final class UpstreamPool: UpstreamTransport, Service {
 
     // MARK: Sending
 
-    public func send(
-        _ query: ByteBuffer,
-        deadline: NIODeadline,
-        on eventLoop: any EventLoop
-    ) -> EventLoopFuture<ByteBuffer> {
-        futureSend(query, deadline: deadline, on: eventLoop)
-    }
+    /// `pool`, as errors give it.
+    public var name: String { "pool" }
 
     public func send(
-        _ query: ByteBuffer,
+        _ query: ParsedDNSMessage,
         deadline: NIODeadline,
         on eventLoop: any EventLoop,
-        completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+        completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
     ) {
         attempt(Attempt(query: query, deadline: deadline, eventLoop: eventLoop, completion: completion))
     }
@@ -272,20 +267,20 @@ public final class UpstreamPool: UpstreamTransport, Service {
     /// instead of copying (and retaining) every field.
     private final class Attempt: @unchecked Sendable {
         // Touched by one try at a time: each try starts from the previous one's callback.
-        let query: ByteBuffer
+        let query: ParsedDNSMessage
         let deadline: NIODeadline
         let eventLoop: any EventLoop
-        let completion: @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+        let completion: @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
         var tried: UInt64 = 0
         var previous: Int?
-        var lastReply: ByteBuffer?
+        var lastReply: ParsedDNSMessage?
         var lastError: UpstreamError?
 
         init(
-            query: ByteBuffer,
+            query: ParsedDNSMessage,
             deadline: NIODeadline,
             eventLoop: any EventLoop,
-            completion: @escaping @Sendable (Result<ByteBuffer, UpstreamError>) -> Void
+            completion: @escaping @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
         ) {
             self.query = query
             self.deadline = deadline
@@ -309,7 +304,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
                         attempt.lastError
                             ?? UpstreamError(
                                 .noUpstreamAvailable,
-                                upstream: "pool",
+                                upstream: name,
                                 detail: "all \(members.count) upstreams are down"
                             )
                     )
@@ -345,9 +340,8 @@ public final class UpstreamPool: UpstreamTransport, Service {
     }
 
     /// Whether `reply`'s response code is one that fails over.
-    private func isFailoverResponse(_ reply: ByteBuffer) -> Bool {
-        guard let flags = reply.getInteger(at: reply.readerIndex + 3, as: UInt8.self) else { return false }
-        return failoverMask & 1 << UInt16(flags & 0x0F) != 0
+    private func isFailoverResponse(_ reply: ParsedDNSMessage) -> Bool {
+        failoverMask & 1 << (reply.view.flags & 0x0F) != 0
     }
 
     /// Picks an upstream not in `tried` and counts the query against it (and a failover against
@@ -517,7 +511,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
             state.statistics[index].probes += 1
             return true
         }
-        guard proceed else { return }
+        guard proceed, let probeQuery else { return }
         let loop = healthEventLoop
         members[index].transport.send(probeQuery, deadline: loop.now + configuration.probeTimeout, on: loop)
             .whenComplete { result in

@@ -22,11 +22,7 @@ struct MissCoalescerTests {
         let client = try SocketAddress(ipAddress: "127.0.0.1", port: 5300)
         let promise = loop.makePromise(of: ByteBuffer?.self)
         defer { promise.succeed(nil) }
-        let parsed = ParsedQuery(
-            query: DNSClientQuery(message: message, client: client, transport: .udp),
-            view: try DNSMessageView(message),
-            arrival: .now()
-        )
+        let parsed = try ParsedQuery(message, client: client)
         return PendingMiss(query: parsed, replied: promise, counted: true)
     }
 
@@ -45,7 +41,7 @@ struct MissCoalescerTests {
     @Test func theFirstMissLeadsIdenticalOnesFollowAndFinishingHandsThemOver() throws {
         let coalescer = MissCoalescer()
         let leader = try miss("herd.test.")
-        guard case .leader(let key) = coalescer.join(leader) else {
+        guard case .leader = coalescer.join(leader) else {
             Issue.record("the first miss must lead")
             return
         }
@@ -62,7 +58,7 @@ struct MissCoalescerTests {
             return
         }
         #expect(coalescer.count == 2)
-        let handedOver = coalescer.finish(leader, key: key)
+        let handedOver = coalescer.finish(leader)
         #expect(handedOver.count == 3 && handedOver.allSatisfy { follower in followers.contains { $0 === follower } })
         #expect(coalescer.count == 1, "the finished leader left the table")
         // The next identical miss leads again.
@@ -70,5 +66,25 @@ struct MissCoalescerTests {
             Issue.record("after the leader finished, a new miss leads")
             return
         }
+    }
+
+    @Test func aMissWhoseKeyCollidesWithAnotherQuestionGoesUpstreamAlone() throws {
+        let coalescer = MissCoalescer()
+        let leader = try miss("herd.test.")
+        #expect(coalescer.join(leader) == .leader)
+        // Another question filed under the leader's key, as a 64-bit hash collision would.
+        let message = try DNSMessage.query(name: "other.test.", type: .a, id: 8).encoded()
+        let colliding = PendingMiss(
+            query: try ParsedQuery(
+                message,
+                client: try SocketAddress(ipAddress: "127.0.0.1", port: 5301),
+                key: leader.query.key
+            ),
+            replied: loop.makePromise(of: ByteBuffer?.self),
+            counted: true
+        )
+        defer { colliding.replied.succeed(nil) }
+        #expect(coalescer.join(colliding) == .alone)
+        #expect(coalescer.finish(leader).isEmpty, "the colliding miss is nobody's follower")
     }
 }

@@ -15,16 +15,12 @@ struct ReplyShaperTests {
             id: 12,
             edns: udpSize.map { EDNSRecord(udpPayloadSize: $0) }
         ).encoded()
-        return ParsedQuery(
-            query: DNSClientQuery(message: message, client: Self.client, transport: transport),
-            view: try DNSMessageView(message),
-            arrival: .now()
-        )
+        return try ParsedQuery(message, client: Self.client, transport: transport)
     }
 
     /// A reply of about 1,500 octets to `query`, as a cache would build it.
     func bigReply(to query: ParsedQuery) throws -> ByteBuffer {
-        var reply = try DNSMessage(decoding: query.message)
+        var reply = try DNSMessage(decoding: query.message.buffer)
         reply.header.isResponse = true
         let strings = (1...6).map { Array(repeating: UInt8(0x30 + $0), count: 250) }
         reply.answers = [DNSResourceRecord(name: "big.test.", ttl: 60, rdata: .txt(strings))]

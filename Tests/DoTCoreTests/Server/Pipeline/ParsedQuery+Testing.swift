@@ -1,0 +1,24 @@
+import NIOCore
+import Testing
+
+@testable import DoTCore
+
+extension ParsedQuery {
+    /// `message` parsed as the query path parses it, filed under its own key unless one is given (to
+    /// forge a hash collision).
+    init(
+        _ message: ByteBuffer,
+        client: SocketAddress,
+        transport: DNSClientTransport = .udp,
+        key: DNSCacheKey? = nil
+    ) throws {
+        let parsed = try ParsedDNSMessage(message)
+        self.init(
+            message: parsed,
+            key: try #require(key ?? DNSCacheKey(parsed)),
+            client: client,
+            transport: transport,
+            arrival: .now()
+        )
+    }
+}
