@@ -78,7 +78,7 @@ struct EmbeddedServer: AsyncParsableCommand {
         )
 
         // The application's own service, sharing the group's lifetime.
-        let reporter = StatisticsReporter(
+        let reporter = StateReporter(
             cache: cache,
             pool: pool,
             limiter: limiter,
@@ -98,9 +98,8 @@ struct EmbeddedServer: AsyncParsableCommand {
     }
 }
 
-/// The application's own service: logs what the proxy is doing every `interval`, until graceful
-/// shutdown.
-struct StatisticsReporter: Service {
+/// The application's own service: logs the proxy's state every `interval`, until graceful shutdown.
+struct StateReporter: Service {
     let cache: InMemoryDNSResponseCache
     let pool: UpstreamPool
     let limiter: TokenBucketRateLimiter
@@ -111,16 +110,14 @@ struct StatisticsReporter: Service {
         while !Task.isShuttingDownGracefully {
             // Sleeping ends early on shutdown, so the group stops at once.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            let cacheStatistics = cache.statistics
-            let up = pool.statistics().filter(\.isUp).map(\.name)
+            // Counters (hits, refusals, …) go to the metrics backend the application bootstraps; the
+            // state is read here.
             logger.info(
-                "statistics",
+                "proxy state",
                 metadata: [
-                    "cache_hits": "\(cacheStatistics.hits)", "cache_misses": "\(cacheStatistics.misses)",
-                    "cache_entries": "\(cacheStatistics.entries)",
-                    "upstreams_up": "\(up)",
-                    "rate_limited":
-                        "\(limiter.statistics.refused + limiter.statistics.dropped + limiter.statistics.slipped)",
+                    "cache_entries": "\(cache.count)", "cache_bytes": "\(cache.bytes)",
+                    "upstreams_up": "\(pool.statistics().filter(\.isUp).map(\.name))",
+                    "clients_tracked": "\(limiter.trackedPrefixes)",
                 ]
             )
         }

@@ -125,7 +125,9 @@ enum ProxyBuilder {
             metrics: metrics,
             logger: logger
         )
-        let limiter: (any QueryRateLimiter)? = configuration.rateLimit.map { TokenBucketRateLimiter(configuration: $0) }
+        let limiter: (any QueryRateLimiter)? = configuration.rateLimit.map {
+            TokenBucketRateLimiter(configuration: $0, metrics: metrics)
+        }
         let cache: any DNSResponseCache =
             configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) }
             ?? NoOpDNSResponseCache()

@@ -97,16 +97,16 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         var free: [Int] = []
         var hand = 0
         var bytes = 0
-        var statistics = DNSCacheStatistics()
-        /// What the metrics have been told so far (entries, bytes, evictions).
-        var reported = (entries: 0, bytes: 0, evictions: 0)
+        /// Entries evicted since the metrics were last told.
+        var unreportedEvictions = 0
+        /// What the metrics have been told so far (entries, bytes).
+        var reported = (entries: 0, bytes: 0)
 
         /// The change since the metrics were last told, which they are now.
         mutating func unreportedChange() -> (entries: Int, bytes: Int, evictions: Int) {
-            let change = (
-                index.count - reported.entries, bytes - reported.bytes, statistics.evictions - reported.evictions
-            )
-            reported = (index.count, bytes, statistics.evictions)
+            let change = (index.count - reported.entries, bytes - reported.bytes, unreportedEvictions)
+            reported = (index.count, bytes)
+            unreportedEvictions = 0
             return change
         }
 
@@ -176,7 +176,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                     entries[slot].referenced = false
                 } else {
                     remove(slot)
-                    statistics.evictions += 1
+                    unreportedEvictions += 1
                     return
                 }
             }
@@ -223,25 +223,19 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         // Allocated under the lock, only for a hit and at the entry's size: a miss allocates nothing.
         var out: ByteBuffer?
         let found: Found? = shard(for: key).withLockedValue { shard in
-            guard let slot = shard.index[key] else {
-                shard.statistics.misses += 1
-                return nil
-            }
+            guard let slot = shard.index[key] else { return nil }
             guard shard.answers(slot, query: query, name: queryName, type: view.questionType, class: view.questionClass)
             else {
                 shard.remove(slot)
-                shard.statistics.misses += 1
                 return nil
             }
             let expiry = shard.expiry(of: slot)
             guard nowNanos < expiry else {
                 // Keep an expired entry for serve-stale while its window lasts.
                 if !configuration.serveStale || nowNanos >= expiry + staleWindowNanos { shard.remove(slot) }
-                shard.statistics.misses += 1
                 return nil
             }
             shard.entries[slot].referenced = true
-            shard.statistics.hits += 1
             return shard.copy(slot, into: &out)
         }
         guard let found, var out = out.take() else { return nil }
@@ -282,7 +276,6 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
                 nowNanos < shard.expiry(of: slot) + staleWindowNanos,
                 shard.answers(slot, query: query, name: queryName, type: view.questionType, class: view.questionClass)
             else { return nil }
-            shard.statistics.staleServed += 1
             return shard.copy(slot, into: &out)
         }
         guard let found, var out = out.take() else { return nil }
@@ -305,7 +298,6 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             let expiry = shard.expiry(of: slot)
             guard nowNanos < expiry, expiry - nowNanos <= shard.entries[slot].lifetime / 10 else { return false }
             shard.entries[slot].prefetchClaimed = true
-            shard.statistics.prefetches += 1
             return true
         }
     }
@@ -417,7 +409,6 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             }
             shard.index[key] = slot
             shard.bytes += length
-            shard.statistics.stores += 1
             return shard.unreportedChange()
         }
         DNSProxyMetrics.adjust(metrics.cacheEntries, by: change.entries)
@@ -461,21 +452,13 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         }
     }
 
-    /// The counters, summed over shards.
-    public var statistics: DNSCacheStatistics {
-        var total = DNSCacheStatistics()
-        for shard in shards {
-            shard.withLockedValue { shard in
-                total.hits += shard.statistics.hits
-                total.misses += shard.statistics.misses
-                total.stores += shard.statistics.stores
-                total.staleServed += shard.statistics.staleServed
-                total.prefetches += shard.statistics.prefetches
-                total.evictions += shard.statistics.evictions
-                total.entries += shard.index.count
-                total.bytes += shard.bytes
-            }
-        }
-        return total
+    /// How many replies the cache holds now.
+    public var count: Int {
+        shards.reduce(0) { total, shard in total + shard.withLockedValue { $0.index.count } }
+    }
+
+    /// How many octets of replies the cache holds now; at most ``Configuration/maximumBytes``.
+    public var bytes: Int {
+        shards.reduce(0) { total, shard in total + shard.withLockedValue { $0.bytes } }
     }
 }

@@ -32,6 +32,9 @@ public final class DNSProxyMetrics: Sendable {
         /// Counter: rate-limiter decisions, label `action` (`admit`, `refuse`, `drop`, `slip`); only
         /// counted when a limiter is configured.
         public static let rateLimitDecisions = "dotproxy_ratelimit_decisions_total"
+        /// Counter: client prefixes the rate limiter forgot to stay within its bound (a flood from many
+        /// sources, or more clients than ``TokenBucketRateLimiter/Configuration/maximumPrefixes``).
+        public static let rateLimitEvictions = "dotproxy_ratelimit_evictions_total"
         /// Counter: UDP replies replaced by an empty truncated reply.
         public static let truncated = "dotproxy_truncated_responses_total"
         /// Counter: queries answered by an identical query already in flight.
@@ -40,6 +43,8 @@ public final class DNSProxyMetrics: Sendable {
         public static let cacheHits = "dotproxy_cache_hits_total"
         /// Counter: cache lookups that found nothing fresh.
         public static let cacheMisses = "dotproxy_cache_misses_total"
+        /// Counter: background refreshes of entries close to expiry.
+        public static let cachePrefetches = "dotproxy_cache_prefetches_total"
         /// Counter: expired replies served because the upstream failed or was slow (RFC 8767).
         public static let cacheStaleAnswers = "dotproxy_cache_stale_answers_total"
         /// Counter: entries evicted to make room.
@@ -74,10 +79,12 @@ public final class DNSProxyMetrics: Sendable {
         Name.malformed: "Packets that could not be read, dropped or answered FORMERR.",
         Name.accessDenied: "Queries from clients outside the access list.",
         Name.rateLimitDecisions: "Rate-limiter decisions by action.",
+        Name.rateLimitEvictions: "Client prefixes the rate limiter forgot to stay within its bound.",
         Name.truncated: "UDP replies replaced by an empty truncated reply.",
         Name.coalesced: "Queries answered by an identical query already in flight.",
         Name.cacheHits: "Cache lookups that found a fresh reply.",
         Name.cacheMisses: "Cache lookups that found nothing fresh.",
+        Name.cachePrefetches: "Background refreshes of cache entries close to expiry.",
         Name.cacheStaleAnswers: "Expired replies served because the upstream failed or was slow.",
         Name.cacheEvictions: "Cache entries evicted to make room.",
         Name.cacheEntries: "Replies held in the cache.",
@@ -108,10 +115,12 @@ public final class DNSProxyMetrics: Sendable {
     let malformedDropped: Counter
     let malformedAnswered: Counter
     let accessDenied: Counter
+    let rateLimitEvictions: Counter
     let truncated: Counter
     let coalesced: Counter
     let cacheHits: Counter
     let cacheMisses: Counter
+    let cachePrefetches: Counter
     let cacheStaleAnswers: Counter
     let cacheEvictions: Counter
     let cacheEntries: Meter
@@ -147,10 +156,12 @@ public final class DNSProxyMetrics: Sendable {
         malformedDropped = counter(Name.malformed, [("action", "dropped")])
         malformedAnswered = counter(Name.malformed, [("action", "formerr")])
         accessDenied = counter(Name.accessDenied)
+        rateLimitEvictions = counter(Name.rateLimitEvictions)
         truncated = counter(Name.truncated)
         coalesced = counter(Name.coalesced)
         cacheHits = counter(Name.cacheHits)
         cacheMisses = counter(Name.cacheMisses)
+        cachePrefetches = counter(Name.cachePrefetches)
         cacheStaleAnswers = counter(Name.cacheStaleAnswers)
         cacheEvictions = counter(Name.cacheEvictions)
         cacheEntries = Meter(label: Name.cacheEntries, dimensions: [], factory: factory)

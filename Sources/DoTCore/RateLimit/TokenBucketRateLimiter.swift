@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -76,7 +77,6 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
         var slots: [Prefix: Int] = [:]
         var buckets: [Bucket] = []
         var hand = 0
-        var statistics = RateLimitStatistics()
     }
 
     /// The configuration in effect.
@@ -86,14 +86,18 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
     private let ipv4Mask: UInt32
     private let ipv6Masks: (UInt64, UInt64)
     private let nanosecondsPerToken: Double
+    private let evictions: Counter
 
     /// Creates a limiter.
     ///
     /// - Parameters:
     ///   - configuration: Rate, burst, grouping, action and bounds.
     ///   - shardCount: How many independently locked shards to use; 16 by default.
-    public init(configuration: Configuration, shardCount: Int = 16) {
+    ///   - metrics: Where evicted prefixes are counted (``DNSProxyMetrics/Name/rateLimitEvictions``);
+    ///     the decisions are counted by the handler that asks.
+    public init(configuration: Configuration, shardCount: Int = 16, metrics: DNSProxyMetrics = DNSProxyMetrics()) {
         self.configuration = configuration
+        self.evictions = metrics.rateLimitEvictions
         let shardCount = max(1, min(shardCount, configuration.maximumPrefixes))
         self.shards = (0..<shardCount).map { _ in NIOLockedValueBox(Shard()) }
         self.capacityPerShard = max(1, configuration.maximumPrefixes / shardCount)
@@ -122,7 +126,6 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
             }
             if shard.buckets[index].tokens >= 1 {
                 shard.buckets[index].tokens -= 1
-                shard.statistics.admitted += 1
                 return .admit
             }
             shard.buckets[index].limitedCount &+= 1
@@ -135,12 +138,6 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
                 {
                     decision = .drop
                 }
-            }
-            switch decision.base {
-            case .refuse: shard.statistics.refused += 1
-            case .drop: shard.statistics.dropped += 1
-            case .slip: shard.statistics.slipped += 1
-            case .admit: break
             }
             return decision
         }
@@ -180,23 +177,13 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
         shard.slots.removeValue(forKey: shard.buckets[victim].prefix)
         shard.buckets[victim] = fresh
         shard.slots[prefix] = victim
-        shard.statistics.evictions += 1
+        evictions.increment()
         return victim
     }
 
-    /// The counters, summed over shards.
-    public var statistics: RateLimitStatistics {
-        var total = RateLimitStatistics()
-        for shard in shards {
-            shard.withLockedValue { shard in
-                total.admitted += shard.statistics.admitted
-                total.refused += shard.statistics.refused
-                total.dropped += shard.statistics.dropped
-                total.slipped += shard.statistics.slipped
-                total.evictions += shard.statistics.evictions
-                total.tableSize += shard.buckets.count
-            }
-        }
-        return total
+    /// How many client prefixes the limiter tracks now; at most
+    /// ``Configuration/maximumPrefixes``.
+    public var trackedPrefixes: Int {
+        shards.reduce(0) { total, shard in total + shard.withLockedValue { $0.buckets.count } }
     }
 }

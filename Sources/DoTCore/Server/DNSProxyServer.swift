@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -161,7 +162,9 @@ public final class DNSProxyServer: Service {
         self.connectionRate =
             rate > 0
             ? TokenBucketRateLimiter(
-                configuration: .init(queriesPerSecond: rate, action: .drop, maximumPrefixes: 10_000)
+                configuration: .init(queriesPerSecond: rate, action: .drop, maximumPrefixes: 10_000),
+                // Its evictions are not the query limiter's, which the metric counts.
+                metrics: DNSProxyMetrics(factory: NOOPMetricsHandler.instance)
             ) : nil
     }
 

@@ -138,6 +138,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         if let hit = cache.lookup(parsed.message, key: parsed.key, now: now) {
             metrics.cacheHits.increment()
             if cache.claimPrefetch(key: parsed.key, now: now) {
+                metrics.cachePrefetches.increment()
                 // Refresh in the background; the new reply replaces the entry when it arrives.
                 forwarder.forward(parsed.message, key: parsed.key, on: eventLoop) { _ in }
             }

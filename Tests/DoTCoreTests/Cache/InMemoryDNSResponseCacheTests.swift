@@ -94,8 +94,7 @@ import Testing
         #expect(lookup(cache, Self.query("www.test.", edns: false), at: 100)?.edns == nil)
         // Expired after the smallest answer TTL.
         #expect(lookup(cache, second, at: 200) == nil)
-        let statistics = cache.statistics
-        #expect(statistics.hits == 2 && statistics.misses == 1 && statistics.entries == 0)
+        #expect(cache.count == 0, "the expired entry is gone")
     }
 
     @Test func ttlsAreClampedToTheConfiguredRange() throws {
@@ -149,7 +148,7 @@ import Testing
         let cache = InMemoryDNSResponseCache()
         let query = Self.query("big.test.", type: .txt)
         store(cache, query, Self.reply(to: query, answers: [Self.a("big.test.", ttl: 300)], truncated: true))
-        #expect(lookup(cache, query, at: 0) == nil && cache.statistics.stores == 0)
+        #expect(lookup(cache, query, at: 0) == nil && cache.count == 0)
     }
 
     @Test func doAndCDGiveDistinctEntries() {
@@ -168,7 +167,12 @@ import Testing
     }
 
     @Test func leastRecentlyUsedIsEvictedAtEitherBound() {
-        let cache = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 3), shardCount: 1)
+        let recorded = RecordedMetrics()
+        let cache = InMemoryDNSResponseCache(
+            configuration: .init(maximumEntries: 3),
+            shardCount: 1,
+            metrics: recorded.metrics
+        )
         let queries = (0..<4).map { Self.query(try! DNSName(parsing: "n\($0).test.")) }
         for (index, query) in queries.prefix(3).enumerated() {
             store(
@@ -184,9 +188,14 @@ import Testing
             lookup(cache, queries[0], at: 2) != nil && lookup(cache, queries[2], at: 2) != nil
                 && lookup(cache, queries[3], at: 2) != nil
         )
-        #expect(cache.statistics.evictions == 1 && cache.statistics.entries == 3)
+        #expect(recorded.count(DNSProxyMetrics.Name.cacheEvictions) == 1 && cache.count == 3)
 
-        let small = InMemoryDNSResponseCache(configuration: .init(maximumBytes: 100), shardCount: 1)
+        let recordedSmall = RecordedMetrics()
+        let small = InMemoryDNSResponseCache(
+            configuration: .init(maximumBytes: 100),
+            shardCount: 1,
+            metrics: recordedSmall.metrics
+        )
         for (index, query) in queries.enumerated() {
             store(
                 small,
@@ -194,7 +203,7 @@ import Testing
                 Self.reply(to: query, answers: [Self.a(try! DNSName(parsing: "n\(index).test."), ttl: 300)])
             )
         }
-        #expect(small.statistics.bytes <= 100 && small.statistics.entries < 4 && small.statistics.evictions > 0)
+        #expect(small.bytes <= 100 && small.count < 4 && recordedSmall.count(DNSProxyMetrics.Name.cacheEvictions) > 0)
         #expect(lookup(small, queries[3], at: 0) != nil, "the newest entry is kept")
 
         let off = InMemoryDNSResponseCache(configuration: .init(maximumEntries: 0))
@@ -239,7 +248,7 @@ import Testing
             for await hits in group { total += hits }
             #expect(total > 0)
         }
-        #expect(cache.statistics.entries <= 500)
+        #expect(cache.count <= 500)
     }
 
     @Test func theNoOpCacheCachesNothing() {
@@ -277,7 +286,6 @@ import Testing
             cache.lookupStale(later, now: T.at(seconds: 60 + 3600)) == nil,
             "past the stale window"
         )
-        #expect(cache.statistics.staleServed == 1)
 
         let broken = T.query("broken.test.")
         store(cache, broken, T.reply(to: broken, rcode: .serverFailure), at: 0)
@@ -303,7 +311,6 @@ import Testing
             cache.claimPrefetch(query, now: T.at(seconds: 186)),
             "a refreshed entry can be prefetched again"
         )
-        #expect(cache.statistics.prefetches == 2)
         let off = InMemoryDNSResponseCache()
         store(off, query, T.reply(to: query, answers: [T.a("hot.test.", ttl: 100)]), at: 0)
         #expect(!off.claimPrefetch(query, now: T.at(seconds: 95)))

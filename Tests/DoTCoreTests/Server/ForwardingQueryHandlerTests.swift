@@ -176,10 +176,12 @@ import Testing
 
     @Test func prefetchRefreshesAnEntryInTheBackgroundOnce() async throws {
         let transport = ScriptedUpstreamTransport()
-        let handler = ForwardingQueryHandler(transport: transport, cache: AlwaysPrefetch())
+        let recorded = RecordedMetrics()
+        let handler = ForwardingQueryHandler(transport: transport, cache: AlwaysPrefetch(), metrics: recorded.metrics)
         _ = try await ask(handler)  // miss: goes upstream
         _ = try await ask(handler)  // hit: answered from cache, and a refresh goes upstream
         #expect(transport.queryCount == 2)
+        #expect(recorded.count(DNSProxyMetrics.Name.cachePrefetches) == 1)
     }
 
     /// Holds every query until `release()`, as a slow upstream does.
@@ -356,7 +358,7 @@ import Testing
         let handler = ForwardingQueryHandler(transport: upstream, cache: cache)
         let reply = try await ask(handler, "top.test.")
         #expect(reply.answers.map(\.ttl) == [0])
-        #expect(cache.statistics.entries == 0)
+        #expect(cache.count == 0)
     }
 
     @Test func theCacheTTLCeilingAppliesToTheFirstAnswerToo() async throws {
