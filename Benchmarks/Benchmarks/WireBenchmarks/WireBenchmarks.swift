@@ -73,7 +73,7 @@ let rateLimitBenchmarks: @Sendable () -> Void = {
 
     Benchmark("RateLimit: admit, one hot client") { benchmark in
         for _ in benchmark.scaledIterations {
-            blackHole(limiter.decide(for: hot, transport: .udp, now: now))
+            blackHole(limiter.decide(for: hot, clientProtocol: .udp, now: now))
         }
     }
 
@@ -81,7 +81,7 @@ let rateLimitBenchmarks: @Sendable () -> Void = {
     let clients = (0..<65_536).map { ClientAddress(IPv4Address(rawValue: 0x0A00_0000 | UInt32($0))) }
     Benchmark("RateLimit: admit, 65,536 distinct clients") { benchmark in
         for iteration in benchmark.scaledIterations {
-            blackHole(many.decide(for: clients[iteration & 0xFFFF], transport: .udp, now: now))
+            blackHole(many.decide(for: clients[iteration & 0xFFFF], clientProtocol: .udp, now: now))
         }
     }
 }

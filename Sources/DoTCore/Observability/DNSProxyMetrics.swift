@@ -102,7 +102,7 @@ public final class DNSProxyMetrics: Sendable {
     static let countedTypes: [DNSRecordType] = [
         .a, .aaaa, .cname, .mx, .ns, .ptr, .soa, .srv, .txt, .https, .svcb, .caa, .ds, .dnskey, .naptr, .any,
     ]
-    private static let transports: [DNSClientTransport] = [.udp, .tcp]
+    private static let transports: [ClientProtocol] = [.udp, .tcp]
 
     private let factory: any MetricsFactory
     /// Indexed by transport (UDP 0, TCP 1) times the counted types (plus `other`), then the type.
@@ -172,9 +172,9 @@ public final class DNSProxyMetrics: Sendable {
     // MARK: Recording (internal: the library's components call these)
 
     /// Counts a parsed query.
-    func recordQuery(type: DNSRecordType?, transport: DNSClientTransport) {
+    func recordQuery(type: DNSRecordType?, clientProtocol: ClientProtocol) {
         let slot = type.flatMap { Self.countedTypes.firstIndex(of: $0) } ?? Self.countedTypes.count
-        queries[(transport.isUDP ? 0 : 1) * (Self.countedTypes.count + 1) + slot].increment()
+        queries[(clientProtocol.isUDP ? 0 : 1) * (Self.countedTypes.count + 1) + slot].increment()
     }
 
     /// Counts a reply by its response code: the header's four bits, joined with the extended bits
@@ -198,8 +198,8 @@ public final class DNSProxyMetrics: Sendable {
     }
 
     /// Records the time since `start` of a reply that waited for an upstream.
-    func recordForwardedDuration(transport: DNSClientTransport, since start: NIODeadline) {
-        forwardedDurations[transport.isUDP ? 0 : 1].recordNanoseconds((NIODeadline.now() - start).nanoseconds)
+    func recordForwardedDuration(clientProtocol: ClientProtocol, since start: NIODeadline) {
+        forwardedDurations[clientProtocol.isUDP ? 0 : 1].recordNanoseconds((NIODeadline.now() - start).nanoseconds)
     }
 
     /// Counts a rate-limiter decision.

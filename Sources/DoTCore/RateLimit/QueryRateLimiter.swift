@@ -11,5 +11,5 @@ public protocol QueryRateLimiter: Sendable {
     ///   - client: The client's address.
     ///   - transport: How the query came; TCP queries are never slipped.
     ///   - now: The current instant.
-    func decide(for client: ClientAddress, transport: DNSClientTransport, now: NIODeadline) -> RateLimitDecision
+    func decide(for client: ClientAddress, clientProtocol: ClientProtocol, now: NIODeadline) -> RateLimitDecision
 }

@@ -106,7 +106,7 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
         self.nanosecondsPerToken = configuration.queriesPerSecond > 0 ? 1e9 / configuration.queriesPerSecond : .infinity
     }
 
-    public func decide(for client: ClientAddress, transport: DNSClientTransport, now: NIODeadline) -> RateLimitDecision
+    public func decide(for client: ClientAddress, clientProtocol: ClientProtocol, now: NIODeadline) -> RateLimitDecision
     {
         for network in configuration.exempt where network.contains(client) { return .admit }
         let prefix: Prefix
@@ -131,7 +131,7 @@ public final class TokenBucketRateLimiter: QueryRateLimiter {
             shard.buckets[index].limitedCount &+= 1
             var decision = configuration.action
             if decision == .slip {
-                if !transport.isUDP {
+                if !clientProtocol.isUDP {
                     decision = .refuse
                 } else if configuration.slipInterval <= 0
                     || shard.buckets[index].limitedCount % UInt32(clamping: configuration.slipInterval) != 0

@@ -343,7 +343,7 @@ public final class DNSProxyServer: Service {
                 guard let remote = channel.remoteAddress, let client = ClientAddress(remote) else {
                     return channel.close()
                 }
-                if let connectionRate, connectionRate.decide(for: client, transport: .tcp, now: .now()) != .admit {
+                if let connectionRate, connectionRate.decide(for: client, clientProtocol: .tcp, now: .now()) != .admit {
                     return channel.close()
                 }
                 guard limiter.admit(client) else {

@@ -12,13 +12,13 @@ public struct DNSClientQuery: Sendable {
     /// The client's address.
     public var client: SocketAddress
     /// How the query arrived.
-    public var transport: DNSClientTransport
+    public var clientProtocol: ClientProtocol
 
     /// Creates a client query.
-    public init(message: ByteBuffer, client: SocketAddress, transport: DNSClientTransport) {
+    public init(message: ByteBuffer, client: SocketAddress, clientProtocol: ClientProtocol) {
         self.message = message
         self.client = client
-        self.transport = transport
+        self.clientProtocol = clientProtocol
     }
 }
 

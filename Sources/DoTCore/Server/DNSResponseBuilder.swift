@@ -85,7 +85,7 @@ enum DNSResponseBuilder {
         replyView: DNSMessageView,
         query: ByteBuffer,
         queryView: DNSMessageView,
-        transport: DNSClientTransport,
+        clientProtocol: ClientProtocol,
         udpLimit: Int,
         allocator: ByteBufferAllocator
     ) -> (message: ByteBuffer, truncated: Bool) {
@@ -117,7 +117,7 @@ enum DNSResponseBuilder {
         {
             out.setBuffer(name, at: upstreamName.lowerBound)
         }
-        if transport.isUDP && out.readableBytes > udpLimit {
+        if clientProtocol.isUDP && out.readableBytes > udpLimit {
             return (
                 Self.reply(
                     to: query,

@@ -124,14 +124,14 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         case .answered(let reply): return .now(reply)
         case .parsed(let query): parsed = query
         }
-        metrics.recordQuery(type: parsed.view.questionType, transport: parsed.transport)
+        metrics.recordQuery(type: parsed.view.questionType, clientProtocol: parsed.clientProtocol)
         if logQueries {
             logger.info(
                 "query",
                 metadata: [
                     "name": "\(parsed.view.questionName(in: parsed.message.buffer)?.description ?? "?")",
                     "type": "\(parsed.view.questionType?.description ?? "?")",
-                    "client": "\(parsed.client.endpointDescription)", "transport": "\(parsed.transport)",
+                    "client": "\(parsed.client.endpointDescription)", "protocol": "\(parsed.clientProtocol)",
                 ]
             )
         }
@@ -188,7 +188,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
 
     private func recordForwarded(_ reply: ByteBuffer?, query: ParsedQuery) {
         metrics.recordResponse(reply)
-        metrics.recordForwardedDuration(transport: query.transport, since: query.arrival)
+        metrics.recordForwardedDuration(clientProtocol: query.clientProtocol, since: query.arrival)
     }
 
     /// The client's reply for an upstream outcome: the answer fitted to the client, or a stale answer

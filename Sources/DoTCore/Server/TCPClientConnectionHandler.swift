@@ -193,7 +193,7 @@ final class TCPClientConnectionHandler: ChannelDuplexHandler {
     /// One query from the client.
     private func received(_ message: ByteBuffer, context: ChannelHandlerContext) {
         guard let client = clientAddress ?? context.remoteAddress else { return }
-        let query = DNSClientQuery(message: message, client: client, transport: .tcp)
+        let query = DNSClientQuery(message: message, client: client, clientProtocol: .tcp)
         switch handler.respond(to: query, on: context.eventLoop) {
         case .now(let reply):
             if let reply { write(reply, context: context) }

@@ -29,7 +29,7 @@ final class UDPListenerHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        let query = DNSClientQuery(message: envelope.data, client: envelope.remoteAddress, transport: .udp)
+        let query = DNSClientQuery(message: envelope.data, client: envelope.remoteAddress, clientProtocol: .udp)
         writer.readStarted()
         switch handler.respond(to: query, on: context.eventLoop) {
         case .now(let reply):

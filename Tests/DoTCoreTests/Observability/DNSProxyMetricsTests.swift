@@ -16,18 +16,22 @@ import Testing
         _ handler: ForwardingQueryHandler,
         _ name: DNSName = "a.test.",
         type: DNSRecordType = .a,
-        transport: DNSClientTransport = .udp
+        clientProtocol: ClientProtocol = .udp
     ) async throws -> ByteBuffer? {
-        try await send(handler, try DNSMessage.query(name: name, type: type, id: 7).encoded(), transport: transport)
+        try await send(
+            handler,
+            try DNSMessage.query(name: name, type: type, id: 7).encoded(),
+            clientProtocol: clientProtocol
+        )
     }
 
     func send(
         _ handler: ForwardingQueryHandler,
         _ packet: ByteBuffer,
-        transport: DNSClientTransport = .udp
+        clientProtocol: ClientProtocol = .udp
     ) async throws -> ByteBuffer? {
         try await handler.handle(
-            DNSClientQuery(message: packet, client: Self.client, transport: transport),
+            DNSClientQuery(message: packet, client: Self.client, clientProtocol: clientProtocol),
             on: MultiThreadedEventLoopGroup.singleton.next()
         ).get()
     }
@@ -42,7 +46,7 @@ import Testing
         )
         _ = try await ask(handler)
         _ = try await ask(handler)
-        _ = try await ask(handler, "b.test.", type: .aaaa, transport: .tcp)
+        _ = try await ask(handler, "b.test.", type: .aaaa, clientProtocol: .tcp)
         _ = try await ask(handler, "c.test.", type: DNSRecordType(rawValue: 4242))
         #expect(try test.expectCounter(Name.queries, [("transport", "udp"), ("qtype", "A")]).totalValue == 2)
         #expect(try test.expectCounter(Name.queries, [("transport", "tcp"), ("qtype", "AAAA")]).totalValue == 1)

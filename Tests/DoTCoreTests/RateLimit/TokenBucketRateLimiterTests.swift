@@ -16,11 +16,13 @@ import Testing
         _ client: String,
         count: Int,
         at time: Int64,
-        transport: DNSClientTransport = .udp
+        clientProtocol: ClientProtocol = .udp
     )
         -> [RateLimitDecision]
     {
-        (0..<count).map { _ in limiter.decide(for: Self.client(client), transport: transport, now: Self.at(time)) }
+        (0..<count).map { _ in
+            limiter.decide(for: Self.client(client), clientProtocol: clientProtocol, now: Self.at(time))
+        }
     }
 
     @Test func burstThenSteadyRateThenRefill() {
@@ -69,7 +71,7 @@ import Testing
         )
         #expect(decisions(slip, "192.0.2.1", count: 7, at: 0) == [.admit, .drop, .drop, .slip, .drop, .drop, .slip])
         #expect(
-            decisions(slip, "192.0.2.1", count: 2, at: 0, transport: .tcp) == [.refuse, .refuse],
+            decisions(slip, "192.0.2.1", count: 2, at: 0, clientProtocol: .tcp) == [.refuse, .refuse],
             "TCP is never slipped"
         )
 
@@ -97,7 +99,7 @@ import Testing
         var admitted = 0
         for index in 0..<1_000_000 {
             let address = ClientAddress(IPv4Address(rawValue: 0x0A00_0000 &+ UInt32(index)))
-            if limiter.decide(for: address, transport: .udp, now: Self.at(Int64(index / 1000))) == .admit {
+            if limiter.decide(for: address, clientProtocol: .udp, now: Self.at(Int64(index / 1000))) == .admit {
                 admitted += 1
             }
         }

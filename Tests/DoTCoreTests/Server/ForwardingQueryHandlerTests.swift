@@ -45,12 +45,12 @@ import Testing
         type: DNSRecordType = .a,
         id: UInt16 = 9,
         edns: EDNSRecord? = EDNSRecord(),
-        transport: DNSClientTransport = .udp
+        clientProtocol: ClientProtocol = .udp
     ) throws -> DNSClientQuery {
         DNSClientQuery(
             message: try DNSMessage.query(name: name, type: type, id: id, edns: edns).encoded(),
             client: client,
-            transport: transport
+            clientProtocol: clientProtocol
         )
     }
 
@@ -75,7 +75,7 @@ import Testing
             return
         }
         #expect(try DNSMessage(decoding: hit).header.id == 3)
-        let short = DNSClientQuery(message: ByteBuffer(bytes: [1, 2]), client: Self.client, transport: .udp)
+        let short = DNSClientQuery(message: ByteBuffer(bytes: [1, 2]), client: Self.client, clientProtocol: .udp)
         guard case .now(nil) = handler.respond(to: short, on: loop) else {
             Issue.record("a short packet is dropped at once")
             return
@@ -226,7 +226,7 @@ import Testing
         let query = DNSClientQuery(
             message: readBuffer.getSlice(at: 0, length: length)!,
             client: Self.client,
-            transport: .udp
+            clientProtocol: .udp
         )
         return handler.respond(to: query, on: loop)
     }
@@ -302,7 +302,7 @@ import Testing
         let reply = try DNSMessage(
             decoding: try #require(
                 try await handler.handle(
-                    DNSClientQuery(message: query, client: Self.client, transport: .udp),
+                    DNSClientQuery(message: query, client: Self.client, clientProtocol: .udp),
                     on: MultiThreadedEventLoopGroup.singleton.next()
                 ).get()
             )
@@ -340,12 +340,17 @@ import Testing
         _ handler: ForwardingQueryHandler,
         _ name: DNSName,
         type: DNSRecordType = .a,
-        transport: DNSClientTransport = .udp,
+        clientProtocol: ClientProtocol = .udp,
         udpSize: UInt16 = 4096
     ) async throws -> DNSMessage {
         var edns = EDNSRecord()
         edns.udpPayloadSize = udpSize
-        let query = try ForwardingQueryHandlerTests.clientQuery(name, type: type, edns: edns, transport: transport)
+        let query = try ForwardingQueryHandlerTests.clientQuery(
+            name,
+            type: type,
+            edns: edns,
+            clientProtocol: clientProtocol
+        )
         let reply = try await handler.handle(query, on: MultiThreadedEventLoopGroup.singleton.next()).get()
         return try DNSMessage(decoding: try #require(reply))
     }
@@ -456,7 +461,7 @@ import Testing
             #expect(reply.header.isTruncated && reply.answers.isEmpty && reply.edns != nil)
         }
         // Whole over TCP.
-        let tcp = try await ask(handler, "big.test.", type: .txt, transport: .tcp)
+        let tcp = try await ask(handler, "big.test.", type: .txt, clientProtocol: .tcp)
         #expect(!tcp.header.isTruncated && tcp.answers.count == 1)
         #expect(recorded.count(DNSProxyMetrics.Name.truncated) == 2)
         // A larger cap, configured, lets it through over UDP.

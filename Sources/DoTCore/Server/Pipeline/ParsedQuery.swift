@@ -11,7 +11,7 @@ struct ParsedQuery: Sendable {
     /// Who sent it.
     let client: SocketAddress
     /// How it arrived.
-    let transport: DNSClientTransport
+    let clientProtocol: ClientProtocol
     /// When the query arrived; durations and cache ages count from here.
     let arrival: NIODeadline
 
@@ -39,7 +39,7 @@ struct QueryParser: Sendable {
             view = try DNSMessageView(message)
         } catch {
             metrics.malformedAnswered.increment()
-            logger.debug("malformed query", metadata: ["error": "\(error)", "transport": "\(query.transport)"])
+            logger.debug("malformed query", metadata: ["error": "\(error)", "protocol": "\(query.clientProtocol)"])
             return .answered(Self.reply(to: message, view: nil, rcode: .formatError))
         }
         guard view.opcode == .query else {
@@ -57,7 +57,7 @@ struct QueryParser: Sendable {
                 message: ParsedDNSMessage(buffer: message, view: view),
                 key: key,
                 client: query.client,
-                transport: query.transport,
+                clientProtocol: query.clientProtocol,
                 arrival: now
             )
         )

@@ -35,7 +35,7 @@ struct QueryAdmission: Sendable {
             return .answered(deniedAction == .drop ? nil : Self.refusal(message))
         }
         guard let rateLimiter else { return .admitted }
-        let decision = rateLimiter.decide(for: client, transport: query.transport, now: now)
+        let decision = rateLimiter.decide(for: client, clientProtocol: query.clientProtocol, now: now)
         metrics.recordRateLimit(decision)
         switch decision {
         case .admit:

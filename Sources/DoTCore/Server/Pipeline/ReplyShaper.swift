@@ -27,7 +27,7 @@ struct ReplyShaper: Sendable {
             replyView: answer.view,
             query: query.message.buffer,
             queryView: query.view,
-            transport: query.transport,
+            clientProtocol: query.clientProtocol,
             udpLimit: udpLimit(for: query.view),
             allocator: ByteBufferAllocator()
         )
@@ -38,7 +38,7 @@ struct ReplyShaper: Sendable {
     /// A reply the cache built for this query (ID, case and OPT already the client's), truncated if it
     /// does not fit the client's UDP size.
     func reply(to query: ParsedQuery, cached: ByteBuffer) -> ByteBuffer {
-        guard query.transport.isUDP, cached.readableBytes > udpLimit(for: query.view) else { return cached }
+        guard query.clientProtocol.isUDP, cached.readableBytes > udpLimit(for: query.view) else { return cached }
         metrics.truncated.increment()
         let rcode = DNSResponseCode(
             truncating: UInt16(cached.getInteger(at: cached.readerIndex + 3, as: UInt8.self) ?? 0) & 0x0F

@@ -9,7 +9,7 @@ extension ParsedQuery {
     init(
         _ message: ByteBuffer,
         client: SocketAddress,
-        transport: DNSClientTransport = .udp,
+        clientProtocol: ClientProtocol = .udp,
         key: DNSCacheKey? = nil
     ) throws {
         let parsed = try ParsedDNSMessage(message)
@@ -17,7 +17,7 @@ extension ParsedQuery {
             message: parsed,
             key: try #require(key ?? DNSCacheKey(parsed)),
             client: client,
-            transport: transport,
+            clientProtocol: clientProtocol,
             arrival: .now()
         )
     }

@@ -24,7 +24,7 @@ struct QueryAdmissionTests {
 
     func query(from client: SocketAddress = inside, _ message: ByteBuffer? = nil) throws -> DNSClientQuery {
         let message = try message ?? DNSMessage.query(name: "a.test.", type: .a, id: 3).encoded()
-        return DNSClientQuery(message: message, client: client, transport: .udp)
+        return DNSClientQuery(message: message, client: client, clientProtocol: .udp)
     }
 
     func reply(_ outcome: QueryAdmission.Outcome) throws -> DNSMessage? {

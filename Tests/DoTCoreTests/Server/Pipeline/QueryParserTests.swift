@@ -14,7 +14,7 @@ struct QueryParserTests {
 
     func parse(_ bytes: ByteBuffer, recorded: RecordedMetrics) -> QueryParser.Outcome {
         QueryParser(metrics: recorded.metrics, logger: Logger(label: "test"))
-            .parse(DNSClientQuery(message: bytes, client: Self.client, transport: .udp), now: .now())
+            .parse(DNSClientQuery(message: bytes, client: Self.client, clientProtocol: .udp), now: .now())
     }
 
     func rcode(_ outcome: QueryParser.Outcome) throws -> DNSResponseCode? {
@@ -33,7 +33,7 @@ struct QueryParserTests {
             Issue.record("a good query must parse")
             return
         }
-        #expect(parsed.view.id == 8 && parsed.view.questionType == .aaaa && parsed.transport == .udp)
+        #expect(parsed.view.id == 8 && parsed.view.questionType == .aaaa && parsed.clientProtocol == .udp)
     }
 
     @Test func whatCannotBeForwardedIsAnsweredWithTheReason() throws {

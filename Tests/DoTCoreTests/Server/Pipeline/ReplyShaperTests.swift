@@ -8,14 +8,14 @@ import Testing
 struct ReplyShaperTests {
     static let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 4000)
 
-    func parsed(udpSize: UInt16? = nil, transport: DNSClientTransport = .udp) throws -> ParsedQuery {
+    func parsed(udpSize: UInt16? = nil, clientProtocol: ClientProtocol = .udp) throws -> ParsedQuery {
         let message = try DNSMessage.query(
             name: "big.test.",
             type: .txt,
             id: 12,
             edns: udpSize.map { EDNSRecord(udpPayloadSize: $0) }
         ).encoded()
-        return try ParsedQuery(message, client: Self.client, transport: transport)
+        return try ParsedQuery(message, client: Self.client, clientProtocol: clientProtocol)
     }
 
     /// A reply of about 1,500 octets to `query`, as a cache would build it.
@@ -35,7 +35,7 @@ struct ReplyShaperTests {
         let truncated = try DNSMessage(decoding: shaper.reply(to: udp, cached: bigReply(to: udp)))
         #expect(truncated.header.isTruncated && truncated.answers.isEmpty && truncated.header.id == 12)
         // Over TCP it passes whole.
-        let tcp = try parsed(transport: .tcp)
+        let tcp = try parsed(clientProtocol: .tcp)
         let whole = try bigReply(to: tcp)
         #expect(shaper.reply(to: tcp, cached: whole) == whole)
         #expect(recorded.count(DNSProxyMetrics.Name.truncated) == 1)
