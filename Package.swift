@@ -7,7 +7,7 @@ import PackageDescription
 
 let package = Package(
     name: "dotproxy",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "DoTCore", targets: ["DoTCore"]),
         .library(name: "DoTCoreTesting", targets: ["DoTCoreTesting"]),
@@ -20,6 +20,15 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
+        // The configuration file: swift-configuration reads it (YAML, and Reloading for --watch-config);
+        // Yams, which it parses YAML with, gives the line of each key for check-config's messages.
+        .package(
+            url: "https://github.com/apple/swift-configuration.git",
+            from: "1.4.0",
+            traits: [.defaults, "YAML", "Reloading"]
+        ),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
     ],
     targets: [
         // GnuTLS, found through pkg-config. Only DoTCore's transport layer imports it, internally.
@@ -62,6 +71,9 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             // mimalloc (Debian's libmimalloc-dev) replaces glibc's allocator in the server: each query
             // allocates and frees a few small objects, and glibc's small per-thread cache sends them to

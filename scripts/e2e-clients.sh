@@ -2,7 +2,7 @@
 # End to end with real clients: dig and kdig -> dotproxy (the built binary) -> Unbound over DoT, all on
 # loopback. Checks answers over UDP and TCP, a padded query, truncation of a large reply, NXDOMAIN, a FORMERR for a
 # malformed packet, BADVERS for an unknown EDNS version, the metrics endpoint (checked by promtool), the
-# three examples, that SIGHUP, SIGUSR1 and SIGUSR2 leave dotproxy running, and that SIGTERM makes it exit 0. Run as root, it runs dotproxy as user 65534
+# three examples, a start from a configuration file (and check-config), that SIGHUP, SIGUSR1 and SIGUSR2 leave dotproxy running, and that SIGTERM makes it exit 0. Run as root, it runs dotproxy as user 65534
 # with no capabilities. Fails loudly if a tool is missing.
 #   scripts/e2e-clients.sh [path/to/dotproxy]
 set -euo pipefail
@@ -92,6 +92,37 @@ kill -TERM "$proxy_pid"
 status=0; wait "$proxy_pid" || status=$?
 proxy_pid=""
 if [ "$status" = 0 ]; then echo "ok   SIGTERM exits 0"; else echo "FAIL SIGTERM exit status $status"; cat "$work/proxy.log"; failures=$((failures+1)); fi
-total=20
+
+# The same proxy from a configuration file alone: the upstream under its own name, with its own pin.
+file_port=$(free_port)
+file_metrics_port=$(free_port)
+cat > "$work/dotproxy.yaml" <<YAML
+listen: ["127.0.0.1:$file_port"]
+upstreams:
+  rig:
+    address: "127.0.0.1:$RIG_DOT_PORT"
+    auth-name: $RIG_NAME
+    ca-file: $RIG_CA
+    pin-sha256: ["$RIG_SPKI_SHA256"]
+cache: {size: 100}
+log: {level: warning}
+metrics: {listen: "127.0.0.1:$file_metrics_port"}
+YAML
+chmod 644 "$work/dotproxy.yaml"
+check "check-config accepts the file" "ok, 4 settings, 1 upstreams" "$binary" check-config "$work/dotproxy.yaml"
+printf 'upstreams: {rig: {address: 127.0.0.1}}\ncache:\n  size: lots\n' > "$work/bad.yaml"
+check "check-config refuses a bad file with its line, exit 78" "bad.yaml:3: cache.size: must be a whole number status=78" \
+  bash -c "out=\$('$binary' check-config '$work/bad.yaml' 2>&1); echo \"\$out status=\$?\""
+check "a bad file stops the start with exit 78" "bad.yaml:3: cache.size: must be a whole number status=78" \
+  bash -c "out=\$('$binary' --config '$work/bad.yaml' 2>&1); echo \"\$out status=\$?\""
+"${proxy[@]}" --config "$work/dotproxy.yaml" > "$work/proxy-file.log" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 100); do dig @127.0.0.1 -p "$file_port" a.test +short +time=1 +tries=1 >/dev/null 2>&1 && break; sleep 0.1; done
+check "dig A through the proxy started from the file" "^192\.0\.2\.1$" dig @127.0.0.1 -p "$file_port" a.test +short
+metrics_port=$file_metrics_port
+check "/metrics names the upstream as the file does" '^dotproxy_upstream_queries_total\{upstream="rig"\} [1-9]' http_get /metrics
+kill -TERM "$proxy_pid"; wait "$proxy_pid" || true
+proxy_pid=""
+total=25
 echo "$((total - failures)) passed, $failures failed"
 [ "$failures" = 0 ]

@@ -21,10 +21,17 @@ struct DotProxyCommand: AsyncParsableCommand {
         discussion: """
             Listens for plain DNS on UDP and TCP and forwards each query over TLS (RFC 7858) to an upstream \
             resolver, verifying its certificate strictly. Every option can also be set with an environment \
-            variable DOTPROXY_<NAME> (for example DOTPROXY_UPSTREAM=9.9.9.9); a flag on the command line wins.
+            variable DOTPROXY_<NAME> (for example DOTPROXY_UPSTREAM=9.9.9.9), and in a configuration file             (--config; Docs/configuration.md): a flag wins over a variable, a variable over the file.
             """,
-        version: "dotproxy \(DotProxyVersion.current), GnuTLS \(GnuTLSLibrary.version)"
+        version: "dotproxy \(DotProxyVersion.current), GnuTLS \(GnuTLSLibrary.version)",
+        subcommands: [CheckConfigCommand.self]
     )
+
+    @Option(
+        name: .customLong("config"),
+        help: "A YAML (or JSON) configuration file; check it with `dotproxy check-config PATH`."
+    )
+    var config: String?
 
     @Option(
         name: .customLong("upstream"),
@@ -236,24 +243,66 @@ struct DotProxyCommand: AsyncParsableCommand {
     var threads: Int?
 
     static func main() async {
+        let commandLine = Array(CommandLine.arguments.dropFirst())
+        var file: ConfigFile?
         do {
-            let names = EnvironmentArguments.names(of: Self.self)
-            let arguments = try EnvironmentArguments.merge(
-                arguments: Array(CommandLine.arguments.dropFirst()),
-                environment: ProcessInfo.processInfo.environment,
-                options: names.options,
-                flags: names.flags
-            )
-            var command = try parseAsRoot(arguments)
-            if let proxy = command as? DotProxyCommand { try proxy.startThreads() }
-            if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
+            // Parsed on its own: through the root, the root's checks (an upstream is required) would run
+            // on the root's empty options first.
+            guard commandLine.first != CheckConfigCommand.configuration.commandName else {
+                var check = try CheckConfigCommand.parse(Array(commandLine.dropFirst()))
+                try await check.run()
+                return
             }
+            let arguments: [String]
+            (arguments, file) = try await resolveArguments(
+                commandLine: commandLine,
+                environment: ProcessInfo.processInfo.environment
+            )
+            let command = try parseAsRoot(arguments)
+            guard let proxy = command as? DotProxyCommand else {
+                var other = command
+                try other.run()
+                return
+            }
+            try proxy.startThreads()
+            try await proxy.serve(file: file)
+        } catch let error as ConfigFileError {
+            StandardError.write("dotproxy: \(error.description.replacingOccurrences(of: "\n", with: "\ndotproxy: "))\n")
+            exit(withError: ExitCode(ConfigFileError.exitCode))
         } catch {
+            // A complaint about an option the file set is said of the file's key, at its line.
+            if let file, let located = file.locate(message(for: error)) {
+                StandardError.write("dotproxy: \(located)\n")
+                exit(withError: ExitCode(ConfigFileError.exitCode))
+            }
             exit(withError: error)
         }
+    }
+
+    /// The arguments to parse: the command line, then the options `DOTPROXY_*` variables set, then
+    /// those the configuration file (`--config`) sets that neither sets; and the file, if there is one.
+    ///
+    /// - Throws: ``ConfigFileError`` when the file cannot be used; `ValidationError` for a variable
+    ///   that is not a flag's on or off.
+    static func resolveArguments(
+        commandLine: [String],
+        environment: [String: String]
+    ) async throws -> (arguments: [String], file: ConfigFile?) {
+        let names = EnvironmentArguments.names(of: Self.self)
+        var arguments = try EnvironmentArguments.merge(
+            arguments: commandLine,
+            environment: environment,
+            options: names.options,
+            flags: names.flags
+        )
+        guard let path = ConfigFile.path(in: arguments) else { return (arguments, nil) }
+        let file = try await ConfigFile.load(path: path)
+        let given = arguments
+        arguments += file.arguments { option in
+            given.contains { $0 == "--\(option)" || $0.hasPrefix("--\(option)=") }
+                || environment[EnvironmentArguments.variableName(option)] != nil
+        }
+        return (arguments, file)
     }
 
     mutating func validate() throws {
@@ -507,9 +556,16 @@ struct DotProxyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await serve(file: nil)
+    }
+
+    /// Runs the proxy until a signal stops it, with the per-upstream settings of `file`'s upstreams
+    /// section when the upstreams came from it.
+    func serve(file: ConfigFile?) async throws {
         // Until the signal service traps them, SIGHUP and SIGUSR1/2 would kill the process outright.
         for signal in OperatorSignalService.signals { _ = Glibc.signal(signal.rawValue, SIG_IGN) }
         var configuration = try makeConfiguration()
+        file?.applyUpstreamSettings(to: &configuration)
         let level = configuration.logLevel
         let json = configuration.logJSON
         LoggingSystem.bootstrap { label in

@@ -7,6 +7,8 @@ import ServiceLifecycle
 /// Everything the command line decides, validated, ready to build the proxy from.
 struct ProxyConfiguration: Sendable {
     var upstreams: [UpstreamArgument]
+    /// Names and TLS settings of upstreams from the configuration file's `upstreams` section.
+    var upstreamSettings: [UpstreamArgument: ConfigFile.Upstream] = [:]
     var pool: UpstreamPool.Configuration
     /// The option that chose `pool.policy`, to name it in the log.
     var upstreamPolicy = UpstreamPolicyArgument.leastOutstanding
@@ -90,13 +92,18 @@ enum ProxyBuilder {
         lazy var resolver: any UpstreamHostResolver =
             configuration.bootstrap.isEmpty
             ? SystemHostResolver() : BootstrapHostResolver(servers: configuration.bootstrap)
-        let members = configuration.upstreams.map { upstream -> UpstreamPool.Member in
+        let members = try configuration.upstreams.map { upstream -> UpstreamPool.Member in
+            let settings = configuration.upstreamSettings[upstream]
+            let context =
+                try settings.map { try TLSClientContext(configuration: $0.tls(from: configuration.tls)) }
+                ?? context
             switch upstream.target {
             case .address(let address):
                 return UpstreamPool.Member(
                     DoTUpstreamTransport(
                         configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout),
                         tlsContext: context,
+                        name: settings?.name,
                         metrics: metrics,
                         logger: logger
                     )
@@ -112,6 +119,7 @@ enum ProxyBuilder {
                         upstream: UpstreamAddress(host: host, port: port),
                         idleTimeout: configuration.idleTimeout
                     ),
+                    name: settings?.name,
                     metrics: metrics,
                     logger: logger
                 )

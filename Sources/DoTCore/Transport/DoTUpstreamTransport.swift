@@ -87,21 +87,19 @@ public final class DoTUpstreamTransport: UpstreamTransport, Service {
     /// - Parameters:
     ///   - configuration: The upstream and the connection behaviour.
     ///   - tlsContext: Trust, versions, verification and pins; share one context between transports.
+    ///   - name: What logs, errors and metrics call the upstream; its address by default.
     ///   - metrics: Where connections open and TLS handshakes (resumed or not) are reported, labelled
-    ///     with the upstream's address.
+    ///     with ``name``.
     ///   - logger: Receives connection events (debug) and warnings.
     public convenience init(
         configuration: Configuration,
         tlsContext: TLSClientContext,
+        name: String? = nil,
         metrics: DNSProxyMetrics = DNSProxyMetrics(),
         logger: Logger = Logger(label: "dotproxy.upstream")
     ) {
-        self.init(
-            configuration: configuration,
-            tlsContext: tlsContext,
-            metrics: metrics.upstream(configuration.upstream.description),
-            logger: logger
-        )
+        let name = name ?? configuration.upstream.description
+        self.init(configuration: configuration, tlsContext: tlsContext, metrics: metrics.upstream(name), logger: logger)
     }
 
     /// Creates a transport whose metrics carry another name (a host name's, for its addresses).
@@ -114,8 +112,8 @@ public final class DoTUpstreamTransport: UpstreamTransport, Service {
         self.logger = logger
     }
 
-    /// The upstream's address, as errors and logs give it.
-    public var name: String { configuration.upstream.description }
+    /// What errors, logs and metrics call the upstream: the name it was given, or its address.
+    public var name: String { metrics.name }
 
     public func send(
         _ query: ParsedDNSMessage,

@@ -22,6 +22,7 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
     private let template: DoTUpstreamTransport.Configuration
     private let logger: Logger
     private let metrics: DNSProxyMetrics
+    private let givenName: String?
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -40,6 +41,7 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
     ///   - resolver: Resolves the host name.
     ///   - tlsContext: Trust, versions, verification and pins.
     ///   - configuration: Connection settings for each address; its `upstream` is replaced.
+    ///   - name: What logs, errors and metrics call the upstream; `tls://host:port#name` by default.
     ///   - metrics: Where each address's connections and handshakes are reported, labelled with
     ///     ``name`` rather than the address.
     ///   - logger: Receives address changes and lookup failures.
@@ -50,9 +52,11 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
         resolver: any UpstreamHostResolver,
         tlsContext: TLSClientContext,
         configuration: DoTUpstreamTransport.Configuration? = nil,
+        name: String? = nil,
         metrics: DNSProxyMetrics = DNSProxyMetrics(),
         logger: Logger = Logger(label: "dotproxy.upstream")
     ) {
+        self.givenName = name
         self.metrics = metrics
         self.host = host
         self.port = port
@@ -64,9 +68,10 @@ public final class HostnameUpstreamTransport: UpstreamTransport {
         self.logger = logger
     }
 
-    /// The upstream's description, `tls://host:port#name`.
+    /// What errors, logs and metrics call the upstream: the name it was given, or its description,
+    /// `tls://host:port#name`.
     public var name: String {
-        "tls://\(host):\(port)" + (authenticationName == host ? "" : "#\(authenticationName)")
+        givenName ?? "tls://\(host):\(port)" + (authenticationName == host ? "" : "#\(authenticationName)")
     }
 
     /// The address queries go to now, once resolved.

@@ -55,11 +55,11 @@ public final class UpstreamPool: UpstreamTransport, Service {
             self.transport = transport
         }
 
-        /// A member for a DoT transport, named after its upstream.
+        /// A member for a DoT transport, under the transport's name.
         ///
         /// - Parameter transport: The transport.
         public init(_ transport: DoTUpstreamTransport) {
-            self.init(name: transport.configuration.upstream.description, transport: transport)
+            self.init(name: transport.name, transport: transport)
         }
     }
 
