@@ -121,8 +121,16 @@ for _ in $(seq 100); do dig @127.0.0.1 -p "$file_port" a.test +short +time=1 +tr
 check "dig A through the proxy started from the file" "^192\.0\.2\.1$" dig @127.0.0.1 -p "$file_port" a.test +short
 metrics_port=$file_metrics_port
 check "/metrics names the upstream as the file does" '^dotproxy_upstream_queries_total\{upstream="rig"\} [1-9]' http_get /metrics
+# A reload on SIGHUP: the new access list turns the client away; a broken file then changes nothing.
+printf 'access: {allow: [10.0.0.0/8]}\n' >> "$work/dotproxy.yaml"
+check "SIGHUP applies the file's new access list" "status: REFUSED" bash -c \
+  "kill -HUP $proxy_pid; sleep 0.5; dig @127.0.0.1 -p $file_port a.test"
+printf 'cache: {size: lots}\n' >> "$work/dotproxy.yaml"
+check "a broken file at SIGHUP is logged with its line and changes nothing" "dotproxy.yaml:[0-9]+: cache.*status: REFUSED" bash -c \
+  "kill -HUP $proxy_pid; sleep 0.5; { grep 'reload failed' '$work/proxy-file.log'; dig @127.0.0.1 -p $file_port a.test | grep status; } | tr '\n' ' '"
+check "/metrics counts the reloads" 'dotproxy_config_reloads_total\{result="failure"\} 1' http_get /metrics
 kill -TERM "$proxy_pid"; wait "$proxy_pid" || true
 proxy_pid=""
-total=25
+total=28
 echo "$((total - failures)) passed, $failures failed"
 [ "$failures" = 0 ]

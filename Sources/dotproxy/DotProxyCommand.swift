@@ -265,7 +265,10 @@ struct DotProxyCommand: AsyncParsableCommand {
                 return
             }
             try proxy.startThreads()
-            try await proxy.serve(file: file)
+            try await proxy.serve(
+                file: file,
+                reloadFrom: (commandLine, ProcessInfo.processInfo.environment)
+            )
         } catch let error as ConfigFileError {
             StandardError.write("dotproxy: \(error.description.replacingOccurrences(of: "\n", with: "\ndotproxy: "))\n")
             exit(withError: ExitCode(ConfigFileError.exitCode))
@@ -556,27 +559,24 @@ struct DotProxyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await serve(file: nil)
+        try await serve(file: nil, reloadFrom: nil)
     }
 
     /// Runs the proxy until a signal stops it, with the per-upstream settings of `file`'s upstreams
-    /// section when the upstreams came from it.
-    func serve(file: ConfigFile?) async throws {
+    /// section when the upstreams came from it. SIGHUP reloads the file, combined with `reloadFrom`,
+    /// the command line and environment of the start.
+    func serve(file: ConfigFile?, reloadFrom: (commandLine: [String], environment: [String: String])?) async throws {
         // Until the signal service traps them, SIGHUP and SIGUSR1/2 would kill the process outright.
         for signal in OperatorSignalService.signals { _ = Glibc.signal(signal.rawValue, SIG_IGN) }
         var configuration = try makeConfiguration()
         file?.applyUpstreamSettings(to: &configuration)
-        let level = configuration.logLevel
+        let level = LogLevelControl(configuration.logLevel)
         let json = configuration.logJSON
         LoggingSystem.bootstrap { label in
-            if json {
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
-                return handler
-            }
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            var base: any LogHandler =
+                json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            base.logLevel = .trace
+            return ControlledLogHandler(base: base, control: level)
         }
         let logger = Logger(label: "dotproxy")
         try Self.fitToProcessLimits(&configuration, logger: logger)
@@ -590,10 +590,21 @@ struct DotProxyCommand: AsyncParsableCommand {
         if configuration.accessControl.isOpen {
             logger.warning("--allow admits every client: this is an open resolver, usable for amplification attacks")
         }
+        let reloader = reloadFrom.map { source in
+            ConfigReloader(
+                commandLine: source.commandLine,
+                environment: source.environment,
+                running: configuration,
+                services: services,
+                logLevel: level,
+                logger: logger
+            )
+        }
+        let signals = OperatorSignalService(logger: logger, reloader: reloader)
         let group = ServiceGroup(
             configuration: .init(
                 services: services.all.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
-                    + [.init(service: OperatorSignalService(logger: logger), successTerminationBehavior: .ignore)],
+                    + [.init(service: signals, successTerminationBehavior: .ignore)],
                 gracefulShutdownSignals: [.sigterm, .sigint, .sigquit],
                 logger: logger
             )

@@ -60,6 +60,10 @@ struct ProxyConfiguration: Sendable {
 /// What `build` returns: the services to run, and the parts tests want to reach.
 struct ProxyServices: Sendable {
     let server: DNSProxyServer
+    /// The query path, whose admission policy a reload replaces.
+    let handler: ForwardingQueryHandler
+    /// The handles every component reports to.
+    let metrics: DNSProxyMetrics
     let pool: UpstreamPool
     /// The pool's members, one per `--upstream`.
     let upstreams: [any UpstreamTransport]
@@ -170,6 +174,8 @@ enum ProxyBuilder {
         }
         return ProxyServices(
             server: server,
+            handler: handler,
+            metrics: metrics,
             pool: transport,
             upstreams: members.map(\.transport),
             rateLimiter: limiter,

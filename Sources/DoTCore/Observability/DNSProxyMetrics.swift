@@ -68,6 +68,9 @@ public final class DNSProxyMetrics: Sendable {
         public static let upstreamConnections = "dotproxy_upstream_connections"
         /// Counter: completed TLS handshakes, labels `upstream` and `resumed` (`true`, `false`).
         public static let upstreamHandshakes = "dotproxy_upstream_tls_handshakes_total"
+        /// Counter: configuration reloads, label `result` (`success`, `failure`). The library has no
+        /// configuration file; the name is here so that every metric dotproxy exports has its help.
+        public static let configReloads = "dotproxy_config_reloads_total"
     }
 
     /// One line of help per metric name, for exporters that print it (Prometheus `# HELP`).
@@ -96,6 +99,7 @@ public final class DNSProxyMetrics: Sendable {
         Name.upstreamUp: "1 while the upstream is usable, 0 while it is marked down.",
         Name.upstreamConnections: "DoT connections open to the upstream.",
         Name.upstreamHandshakes: "Completed TLS handshakes to the upstream, resumed or not.",
+        Name.configReloads: "Configuration reloads by result; a failure kept the running configuration.",
     ]
 
     /// The query types counted under their own `qtype` label; others count as `other`.

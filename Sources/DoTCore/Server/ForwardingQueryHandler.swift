@@ -34,7 +34,8 @@ import NIOCore
 /// - TTLs with the top bit set become 0 (RFC 2181 §8), and an answer from the upstream carries no
 ///   TTL above the cache's lifetime for it (``DNSResponseCache/longestTTL(for:)``).
 public final class ForwardingQueryHandler: DNSQueryHandler {
-    private let admission: QueryAdmission
+    /// Replaced whole by ``updateAdmission(_:)``; each query reads it once.
+    private let admission: NIOLockedValueBox<QueryAdmission>
     private let parser: QueryParser
     private let cache: any DNSResponseCache
     private let coalescer = MissCoalescer()
@@ -76,11 +77,13 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         metrics: DNSProxyMetrics = DNSProxyMetrics(),
         logger: Logger = Logger(label: "dotproxy.handler")
     ) {
-        self.admission = QueryAdmission(
-            accessControl: accessControl,
-            deniedAction: deniedAction,
-            rateLimiter: rateLimiter,
-            metrics: metrics
+        self.admission = NIOLockedValueBox(
+            QueryAdmission(
+                accessControl: accessControl,
+                deniedAction: deniedAction,
+                rateLimiter: rateLimiter,
+                metrics: metrics
+            )
         )
         self.parser = QueryParser(metrics: metrics, logger: logger)
         self.cache = cache
@@ -102,6 +105,17 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     /// without fragments (DNS Flag Day 2020; Unbound's and Knot Resolver's default too).
     public static let defaultMaximumUDPReplySize = 1232
 
+    /// Who may query, and how fast, now.
+    public var admissionPolicy: AdmissionPolicy { admission.withLockedValue { $0.policy } }
+
+    /// Replaces who may query and how fast, while the handler serves: queries that arrive afterwards
+    /// are admitted under `policy`; those already admitted go on. A new rate limiter starts with full
+    /// buckets; pass the current one (``admissionPolicy``) to keep its state.
+    public func updateAdmission(_ policy: AdmissionPolicy) {
+        let door = QueryAdmission(policy: policy, metrics: metrics)
+        admission.withLockedValue { $0 = door }
+    }
+
     public func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
         switch respond(to: query, on: eventLoop) {
         case .now(let reply): eventLoop.makeSucceededFuture(reply)
@@ -118,7 +132,9 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     }
 
     private func resolve(_ query: DNSClientQuery, now: NIODeadline, on eventLoop: any EventLoop) -> DNSQueryResponse {
-        if case .answered(let reply) = admission.admit(query, now: now) { return .now(reply) }
+        if case .answered(let reply) = admission.withLockedValue({ $0 }).admit(query, now: now) {
+            return .now(reply)
+        }
         let parsed: ParsedQuery
         switch parser.parse(query, now: now) {
         case .answered(let reply): return .now(reply)

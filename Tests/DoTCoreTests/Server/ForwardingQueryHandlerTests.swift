@@ -61,6 +61,24 @@ import Testing
         }
     }
 
+    @Test func theAdmissionPolicyIsReplacedWhileServing() async throws {
+        // The test client, 127.0.0.1, is outside this list.
+        let handler = ForwardingQueryHandler(
+            transport: ScriptedUpstreamTransport(),
+            accessControl: AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!])
+        )
+        #expect(try await ask(handler)?.header.responseCode == .refused)
+        handler.updateAdmission(AdmissionPolicy(accessControl: .default))
+        #expect(try await ask(handler)?.header.responseCode == .noError)
+        let limiter = TokenBucketRateLimiter(configuration: .init(queriesPerSecond: 0.001, burst: 1))
+        handler.updateAdmission(AdmissionPolicy(accessControl: .default, rateLimiter: limiter))
+        #expect(try await ask(handler)?.header.responseCode == .noError)
+        #expect(try await ask(handler)?.header.responseCode == .refused, "over the new limit")
+        #expect(handler.admissionPolicy.rateLimiter as? TokenBucketRateLimiter === limiter)
+        handler.updateAdmission(AdmissionPolicy(accessControl: .default, deniedAction: .drop))
+        #expect(try await ask(handler)?.header.responseCode == .noError, "no limiter any more")
+    }
+
     @Test func hitsAndLocalErrorsAreAnsweredAtOnceAndMissesLater() async throws {
         let handler = ForwardingQueryHandler(transport: ScriptedUpstreamTransport(), cache: InMemoryDNSResponseCache())
         let loop = MultiThreadedEventLoopGroup.singleton.next()

@@ -6,12 +6,30 @@ import NIOCore
 /// - A packet shorter than a header, or with QR set, is dropped.
 /// - A client outside the access list gets REFUSED, or nothing with ``AccessControlList/DeniedAction/drop``.
 /// - The rate limiter, if there is one, decides: REFUSED, a drop, or an empty TC reply for a slip.
-struct QueryAdmission: Sendable {
-    let accessControl: AccessControlList
-    let deniedAction: AccessControlList.DeniedAction
-    /// `nil`: no limit, and no decisions counted.
-    let rateLimiter: (any QueryRateLimiter)?
+///
+/// A class, so that the handler swaps one reference when its policy is replaced, and a query takes
+/// one reference to the policy it is admitted under.
+final class QueryAdmission: Sendable {
+    let policy: AdmissionPolicy
     let metrics: DNSProxyMetrics
+
+    init(policy: AdmissionPolicy, metrics: DNSProxyMetrics) {
+        self.policy = policy
+        self.metrics = metrics
+    }
+
+    /// A door with the policy's parts given one by one.
+    convenience init(
+        accessControl: AccessControlList,
+        deniedAction: AccessControlList.DeniedAction,
+        rateLimiter: (any QueryRateLimiter)?,
+        metrics: DNSProxyMetrics
+    ) {
+        self.init(
+            policy: AdmissionPolicy(accessControl: accessControl, deniedAction: deniedAction, rateLimiter: rateLimiter),
+            metrics: metrics
+        )
+    }
 
     /// What became of a query at the door.
     enum Outcome {
@@ -30,11 +48,11 @@ struct QueryAdmission: Sendable {
             return .answered(nil)
         }
         guard let client = ClientAddress(query.client) else { return .admitted }
-        guard accessControl.allows(client) else {
+        guard policy.accessControl.allows(client) else {
             metrics.accessDenied.increment()
-            return .answered(deniedAction == .drop ? nil : Self.refusal(message))
+            return .answered(policy.deniedAction == .drop ? nil : Self.refusal(message))
         }
-        guard let rateLimiter else { return .admitted }
+        guard let rateLimiter = policy.rateLimiter else { return .admitted }
         let decision = rateLimiter.decide(for: client, clientProtocol: query.clientProtocol, now: now)
         metrics.recordRateLimit(decision)
         switch decision {

@@ -1,0 +1,157 @@
+import CoreMetrics
+import DoTCore
+import Logging
+import NIOCore
+
+/// Applies the configuration file again to the running proxy, on SIGHUP (and, with `--watch-config`,
+/// when the file changes).
+///
+/// A reload is all or nothing: the command line and the environment of the start are combined with
+/// the file as it is now, exactly as at start; a file that fails any check changes nothing, its
+/// problems are logged with their lines, and `dotproxy_config_reloads_total{result="failure"}`
+/// counts it. Otherwise each part that changed is applied and logged; a part that only a restart can
+/// change (listen addresses, threads…) is logged as such and left as it runs. The cache is never
+/// flushed, and queries in flight finish under the settings they started with.
+actor ConfigReloader {
+    private let commandLine: [String]
+    private let environment: [String: String]
+    private let services: ProxyServices
+    private let logLevel: LogLevelControl
+    private let logger: Logger
+    private let succeeded: Counter
+    private let failed: Counter
+    /// The configuration as it runs: what the last start or reload applied.
+    private(set) var running: ProxyConfiguration
+
+    init(
+        commandLine: [String],
+        environment: [String: String],
+        running: ProxyConfiguration,
+        services: ProxyServices,
+        logLevel: LogLevelControl,
+        logger: Logger
+    ) {
+        self.commandLine = commandLine
+        self.environment = environment
+        self.running = running
+        self.services = services
+        self.logLevel = logLevel
+        self.logger = logger
+        self.succeeded = Counter(label: DNSProxyMetrics.Name.configReloads, dimensions: [("result", "success")])
+        self.failed = Counter(label: DNSProxyMetrics.Name.configReloads, dimensions: [("result", "failure")])
+    }
+
+    /// What a reload did.
+    enum Outcome: Equatable {
+        /// The file could not be used; nothing changed.
+        case failed(String)
+        /// Applied: the parts that changed, and those left for a restart.
+        case applied(changed: [String], needRestart: [String])
+        /// Nothing to read: the proxy runs without `--config`.
+        case noFile
+    }
+
+    /// Reads the file again and applies what changed.
+    @discardableResult
+    func reload() async -> Outcome {
+        let next: ProxyConfiguration
+        do {
+            let (arguments, file) = try await DotProxyCommand.resolveArguments(
+                commandLine: commandLine,
+                environment: environment
+            )
+            guard let file else {
+                logger.notice("nothing to reload: dotproxy runs without --config")
+                return .noFile
+            }
+            do {
+                var configuration = try DotProxyCommand.parse(arguments).makeConfiguration()
+                file.applyUpstreamSettings(to: &configuration)
+                next = configuration
+            } catch {
+                let message = DotProxyCommand.message(for: error)
+                throw file.locate(message) ?? ConfigFileError(path: file.path, message)
+            }
+        } catch {
+            failed.increment()
+            let reason = "\(error)"
+            for line in reason.split(separator: "\n") {
+                logger.error("configuration reload failed, the running configuration is kept: \(line)")
+            }
+            return .failed(reason)
+        }
+        let outcome = apply(next)
+        succeeded.increment()
+        if case .applied(let changed, let needRestart) = outcome {
+            logger.notice(
+                "configuration reloaded",
+                metadata: [
+                    "changed": .array(changed.map { .string($0) }),
+                    "needs_restart": .array(needRestart.map { .string($0) }),
+                ]
+            )
+        }
+        return outcome
+    }
+
+    /// Applies the parts of `next` that differ from the running configuration and can change while
+    /// serving; returns what changed and what needs a restart.
+    private func apply(_ next: ProxyConfiguration) -> Outcome {
+        var changed: [String] = []
+        var needRestart: [String] = []
+        let before = Self.aspects(of: running)
+        let after = Self.aspects(of: next)
+        for (name, value) in after where before[name] != value {
+            if Self.reloadable.contains(name) { changed.append(name) } else { needRestart.append(name) }
+        }
+        if changed.contains("access") || changed.contains("rate-limit") {
+            var policy = services.handler.admissionPolicy
+            policy.accessControl = next.accessControl
+            if changed.contains("rate-limit") {
+                policy.rateLimiter = next.rateLimit.map {
+                    TokenBucketRateLimiter(configuration: $0, metrics: services.metrics)
+                }
+                running.rateLimit = next.rateLimit
+            }
+            services.handler.updateAdmission(policy)
+            running.accessControl = next.accessControl
+        }
+        if changed.contains("log.level") {
+            logLevel.level = next.logLevel
+            running.logLevel = next.logLevel
+        }
+        return .applied(changed: changed.sorted(), needRestart: needRestart.sorted())
+    }
+
+    /// The parts a reload applies while the proxy serves.
+    static let reloadable: Set<String> = ["access", "rate-limit", "log.level"]
+
+    /// The configuration as named parts, each as text to compare.
+    static func aspects(of configuration: ProxyConfiguration) -> [String: String] {
+        let upstreams = configuration.upstreams.map { upstream in
+            let settings = configuration.upstreamSettings[upstream]
+            return "\(upstream)=\(settings.map { "\($0.name) \($0.tls(from: configuration.tls))" } ?? "")"
+        }
+        let pool = configuration.pool
+        return [
+            "listen": configuration.server.listenAddresses.map(\.endpointDescription).joined(separator: ","),
+            "threads": "\(ThreadPlan(threads: configuration.threads, cores: System.coreCount).eventLoops)",
+            "metrics.listen": configuration.metricsListen?.endpointDescription ?? "off",
+            "log.format": configuration.logJSON ? "json" : "text",
+            "log.queries": "\(configuration.logQueries)",
+            "log.level": "\(configuration.logLevel)",
+            "timeout": "\(configuration.queryTimeout)",
+            "idle-timeout": "\(configuration.idleTimeout)",
+            "max-udp-size": "\(configuration.maximumUDPReplySize)",
+            "bootstrap": configuration.bootstrap.map(\.endpointDescription).joined(separator: ","),
+            "upstreams": upstreams.joined(separator: ","),
+            "tls": "\(configuration.tls)",
+            "upstream-policy": configuration.upstreamPolicy.rawValue,
+            "failover": "\(pool.maximumFailures) \(pool.failoverResponseCodes.map(\.rawValue).sorted())",
+            "health-check": "\(pool.probeName) \(pool.probeType) \(String(describing: pool.healthCheckInterval))",
+            "access": "\(configuration.accessControl)",
+            "rate-limit": "\(String(describing: configuration.rateLimit))",
+            "cache": "\(String(describing: configuration.cache))",
+        ]
+    }
+}

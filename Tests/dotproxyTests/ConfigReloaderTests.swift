@@ -1,0 +1,91 @@
+import DoTCore
+import Foundation
+import Logging
+import NIOPosix
+import Testing
+
+@testable import dotproxy
+
+/// A reload applies what changed in the file, all or nothing, to the running proxy.
+@Suite struct ConfigReloaderTests {
+    /// A proxy built (not started) from the file at `path`, and its reloader.
+    func start(_ path: String, level: LogLevelControl) async throws -> (ConfigReloader, ProxyServices) {
+        let commandLine = ["--config", path]
+        let (arguments, file) = try await DotProxyCommand.resolveArguments(commandLine: commandLine, environment: [:])
+        var configuration = try DotProxyCommand.parse(arguments).makeConfiguration()
+        file?.applyUpstreamSettings(to: &configuration)
+        let services = try ProxyBuilder.build(
+            configuration,
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: Logger(label: "test")
+        )
+        let reloader = ConfigReloader(
+            commandLine: commandLine,
+            environment: [:],
+            running: configuration,
+            services: services,
+            logLevel: level,
+            logger: Logger(label: "test")
+        )
+        return (reloader, services)
+    }
+
+    @Test func whatChangedIsAppliedAndABadFileChangesNothing() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("dotproxy.yaml").path
+        let base = "upstreams: {one: {address: 192.0.2.1}}\nlisten: 127.0.0.1:5353\n"
+        try (base + "log: {level: info}\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let level = LogLevelControl(.info)
+        let (reloader, services) = try await start(path, level: level)
+        #expect(await reloader.reload() == .applied(changed: [], needRestart: []), "nothing changed")
+
+        try (base + "log: {level: debug}\naccess: {allow: [10.0.0.0/8]}\nrate-limit: {qps: 5}\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(await reloader.reload() == .applied(changed: ["access", "log.level", "rate-limit"], needRestart: []))
+        #expect(level.level == .debug)
+        let policy = services.handler.admissionPolicy
+        #expect(policy.accessControl == AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!]))
+        #expect((policy.rateLimiter as? TokenBucketRateLimiter)?.configuration.queriesPerSecond == 5)
+
+        // A file with a problem changes nothing, and says where the problem is.
+        try (base + "log: {level: info}\nrate-limit: {qps: lots}\n").write(
+            toFile: path,
+            atomically: true,
+            encoding: .utf8
+        )
+        guard case .failed(let reason) = await reloader.reload() else {
+            Issue.record("a bad file must fail the reload")
+            return
+        }
+        #expect(reason == "\(path):4: rate-limit.qps: must be a number")
+        #expect(level.level == .debug && services.handler.admissionPolicy.rateLimiter != nil)
+
+        // What only a restart can change is reported, and the rest applied.
+        try (base.replacingOccurrences(of: "5353", with: "5354") + "log: {level: info}\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(
+            await reloader.reload()
+                == .applied(changed: ["access", "log.level", "rate-limit"], needRestart: ["listen"])
+        )
+        #expect(services.handler.admissionPolicy.rateLimiter == nil && level.level == .info)
+    }
+
+    @Test func withoutAFileThereIsNothingToReload() async throws {
+        let configuration = try DotProxyCommand.parse(["--upstream", "192.0.2.1"]).makeConfiguration()
+        let services = try ProxyBuilder.build(
+            configuration,
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: Logger(label: "test")
+        )
+        let reloader = ConfigReloader(
+            commandLine: ["--upstream", "192.0.2.1"],
+            environment: [:],
+            running: configuration,
+            services: services,
+            logLevel: LogLevelControl(.info),
+            logger: Logger(label: "test")
+        )
+        #expect(await reloader.reload() == .noFile)
+    }
+}
