@@ -20,12 +20,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
-        // The configuration file: swift-configuration reads it (YAML, and Reloading for --watch-config);
-        // Yams, which it parses YAML with, gives the line of each key for check-config's messages.
+        // The configuration file: swift-configuration reads it; Yams, which it parses YAML with, gives
+        // the line of each key for check-config's messages.
         .package(
             url: "https://github.com/apple/swift-configuration.git",
             from: "1.4.0",
-            traits: [.defaults, "YAML", "Reloading"]
+            traits: [.defaults, "YAML"]
         ),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),

@@ -76,8 +76,9 @@ enum ConfigFileSchema {
     /// The keys one upstream may hold, and the options that are not in the file (the file's own).
     static let upstreamKeys = ["address", "auth-name", "pin-sha256", "ca-file", "tls-min-version"]
 
-    /// Options with no file key: `--upstream` is the upstreams section; `--config` names the file.
-    static let optionsWithoutKey: Set<String> = ["upstream", "config"]
+    /// Options with no file key: `--upstream` is the upstreams section; `--config` and
+    /// `--watch-config` name and watch the file itself.
+    static let optionsWithoutKey: Set<String> = ["upstream", "config", "watch-config"]
 
     /// The settings by key.
     static let byKey: [String: Setting] = Dictionary(uniqueKeysWithValues: settings.map { ($0.key, $0) })

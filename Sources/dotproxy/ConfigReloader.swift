@@ -80,7 +80,14 @@ actor ConfigReloader {
             }
             return .failed(reason)
         }
-        let outcome = apply(next)
+        let outcome: Outcome
+        do {
+            outcome = try apply(next)
+        } catch {
+            failed.increment()
+            logger.error("configuration reload failed, the running configuration is kept: \(error)")
+            return .failed("\(error)")
+        }
         succeeded.increment()
         if case .applied(let changed, let needRestart) = outcome {
             logger.notice(
@@ -96,13 +103,28 @@ actor ConfigReloader {
 
     /// Applies the parts of `next` that differ from the running configuration and can change while
     /// serving; returns what changed and what needs a restart.
-    private func apply(_ next: ProxyConfiguration) -> Outcome {
+    private func apply(_ next: ProxyConfiguration) throws -> Outcome {
         var changed: [String] = []
         var needRestart: [String] = []
         let before = Self.aspects(of: running)
         let after = Self.aspects(of: next)
         for (name, value) in after where before[name] != value {
             if Self.reloadable.contains(name) { changed.append(name) } else { needRestart.append(name) }
+        }
+        if !Self.upstreamAspects.isDisjoint(with: changed) {
+            // Built first: a member that cannot be built (an unreadable CA file) fails the reload
+            // before anything changed.
+            var upstreams = next
+            upstreams.bootstrap = running.bootstrap
+            upstreams.idleTimeout = running.idleTimeout
+            let members = try services.upstreamFactory.members(for: upstreams)
+            let removed = services.pool.update(members: members, configuration: next.pool)
+            running.upstreams = next.upstreams
+            running.upstreamSettings = next.upstreamSettings
+            running.tls = next.tls
+            running.pool = next.pool
+            running.upstreamPolicy = next.upstreamPolicy
+            retire(removed, after: running.queryTimeout)
         }
         if changed.contains("access") || changed.contains("rate-limit") {
             var policy = services.handler.admissionPolicy
@@ -123,8 +145,21 @@ actor ConfigReloader {
         return .applied(changed: changed.sorted(), needRestart: needRestart.sorted())
     }
 
+    /// Closes the connections of members that left the pool, once the queries sent to them have had
+    /// their deadline to finish.
+    private nonisolated func retire(_ members: [UpstreamPool.Member], after grace: TimeAmount) {
+        guard !members.isEmpty else { return }
+        Task {
+            try? await Task.sleep(for: .nanoseconds(grace.nanoseconds) + .seconds(1))
+            for member in members { await member.transport.shutdown() }
+        }
+    }
+
     /// The parts a reload applies while the proxy serves.
-    static let reloadable: Set<String> = ["access", "rate-limit", "log.level"]
+    static let reloadable: Set<String> = Set(["access", "rate-limit", "log.level"]).union(upstreamAspects)
+
+    /// The parts that change the upstream pool: its members or its configuration.
+    static let upstreamAspects: Set<String> = ["upstreams", "tls", "upstream-policy", "failover", "health-check"]
 
     /// The configuration as named parts, each as text to compare.
     static func aspects(of configuration: ProxyConfiguration) -> [String: String] {

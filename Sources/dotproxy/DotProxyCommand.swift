@@ -33,6 +33,12 @@ struct DotProxyCommand: AsyncParsableCommand {
     )
     var config: String?
 
+    @Flag(
+        name: .customLong("watch-config"),
+        help: "Reload the --config file when it changes (a Kubernetes ConfigMap update), as SIGHUP does."
+    )
+    var watchConfig = false
+
     @Option(
         name: .customLong("upstream"),
         help:
@@ -314,6 +320,7 @@ struct DotProxyCommand: AsyncParsableCommand {
 
     /// Turns the options into a validated configuration; every problem names its option.
     func makeConfiguration() throws -> ProxyConfiguration {
+        if watchConfig, config == nil { throw ValidationError("--watch-config: needs --config, the file to watch") }
         let pool = try makePoolConfiguration()
         let bootstrapServers = try bootstrap.map { text in
             guard let parsed = UpstreamArgument.parse(text), !text.contains("#"),
@@ -601,10 +608,14 @@ struct DotProxyCommand: AsyncParsableCommand {
             )
         }
         let signals = OperatorSignalService(logger: logger, reloader: reloader)
+        var watchers: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if watchConfig, let file, let reloader {
+            watchers.append(.init(service: ConfigFileWatcher(path: file.path, reloader: reloader)))
+        }
         let group = ServiceGroup(
             configuration: .init(
                 services: services.all.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
-                    + [.init(service: signals, successTerminationBehavior: .ignore)],
+                    + [.init(service: signals, successTerminationBehavior: .ignore)] + watchers,
                 gracefulShutdownSignals: [.sigterm, .sigint, .sigquit],
                 logger: logger
             )

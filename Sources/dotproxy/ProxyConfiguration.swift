@@ -64,6 +64,8 @@ struct ProxyServices: Sendable {
     let handler: ForwardingQueryHandler
     /// The handles every component reports to.
     let metrics: DNSProxyMetrics
+    /// Builds the pool's members, and knows which a reload may keep.
+    let upstreamFactory: UpstreamMemberFactory
     let pool: UpstreamPool
     /// The pool's members, one per `--upstream`.
     let upstreams: [any UpstreamTransport]
@@ -90,46 +92,8 @@ enum ProxyBuilder {
     ) throws -> ProxyServices {
         let metricsFactory = configuration.metricsListen.map { _ in makeMetricsFactory() }
         let metrics = metricsFactory.map { DNSProxyMetrics(factory: $0) } ?? DNSProxyMetrics()
-        let context = try TLSClientContext(configuration: configuration.tls, logger: logger)
-        // Made on first use: the system resolver starts NIO's blocking thread pool (two threads), which
-        // only host-name upstreams need.
-        lazy var resolver: any UpstreamHostResolver =
-            configuration.bootstrap.isEmpty
-            ? SystemHostResolver() : BootstrapHostResolver(servers: configuration.bootstrap)
-        let members = try configuration.upstreams.map { upstream -> UpstreamPool.Member in
-            let settings = configuration.upstreamSettings[upstream]
-            let context =
-                try settings.map { try TLSClientContext(configuration: $0.tls(from: configuration.tls)) }
-                ?? context
-            switch upstream.target {
-            case .address(let address):
-                return UpstreamPool.Member(
-                    DoTUpstreamTransport(
-                        configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout),
-                        tlsContext: context,
-                        name: settings?.name,
-                        metrics: metrics,
-                        logger: logger
-                    )
-                )
-            case .hostname(let host, let port, let name):
-                let transport = HostnameUpstreamTransport(
-                    host: host,
-                    port: port,
-                    authenticationName: name,
-                    resolver: resolver,
-                    tlsContext: context,
-                    configuration: .init(
-                        upstream: UpstreamAddress(host: host, port: port),
-                        idleTimeout: configuration.idleTimeout
-                    ),
-                    name: settings?.name,
-                    metrics: metrics,
-                    logger: logger
-                )
-                return UpstreamPool.Member(name: transport.name, transport: transport)
-            }
-        }
+        let upstreams = UpstreamMemberFactory(metrics: metrics, logger: logger)
+        let members = try upstreams.members(for: configuration)
         let transport = UpstreamPool(
             members: members,
             configuration: configuration.pool,
@@ -176,6 +140,7 @@ enum ProxyBuilder {
             server: server,
             handler: handler,
             metrics: metrics,
+            upstreamFactory: upstreams,
             pool: transport,
             upstreams: members.map(\.transport),
             rateLimiter: limiter,

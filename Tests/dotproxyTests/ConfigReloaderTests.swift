@@ -71,6 +71,70 @@ import Testing
         #expect(services.handler.admissionPolicy.rateLimiter == nil && level.level == .info)
     }
 
+    /// The member's transport object.
+    static func identity(_ member: UpstreamPool.Member) -> ObjectIdentifier? {
+        (member.transport as? DoTUpstreamTransport).map(ObjectIdentifier.init)
+    }
+
+    @Test func upstreamsThatStayKeepTheirTransportsAndTheOthersAreReplaced() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("dotproxy.yaml").path
+        try "upstreams:\n  one: {address: 192.0.2.1}\n  two: {address: 192.0.2.2}\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let (reloader, services) = try await start(path, level: LogLevelControl(.info))
+        let before = services.pool.members
+        #expect(before.map(\.name) == ["one", "two"])
+
+        try
+            "upstreams:\n  two: {address: 192.0.2.2}\n  three: {address: 192.0.2.3, tls-min-version: \"1.3\"}\nupstream-policy: sequential\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(await reloader.reload() == .applied(changed: ["upstream-policy", "upstreams"], needRestart: []))
+        let after = services.pool.members
+        #expect(after.map(\.name) == ["two", "three"])
+        #expect(Self.identity(after[0]) == Self.identity(before[1]), "two kept its transport")
+        #expect(services.pool.configuration.policy is SequentialSelectionPolicy)
+
+        // A changed TLS setting makes a new transport for that upstream.
+        try
+            "upstreams:\n  two: {address: 192.0.2.2, tls-min-version: \"1.3\"}\n  three: {address: 192.0.2.3, tls-min-version: \"1.3\"}\nupstream-policy: sequential\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(await reloader.reload() == .applied(changed: ["upstreams"], needRestart: []))
+        let last = services.pool.members
+        #expect(Self.identity(last[0]) != Self.identity(after[0]))
+        #expect(Self.identity(last[1]) == Self.identity(after[1]))
+    }
+
+    @Test func theWatcherSeesAConfigMapUpdateAndAnEditInPlace() throws {
+        // A ConfigMap mount: file -> ..data/file, ..data -> a directory per version.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-watch-\(UUID())")
+        for version in ["..v1", "..v2"] {
+            let folder = directory.appendingPathComponent(version)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try "log: {level: info}\n".write(
+                to: folder.appendingPathComponent("dotproxy.yaml"),
+                atomically: true,
+                encoding: .utf8
+            )
+        }
+        let data = directory.appendingPathComponent("..data").path
+        try FileManager.default.createSymbolicLink(atPath: data, withDestinationPath: "..v1")
+        let path = directory.appendingPathComponent("dotproxy.yaml").path
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: "..data/dotproxy.yaml")
+
+        let first = try #require(ConfigFileWatcher.fingerprint(of: path))
+        #expect(ConfigFileWatcher.fingerprint(of: path) == first, "nothing changed")
+        try FileManager.default.removeItem(atPath: data)
+        try FileManager.default.createSymbolicLink(atPath: data, withDestinationPath: "..v2")
+        let second = try #require(ConfigFileWatcher.fingerprint(of: path))
+        #expect(second != first, "the link now leads to another file, with the same content")
+        // Edited in place: a longer file.
+        try "log: {level: debug}\n# more\n".write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(ConfigFileWatcher.fingerprint(of: path) != second)
+        try FileManager.default.removeItem(atPath: data)
+        #expect(ConfigFileWatcher.fingerprint(of: path) == nil, "a broken link leads nowhere")
+    }
+
     @Test func withoutAFileThereIsNothingToReload() async throws {
         let configuration = try DotProxyCommand.parse(["--upstream", "192.0.2.1"]).makeConfiguration()
         let services = try ProxyBuilder.build(

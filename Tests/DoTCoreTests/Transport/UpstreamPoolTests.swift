@@ -75,6 +75,49 @@ import Testing
         pool.stopHealthChecks()
     }
 
+    @Test func anUpdateKeepsTheMembersThatStayWithTheirHealthAndStatistics() throws {
+        let loop = EmbeddedEventLoop()
+        let broken = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))
+        let good = ScriptedUpstreamTransport()
+        let pool = Self.pool([good, broken], loop: loop) {
+            $0.policy = .sequential
+            $0.maximumFailures = 1
+        }
+        pool.start()
+        good.behaviour = .fail(.timeout)
+        _ = try Self.send(pool, on: loop)  // u0 times out and goes down; u1 is refused and goes down
+        #expect(pool.statistics().map(\.isUp) == [false, false])
+        good.behaviour = .answer
+
+        // u1 stays (same name, same transport), u0 leaves, u2 arrives; REFUSED no longer fails over.
+        let fresh = ScriptedUpstreamTransport(behaviour: .respond(.refused))
+        let removed = pool.update(
+            members: [
+                UpstreamPool.Member(name: "u2", transport: fresh),
+                UpstreamPool.Member(name: "u1", transport: broken),
+            ],
+            configuration: UpstreamPool.Configuration(policy: .sequential, failoverResponseCodes: [.serverFailure])
+        )
+        #expect(removed.map(\.name) == ["u0"])
+        let statistics = pool.statistics()
+        #expect(statistics.map(\.name) == ["u2", "u1"])
+        #expect(statistics[0].isUp && statistics[0].queries == 0, "a new member starts up, with no history")
+        #expect(!statistics[1].isUp && statistics[1].queries == 1, "the member that stayed kept both")
+        #expect(pool.configuration.failoverResponseCodes == [.serverFailure])
+        #expect(try Self.send(pool, on: loop).get().header.responseCode == .refused, "passed on, not failed over")
+        #expect(fresh.queryCount == 1 && broken.queryCount == 1)
+
+        // A member with the same name but another transport is a new member.
+        let replacement = ScriptedUpstreamTransport()
+        pool.update(
+            members: [UpstreamPool.Member(name: "u1", transport: replacement)],
+            configuration: UpstreamPool.Configuration()
+        )
+        #expect(pool.statistics().map(\.isUp) == [true])
+        #expect(try Self.send(pool, on: loop).get().answers.count == 1 && replacement.queryCount == 1)
+        pool.stopHealthChecks()
+    }
+
     @Test func servfailAndRefusedFailOverButTheLastReplyIsPassedOnWhenAllGiveIt() throws {
         let loop = EmbeddedEventLoop()
         let servfail = ScriptedUpstreamTransport(behaviour: .respond(.serverFailure))

@@ -32,6 +32,9 @@ import ServiceLifecycle
 /// Members are any ``UpstreamTransport``, usually one ``DoTUpstreamTransport`` each, with its own
 /// connections, authentication name and pins.
 ///
+/// The members and the configuration can be replaced while the pool serves (``update(members:configuration:)``),
+/// as a configuration reload does: a member that stays keeps its connections, health and statistics.
+///
 /// The pool is a `Service`: run it in the same `ServiceGroup` as the ``DNSProxyServer`` that uses it,
 /// listed before the server, so that on shutdown the server drains first. ``run()`` starts the
 /// members (host-name members start resolving) and the active checks; on graceful shutdown it stops
@@ -134,36 +137,73 @@ public final class UpstreamPool: UpstreamTransport, Service {
     public static let failureLogInterval = TimeAmount.seconds(60)
 
     /// The members, in configured order.
-    public let members: [Member]
+    public var members: [Member] { state.withLockedValue { $0.slots.map(\.member) } }
     /// The configuration in effect.
-    public let configuration: Configuration
+    public var configuration: Configuration { state.withLockedValue { $0.settings.configuration } }
     private let healthEventLoop: any EventLoop
+    private let metrics: DNSProxyMetrics
     private let logger: Logger
-    private let probeQuery: ParsedDNSMessage?
-    /// `failoverResponseCodes` as a bit per header RCODE (0-15), so a reply is checked without hashing.
-    private let failoverMask: UInt16
-    /// Each member's metric handles, in member order.
-    private let memberMetrics: [UpstreamMetrics]
     private let state: NIOLockedValueBox<State>
 
+    /// What the configuration implies, worked out once per configuration.
+    private struct Settings {
+        var configuration: Configuration
+        /// `failoverResponseCodes` as a bit per header RCODE (0-15), so a reply is checked without
+        /// hashing.
+        var failoverMask: UInt16
+        var probeQuery: ParsedDNSMessage?
+
+        init(_ configuration: Configuration) {
+            self.configuration = configuration
+            self.failoverMask = configuration.failoverResponseCodes.reduce(0) { mask, code in
+                code.rawValue < 16 ? mask | 1 << code.rawValue : mask
+            }
+            self.probeQuery = try? ParsedDNSMessage(
+                DNSMessage.query(name: configuration.probeName, type: configuration.probeType, id: 0).encoded()
+            )
+        }
+    }
+
+    /// One member and everything the pool knows of it.
+    private struct Slot {
+        /// Stays with the member through updates, so that a callback finds it after others moved.
+        let id: Int
+        let member: Member
+        let metrics: UpstreamMetrics
+        var health = UpstreamHealth()
+        var statistics: UpstreamMemberStatistics
+        var latencyNanoseconds: Double?
+        var scheduled: Scheduled<Void>?
+        /// By error code: when a failure was last logged, and how many since were not.
+        var failureLog: [UpstreamError.Code: (logged: NIODeadline, unlogged: Int)] = [:]
+
+        init(id: Int, member: Member, metrics: UpstreamMetrics) {
+            self.id = id
+            self.member = member
+            self.metrics = metrics
+            self.statistics = UpstreamMemberStatistics(name: member.name)
+        }
+    }
+
     private struct State {
+        var slots: [Slot]
+        var settings: Settings
         var policy: any UpstreamSelectionPolicy
-        var health: [UpstreamHealth]
-        var statistics: [UpstreamMemberStatistics]
-        var latencyNanoseconds: [Double?]
+        var nextID: Int
+        /// Changes with every update, so that a query in flight forgets the positions it tried.
+        var generation = 0
         var candidates: [UpstreamCandidate] = []
-        var scheduled: [Scheduled<Void>?]
         var activeCheck: RepeatedTask?
         /// Whether ``start()`` ran.
         var started = false
         var isShutDown = false
         /// While every member is down, the next client query may go out from this time on.
         var nextRecoveryQuery = NIODeadline.uptimeNanoseconds(0)
-        /// Per member, by error code: when a failure was last logged, and how many since were not.
-        var failureLog: [[UpstreamError.Code: (logged: NIODeadline, unlogged: Int)]]
+
+        func index(of id: Int) -> Int? { slots.firstIndex { $0.id == id } }
     }
 
-    /// Creates a pool. Nothing connects until the first query; active checks, if configured, start now.
+    /// Creates a pool. Nothing connects until the first query; active checks start with ``start()``.
     ///
     /// - Parameters:
     ///   - members: The upstreams, in order (the order matters to the sequential and round-robin
@@ -185,26 +225,19 @@ public final class UpstreamPool: UpstreamTransport, Service {
             (1...Self.maximumMembers).contains(members.count),
             "an upstream pool holds 1 to \(Self.maximumMembers) members"
         )
-        self.members = members
-        self.configuration = configuration
         self.healthEventLoop = healthEventLoop
+        self.metrics = metrics
         self.logger = logger
-        self.memberMetrics = members.map { metrics.upstream($0.name) }
-        for handles in memberMetrics { handles.up.record(1) }
-        self.failoverMask = configuration.failoverResponseCodes.reduce(0) { mask, code in
-            code.rawValue < 16 ? mask | 1 << code.rawValue : mask
+        let slots = members.enumerated().map { id, member in
+            Slot(id: id, member: member, metrics: metrics.upstream(member.name))
         }
-        self.probeQuery = try? ParsedDNSMessage(
-            DNSMessage.query(name: configuration.probeName, type: configuration.probeType, id: 0).encoded()
-        )
+        for slot in slots { slot.metrics.up.record(1) }
         self.state = NIOLockedValueBox(
             State(
+                slots: slots,
+                settings: Settings(configuration),
                 policy: configuration.policy,
-                health: Array(repeating: UpstreamHealth(), count: members.count),
-                statistics: members.map { UpstreamMemberStatistics(name: $0.name) },
-                latencyNanoseconds: Array(repeating: nil, count: members.count),
-                scheduled: Array(repeating: nil, count: members.count),
-                failureLog: Array(repeating: [:], count: members.count)
+                nextID: members.count
             )
         )
     }
@@ -233,19 +266,74 @@ public final class UpstreamPool: UpstreamTransport, Service {
     /// Starts the members (host-name members start resolving) and the active checks, once; ``run()``
     /// calls it. For a pool that is not run as a service.
     public func start() {
-        let first = state.withLockedValue { state in
-            defer { state.started = true }
-            return !state.started && !state.isShutDown
+        let members = state.withLockedValue { state -> [Member]? in
+            guard !state.started, !state.isShutDown else { return nil }
+            state.started = true
+            scheduleActiveChecks(in: &state)
+            return state.slots.map(\.member)
         }
-        guard first else { return }
-        for member in members { member.transport.start(on: healthEventLoop) }
-        if let interval = configuration.healthCheckInterval {
-            let task = healthEventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
-                self?.checkAll()
+        for member in members ?? [] { member.transport.start(on: healthEventLoop) }
+    }
+
+    /// Replaces the members and the configuration while the pool serves.
+    ///
+    /// A member of `members` with the name and the transport (the same object) of a current member
+    /// is that member: it keeps its connections, health, back-off, latency and statistics. Others are
+    /// new, start up and are started at once if the pool runs. Queries in flight finish with the
+    /// members they were sent to, and may fail over to the new ones.
+    ///
+    /// - Parameters:
+    ///   - members: The upstreams, in order; between 1 and ``maximumMembers``.
+    ///   - configuration: Selection, failover and health settings; the policy starts afresh.
+    /// - Returns: The members that left the pool. Shut their transports down (``UpstreamTransport/shutdown()``)
+    ///   once the queries sent to them have had time to finish, unless they serve elsewhere.
+    @discardableResult
+    public func update(members: [Member], configuration: Configuration) -> [Member] {
+        precondition(
+            (1...Self.maximumMembers).contains(members.count),
+            "an upstream pool holds 1 to \(Self.maximumMembers) members"
+        )
+        let (added, removed) = state.withLockedValue { state -> ([Member], [Member]) in
+            var old = state.slots
+            var slots: [Slot] = []
+            var added: [Member] = []
+            for member in members {
+                if let match = old.firstIndex(where: { Self.isSame($0.member, member) }) {
+                    slots.append(old.remove(at: match))
+                } else {
+                    let slot = Slot(id: state.nextID, member: member, metrics: metrics.upstream(member.name))
+                    state.nextID += 1
+                    slot.metrics.up.record(1)
+                    slots.append(slot)
+                    added.append(member)
+                }
             }
-            state.withLockedValue { state in
-                if state.isShutDown { task.cancel() } else { state.activeCheck = task }
-            }
+            for slot in old { slot.scheduled?.cancel() }
+            state.slots = slots
+            state.settings = Settings(configuration)
+            state.policy = configuration.policy
+            state.generation += 1
+            state.activeCheck?.cancel()
+            state.activeCheck = nil
+            if state.started, !state.isShutDown { scheduleActiveChecks(in: &state) }
+            return (state.started && !state.isShutDown ? added : [], old.map(\.member))
+        }
+        for member in added { member.transport.start(on: healthEventLoop) }
+        return removed
+    }
+
+    /// Whether two members are one: the same name and the same transport object.
+    private static func isSame(_ a: Member, _ b: Member) -> Bool {
+        guard a.name == b.name else { return false }
+        guard type(of: a.transport) is AnyClass, type(of: b.transport) is AnyClass else { return false }
+        return (a.transport as AnyObject) === (b.transport as AnyObject)
+    }
+
+    private func scheduleActiveChecks(in state: inout State) {
+        guard let interval = state.settings.configuration.healthCheckInterval else { return }
+        state.activeCheck = healthEventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) {
+            [weak self] _ in
+            self?.checkAll()
         }
     }
 
@@ -271,7 +359,9 @@ public final class UpstreamPool: UpstreamTransport, Service {
         let deadline: NIODeadline
         let eventLoop: any EventLoop
         let completion: @Sendable (Result<ParsedDNSMessage, UpstreamError>) -> Void
+        /// The positions tried, a bit each, in the pool's `generation`.
         var tried: UInt64 = 0
+        var generation: Int?
         var previous: Int?
         var lastReply: ParsedDNSMessage?
         var lastError: UpstreamError?
@@ -289,120 +379,134 @@ public final class UpstreamPool: UpstreamTransport, Service {
         }
     }
 
+    /// The member an attempt goes to, with what the attempt needs of the pool at that moment.
+    private struct Choice {
+        let id: Int
+        let transport: any UpstreamTransport
+        let metrics: UpstreamMetrics
+        let deadline: NIODeadline
+        let failoverMask: UInt16
+    }
+
     private func attempt(_ attempt: Attempt) {
         let loop = attempt.eventLoop
         let now = loop.now
-        let choice: (index: Int, deadline: NIODeadline)? =
+        let outcome: Result<Choice, UpstreamError> =
             now < attempt.deadline
-            ? choose(excluding: attempt.tried, after: attempt.previous, now: now, deadline: attempt.deadline) : nil
-        guard let choice else {
+            ? choose(for: attempt, now: now)
+            : .failure(UpstreamError(.timeout, upstream: name, detail: "the query's deadline passed"))
+        guard case .success(let choice) = outcome else {
             if let reply = attempt.lastReply {
                 attempt.completion(.success(reply))
-            } else {
-                attempt.completion(
-                    .failure(
-                        attempt.lastError
-                            ?? UpstreamError(
-                                .noUpstreamAvailable,
-                                upstream: name,
-                                detail: "all \(members.count) upstreams are down"
-                            )
-                    )
-                )
+            } else if case .failure(let error) = outcome {
+                attempt.completion(.failure(attempt.lastError ?? error))
             }
             return
         }
-        attempt.tried |= 1 << UInt64(choice.index)
-        attempt.previous = choice.index
-        members[choice.index].transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop) {
-            result in
+        choice.transport.send(attempt.query, deadline: choice.deadline, on: attempt.eventLoop) { result in
             switch result {
             case .success(let reply):
-                self.memberMetrics[choice.index].duration.recordNanoseconds((loop.now - now).nanoseconds)
-                guard self.isFailoverResponse(reply) else {
-                    self.finish(choice.index, outcome: .reply, latency: loop.now - now)
+                choice.metrics.duration.recordNanoseconds((loop.now - now).nanoseconds)
+                guard choice.failoverMask & 1 << (reply.view.flags & 0x0F) != 0 else {
+                    self.finish(choice.id, outcome: .reply, latency: loop.now - now)
                     attempt.completion(.success(reply))
                     return
                 }
-                self.finish(choice.index, outcome: .failoverResponse, latency: loop.now - now)
+                self.finish(choice.id, outcome: .failoverResponse, latency: loop.now - now)
                 attempt.lastReply = reply
             case .failure(let error):
                 guard error.code != .shutdown, error.code != .malformedQuery else {
-                    self.finish(choice.index, outcome: .abandoned, latency: nil)
+                    self.finish(choice.id, outcome: .abandoned, latency: nil)
                     attempt.completion(.failure(error))
                     return
                 }
-                self.finish(choice.index, outcome: .failure(error), latency: nil)
+                self.finish(choice.id, outcome: .failure(error), latency: nil)
                 attempt.lastError = error
             }
             self.attempt(attempt)
         }
     }
 
-    /// Whether `reply`'s response code is one that fails over.
-    private func isFailoverResponse(_ reply: ParsedDNSMessage) -> Bool {
-        failoverMask & 1 << (reply.view.flags & 0x0F) != 0
-    }
-
-    /// Picks an upstream not in `tried` and counts the query against it (and a failover against
-    /// `previous`, the upstream that just failed); returns it with the attempt's deadline, or `nil`
-    /// when none is usable.
-    private func choose(
-        excluding tried: UInt64,
-        after previous: Int?,
-        now: NIODeadline,
-        deadline: NIODeadline
-    ) -> (index: Int, deadline: NIODeadline)? {
-        state.withLockedValue { state -> (index: Int, deadline: NIODeadline)? in
+    /// Picks an upstream the attempt has not tried and counts the query against it (and a failover
+    /// against the upstream it tried last); the attempt's deadline share, or why there is none.
+    private func choose(for attempt: Attempt, now: NIODeadline) -> Result<Choice, UpstreamError> {
+        state.withLockedValue { state -> Result<Choice, UpstreamError> in
+            if attempt.generation != state.generation {
+                // The members changed since the last try: positions mean others now.
+                if attempt.generation != nil { attempt.tried = 0 }
+                attempt.previous = nil
+                attempt.generation = state.generation
+            }
             state.candidates.removeAll(keepingCapacity: true)
-            for index in members.indices where state.health[index].isUp && tried & (1 << UInt64(index)) == 0 {
+            for index in state.slots.indices
+            where state.slots[index].health.isUp && attempt.tried & (1 << UInt64(index)) == 0 {
                 state.candidates.append(
                     UpstreamCandidate(
                         index: index,
-                        outstanding: state.statistics[index].outstanding,
-                        latency: state.latencyNanoseconds[index].map { .nanoseconds(Int64($0)) }
+                        outstanding: state.slots[index].statistics.outstanding,
+                        latency: state.slots[index].latencyNanoseconds.map { .nanoseconds(Int64($0)) }
                     )
                 )
             }
-            guard !state.candidates.isEmpty else {
-                return recoveryChoice(tried: tried, now: now, deadline: deadline, in: &state)
+            let index: Int
+            var deadline = attempt.deadline
+            if state.candidates.isEmpty {
+                guard let recovery = recoveryChoice(tried: attempt.tried, now: now, in: &state) else {
+                    return .failure(
+                        UpstreamError(
+                            .noUpstreamAvailable,
+                            upstream: name,
+                            detail: "all \(state.slots.count) upstreams are down"
+                        )
+                    )
+                }
+                index = recovery
+            } else {
+                let position = state.policy.select(from: state.candidates)
+                index = state.candidates[min(max(position, 0), state.candidates.count - 1)].index
+                countQuery(to: index, in: &state)
+                if let previous = attempt.previous { state.slots[previous].statistics.failovers += 1 }
+                // Each remaining upstream gets an equal share of the time left; the last one gets it all.
+                if state.candidates.count > 1 {
+                    deadline = now + .nanoseconds((attempt.deadline - now).nanoseconds / Int64(state.candidates.count))
+                }
             }
-            let position = state.policy.select(from: state.candidates)
-            let index = state.candidates[min(max(position, 0), state.candidates.count - 1)].index
-            countQuery(to: index, in: &state)
-            if let previous { state.statistics[previous].failovers += 1 }
-            // Each remaining upstream gets an equal share of the time left; the last one gets it all.
-            let share =
-                state.candidates.count > 1
-                ? now + .nanoseconds((deadline - now).nanoseconds / Int64(state.candidates.count)) : deadline
-            return (index, share)
+            attempt.tried |= 1 << UInt64(index)
+            attempt.previous = index
+            let slot = state.slots[index]
+            return .success(
+                Choice(
+                    id: slot.id,
+                    transport: slot.member.transport,
+                    metrics: slot.metrics,
+                    deadline: deadline,
+                    failoverMask: state.settings.failoverMask
+                )
+            )
         }
     }
 
     /// While every member is down, lets one query per ``Configuration/recoveryQueryInterval`` through
     /// to the member heard failing least recently, and counts it against that member; `nil` for the
     /// others, and when some member is up or this query already tried one.
-    private func recoveryChoice(
-        tried: UInt64,
-        now: NIODeadline,
-        deadline: NIODeadline,
-        in state: inout State
-    ) -> (index: Int, deadline: NIODeadline)? {
-        guard tried == 0, let interval = configuration.recoveryQueryInterval, now >= state.nextRecoveryQuery,
-            !state.health.contains(where: \.isUp)
+    private func recoveryChoice(tried: UInt64, now: NIODeadline, in state: inout State) -> Int? {
+        guard tried == 0, let interval = state.settings.configuration.recoveryQueryInterval,
+            now >= state.nextRecoveryQuery, !state.slots.contains(where: \.health.isUp)
         else { return nil }
-        let index = members.indices.min { state.health[$0].lastFailure ?? now < state.health[$1].lastFailure ?? now }!
+        let index = state.slots.indices.min {
+            state.slots[$0].health.lastFailure ?? now < state.slots[$1].health.lastFailure ?? now
+        }!
         state.nextRecoveryQuery = now + interval
         countQuery(to: index, in: &state)
-        state.statistics[index].recoveryQueries += 1
-        return (index, deadline)
+        state.slots[index].statistics.recoveryQueries += 1
+        return index
     }
 
     /// Counts a client query sent to member `index` as outstanding, in its statistics and metrics.
     private func countQuery(to index: Int, in state: inout State) {
-        state.statistics[index].outstanding += 1
-        state.statistics[index].queries += 1
-        memberMetrics[index].queries.increment()
+        state.slots[index].statistics.outstanding += 1
+        state.slots[index].statistics.queries += 1
+        state.slots[index].metrics.queries.increment()
     }
 
     private enum Outcome {
@@ -412,36 +516,38 @@ public final class UpstreamPool: UpstreamTransport, Service {
         case abandoned
     }
 
-    /// Updates the statistics and health of member `index` after an attempt.
-    private func finish(_ index: Int, outcome: Outcome, latency: TimeAmount?) {
+    /// Updates the statistics and health of member `id` after an attempt; nothing when it has left.
+    private func finish(_ id: Int, outcome: Outcome, latency: TimeAmount?) {
         let now = healthEventLoop.now
         let event: HealthEvent? = state.withLockedValue { state in
-            state.statistics[index].outstanding -= 1
+            guard let index = state.index(of: id) else { return nil }
+            state.slots[index].statistics.outstanding -= 1
             if let latency {
                 let sample = Double(latency.nanoseconds)
-                state.latencyNanoseconds[index] =
-                    state.latencyNanoseconds[index].map { $0 * 0.8 + sample * 0.2 } ?? sample
+                state.slots[index].latencyNanoseconds =
+                    state.slots[index].latencyNanoseconds.map { $0 * 0.8 + sample * 0.2 } ?? sample
             }
             switch outcome {
             case .reply:
-                state.statistics[index].replies += 1
-                return state.health[index].recordSuccess() ? .up(index) : nil
+                state.slots[index].statistics.replies += 1
+                return state.slots[index].health.recordSuccess() ? .up(state.slots[index]) : nil
             case .failoverResponse:
-                state.statistics[index].failoverResponses += 1
-                memberMetrics[index].recordError("failover_rcode")
-                return state.health[index].recordSuccess() ? .up(index) : nil
+                state.slots[index].statistics.failoverResponses += 1
+                state.slots[index].metrics.recordError("failover_rcode")
+                return state.slots[index].health.recordSuccess() ? .up(state.slots[index]) : nil
             case .failure(let error):
-                memberMetrics[index].recordError(error.code.metricLabel)
+                state.slots[index].metrics.recordError(error.code.metricLabel)
                 switch error.code {
-                case .timeout: state.statistics[index].timeouts += 1
-                case .overloaded, .malformedReply, .localResourcesExhausted: state.statistics[index].otherFailures += 1
-                default: state.statistics[index].connectionFailures += 1
+                case .timeout: state.slots[index].statistics.timeouts += 1
+                case .overloaded, .malformedReply, .localResourcesExhausted:
+                    state.slots[index].statistics.otherFailures += 1
+                default: state.slots[index].statistics.connectionFailures += 1
                 }
                 // Overload and a lack of local sockets are ours, not the upstream's fault.
                 guard error.code != .overloaded, error.code != .localResourcesExhausted else { return nil }
                 let logged = shouldLog(error, from: index, now: now, in: &state)
                 let event = markFailure(index, reason: "\(error.code): \(error.detail)", now: now, in: &state)
-                return event ?? logged.map { .failure(index, error, unlogged: $0) }
+                return event ?? logged.map { .failure(state.slots[index], error, unlogged: $0) }
             case .abandoned:
                 return nil
             }
@@ -452,115 +558,121 @@ public final class UpstreamPool: UpstreamTransport, Service {
     // MARK: Health
 
     private enum HealthEvent {
-        case down(Int, reason: String, failures: Int)
-        case up(Int)
+        case down(Slot, reason: String, failures: Int)
+        case up(Slot)
         /// A failure worth logging, and how many of its kind went unlogged before it.
-        case failure(Int, UpstreamError, unlogged: Int)
+        case failure(Slot, UpstreamError, unlogged: Int)
     }
 
     /// Whether `error` from member `index` is logged now: the first of its kind, or the first after
     /// ``failureLogInterval``. Returns how many of its kind went unlogged before it, or `nil` to stay
     /// quiet.
     private func shouldLog(_ error: UpstreamError, from index: Int, now: NIODeadline, in state: inout State) -> Int? {
-        if let last = state.failureLog[index][error.code], now < last.logged + Self.failureLogInterval {
-            state.failureLog[index][error.code]!.unlogged += 1
+        if let last = state.slots[index].failureLog[error.code], now < last.logged + Self.failureLogInterval {
+            state.slots[index].failureLog[error.code]!.unlogged += 1
             return nil
         }
-        let unlogged = state.failureLog[index][error.code]?.unlogged ?? 0
-        state.failureLog[index][error.code] = (now, 0)
+        let unlogged = state.slots[index].failureLog[error.code]?.unlogged ?? 0
+        state.slots[index].failureLog[error.code] = (now, 0)
         return unlogged
     }
 
     /// Records a failure against member `index`; when that marks it down, schedules its first probe.
     private func markFailure(_ index: Int, reason: String, now: NIODeadline, in state: inout State) -> HealthEvent? {
+        let configuration = state.settings.configuration
         guard
-            state.health[index].recordFailure(
+            state.slots[index].health.recordFailure(
                 reason: reason,
                 now: now,
                 maximumFailures: configuration.maximumFailures,
                 initialProbeDelay: configuration.initialProbeDelay
             )
         else { return nil }
-        state.statistics[index].downTransitions += 1
-        schedule(probeOf: index, at: state.health[index].nextProbe!, in: &state)
-        if !state.health.contains(where: \.isUp) {
+        state.slots[index].statistics.downTransitions += 1
+        schedule(probeOf: index, at: state.slots[index].health.nextProbe!, in: &state)
+        if !state.slots.contains(where: \.health.isUp) {
             // The last one went down: probe every member soon, whatever its back-off had reached.
-            for other in members.indices {
-                if let due = state.health[other].expediteProbe(now: now, delay: configuration.initialProbeDelay) {
+            for other in state.slots.indices {
+                if let due = state.slots[other].health.expediteProbe(now: now, delay: configuration.initialProbeDelay) {
                     schedule(probeOf: other, at: due, in: &state)
                 }
             }
         }
-        return .down(index, reason: reason, failures: state.health[index].consecutiveFailures)
+        return .down(state.slots[index], reason: reason, failures: state.slots[index].health.consecutiveFailures)
     }
 
     private func schedule(probeOf index: Int, at due: NIODeadline, in state: inout State) {
         guard !state.isShutDown else { return }
-        state.scheduled[index]?.cancel()
-        state.scheduled[index] = healthEventLoop.scheduleTask(deadline: due) { [weak self] in
-            self?.probe(index, active: false)
+        let id = state.slots[index].id
+        state.slots[index].scheduled?.cancel()
+        state.slots[index].scheduled = healthEventLoop.scheduleTask(deadline: due) { [weak self] in
+            self?.probe(id, active: false)
         }
     }
 
-    /// Sends the probe query to member `index`. A passive probe (of a down upstream) brings it back
-    /// or backs off (not while every member is down); an active check counts as an ordinary success
-    /// or failure. Any reply is a success, whatever its response code.
-    private func probe(_ index: Int, active: Bool) {
-        let proceed = state.withLockedValue { state in
-            guard !state.isShutDown, active == state.health[index].isUp else { return false }
-            state.statistics[index].probes += 1
-            return true
-        }
-        guard proceed, let probeQuery else { return }
+    /// Sends the probe query to member `id`. A passive probe (of a down upstream) brings it back or
+    /// backs off (not while every member is down); an active check counts as an ordinary success or
+    /// failure. Any reply is a success, whatever its response code.
+    private func probe(_ id: Int, active: Bool) {
         let loop = healthEventLoop
-        members[index].transport.send(probeQuery, deadline: loop.now + configuration.probeTimeout, on: loop)
-            .whenComplete { result in
-                var reason: String?
-                if case .failure(let error) = result { reason = "probe failed: \(error)" }
-                let now = loop.now
-                let event: HealthEvent? = self.state.withLockedValue { state in
-                    guard let reason else { return state.health[index].recordSuccess() ? .up(index) : nil }
-                    if active || state.health[index].isUp {
-                        return self.markFailure(index, reason: reason, now: now, in: &state)
-                    }
-                    let allDown = !state.health.contains(where: \.isUp)
-                    let due = state.health[index].recordProbeFailure(
-                        reason: reason,
-                        now: now,
-                        maximumProbeDelay: allDown
-                            ? self.configuration.initialProbeDelay : self.configuration.maximumProbeDelay
-                    )
-                    self.schedule(probeOf: index, at: due, in: &state)
-                    return nil
+        let target = state.withLockedValue { state -> (any UpstreamTransport, ParsedDNSMessage, TimeAmount)? in
+            guard !state.isShutDown, let index = state.index(of: id), active == state.slots[index].health.isUp,
+                let probeQuery = state.settings.probeQuery
+            else { return nil }
+            state.slots[index].statistics.probes += 1
+            return (state.slots[index].member.transport, probeQuery, state.settings.configuration.probeTimeout)
+        }
+        guard let (transport, probeQuery, timeout) = target else { return }
+        transport.send(probeQuery, deadline: loop.now + timeout, on: loop).whenComplete { result in
+            var reason: String?
+            if case .failure(let error) = result { reason = "probe failed: \(error)" }
+            let now = loop.now
+            let event: HealthEvent? = self.state.withLockedValue { state in
+                guard let index = state.index(of: id) else { return nil }
+                guard let reason else {
+                    return state.slots[index].health.recordSuccess() ? .up(state.slots[index]) : nil
                 }
-                self.report(event)
+                if active || state.slots[index].health.isUp {
+                    return self.markFailure(index, reason: reason, now: now, in: &state)
+                }
+                let allDown = !state.slots.contains(where: \.health.isUp)
+                let configuration = state.settings.configuration
+                let due = state.slots[index].health.recordProbeFailure(
+                    reason: reason,
+                    now: now,
+                    maximumProbeDelay: allDown ? configuration.initialProbeDelay : configuration.maximumProbeDelay
+                )
+                self.schedule(probeOf: index, at: due, in: &state)
+                return nil
             }
+            self.report(event)
+        }
     }
 
     /// Runs an active check of every upstream that is up (down ones are already being probed).
     private func checkAll() {
-        for index in members.indices { probe(index, active: true) }
+        for id in state.withLockedValue({ $0.slots.map(\.id) }) { probe(id, active: true) }
     }
 
     private func report(_ event: HealthEvent?) {
         switch event {
-        case .down(let index, let reason, let failures):
-            memberMetrics[index].up.record(0)
+        case .down(let slot, let reason, let failures):
+            slot.metrics.up.record(0)
             logger.warning(
                 "upstream down",
                 metadata: [
-                    "upstream": "\(members[index].name)", "reason": "\(reason)",
+                    "upstream": "\(slot.member.name)", "reason": "\(reason)",
                     "consecutive_failures": .stringConvertible(failures),
                 ]
             )
-        case .up(let index):
-            memberMetrics[index].up.record(1)
-            logger.notice("upstream up", metadata: ["upstream": "\(members[index].name)"])
-        case .failure(let index, let error, let unlogged):
+        case .up(let slot):
+            slot.metrics.up.record(1)
+            logger.notice("upstream up", metadata: ["upstream": "\(slot.member.name)"])
+        case .failure(let slot, let error, let unlogged):
             logger.warning(
                 "upstream query failed",
                 metadata: [
-                    "upstream": "\(members[index].name)", "kind": "\(error.code)", "detail": "\(error.detail)",
+                    "upstream": "\(slot.member.name)", "kind": "\(error.code)", "detail": "\(error.detail)",
                     "unlogged_since_last": .stringConvertible(unlogged),
                 ]
             )
@@ -573,17 +685,17 @@ public final class UpstreamPool: UpstreamTransport, Service {
 
     /// Whether at least one upstream is up.
     public var hasUsableUpstream: Bool {
-        state.withLockedValue { $0.health.contains { $0.isUp } }
+        state.withLockedValue { $0.slots.contains { $0.health.isUp } }
     }
 
     /// Each member's state and counters, in configured order.
     public func statistics() -> [UpstreamMemberStatistics] {
         state.withLockedValue { state in
-            members.indices.map { index in
-                var statistics = state.statistics[index]
-                statistics.isUp = state.health[index].isUp
-                statistics.downReason = state.health[index].downReason
-                statistics.latency = state.latencyNanoseconds[index].map { .nanoseconds(Int64($0)) }
+            state.slots.map { slot in
+                var statistics = slot.statistics
+                statistics.isUp = slot.health.isUp
+                statistics.downReason = slot.health.downReason
+                statistics.latency = slot.latencyNanoseconds.map { .nanoseconds(Int64($0)) }
                 return statistics
             }
         }
@@ -595,7 +707,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
         state.withLockedValue { state in
             state.isShutDown = true
             state.activeCheck?.cancel()
-            state.scheduled.forEach { $0?.cancel() }
+            for slot in state.slots { slot.scheduled?.cancel() }
         }
     }
 }
