@@ -108,8 +108,14 @@ actor ConfigReloader {
         var needRestart: [String] = []
         let before = Self.aspects(of: running)
         let after = Self.aspects(of: next)
+        // The cache's bounds and policy change in place; turning it on or off needs a restart.
+        let cacheOnOff = (running.cache == nil) != (next.cache == nil)
         for (name, value) in after where before[name] != value {
-            if Self.reloadable.contains(name) { changed.append(name) } else { needRestart.append(name) }
+            if Self.reloadable.contains(name), !(name == "cache" && cacheOnOff) {
+                changed.append(name)
+            } else {
+                needRestart.append(name)
+            }
         }
         if !Self.upstreamAspects.isDisjoint(with: changed) {
             // Built first: a member that cannot be built (an unreadable CA file) fails the reload
@@ -138,6 +144,11 @@ actor ConfigReloader {
             services.handler.updateAdmission(policy)
             running.accessControl = next.accessControl
         }
+        if changed.contains("cache"), let cache = services.cache as? InMemoryDNSResponseCache, let settings = next.cache
+        {
+            cache.update(configuration: settings)
+            running.cache = next.cache
+        }
         if changed.contains("log.level") {
             logLevel.level = next.logLevel
             running.logLevel = next.logLevel
@@ -156,7 +167,7 @@ actor ConfigReloader {
     }
 
     /// The parts a reload applies while the proxy serves.
-    static let reloadable: Set<String> = Set(["access", "rate-limit", "log.level"]).union(upstreamAspects)
+    static let reloadable: Set<String> = Set(["access", "rate-limit", "log.level", "cache"]).union(upstreamAspects)
 
     /// The parts that change the upstream pool: its members or its configuration.
     static let upstreamAspects: Set<String> = ["upstreams", "tls", "upstream-policy", "failover", "health-check"]

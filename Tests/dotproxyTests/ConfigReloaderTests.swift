@@ -48,6 +48,15 @@ import Testing
         #expect(policy.accessControl == AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!]))
         #expect((policy.rateLimiter as? TokenBucketRateLimiter)?.configuration.queriesPerSecond == 5)
 
+        // The cache shrinks in place; turning it off needs a restart.
+        try (base + "log: {level: debug}\naccess: {allow: [10.0.0.0/8]}\nrate-limit: {qps: 5}\ncache: {size: 100}\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(await reloader.reload() == .applied(changed: ["cache"], needRestart: []))
+        #expect((services.cache as? InMemoryDNSResponseCache)?.configuration.maximumEntries == 100)
+        try (base + "log: {level: debug}\naccess: {allow: [10.0.0.0/8]}\nrate-limit: {qps: 5}\ncache: {size: 0}\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(await reloader.reload() == .applied(changed: [], needRestart: ["cache"]))
+
         // A file with a problem changes nothing, and says where the problem is.
         try (base + "log: {level: info}\nrate-limit: {qps: lots}\n").write(
             toFile: path,
@@ -62,7 +71,7 @@ import Testing
         #expect(level.level == .debug && services.handler.admissionPolicy.rateLimiter != nil)
 
         // What only a restart can change is reported, and the rest applied.
-        try (base.replacingOccurrences(of: "5353", with: "5354") + "log: {level: info}\n")
+        try (base.replacingOccurrences(of: "5353", with: "5354") + "log: {level: info}\ncache: {size: 100}\n")
             .write(toFile: path, atomically: true, encoding: .utf8)
         #expect(
             await reloader.reload()

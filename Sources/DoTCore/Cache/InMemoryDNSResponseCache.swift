@@ -184,11 +184,26 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     }
 
     /// The configuration in effect.
-    public let configuration: Configuration
+    public var configuration: Configuration { settings.withLockedValue { $0.configuration } }
     private let shards: [NIOLockedValueBox<Shard>]
-    private let entriesPerShard: Int
-    private let bytesPerShard: Int
+    /// Replaced whole by ``update(configuration:)``; each operation reads it once.
+    private let settings: NIOLockedValueBox<Settings>
     private let metrics: DNSProxyMetrics
+
+    /// The configuration and the bounds it gives each shard.
+    private struct Settings {
+        var configuration: Configuration
+        var entriesPerShard: Int
+        var bytesPerShard: Int
+
+        init(_ configuration: Configuration, shards: Int) {
+            self.configuration = configuration
+            self.entriesPerShard = max(1, configuration.maximumEntries / shards)
+            self.bytesPerShard = max(1, configuration.maximumBytes / shards)
+        }
+
+        var staleWindowNanos: UInt64 { UInt64(configuration.staleWindow) * 1_000_000_000 }
+    }
 
     /// Creates an empty cache.
     ///
@@ -202,14 +217,42 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         shardCount: Int = 16,
         metrics: DNSProxyMetrics = DNSProxyMetrics()
     ) {
-        self.configuration = configuration
         self.metrics = metrics
         // A power of two, so picking a shard is a mask rather than a division.
         var count = 1
         while count < min(max(1, shardCount), max(1, configuration.maximumEntries)) { count <<= 1 }
         self.shards = (0..<count).map { _ in NIOLockedValueBox(Shard()) }
-        self.entriesPerShard = max(1, configuration.maximumEntries / count)
-        self.bytesPerShard = max(1, configuration.maximumBytes / count)
+        self.settings = NIOLockedValueBox(Settings(configuration, shards: count))
+    }
+
+    /// Replaces the bounds and the TTL policy while the cache serves; nothing is flushed. Smaller
+    /// bounds evict the least recently used entries down to them at once; entries already stored keep
+    /// the lifetime they were given. The number of shards stays as it was made (from the first
+    /// configuration's entry bound).
+    ///
+    /// - Parameter configuration: The new bounds and TTL policy.
+    public func update(configuration: Configuration) {
+        let next = Settings(configuration, shards: shards.count)
+        settings.withLockedValue { $0 = next }
+        for shard in shards {
+            let change = shard.withLockedValue { shard in
+                while !shard.index.isEmpty,
+                    shard.index.count > next.entriesPerShard || shard.bytes > next.bytesPerShard
+                        || configuration.maximumEntries == 0
+                {
+                    shard.evictOne()
+                }
+                return shard.unreportedChange()
+            }
+            report(change)
+        }
+    }
+
+    /// Tells the metrics what a shard's change was.
+    private func report(_ change: (entries: Int, bytes: Int, evictions: Int)) {
+        DNSProxyMetrics.adjust(metrics.cacheEntries, by: change.entries)
+        DNSProxyMetrics.adjust(metrics.cacheBytes, by: change.bytes)
+        if change.evictions > 0 { metrics.cacheEvictions.increment(by: Int64(change.evictions)) }
     }
 
     private func shard(for key: DNSCacheKey) -> NIOLockedValueBox<Shard> {
@@ -232,7 +275,10 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             let expiry = shard.expiry(of: slot)
             guard nowNanos < expiry else {
                 // Keep an expired entry for serve-stale while its window lasts.
-                if !configuration.serveStale || nowNanos >= expiry + staleWindowNanos { shard.remove(slot) }
+                let settings = self.settings.withLockedValue { $0 }
+                if !settings.configuration.serveStale || nowNanos >= expiry + settings.staleWindowNanos {
+                    shard.remove(slot)
+                }
                 return nil
             }
             shard.entries[slot].referenced = true
@@ -257,8 +303,6 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         var storedAt: UInt64
     }
 
-    private var staleWindowNanos: UInt64 { UInt64(configuration.staleWindow) * 1_000_000_000 }
-
     /// The TTL of a record served stale (RFC 8767 §4 recommends 30 seconds).
     public static let staleTTL: UInt32 = 30
 
@@ -266,14 +310,15 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
 
     public func lookupStale(_ parsed: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) -> ByteBuffer? {
         let (query, view) = (parsed.buffer, parsed.view)
-        guard configuration.serveStale, let queryName = view.questionNameRange else { return nil }
+        let settings = self.settings.withLockedValue { $0 }
+        guard settings.configuration.serveStale, let queryName = view.questionNameRange else { return nil }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         var out: ByteBuffer?
         let found: Found? = shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key] else { return nil }
             // SERVFAIL is never served stale.
             guard shard.entries[slot].storage[3] & 0x0F != UInt8(DNSResponseCode.serverFailure.rawValue),
-                nowNanos < shard.expiry(of: slot) + staleWindowNanos,
+                nowNanos < shard.expiry(of: slot) + settings.staleWindowNanos,
                 shard.answers(slot, query: query, name: queryName, type: view.questionType, class: view.questionClass)
             else { return nil }
             return shard.copy(slot, into: &out)
@@ -291,7 +336,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
     }
 
     public func claimPrefetch(key: DNSCacheKey, now: NIODeadline) -> Bool {
-        guard configuration.prefetch else { return false }
+        guard settings.withLockedValue({ $0.configuration.prefetch }) else { return false }
         let nowNanos = UInt64(max(0, now.uptimeNanoseconds))
         return shard(for: key).withLockedValue { shard in
             guard let slot = shard.index[key], !shard.entries[slot].prefetchClaimed else { return false }
@@ -351,8 +396,10 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
 
     public func store(_ parsed: ParsedDNSMessage, key: DNSCacheKey, now: NIODeadline) {
         let (reply, view) = (parsed.buffer, parsed.view)
-        guard configuration.maximumEntries > 0, !view.isTruncated, view.questionCount == 1,
-            let questionName = view.questionNameRange, let lifetime = lifetime(of: reply, view: view), lifetime > 0
+        let settings = self.settings.withLockedValue { $0 }
+        guard settings.configuration.maximumEntries > 0, !view.isTruncated, view.questionCount == 1,
+            let questionName = view.questionNameRange,
+            let lifetime = Self.lifetime(of: reply, view: view, under: settings.configuration), lifetime > 0
         else { return }
         // Drop OPT (hop-by-hop); only when it is the last record can it be cut off cleanly.
         var length = view.length
@@ -362,7 +409,7 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             length = optOffset
             additional -= 1
         }
-        guard length <= Int(UInt16.max), length <= bytesPerShard, questionName.upperBound <= length,
+        guard length <= Int(UInt16.max), length <= settings.bytesPerShard, questionName.upperBound <= length,
             questionName.count <= 255
         else { return }
         // The reply without OPT, then two octets per TTL offset.
@@ -396,7 +443,9 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         )
         let change = shard(for: key).withLockedValue { shard in
             if let existing = shard.index[key] { shard.remove(existing) }
-            while !shard.index.isEmpty, shard.index.count >= entriesPerShard || shard.bytes + length > bytesPerShard {
+            while !shard.index.isEmpty,
+                shard.index.count >= settings.entriesPerShard || shard.bytes + length > settings.bytesPerShard
+            {
                 shard.evictOne()
             }
             let slot: Int
@@ -411,19 +460,18 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
             shard.bytes += length
             return shard.unreportedChange()
         }
-        DNSProxyMetrics.adjust(metrics.cacheEntries, by: change.entries)
-        DNSProxyMetrics.adjust(metrics.cacheBytes, by: change.bytes)
-        if change.evictions > 0 { metrics.cacheEvictions.increment(by: Int64(change.evictions)) }
+        report(change)
     }
 
     /// The entry's lifetime when the reply would be cached, and ``Configuration/maximumTTL`` when not.
     public func longestTTL(for reply: ParsedDNSMessage) -> UInt32? {
-        lifetime(of: reply.buffer, view: reply.view) ?? configuration.maximumTTL
+        let configuration = self.configuration
+        return Self.lifetime(of: reply.buffer, view: reply.view, under: configuration) ?? configuration.maximumTTL
     }
 
     /// How long a reply may be cached, in seconds, or `nil` when it must not be. TTLs with the top bit
     /// set count as 0 (RFC 2181 §8).
-    func lifetime(of reply: ByteBuffer, view: DNSMessageView) -> UInt32? {
+    static func lifetime(of reply: ByteBuffer, view: DNSMessageView, under configuration: Configuration) -> UInt32? {
         switch view.responseCode {
         case .serverFailure:
             return configuration.serverFailureTTL > 0 ? configuration.serverFailureTTL : nil

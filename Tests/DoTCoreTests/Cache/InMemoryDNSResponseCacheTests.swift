@@ -144,6 +144,33 @@ import Testing
         #expect(lookup(cache, query, at: 0) == nil, "REFUSED is never stored")
     }
 
+    @Test func anUpdateKeepsTheEntriesThatFitAndChangesThePolicyForWhatComesNext() {
+        let recorded = RecordedMetrics()
+        let cache = InMemoryDNSResponseCache(
+            configuration: .init(maximumEntries: 8),
+            shardCount: 1,
+            metrics: recorded.metrics
+        )
+        let queries = (0..<8).map { Self.query(try! DNSName(parsing: "u\($0).test.")) }
+        for (index, query) in queries.enumerated() {
+            store(
+                cache,
+                query,
+                Self.reply(to: query, answers: [Self.a(try! DNSName(parsing: "u\(index).test."), ttl: 300)])
+            )
+        }
+        #expect(cache.count == 8)
+        cache.update(configuration: .init(maximumEntries: 3, maximumTTL: 60))
+        #expect(cache.count == 3 && recorded.count(DNSProxyMetrics.Name.cacheEvictions) == 5, "shrunk, not flushed")
+        #expect(lookup(cache, queries[7], at: 100)?.answers.first?.ttl == 200, "a kept entry keeps its lifetime")
+        let later = Self.query("later.test.")
+        store(cache, later, Self.reply(to: later, answers: [Self.a("later.test.", ttl: 300)]))
+        #expect(lookup(cache, later, at: 0)?.answers.first?.ttl == 60, "a new entry gets the new ceiling")
+        #expect(cache.configuration.maximumTTL == 60 && !cache.servesStale)
+        cache.update(configuration: .init(maximumEntries: 3, serveStale: true))
+        #expect(cache.servesStale)
+    }
+
     @Test func truncatedRepliesAreNeverStored() {
         let cache = InMemoryDNSResponseCache()
         let query = Self.query("big.test.", type: .txt)
