@@ -1,5 +1,6 @@
 import Configuration
 import DoTCore
+import NIOCore
 import SystemPackage
 import Yams
 
@@ -41,6 +42,8 @@ struct ConfigFile: Sendable {
         /// A CA file that replaces the global `tls.ca-file` for this upstream.
         let caFile: String?
         let minimumVersion: TLSVersionArgument?
+        /// The longest one attempt at this upstream may take, within the query's `timeout`.
+        let timeout: TimeAmount?
 
         /// `shared`, the TLS settings of every upstream, with this upstream's own in their place.
         func tls(from shared: TLSClientConfiguration) -> TLSClientConfiguration {
@@ -292,13 +295,27 @@ struct ConfigFile: Sendable {
             }
             minimumVersion = version
         }
+        var timeout: TimeAmount?
+        if found.lines["timeout"] != nil {
+            let seconds: Double
+            do {
+                seconds = try reader.requiredDouble(forKey: ConfigKey(["upstreams", found.name, "timeout"]))
+            } catch {
+                throw problem("timeout", "must be a number of seconds")
+            }
+            guard seconds > 0, seconds <= 60 else {
+                throw problem("timeout", "\(seconds) must be above 0 and at most 60 seconds")
+            }
+            timeout = .nanoseconds(Int64(seconds * 1e9))
+        }
         return Upstream(
             name: found.name,
             line: found.line,
             argument: argument,
             pins: pins,
             caFile: caFile,
-            minimumVersion: minimumVersion
+            minimumVersion: minimumVersion,
+            timeout: timeout
         )
     }
 }

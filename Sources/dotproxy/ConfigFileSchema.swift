@@ -74,7 +74,7 @@ enum ConfigFileSchema {
     static let upstreamsKey = "upstreams"
 
     /// The keys one upstream may hold, and the options that are not in the file (the file's own).
-    static let upstreamKeys = ["address", "auth-name", "pin-sha256", "ca-file", "tls-min-version"]
+    static let upstreamKeys = ["address", "auth-name", "pin-sha256", "ca-file", "tls-min-version", "timeout"]
 
     /// Options with no file key: `--upstream` is the upstreams section; `--config` and
     /// `--watch-config` name and watch the file itself.

@@ -176,7 +176,8 @@ actor ConfigReloader {
     static func aspects(of configuration: ProxyConfiguration) -> [String: String] {
         let upstreams = configuration.upstreams.map { upstream in
             let settings = configuration.upstreamSettings[upstream]
-            return "\(upstream)=\(settings.map { "\($0.name) \($0.tls(from: configuration.tls))" } ?? "")"
+            return
+                "\(upstream)=\(settings.map { "\($0.name) \($0.tls(from: configuration.tls)) \(String(describing: $0.timeout))" } ?? "")"
         }
         let pool = configuration.pool
         return [

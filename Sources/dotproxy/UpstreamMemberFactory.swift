@@ -35,24 +35,24 @@ final class UpstreamMemberFactory: Sendable {
         var current: [String: UpstreamPool.Member] = [:]
         let members = try configuration.upstreams.map { upstream -> UpstreamPool.Member in
             let key = Self.key(of: upstream, in: configuration)
-            if let member = previous[key] {
+            let settings = configuration.upstreamSettings[upstream]
+            if var member = previous[key] {
                 current[key] = member
+                member.timeout = settings?.timeout
                 return member
             }
-            let settings = configuration.upstreamSettings[upstream]
             let tls = try context(for: settings?.tls(from: configuration.tls) ?? configuration.tls)
-            let member: UpstreamPool.Member
+            var member: UpstreamPool.Member
             switch upstream.target {
             case .address(let address):
-                member = UpstreamPool.Member(
-                    DoTUpstreamTransport(
-                        configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout),
-                        tlsContext: tls,
-                        name: settings?.name,
-                        metrics: metrics,
-                        logger: logger
-                    )
+                let transport = DoTUpstreamTransport(
+                    configuration: .init(upstream: address, idleTimeout: configuration.idleTimeout),
+                    tlsContext: tls,
+                    name: settings?.name,
+                    metrics: metrics,
+                    logger: logger
                 )
+                member = UpstreamPool.Member(name: transport.name, transport: transport)
             case .hostname(let host, let port, let name):
                 let hostResolver =
                     resolver
@@ -76,6 +76,7 @@ final class UpstreamMemberFactory: Sendable {
                 member = UpstreamPool.Member(name: transport.name, transport: transport)
             }
             current[key] = member
+            member.timeout = settings?.timeout
             return member
         }
         built.withLockedValue { $0 = current }

@@ -100,6 +100,7 @@ import Testing
                 auth-name: dns.test
                 pin-sha256: ["\(pin)"]
                 tls-min-version: "1.3"
+                timeout: 0.5
               plain:
                 address: "[2001:db8::1]:8853"
             """
@@ -115,6 +116,7 @@ import Testing
         #expect(strict.name == "strict" && configuration.upstreams[0].description == "192.0.2.1:853#dns.test")
         let tls = strict.tls(from: configuration.tls)
         #expect(tls.minimumVersion == .tls13 && tls.spkiPins == [SPKIPin(base64: pin)!])
+        #expect(strict.timeout == .milliseconds(500))
         let plain = try #require(configuration.upstreamSettings[configuration.upstreams[1]])
         #expect(
             plain.tls(from: configuration.tls).minimumVersion == .tls12
@@ -194,7 +196,7 @@ import Testing
                 "3: upstreams.again: 1.1.1.1:853#cloudflare-dns.com is already upstream first",
                 "4: upstreams.bad.address: not an address is not IP, IP:PORT, [IPv6]:PORT or tls://HOSTNAME[:PORT], with an optional #auth-name",
                 "5: upstreams.nameless: needs an address: IP, IP:PORT, [IPv6]:PORT or tls://HOSTNAME[:PORT]",
-                "6: upstreams.typo.adress: unknown key (an upstream has address, auth-name, pin-sha256, ca-file, tls-min-version)",
+                "6: upstreams.typo.adress: unknown key (an upstream has address, auth-name, pin-sha256, ca-file, tls-min-version, timeout)",
                 "6: upstreams.typo: needs an address: IP, IP:PORT, [IPv6]:PORT or tls://HOSTNAME[:PORT]",
                 "7: upstreams.dots.here: a name is letters, digits, - and _",
             ]

@@ -144,6 +144,45 @@ import Testing
         #expect(ConfigFileWatcher.fingerprint(of: path) == nil, "a broken link leads nowhere")
     }
 
+    @Test(
+        arguments: [
+            ("missing file", nil, "no such file"),
+            ("invalid YAML", "upstreams: [\n", "not valid YAML"),
+            (
+                "wrong type", "upstreams: {one: {address: 192.0.2.1}}\ncache: {size: many}\n",
+                "cache.size: must be a whole number"
+            ),
+            ("unknown key", "upstreams: {one: {address: 192.0.2.1}}\ncahce: {size: 5}\n", "cahce: unknown key"),
+            (
+                "duplicate upstream", "upstreams: {one: {address: 192.0.2.1}, two: {address: \"192.0.2.1:853\"}}\n",
+                "is already upstream one"
+            ),
+            ("empty upstream list", "upstreams: {}\n", "upstreams: must map a name"),
+        ] as [(String, String?, String)]
+    )
+    func aBadFileAtReloadIsLoggedAndChangesNothing(_ case: String, text: String?, reason: String) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("dotproxy.yaml").path
+        try "upstreams: {one: {address: 192.0.2.1}}\naccess: {allow: [10.0.0.0/8]}\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let (reloader, services) = try await start(path, level: LogLevelControl(.info))
+        if let text {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        } else {
+            try FileManager.default.removeItem(atPath: path)
+        }
+        guard case .failed(let message) = await reloader.reload() else {
+            Issue.record("\(`case`): the reload must fail")
+            return
+        }
+        #expect(message.contains(reason), "\(`case`): \(message)")
+        #expect(services.pool.members.map(\.name) == ["one"])
+        #expect(
+            services.handler.admissionPolicy.accessControl == AccessControlList(allowed: [IPNetwork("10.0.0.0/8")!])
+        )
+    }
+
     @Test func withoutAFileThereIsNothingToReload() async throws {
         let configuration = try DotProxyCommand.parse(["--upstream", "192.0.2.1"]).makeConfiguration()
         let services = try ProxyBuilder.build(

@@ -75,6 +75,29 @@ import Testing
         pool.stopHealthChecks()
     }
 
+    @Test func aMemberTimeoutMovesTheQueryOnBeforeItsShareOfTheDeadline() throws {
+        let loop = EmbeddedEventLoop()
+        let slow = ScriptedUpstreamTransport(behaviour: .silence)
+        let fast = ScriptedUpstreamTransport()
+        let pool = UpstreamPool(
+            members: [
+                UpstreamPool.Member(name: "slow", transport: slow, timeout: .milliseconds(100)),
+                UpstreamPool.Member(name: "fast", transport: fast),
+            ],
+            configuration: UpstreamPool.Configuration(policy: .sequential),
+            healthEventLoop: loop
+        )
+        let reply = NIOLockedValueBox<ByteBuffer?>(nil)
+        pool.send(try Self.query(), deadline: loop.now + .seconds(2), on: loop).whenSuccess { answer in
+            reply.withLockedValue { $0 = answer }
+        }
+        loop.advanceTime(by: .milliseconds(99))
+        #expect(reply.withLockedValue { $0 } == nil && fast.queryCount == 0)
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(reply.withLockedValue { $0 } != nil && fast.queryCount == 1, "not a second later, as the share would")
+        pool.stopHealthChecks()
+    }
+
     @Test func anUpdateKeepsTheMembersThatStayWithTheirHealthAndStatistics() throws {
         let loop = EmbeddedEventLoop()
         let broken = ScriptedUpstreamTransport(behaviour: .fail(.connectionRefused))

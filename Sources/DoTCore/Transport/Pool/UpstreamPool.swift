@@ -47,15 +47,20 @@ public final class UpstreamPool: UpstreamTransport, Service {
         public var name: String
         /// Where its queries go.
         public var transport: any UpstreamTransport
+        /// The longest an attempt at this member may take, within the query's own deadline; `nil`
+        /// leaves it the share of the deadline the pool gives each attempt.
+        public var timeout: TimeAmount?
 
         /// Creates a member.
         ///
         /// - Parameters:
         ///   - name: Its name in logs and statistics.
         ///   - transport: Its transport.
-        public init(name: String, transport: any UpstreamTransport) {
+        ///   - timeout: The longest an attempt at it may take; none by default.
+        public init(name: String, transport: any UpstreamTransport, timeout: TimeAmount? = nil) {
             self.name = name
             self.transport = transport
+            self.timeout = timeout
         }
 
         /// A member for a DoT transport, under the transport's name.
@@ -168,7 +173,8 @@ public final class UpstreamPool: UpstreamTransport, Service {
     private struct Slot {
         /// Stays with the member through updates, so that a callback finds it after others moved.
         let id: Int
-        let member: Member
+        /// Replaced by an update that keeps the member, for its new timeout.
+        var member: Member
         let metrics: UpstreamMetrics
         var health = UpstreamHealth()
         var statistics: UpstreamMemberStatistics
@@ -278,7 +284,8 @@ public final class UpstreamPool: UpstreamTransport, Service {
     /// Replaces the members and the configuration while the pool serves.
     ///
     /// A member of `members` with the name and the transport (the same object) of a current member
-    /// is that member: it keeps its connections, health, back-off, latency and statistics. Others are
+    /// is that member: it keeps its connections, health, back-off, latency and statistics, and takes
+    /// the new member's timeout. Others are
     /// new, start up and are started at once if the pool runs. Queries in flight finish with the
     /// members they were sent to, and may fail over to the new ones.
     ///
@@ -299,7 +306,9 @@ public final class UpstreamPool: UpstreamTransport, Service {
             var added: [Member] = []
             for member in members {
                 if let match = old.firstIndex(where: { Self.isSame($0.member, member) }) {
-                    slots.append(old.remove(at: match))
+                    var slot = old.remove(at: match)
+                    slot.member = member
+                    slots.append(slot)
                 } else {
                     let slot = Slot(id: state.nextID, member: member, metrics: metrics.upstream(member.name))
                     state.nextID += 1
@@ -474,6 +483,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
             attempt.tried |= 1 << UInt64(index)
             attempt.previous = index
             let slot = state.slots[index]
+            if let timeout = slot.member.timeout { deadline = min(deadline, now + timeout) }
             return .success(
                 Choice(
                     id: slot.id,
