@@ -116,7 +116,7 @@ struct StateReporter: Service {
                 "proxy state",
                 metadata: [
                     "cache_entries": "\(cache.count)", "cache_bytes": "\(cache.bytes)",
-                    "upstreams_up": "\(pool.statistics().filter(\.isUp).map(\.name))",
+                    "upstreams_up": "\(pool.status().filter(\.isUp).map(\.name))",
                     "clients_tracked": "\(limiter.trackedPrefixes)",
                 ]
             )

@@ -61,9 +61,9 @@ struct TransportLoad {
             return total
         }
         let elapsed = Double((NIODeadline.now() - start).nanoseconds) / 1e9
-        let statistics = await transport.statistics()
+        let connections = await transport.openConnections()
         print(
-            "queries=\(counts.0) seconds=\((elapsed * 100).rounded() / 100) qps=\(Int(Double(counts.0) / elapsed)) connections=\(statistics.connectionsOpened) failures=\(counts.1)"
+            "queries=\(counts.0) seconds=\((elapsed * 100).rounded() / 100) qps=\(Int(Double(counts.0) / elapsed)) connections=\(connections) failures=\(counts.1)"
         )
         await transport.shutdown()
         try await group.shutdownGracefully()

@@ -68,6 +68,22 @@ public final class DNSProxyMetrics: Sendable {
         public static let upstreamConnections = "dotproxy_upstream_connections"
         /// Counter: completed TLS handshakes, labels `upstream` and `resumed` (`true`, `false`).
         public static let upstreamHandshakes = "dotproxy_upstream_tls_handshakes_total"
+        /// Counter: DoT connections opened (attempted), label `upstream`.
+        public static let upstreamConnectionsOpened = "dotproxy_upstream_connections_opened_total"
+        /// Counter: queries moved to a fresh connection after theirs was reset, label `upstream`.
+        public static let upstreamRetries = "dotproxy_upstream_retries_total"
+        /// Counter: replies dropped, labels `upstream` and `reason` (`unmatched`: an ID or question no
+        /// query in flight has; `malformed`: not a DNS message).
+        public static let upstreamDroppedReplies = "dotproxy_upstream_dropped_replies_total"
+        /// Counter: queries that moved on from this upstream to another, label `upstream`.
+        public static let upstreamFailovers = "dotproxy_upstream_failovers_total"
+        /// Counter: times the upstream was marked down, label `upstream`.
+        public static let upstreamDownTransitions = "dotproxy_upstream_down_transitions_total"
+        /// Counter: health probes sent, label `upstream`.
+        public static let upstreamProbes = "dotproxy_upstream_probes_total"
+        /// Counter: client queries sent to the upstream while every upstream was down, to find out
+        /// whether it is back, label `upstream`.
+        public static let upstreamRecoveryQueries = "dotproxy_upstream_recovery_queries_total"
         /// Counter: configuration reloads, label `result` (`success`, `failure`). The library has no
         /// configuration file; the name is here so that every metric dotproxy exports has its help.
         public static let configReloads = "dotproxy_config_reloads_total"
@@ -99,6 +115,13 @@ public final class DNSProxyMetrics: Sendable {
         Name.upstreamUp: "1 while the upstream is usable, 0 while it is marked down.",
         Name.upstreamConnections: "DoT connections open to the upstream.",
         Name.upstreamHandshakes: "Completed TLS handshakes to the upstream, resumed or not.",
+        Name.upstreamConnectionsOpened: "DoT connections opened to the upstream (attempted).",
+        Name.upstreamRetries: "Queries moved to a fresh connection after theirs was reset.",
+        Name.upstreamDroppedReplies: "Replies from the upstream dropped: unmatched or malformed.",
+        Name.upstreamFailovers: "Queries that moved on from this upstream to another.",
+        Name.upstreamDownTransitions: "Times the upstream was marked down.",
+        Name.upstreamProbes: "Health probes sent to the upstream.",
+        Name.upstreamRecoveryQueries: "Client queries sent while every upstream was down, to find one that is back.",
         Name.configReloads: "Configuration reloads by result; a failure kept the running configuration.",
     ]
 

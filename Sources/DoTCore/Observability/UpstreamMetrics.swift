@@ -11,6 +11,14 @@ final class UpstreamMetrics: Sendable {
     let connections: Meter
     let handshakes: Counter
     let resumedHandshakes: Counter
+    let connectionsOpened: Counter
+    let retries: Counter
+    let unmatchedReplies: Counter
+    let malformedReplies: Counter
+    let failovers: Counter
+    let downTransitions: Counter
+    let probes: Counter
+    let recoveryQueries: Counter
     private let errors = NIOLockedValueBox([String: Counter]())
 
     init(name: String, factory: any MetricsFactory) {
@@ -31,6 +39,17 @@ final class UpstreamMetrics: Sendable {
             dimensions: label + [("resumed", "true")],
             factory: factory
         )
+        func counter(_ name: String, _ extra: [(String, String)] = []) -> Counter {
+            Counter(label: name, dimensions: label + extra, factory: factory)
+        }
+        connectionsOpened = counter(DNSProxyMetrics.Name.upstreamConnectionsOpened)
+        retries = counter(DNSProxyMetrics.Name.upstreamRetries)
+        unmatchedReplies = counter(DNSProxyMetrics.Name.upstreamDroppedReplies, [("reason", "unmatched")])
+        malformedReplies = counter(DNSProxyMetrics.Name.upstreamDroppedReplies, [("reason", "malformed")])
+        failovers = counter(DNSProxyMetrics.Name.upstreamFailovers)
+        downTransitions = counter(DNSProxyMetrics.Name.upstreamDownTransitions)
+        probes = counter(DNSProxyMetrics.Name.upstreamProbes)
+        recoveryQueries = counter(DNSProxyMetrics.Name.upstreamRecoveryQueries)
     }
 
     /// Counts a failed attempt of kind `kind`.

@@ -183,7 +183,6 @@ final class DoTConnection: ChannelInboundHandler {
         }
         DoTQueryPadding.stripPadding(&reply)
         reply.setID(query.query.view.id)
-        owner.connection(self, reported: .replied)
         query.succeed(reply)
         perform(then)
     }

@@ -27,8 +27,6 @@ protocol DoTConnectionOwner: AnyObject {
 
 /// What a connection reports to its owner to be counted.
 enum DoTConnectionEvent {
-    /// A reply was matched and delivered.
-    case replied
     /// A frame that is not a DNS message.
     case malformedReply
     /// A reply that matches no pending query (ID or question).

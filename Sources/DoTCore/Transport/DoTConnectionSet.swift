@@ -26,7 +26,6 @@ final class DoTConnectionSet: DoTConnectionOwner {
     /// cost an allocation and a heap insertion on every miss.
     private var deadlineTimer: Scheduled<Void>?
     private var deadlineTimerFires: NIODeadline?
-    var statistics = UpstreamStatistics()
 
     init(
         eventLoop: any EventLoop,
@@ -71,7 +70,6 @@ final class DoTConnectionSet: DoTConnectionOwner {
         } else if connections.count < configuration.maximumConnectionsPerEventLoop {
             open(for: query)
         } else {
-            statistics.overloaded += 1
             query.fail(
                 UpstreamError(
                     .overloaded,
@@ -117,7 +115,6 @@ final class DoTConnectionSet: DoTConnectionOwner {
     private func expire(_ query: DoTQuery, now: NIODeadline) {
         guard !query.isDone else { return }
         for connection in connections { connection.expire(query, now: now) }
-        statistics.timeouts += 1
         query.fail(UpstreamError(.timeout, upstream: upstream.description, detail: "no reply before the deadline"))
     }
 
@@ -133,7 +130,7 @@ final class DoTConnectionSet: DoTConnectionOwner {
         )
         connections.append(connection)
         connection.enqueue(query)
-        statistics.connectionsOpened += 1
+        metrics.connectionsOpened.increment()
         metrics.connections.increment()
         logger.debug(
             "connecting",
@@ -181,14 +178,10 @@ final class DoTConnectionSet: DoTConnectionOwner {
 
     func connection(_ connection: DoTConnection, reported event: DoTConnectionEvent) {
         switch event {
-        case .replied: statistics.replies += 1
-        case .malformedReply: statistics.malformedReplies += 1
-        case .unmatchedReply: statistics.unmatchedReplies += 1
-        case .retried: statistics.retries += 1
-        case .handshake(let resumed):
-            statistics.handshakes += 1
-            if resumed { statistics.resumedHandshakes += 1 }
-            (resumed ? metrics.resumedHandshakes : metrics.handshakes).increment()
+        case .malformedReply: metrics.malformedReplies.increment()
+        case .unmatchedReply: metrics.unmatchedReplies.increment()
+        case .retried: metrics.retries.increment()
+        case .handshake(let resumed): (resumed ? metrics.resumedHandshakes : metrics.handshakes).increment()
         }
     }
 

@@ -22,3 +22,10 @@ struct RecordedMetrics {
         count(DNSProxyMetrics.Name.responses, [("rcode", rcode.description)])
     }
 }
+
+extension RecordedMetrics {
+    /// The total of one of `transport`'s counters (labelled with its name), with `extra` labels.
+    func count(_ name: String, of transport: any UpstreamTransport, _ extra: [(String, String)] = []) -> Int64 {
+        count(name, [("upstream", transport.name)] + extra)
+    }
+}

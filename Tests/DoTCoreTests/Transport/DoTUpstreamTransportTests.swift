@@ -9,6 +9,8 @@ import Testing
 /// The DoT transport against the in-process GnuTLS server on 127.0.0.1, with scripted faults.
 @Suite(.serialized) struct DoTUpstreamTransportTests {
     let group = MultiThreadedEventLoopGroup.singleton
+    /// What the transports of one test count; each test gets its own.
+    let recorded = RecordedMetrics()
 
     func makeTransport(
         port: Int,
@@ -22,7 +24,8 @@ import Testing
         configure(&configuration)
         return DoTUpstreamTransport(
             configuration: configuration,
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins))
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration(pins: pins)),
+            metrics: recorded.metrics
         )
     }
 
@@ -70,9 +73,10 @@ import Testing
             #expect(reply.answers.first?.rdata == .a(IPv4Address(192, 0, 2, 1)))
             #expect(reply.edns?.option(.padding) == nil)
         }
-        let statistics = await transport.statistics()
-        #expect(statistics.connectionsOpened == 1 && server.connectionCount == 1)
-        #expect(statistics.replies == 200 && statistics.queries == 200)
+        #expect(
+            recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) == 1
+                && server.connectionCount == 1
+        )
         #expect(padded.withLockedValue { $0 } == 200)
         await transport.shutdown()
         try await server.stop()
@@ -94,7 +98,7 @@ import Testing
         #expect(try DNSMessage(decoding: await slow.get()).header.id == 1)
         #expect(try DNSMessage(decoding: await fast.get()).header.id == 2)
         #expect(order.withLockedValue { $0 } == ["fast", "slow"])
-        #expect(await transport.statistics().connectionsOpened == 1)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) == 1)
         await transport.shutdown()
         try await server.stop()
     }
@@ -125,7 +129,9 @@ import Testing
                 on: loop
             ).get()
         }
-        #expect(await transport.statistics().unmatchedReplies == 2)
+        #expect(
+            recorded.count(DNSProxyMetrics.Name.upstreamDroppedReplies, of: transport, [("reason", "unmatched")]) == 2
+        )
         await transport.shutdown()
         try await server.stop()
     }
@@ -144,8 +150,8 @@ import Testing
         // Open and warm the connection first, so the reset happens after the handshake.
         let reply = try await transport.send(try Self.query(id: 7), deadline: .now() + .seconds(5), on: loop).get()
         #expect(try DNSMessage(decoding: reply).header.id == 7)
-        let statistics = await transport.statistics()
-        #expect(statistics.retries == 1 && statistics.connectionsOpened == 2)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamRetries, of: transport) == 1)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) == 2)
         await transport.shutdown()
         try await server.stop()
     }
@@ -241,7 +247,8 @@ import Testing
             configuration: .init(
                 upstream: UpstreamAddress(host: "fe80::1", port: 853, authenticationName: TestCertificates.serverName)
             ),
-            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration())
+            tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()),
+            metrics: recorded.metrics
         )
         let loop = group.next()
         let outcome = NIOLockedValueBox<Result<ParsedDNSMessage, UpstreamError>?>(nil)
@@ -257,8 +264,8 @@ import Testing
         case .success: Issue.record("expected a connection failure, got a reply")
         case nil: Issue.record("the query was neither answered nor failed")
         }
-        let statistics = await transport.statistics()
-        #expect(statistics.connectionsOpened == 1 && statistics.openConnections == 0 && statistics.timeouts == 0)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) == 1)
+        #expect(await transport.openConnections() == 0)
         await transport.shutdown()
     }
 
@@ -270,9 +277,9 @@ import Testing
             let reply = try await transport.send(try Self.query(id: id), deadline: .now() + .seconds(5), on: loop).get()
             #expect(try DNSMessage(decoding: reply).header.id == id)
         }
-        let statistics = await transport.statistics()
-        #expect(statistics.connectionsOpened == 3)
-        #expect(statistics.resumedHandshakes >= 1 && server.resumedHandshakeCount >= 1)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) == 3)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamHandshakes, of: transport, [("resumed", "true")]) >= 1)
+        #expect(server.resumedHandshakeCount >= 1)
         await transport.shutdown()
         try await server.stop()
     }
@@ -333,6 +340,7 @@ import Testing
                 idleTimeout: .milliseconds(50)
             ),
             tlsContext: try TLSClientContext(configuration: TestCertificates.clientConfiguration()),
+            metrics: recorded.metrics,
             logger: Logger(label: "test") { _ in StreamingLogHandler(continuation: continuation) }
         )
         let loop = group.next()
@@ -342,12 +350,12 @@ import Testing
             #expect(event.hasSuffix("idle"), "\(event)")
             break
         }
-        var statistics = await transport.statistics()
-        #expect(statistics.openConnections == 0 && statistics.connectionsOpened == 1)
+        #expect(await transport.openConnections() == 0)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) == 1)
         let reply = try await transport.send(try Self.query(id: 2), deadline: .now() + .seconds(5), on: loop).get()
         #expect(try DNSMessage(decoding: reply).header.id == 2)
-        statistics = await transport.statistics()
-        #expect(statistics.connectionsOpened == 2 && statistics.resumedHandshakes == 1)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) == 2)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamHandshakes, of: transport, [("resumed", "true")]) == 1)
         await transport.shutdown()
         continuation.finish()
         try await server.stop()

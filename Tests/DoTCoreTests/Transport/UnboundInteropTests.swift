@@ -7,6 +7,8 @@ import Testing
 
 /// The DoT transport against a real Unbound on loopback (installed by `.ci/run`).
 @Suite(.serialized) struct UnboundInteropTests {
+    /// What the transports of one test count; each test gets its own.
+    let recorded = RecordedMetrics()
     let group = MultiThreadedEventLoopGroup.singleton
 
     func makeTransport(
@@ -23,7 +25,11 @@ import Testing
             upstream: UpstreamAddress(host: "127.0.0.1", port: rig.dotPort, authenticationName: rig.serverName)
         )
         configure(&configuration)
-        return DoTUpstreamTransport(configuration: configuration, tlsContext: try TLSClientContext(configuration: tls))
+        return DoTUpstreamTransport(
+            configuration: configuration,
+            tlsContext: try TLSClientContext(configuration: tls),
+            metrics: recorded.metrics
+        )
     }
 
     /// Asks Unbound over plain UDP, for comparison.
@@ -80,9 +86,10 @@ import Testing
             next += batch.count
         }
         #expect(answered == total)
-        let statistics = await transport.statistics()
-        #expect(statistics.connectionsOpened <= 2, "\(statistics)")
-        #expect(statistics.unmatchedReplies == 0 && statistics.timeouts == 0)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) <= 2)
+        #expect(
+            recorded.count(DNSProxyMetrics.Name.upstreamDroppedReplies, of: transport, [("reason", "unmatched")]) == 0
+        )
         await transport.shutdown()
     }
 
@@ -98,9 +105,8 @@ import Testing
                     .header.id == id
             )
         }
-        let statistics = await transport.statistics()
-        #expect(statistics.connectionsOpened == 3)
-        #expect(statistics.resumedHandshakes >= 1, "\(statistics)")
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamConnectionsOpened, of: transport) == 3)
+        #expect(recorded.count(DNSProxyMetrics.Name.upstreamHandshakes, of: transport, [("resumed", "true")]) >= 1)
         await transport.shutdown()
     }
 

@@ -33,7 +33,7 @@ import ServiceLifecycle
 /// connections, authentication name and pins.
 ///
 /// The members and the configuration can be replaced while the pool serves (``update(members:configuration:)``),
-/// as a configuration reload does: a member that stays keeps its connections, health and statistics.
+/// as a configuration reload does: a member that stays keeps its connections, health and latency.
 ///
 /// The pool is a `Service`: run it in the same `ServiceGroup` as the ``DNSProxyServer`` that uses it,
 /// listed before the server, so that on shutdown the server drains first. ``run()`` starts the
@@ -43,7 +43,7 @@ import ServiceLifecycle
 public final class UpstreamPool: UpstreamTransport, Service {
     /// One upstream in the pool.
     public struct Member: Sendable {
-        /// The name used in logs and statistics, such as `9.9.9.9:853#dns.quad9.net`.
+        /// The name used in logs and metrics, such as `9.9.9.9:853#dns.quad9.net`.
         public var name: String
         /// Where its queries go.
         public var transport: any UpstreamTransport
@@ -54,7 +54,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
         /// Creates a member.
         ///
         /// - Parameters:
-        ///   - name: Its name in logs and statistics.
+        ///   - name: Its name in logs and metrics.
         ///   - transport: Its transport.
         ///   - timeout: The longest an attempt at it may take; none by default.
         public init(name: String, transport: any UpstreamTransport, timeout: TimeAmount? = nil) {
@@ -177,7 +177,8 @@ public final class UpstreamPool: UpstreamTransport, Service {
         var member: Member
         let metrics: UpstreamMetrics
         var health = UpstreamHealth()
-        var statistics: UpstreamMemberStatistics
+        /// Queries in flight to it, for the least-outstanding policy.
+        var outstanding = 0
         var latencyNanoseconds: Double?
         var scheduled: Scheduled<Void>?
         /// By error code: when a failure was last logged, and how many since were not.
@@ -187,7 +188,6 @@ public final class UpstreamPool: UpstreamTransport, Service {
             self.id = id
             self.member = member
             self.metrics = metrics
-            self.statistics = UpstreamMemberStatistics(name: member.name)
         }
     }
 
@@ -284,7 +284,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
     /// Replaces the members and the configuration while the pool serves.
     ///
     /// A member of `members` with the name and the transport (the same object) of a current member
-    /// is that member: it keeps its connections, health, back-off, latency and statistics, and takes
+    /// is that member: it keeps its connections, health, back-off and latency, and takes
     /// the new member's timeout. Others are
     /// new, start up and are started at once if the pool runs. Queries in flight finish with the
     /// members they were sent to, and may fail over to the new ones.
@@ -452,7 +452,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
                 state.candidates.append(
                     UpstreamCandidate(
                         index: index,
-                        outstanding: state.slots[index].statistics.outstanding,
+                        outstanding: state.slots[index].outstanding,
                         latency: state.slots[index].latencyNanoseconds.map { .nanoseconds(Int64($0)) }
                     )
                 )
@@ -474,7 +474,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
                 let position = state.policy.select(from: state.candidates)
                 index = state.candidates[min(max(position, 0), state.candidates.count - 1)].index
                 countQuery(to: index, in: &state)
-                if let previous = attempt.previous { state.slots[previous].statistics.failovers += 1 }
+                if let previous = attempt.previous { state.slots[previous].metrics.failovers.increment() }
                 // Each remaining upstream gets an equal share of the time left; the last one gets it all.
                 if state.candidates.count > 1 {
                     deadline = now + .nanoseconds((attempt.deadline - now).nanoseconds / Int64(state.candidates.count))
@@ -482,13 +482,13 @@ public final class UpstreamPool: UpstreamTransport, Service {
             }
             attempt.tried |= 1 << UInt64(index)
             attempt.previous = index
-            let slot = state.slots[index]
-            if let timeout = slot.member.timeout { deadline = min(deadline, now + timeout) }
+            // Field by field: a copy of the slot would retain its failure log too.
+            if let timeout = state.slots[index].member.timeout { deadline = min(deadline, now + timeout) }
             return .success(
                 Choice(
-                    id: slot.id,
-                    transport: slot.member.transport,
-                    metrics: slot.metrics,
+                    id: state.slots[index].id,
+                    transport: state.slots[index].member.transport,
+                    metrics: state.slots[index].metrics,
                     deadline: deadline,
                     failoverMask: state.settings.failoverMask
                 )
@@ -508,14 +508,13 @@ public final class UpstreamPool: UpstreamTransport, Service {
         }!
         state.nextRecoveryQuery = now + interval
         countQuery(to: index, in: &state)
-        state.slots[index].statistics.recoveryQueries += 1
+        state.slots[index].metrics.recoveryQueries.increment()
         return index
     }
 
-    /// Counts a client query sent to member `index` as outstanding, in its statistics and metrics.
+    /// Counts a client query sent to member `index`: outstanding, and in its metrics.
     private func countQuery(to index: Int, in state: inout State) {
-        state.slots[index].statistics.outstanding += 1
-        state.slots[index].statistics.queries += 1
+        state.slots[index].outstanding += 1
         state.slots[index].metrics.queries.increment()
     }
 
@@ -526,12 +525,12 @@ public final class UpstreamPool: UpstreamTransport, Service {
         case abandoned
     }
 
-    /// Updates the statistics and health of member `id` after an attempt; nothing when it has left.
+    /// Updates the health and metrics of member `id` after an attempt; nothing when it has left.
     private func finish(_ id: Int, outcome: Outcome, latency: TimeAmount?) {
         let now = healthEventLoop.now
         let event: HealthEvent? = state.withLockedValue { state in
             guard let index = state.index(of: id) else { return nil }
-            state.slots[index].statistics.outstanding -= 1
+            state.slots[index].outstanding -= 1
             if let latency {
                 let sample = Double(latency.nanoseconds)
                 state.slots[index].latencyNanoseconds =
@@ -539,20 +538,12 @@ public final class UpstreamPool: UpstreamTransport, Service {
             }
             switch outcome {
             case .reply:
-                state.slots[index].statistics.replies += 1
                 return state.slots[index].health.recordSuccess() ? .up(state.slots[index]) : nil
             case .failoverResponse:
-                state.slots[index].statistics.failoverResponses += 1
                 state.slots[index].metrics.recordError("failover_rcode")
                 return state.slots[index].health.recordSuccess() ? .up(state.slots[index]) : nil
             case .failure(let error):
                 state.slots[index].metrics.recordError(error.code.metricLabel)
-                switch error.code {
-                case .timeout: state.slots[index].statistics.timeouts += 1
-                case .overloaded, .malformedReply, .localResourcesExhausted:
-                    state.slots[index].statistics.otherFailures += 1
-                default: state.slots[index].statistics.connectionFailures += 1
-                }
                 // Overload and a lack of local sockets are ours, not the upstream's fault.
                 guard error.code != .overloaded, error.code != .localResourcesExhausted else { return nil }
                 let logged = shouldLog(error, from: index, now: now, in: &state)
@@ -598,7 +589,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
                 initialProbeDelay: configuration.initialProbeDelay
             )
         else { return nil }
-        state.slots[index].statistics.downTransitions += 1
+        state.slots[index].metrics.downTransitions.increment()
         schedule(probeOf: index, at: state.slots[index].health.nextProbe!, in: &state)
         if !state.slots.contains(where: \.health.isUp) {
             // The last one went down: probe every member soon, whatever its back-off had reached.
@@ -629,7 +620,7 @@ public final class UpstreamPool: UpstreamTransport, Service {
             guard !state.isShutDown, let index = state.index(of: id), active == state.slots[index].health.isUp,
                 let probeQuery = state.settings.probeQuery
             else { return nil }
-            state.slots[index].statistics.probes += 1
+            state.slots[index].metrics.probes.increment()
             return (state.slots[index].member.transport, probeQuery, state.settings.configuration.probeTimeout)
         }
         guard let (transport, probeQuery, timeout) = target else { return }
@@ -698,15 +689,18 @@ public final class UpstreamPool: UpstreamTransport, Service {
         state.withLockedValue { $0.slots.contains { $0.health.isUp } }
     }
 
-    /// Each member's state and counters, in configured order.
-    public func statistics() -> [UpstreamMemberStatistics] {
+    /// Each member's state, in configured order; what happened to it is counted in the metrics
+    /// (``DNSProxyMetrics/Name``: queries, errors by kind, failovers, probes, down transitions).
+    public func status() -> [UpstreamMemberStatus] {
         state.withLockedValue { state in
             state.slots.map { slot in
-                var statistics = slot.statistics
-                statistics.isUp = slot.health.isUp
-                statistics.downReason = slot.health.downReason
-                statistics.latency = slot.latencyNanoseconds.map { .nanoseconds(Int64($0)) }
-                return statistics
+                UpstreamMemberStatus(
+                    name: slot.member.name,
+                    isUp: slot.health.isUp,
+                    downReason: slot.health.downReason,
+                    outstanding: slot.outstanding,
+                    latency: slot.latencyNanoseconds.map { .nanoseconds(Int64($0)) }
+                )
             }
         }
     }
