@@ -203,6 +203,29 @@ import Testing
         )
     }
 
+    @Test func hostileFilesGetAnAnswerNotACrashOrAMemoryBlowUp() async throws {
+        // Binary garbage.
+        let garbage = try file("")
+        try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 &+ 13) }).write(
+            to: URL(fileURLWithPath: garbage)
+        )
+        await #expect { try await ConfigFile.load(path: garbage) } throws: { "\($0)".hasSuffix("is not UTF-8 text") }
+        // A billion laughs: nine levels of ten aliases, 10^9 strings if expanded; aliases stay references.
+        var laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...8 {
+            laughs +=
+                "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ")
+                + "]\n"
+        }
+        laughs += "listen: *a8\n"
+        let found = try await problems(laughs)
+        #expect(
+            found.first == "1: a0: unknown key" && found.last == "10: listen: must be a list of values, or one value"
+        )
+        // Deep nesting.
+        #expect(try await problems(String(repeating: "[", count: 5000)).first?.contains("not valid YAML") == true)
+    }
+
     @Test func aKeyWithNoValueIsNotSet() async throws {
         #expect(try await problems("upstreams: {a: {address: 1.1.1.1}}\nmetrics:\nthreads:\n").isEmpty)
     }
