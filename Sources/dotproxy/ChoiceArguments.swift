@@ -100,3 +100,35 @@ struct FailoverResponseCodeArgument: ExpressibleByArgument, Hashable, Sendable {
     static var allValueStrings: [String] { names.map(\.0) + ["none"] }
     static var defaultCompletionKind: CompletionKind { .list(allValueStrings) }
 }
+
+/// `--block-action`: what a blocked query gets: `nxdomain`, `refused`, `null` (0.0.0.0 and ::), or
+/// addresses, comma-separated (`192.0.2.1,2001:db8::1`).
+struct BlockActionArgument: ExpressibleByArgument, Hashable, Sendable {
+    let action: BlockAction
+
+    init?(argument: String) {
+        switch argument.lowercased() {
+        case "nxdomain": action = .nxdomain
+        case "refused": action = .refused
+        case "null": action = .nullAddress
+        default:
+            var v4: [IPv4Address] = []
+            var v6: [IPv6Address] = []
+            for part in argument.split(separator: ",") {
+                if let address = IPv4Address(String(part)) {
+                    v4.append(address)
+                } else if let address = IPv6Address(String(part)) {
+                    v6.append(address)
+                } else {
+                    return nil
+                }
+            }
+            guard !v4.isEmpty || !v6.isEmpty else { return nil }
+            action = .addresses(v4, v6)
+        }
+    }
+
+    var defaultValueDescription: String { action.description }
+
+    static var allValueStrings: [String] { ["nxdomain", "refused", "null", "ADDRESS[,ADDRESS…]"] }
+}

@@ -117,6 +117,10 @@ actor ConfigReloader {
                 needRestart.append(name)
             }
         }
+        // The lists are read again at every reload (their files may change under the same names), and
+        // the new filter is built aside, before anything changes: a list that was never readable fails
+        // the reload whole.
+        let filter = try next.filter.map { try services.filterLoader.filter(for: $0) }
         if !Self.upstreamAspects.isDisjoint(with: changed) {
             // Built first: a member that cannot be built (an unreadable CA file) fails the reload
             // before anything changed.
@@ -149,6 +153,11 @@ actor ConfigReloader {
             cache.update(configuration: settings)
             running.cache = next.cache
         }
+        if next.filter != nil || running.filter != nil {
+            services.handler.updateFilter(filter)
+            if !changed.contains("filter") { changed.append("filter") }
+            running.filter = next.filter
+        }
         if changed.contains("log.level") {
             logLevel.level = next.logLevel
             running.logLevel = next.logLevel
@@ -167,7 +176,8 @@ actor ConfigReloader {
     }
 
     /// The parts a reload applies while the proxy serves.
-    static let reloadable: Set<String> = Set(["access", "rate-limit", "log.level", "cache"]).union(upstreamAspects)
+    static let reloadable: Set<String> = Set(["access", "rate-limit", "log.level", "cache", "filter"])
+        .union(upstreamAspects)
 
     /// The parts that change the upstream pool: its members or its configuration.
     static let upstreamAspects: Set<String> = ["upstreams", "tls", "upstream-policy", "failover", "health-check"]
@@ -199,6 +209,7 @@ actor ConfigReloader {
             "access": "\(configuration.accessControl)",
             "rate-limit": "\(String(describing: configuration.rateLimit))",
             "cache": "\(String(describing: configuration.cache))",
+            "filter": "\(String(describing: configuration.filter))",
         ]
     }
 }

@@ -224,6 +224,32 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("allow-any"), help: "Allow every client: an open resolver. Logs a warning.")
     var allowAny = false
 
+    @Option(
+        name: .customLong("blocklist"),
+        help:
+            "A list of domains to block, with their subdomains (repeatable): hosts file, one domain a line, or Adblock ||domain^ rules."
+    )
+    var blocklists: [String] = []
+
+    @Option(
+        name: .customLong("allowlist"),
+        help: "A list of domains never to block, in the same formats (repeatable); an allow rule wins over a block."
+    )
+    var allowlists: [String] = []
+
+    @Option(
+        name: .customLong("block-action"),
+        help: "What a blocked query gets: nxdomain, refused, null (0.0.0.0 and ::), or addresses, comma-separated."
+    )
+    var blockAction = BlockActionArgument(argument: "nxdomain")!
+
+    @Option(
+        name: .customLong("block-ttl"),
+        parsing: .unconditional,
+        help: "TTL in seconds of a blocked reply's records (0-86400)."
+    )
+    var blockTTL = Int(DomainListFilter.defaultTTL)
+
     @Option(name: .customLong("log-level"), help: "The least severe messages to log.")
     var logLevel: LogLevelArgument = .info
 
@@ -418,6 +444,26 @@ struct DotProxyCommand: AsyncParsableCommand {
         guard (0...604_800).contains(cacheMaxNegativeTTL) else {
             throw ValidationError("--cache-max-negative-ttl: \(cacheMaxNegativeTTL) must be 0 to 604800 seconds")
         }
+        guard (0...86_400).contains(blockTTL) else {
+            throw ValidationError("--block-ttl: \(blockTTL) must be 0 to 86400 seconds")
+        }
+        for (option, paths) in [("blocklist", blocklists), ("allowlist", allowlists)] {
+            for path in paths where !FileManager.default.isReadableFile(atPath: path) {
+                throw ValidationError("--\(option): cannot read \(path)")
+            }
+        }
+        if blocklists.isEmpty, !allowlists.isEmpty {
+            throw ValidationError("--allowlist: needs a --blocklist to make exceptions to")
+        }
+        let filter: FilterSettings? =
+            blocklists.isEmpty
+            ? nil
+            : FilterSettings(
+                blocklists: blocklists,
+                allowlists: allowlists,
+                action: blockAction.action,
+                ttl: UInt32(blockTTL)
+            )
         let cache: InMemoryDNSResponseCache.Configuration? =
             cacheSize == 0
             ? nil
@@ -468,6 +514,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             accessControl: accessControl,
             rateLimit: rateLimiter,
             cache: cache,
+            filter: filter,
             logLevel: logLevel.level,
             logJSON: logFormat == .json,
             logQueries: logQueries,

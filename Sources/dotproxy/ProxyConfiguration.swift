@@ -23,6 +23,8 @@ struct ProxyConfiguration: Sendable {
     var accessControl: AccessControlList
     var rateLimit: TokenBucketRateLimiter.Configuration?
     var cache: InMemoryDNSResponseCache.Configuration?
+    /// The filter lists and what a blocked query gets; no filter when `nil`.
+    var filter: FilterSettings? = nil
     var logLevel: Logger.Level
     var logJSON: Bool
     var logQueries: Bool
@@ -39,7 +41,7 @@ struct ProxyConfiguration: Sendable {
         return
             "listen=\(listeners) upstream=\(upstreamList) policy=\(upstreamPolicy.rawValue) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
             + "timeout=\(queryTimeout) max-udp-size=\(maximumUDPReplySize) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) "
-            + rateLimitSummary
+            + rateLimitSummary + filterSummary
             + " threads=\(threads.map(String.init) ?? "default")"
     }
 
@@ -47,6 +49,11 @@ struct ProxyConfiguration: Sendable {
         guard let cache else { return "cache=off" }
         return
             "cache=\(cache.maximumEntries) entries/\(cache.maximumBytes >> 20) MiB ttl=\(cache.minimumTTL)-\(cache.maximumTTL)s negative<=\(cache.maximumNegativeTTL)s"
+    }
+
+    private var filterSummary: String {
+        guard let filter else { return " filter=off" }
+        return " filter=\(filter.blocklists.count) lists action=\(filter.action) ttl=\(filter.ttl)"
     }
 
     private var rateLimitSummary: String {
@@ -66,6 +73,8 @@ struct ProxyServices: Sendable {
     let metrics: DNSProxyMetrics
     /// Builds the pool's members, and knows which a reload may keep.
     let upstreamFactory: UpstreamMemberFactory
+    /// Reads the filter's lists, and keeps them for a reload that cannot read one.
+    let filterLoader: FilterListLoader
     let pool: UpstreamPool
     /// The pool's members, one per `--upstream`.
     let upstreams: [any UpstreamTransport]
@@ -107,10 +116,13 @@ enum ProxyBuilder {
         let cache: any DNSResponseCache =
             configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) }
             ?? NoOpDNSResponseCache()
+        let filters = FilterListLoader(metrics: metrics, logger: logger)
+        let filter = try configuration.filter.map { try filters.filter(for: $0) }
         let handler = ForwardingQueryHandler(
             transport: transport,
             accessControl: configuration.accessControl,
             rateLimiter: limiter,
+            filter: filter,
             cache: cache,
             queryTimeout: configuration.queryTimeout,
             maximumUDPReplySize: configuration.maximumUDPReplySize,
@@ -141,6 +153,7 @@ enum ProxyBuilder {
             handler: handler,
             metrics: metrics,
             upstreamFactory: upstreams,
+            filterLoader: filters,
             pool: transport,
             upstreams: members.map(\.transport),
             rateLimiter: limiter,

@@ -30,6 +30,28 @@ import Testing
         }
     }
 
+    @Test func filterListsAreCheckedAndTheirActionRead() throws {
+        let list = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-list-\(UUID()).txt").path
+        try "ads.example\n".write(toFile: list, atomically: true, encoding: .utf8)
+        let base = ["--upstream", "1.1.1.1"]
+        #expect(try configuration(base).filter == nil, "no filter by default")
+        let filter = try #require(
+            try configuration(
+                base + ["--blocklist", list, "--block-action", "192.0.2.1,2001:db8::1", "--block-ttl", "5"]
+            )
+            .filter
+        )
+        #expect(filter.blocklists == [list] && filter.ttl == 5)
+        #expect(filter.action == .addresses([IPv4Address(192, 0, 2, 1)], [IPv6Address("2001:db8::1")!]))
+        #expect(
+            try configuration(base + ["--blocklist", list, "--block-action", "NULL"]).filter?.action == .nullAddress
+        )
+        expectRejected(base + ["--blocklist", "/nonexistent/list"], mentioning: "--blocklist: cannot read")
+        expectRejected(base + ["--allowlist", list], mentioning: "--allowlist: needs a --blocklist")
+        expectRejected(base + ["--blocklist", list, "--block-action", "block"], mentioning: "--block-action")
+        expectRejected(base + ["--blocklist", list, "--block-ttl", "-1"], mentioning: "--block-ttl")
+    }
+
     @Test func defaultsAreSecure() throws {
         let configuration = try configuration(["--upstream", "1.1.1.1"])
         #expect(

@@ -84,6 +84,14 @@ public final class DNSProxyMetrics: Sendable {
         /// Counter: client queries sent to the upstream while every upstream was down, to find out
         /// whether it is back, label `upstream`.
         public static let upstreamRecoveryQueries = "dotproxy_upstream_recovery_queries_total"
+        /// Counter: queries a filter blocked, label `list`.
+        public static let filterBlocked = "dotproxy_filter_blocked_total"
+        /// Counter: queries a filter answered from local data, label `source`.
+        public static let filterLocalAnswers = "dotproxy_filter_local_answers_total"
+        /// Gauge: the names a filter list holds, label `list`.
+        public static let filterListEntries = "dotproxy_filter_list_entries"
+        /// Gauge: when a filter list was last loaded, in seconds since the Unix epoch, label `list`.
+        public static let filterListLoaded = "dotproxy_filter_list_loaded_timestamp_seconds"
         /// Counter: configuration reloads, label `result` (`success`, `failure`). The library has no
         /// configuration file; the name is here so that every metric dotproxy exports has its help.
         public static let configReloads = "dotproxy_config_reloads_total"
@@ -123,6 +131,10 @@ public final class DNSProxyMetrics: Sendable {
         Name.upstreamProbes: "Health probes sent to the upstream.",
         Name.upstreamRecoveryQueries: "Client queries sent while every upstream was down, to find one that is back.",
         Name.configReloads: "Configuration reloads by result; a failure kept the running configuration.",
+        Name.filterBlocked: "Queries blocked, by the list that blocked them.",
+        Name.filterLocalAnswers: "Queries answered from local data, by source.",
+        Name.filterListEntries: "Names a filter list holds.",
+        Name.filterListLoaded: "When a filter list was last loaded, in seconds since the Unix epoch.",
     ]
 
     /// The query types counted under their own `qtype` label; others count as `other`.
@@ -154,6 +166,8 @@ public final class DNSProxyMetrics: Sendable {
     let cacheBytes: Meter
     let clientConnections: Meter
     private let upstreams = NIOLockedValueBox([String: UpstreamMetrics]())
+    /// Counters labelled with a name known only at run time (a filter list), created on first use.
+    private let named = NIOLockedValueBox([String: Counter]())
 
     /// Creates the handles.
     ///
@@ -236,6 +250,36 @@ public final class DNSProxyMetrics: Sendable {
         case .drop: rateLimitDecisions[2].increment()
         case .slip: rateLimitDecisions[3].increment()
         default: rateLimitDecisions[1].increment()
+        }
+    }
+
+    /// Counts a query a filter blocked (by `list`) or answered (from `source`).
+    func recordFiltered(_ decision: QueryFilterDecision) {
+        let (name, label, value): (String, String, String)
+        switch decision {
+        case .pass: return
+        case .blocked(_, let list, _): (name, label, value) = (Name.filterBlocked, "list", list)
+        case .answered(_, let source): (name, label, value) = (Name.filterLocalAnswers, "source", source)
+        }
+        named.withLockedValue { counters in
+            let key = name + "\u{0}" + value
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: name, dimensions: [(label, value)], factory: factory)
+            counters[key] = counter
+            return counter
+        }.increment()
+    }
+
+    /// Reports the lists a filter was just built from: their sizes, and that they were loaded now.
+    ///
+    /// - Parameters:
+    ///   - lists: Each list's name and how many names it holds.
+    ///   - loadedAt: When, in seconds since the Unix epoch.
+    public func recordFilterLists(_ lists: [(name: String, entries: Int)], loadedAt: Double) {
+        for list in lists {
+            Gauge(label: Name.filterListEntries, dimensions: [("list", list.name)], factory: factory)
+                .record(list.entries)
+            Gauge(label: Name.filterListLoaded, dimensions: [("list", list.name)], factory: factory).record(loadedAt)
         }
     }
 

@@ -8,10 +8,11 @@ import Synchronization
 ///
 /// 1. Admission (`QueryAdmission`): header, access list, rate limiter.
 /// 2. Parsing (`QueryParser`): one parse into a `ParsedQuery`, or FORMERR, NOTIMP, BADVERS.
-/// 3. The cache: a hit is answered at once (and may start a prefetch).
-/// 4. Miss coalescing (`MissCoalescer`): identical misses share one upstream query.
-/// 5. Forwarding (`UpstreamForwarder`), raced against a stale answer when the cache serves stale.
-/// 6. Reply shaping (`ReplyShaper`): the client's ID, case, EDNS and UDP size; SERVFAIL with a reason.
+/// 3. The filter (``QueryFilter``), if any: blocked, or answered from local data.
+/// 4. The cache: a hit is answered at once (and may start a prefetch).
+/// 5. Miss coalescing (`MissCoalescer`): identical misses share one upstream query.
+/// 6. Forwarding (`UpstreamForwarder`), raced against a stale answer when the cache serves stale.
+/// 7. Reply shaping (`ReplyShaper`): the client's ID, case, EDNS and UDP size; SERVFAIL with a reason.
 ///
 /// Each outcome is counted once, in ``DNSProxyMetrics``. In detail:
 ///
@@ -40,6 +41,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     /// atomic exchange each way.
     private let admission: Mutex<QueryAdmission>
     private let parser: QueryParser
+    /// Replaced whole by ``updateFilter(_:)``; each query reads it once.
+    private let filter: Mutex<(any QueryFilter)?>
     private let cache: any DNSResponseCache
     private let coalescer = MissCoalescer()
     private let forwarder: UpstreamForwarder
@@ -56,6 +59,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     ///   - accessControl: Who may query; loopback and private networks by default.
     ///   - deniedAction: What clients outside the access list get: REFUSED (the default) or nothing.
     ///   - rateLimiter: Per-client limits; none by default.
+    ///   - filter: Blocks or answers queries before the cache (``DomainListFilter``); none by default.
     ///   - cache: Where replies are kept and repeated queries answered; none by default.
     ///   - staleReplyDelay: With a serve-stale cache, how long a client waits for the upstream before
     ///     an expired answer is sent instead (RFC 8767 client response timer); 1.8 s.
@@ -72,6 +76,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         accessControl: AccessControlList = .default,
         deniedAction: AccessControlList.DeniedAction = .refuse,
         rateLimiter: (any QueryRateLimiter)? = nil,
+        filter: (any QueryFilter)? = nil,
         cache: any DNSResponseCache = NoOpDNSResponseCache(),
         staleReplyDelay: TimeAmount = .milliseconds(1800),
         queryTimeout: TimeAmount = .seconds(2),
@@ -89,6 +94,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             )
         )
         self.parser = QueryParser(metrics: metrics, logger: logger)
+        self.filter = Mutex(filter)
         self.cache = cache
         self.forwarder = UpstreamForwarder(transport: transport, cache: cache, queryTimeout: queryTimeout)
         self.shaper = ReplyShaper(
@@ -110,6 +116,12 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
 
     /// Who may query, and how fast, now.
     public var admissionPolicy: AdmissionPolicy { admission.withLock { $0.policy } }
+
+    /// Replaces the filter while the handler serves (`nil`: none): queries that arrive afterwards meet
+    /// the new one; build it aside first, so that no query meets a half-built one.
+    public func updateFilter(_ filter: (any QueryFilter)?) {
+        self.filter.withLock { $0 = filter }
+    }
 
     /// Replaces who may query and how fast, while the handler serves: queries that arrive afterwards
     /// are admitted under `policy`; those already admitted go on. A new rate limiter starts with full
@@ -153,6 +165,20 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                     "client": "\(parsed.client.endpointDescription)", "protocol": "\(parsed.clientProtocol)",
                 ]
             )
+        }
+        if let filter = filter.withLock({ $0 }) {
+            let decision = filter.decide(parsed.message, client: parsed.client)
+            switch decision {
+            case .pass:
+                break
+            case .blocked(let reply, let list, let rule):
+                metrics.recordFiltered(decision)
+                if logQueries { logger.info("blocked", metadata: ["list": "\(list)", "rule": "\(rule)"]) }
+                return .now(reply)
+            case .answered(let reply, _):
+                metrics.recordFiltered(decision)
+                return .now(reply)
+            }
         }
         if let hit = cache.lookup(parsed.message, key: parsed.key, now: now) {
             metrics.cacheHits.increment()

@@ -11,6 +11,10 @@ public struct ExtendedDNSError: Hashable, Sendable, CustomStringConvertible {
         public static let other: InfoCode = 0
         /// 3: the answer is stale (RFC 8767).
         public static let staleAnswer: InfoCode = 3
+        /// 15: the name is blocked by the operator's policy (a blocklist).
+        public static let blocked: InfoCode = 15
+        /// 17: the name is filtered at the client's request.
+        public static let filtered: InfoCode = 17
         /// 18: the client is not allowed to query.
         public static let prohibited: InfoCode = 18
         /// 22: no upstream could be reached, or none replied in time.
@@ -19,7 +23,8 @@ public struct ExtendedDNSError: Hashable, Sendable, CustomStringConvertible {
         public static let networkError: InfoCode = 23
 
         private static let names: [UInt16: String] = [
-            0: "Other Error", 3: "Stale Answer", 18: "Prohibited", 22: "No Reachable Authority", 23: "Network Error",
+            0: "Other Error", 3: "Stale Answer", 15: "Blocked", 17: "Filtered", 18: "Prohibited",
+            22: "No Reachable Authority", 23: "Network Error",
         ]
 
         public var description: String { Self.names[rawValue] ?? "EDE\(rawValue)" }

@@ -1,0 +1,78 @@
+/// Builds a ``DomainNameSet`` from names added one by one.
+public struct DomainNameSetBuilder: Sendable {
+    private var storage: [UInt8] = []
+    private var offsets: [UInt32] = []
+
+    /// An empty builder.
+    public init() {}
+
+    /// How many names were added (duplicates included).
+    public var count: Int { offsets.count }
+
+    /// Adds `name` (text, any case, a trailing dot allowed), and with `subdomainsOnly` its subdomains
+    /// but not the name itself (`*.example.com`).
+    ///
+    /// - Returns: `false`, with nothing added, when `name` is not a usable domain name.
+    @discardableResult
+    public mutating func add(_ name: some StringProtocol, subdomainsOnly: Bool = false) -> Bool {
+        guard let wire = DomainNameSet.wireForm(of: name), storage.count + wire.count + 1 < UInt32.max else {
+            return false
+        }
+        offsets.append(UInt32(storage.count))
+        storage.append(UInt8(wire.count) | (subdomainsOnly ? DomainNameSet.subdomainsOnly : 0))
+        storage.append(contentsOf: wire)
+        return true
+    }
+
+    /// The set, with each name once (the first spelling of a name wins).
+    public func build() -> DomainNameSet {
+        // At most half full, a power of two so a slot is a mask away.
+        var size = 1
+        while size < max(2, offsets.count * 2) { size <<= 1 }
+        var table = [UInt64](repeating: 0, count: size)
+        var kept: [UInt8] = []
+        kept.reserveCapacity(storage.count)
+        var count = 0
+        let mask = size - 1
+        for offset in offsets {
+            let start = Int(offset)
+            let header = storage[start]
+            let length = Int(header & ~DomainNameSet.subdomainsOnly)
+            let wire = Array(storage[(start + 1)..<(start + 1 + length)])
+            let hash = DomainNameSet.hash(ofWireName: wire)
+            let tag = hash & 0xFFFF_FFFF_0000_0000
+            var slot = Int(truncatingIfNeeded: hash) & mask
+            var duplicate = false
+            while table[slot] != 0 {
+                if table[slot] & 0xFFFF_FFFF_0000_0000 == tag {
+                    let other = Int(table[slot] & 0xFFFF_FFFF) - 1
+                    if Int(kept[other] & ~DomainNameSet.subdomainsOnly) == length,
+                        Array(kept[(other + 1)..<(other + 1 + length)]) == wire
+                    {
+                        duplicate = true
+                        break
+                    }
+                }
+                slot = (slot + 1) & mask
+            }
+            guard !duplicate else { continue }
+            table[slot] = tag | UInt64(kept.count + 1)
+            kept.append(header)
+            kept.append(contentsOf: wire)
+            count += 1
+        }
+        kept.shrinkCapacity()
+        return DomainNameSet(storage: kept, table: table, count: count)
+    }
+}
+
+extension Array {
+    /// Drops the spare capacity, so a long-lived array holds only what it needs.
+    fileprivate mutating func shrinkCapacity() {
+        guard capacity > count else { return }
+        self = Array(unsafeUninitializedCapacity: count) { buffer, initialized in
+            for (index, element) in enumerated() { (buffer.baseAddress! + index).initialize(to: element) }
+            initialized = count
+        }
+    }
+}
