@@ -5,8 +5,8 @@
 /// without the root label; an open-addressing table of 64-bit slots (a hash of the name in the high
 /// half, its offset in the low half) finds them. A lookup hashes each suffix of the query's name, from
 /// the rightmost label leftwards, so every suffix costs only its new label, and compares the octets of
-/// the slot it finds: a hash collision costs a comparison, never a wrong match. About 40 octets a name
-/// for a list of a million (Docs/performance.md, "Filter lists").
+/// the slot it finds: a hash collision costs a comparison, never a wrong match. What a name costs in
+/// memory and time: Docs/performance.md, "Filter lists".
 public struct DomainNameSet: Sendable {
     /// Entries: a flags-and-length octet, then the name's wire octets (labels with their lengths).
     private let storage: [UInt8]
@@ -38,6 +38,12 @@ public struct DomainNameSet: Sendable {
     public func matches(_ name: String) -> Bool {
         guard let wire = Self.wireForm(of: name) else { return false }
         return wire.withUnsafeBufferPointer { match(UnsafeRawBufferPointer($0)) != nil }
+    }
+
+    /// Whether the set holds the name in `wireName` (its wire octets without the root label, any
+    /// case, as a query carries it), or a name it is a subdomain of. Allocates nothing.
+    public func matches(wireName: UnsafeRawBufferPointer) -> Bool {
+        match(wireName) != nil
     }
 
     /// The offset of the set's entry that `name` (wire octets without the root label, any case) is or
@@ -131,19 +137,21 @@ public struct DomainNameSet: Sendable {
         return hash
     }
 
-    /// The hash of a whole name as ``match(_:)`` computes it: its labels from the right.
-    static func hash(ofWireName name: [UInt8]) -> UInt64 {
-        var starts: [Int] = []
-        var position = 0
-        while position < name.count {
-            starts.append(position)
-            position += 1 + Int(name[position])
-        }
-        var hash = seed
-        return name.withUnsafeBytes { bytes in
-            for index in starts.indices.reversed() {
-                let end = index + 1 < starts.count ? starts[index + 1] : name.count
-                hash = extend(hash, with: UnsafeRawBufferPointer(rebasing: bytes[starts[index]..<end]))
+    /// The hash of a whole name (wire octets without the root label) as ``match(_:)`` computes it:
+    /// its labels from the right.
+    static func hash(ofWireName name: UnsafeRawBufferPointer) -> UInt64 {
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 128) { starts in
+            var labels = 0
+            var position = 0
+            while position < name.count, labels < 128 {
+                starts[labels] = position
+                labels += 1
+                position += 1 + Int(name[position])
+            }
+            var hash = seed
+            for index in stride(from: labels - 1, through: 0, by: -1) {
+                let end = index + 1 < labels ? starts[index + 1] : name.count
+                hash = extend(hash, with: UnsafeRawBufferPointer(rebasing: name[starts[index]..<end]))
             }
             return hash
         }

@@ -15,12 +15,45 @@ public struct DomainNameSetBuilder: Sendable {
     /// - Returns: `false`, with nothing added, when `name` is not a usable domain name.
     @discardableResult
     public mutating func add(_ name: some StringProtocol, subdomainsOnly: Bool = false) -> Bool {
-        guard let wire = DomainNameSet.wireForm(of: name), storage.count + wire.count + 1 < UInt32.max else {
+        var text = String(name)
+        return text.withUTF8 { add(wire: UnsafeRawBufferPointer($0), subdomainsOnly: subdomainsOnly) }
+    }
+
+    /// ``add(_:subdomainsOnly:)`` for a name given as its text's UTF-8 octets: written straight into
+    /// the storage in lower-cased wire form, with no array of its own.
+    @discardableResult
+    mutating func add(wire text: UnsafeRawBufferPointer, subdomainsOnly: Bool = false) -> Bool {
+        var end = text.count
+        if end > 0, text[end - 1] == UInt8(ascii: ".") { end -= 1 }
+        guard end > 0, end <= 253, storage.count + end + 2 < UInt32.max else { return false }
+        let entry = storage.count
+        storage.append(0)  // the header, set below
+        var labelStart = storage.count
+        storage.append(0)  // the first label's length
+        var index = 0
+        while index < end {
+            let byte = DNSName.lowercase(text[index])
+            if byte == UInt8(ascii: ".") {
+                let length = storage.count - labelStart - 1
+                guard length > 0, length < 64 else { break }
+                storage[labelStart] = UInt8(length)
+                labelStart = storage.count
+                storage.append(0)
+            } else if (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x5F {
+                storage.append(byte)
+            } else {
+                break
+            }
+            index += 1
+        }
+        let lastLength = storage.count - labelStart - 1
+        guard index == end, lastLength > 0, lastLength < 64 else {
+            storage.removeSubrange(entry...)
             return false
         }
-        offsets.append(UInt32(storage.count))
-        storage.append(UInt8(wire.count) | (subdomainsOnly ? DomainNameSet.subdomainsOnly : 0))
-        storage.append(contentsOf: wire)
+        storage[labelStart] = UInt8(lastLength)
+        storage[entry] = UInt8(storage.count - entry - 1) | (subdomainsOnly ? DomainNameSet.subdomainsOnly : 0)
+        offsets.append(UInt32(entry))
         return true
     }
 
@@ -34,32 +67,39 @@ public struct DomainNameSetBuilder: Sendable {
         kept.reserveCapacity(storage.count)
         var count = 0
         let mask = size - 1
-        for offset in offsets {
-            let start = Int(offset)
-            let header = storage[start]
-            let length = Int(header & ~DomainNameSet.subdomainsOnly)
-            let wire = Array(storage[(start + 1)..<(start + 1 + length)])
-            let hash = DomainNameSet.hash(ofWireName: wire)
-            let tag = hash & 0xFFFF_FFFF_0000_0000
-            var slot = Int(truncatingIfNeeded: hash) & mask
-            var duplicate = false
-            while table[slot] != 0 {
-                if table[slot] & 0xFFFF_FFFF_0000_0000 == tag {
-                    let other = Int(table[slot] & 0xFFFF_FFFF) - 1
-                    if Int(kept[other] & ~DomainNameSet.subdomainsOnly) == length,
-                        Array(kept[(other + 1)..<(other + 1 + length)]) == wire
-                    {
-                        duplicate = true
-                        break
+        storage.withUnsafeBytes { storage in
+            for offset in offsets {
+                let start = Int(offset)
+                let header = storage[start]
+                let length = Int(header & ~DomainNameSet.subdomainsOnly)
+                let wire = UnsafeRawBufferPointer(rebasing: storage[(start + 1)..<(start + 1 + length)])
+                let hash = DomainNameSet.hash(ofWireName: wire)
+                let tag = hash & 0xFFFF_FFFF_0000_0000
+                var slot = Int(truncatingIfNeeded: hash) & mask
+                var duplicate = false
+                while table[slot] != 0 {
+                    if table[slot] & 0xFFFF_FFFF_0000_0000 == tag {
+                        let other = Int(table[slot] & 0xFFFF_FFFF) - 1
+                        if Int(kept[other] & ~DomainNameSet.subdomainsOnly) == length,
+                            kept.withUnsafeBytes({ kept in
+                                DomainNameSet.equalLowercased(
+                                    UnsafeRawBufferPointer(rebasing: kept[(other + 1)...]),
+                                    wire
+                                )
+                            })
+                        {
+                            duplicate = true
+                            break
+                        }
                     }
+                    slot = (slot + 1) & mask
                 }
-                slot = (slot + 1) & mask
+                guard !duplicate else { continue }
+                table[slot] = tag | UInt64(kept.count + 1)
+                kept.append(header)
+                kept.append(contentsOf: wire)
+                count += 1
             }
-            guard !duplicate else { continue }
-            table[slot] = tag | UInt64(kept.count + 1)
-            kept.append(header)
-            kept.append(contentsOf: wire)
-            count += 1
         }
         kept.shrinkCapacity()
         return DomainNameSet(storage: kept, table: table, count: count)
