@@ -106,6 +106,18 @@ let package = Package(
             path: "Examples/custom-cache"
         ),
         .executableTarget(
+            name: "type-filter",
+            dependencies: [
+                "DoTCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/type-filter"
+        ),
+        .executableTarget(
             name: "embedded-server",
             dependencies: [
                 "DoTCore",

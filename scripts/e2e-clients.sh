@@ -2,14 +2,14 @@
 # End to end with real clients: dig and kdig -> dotproxy (the built binary) -> Unbound over DoT, all on
 # loopback. Checks answers over UDP and TCP, a padded query, truncation of a large reply, NXDOMAIN, a FORMERR for a
 # malformed packet, BADVERS for an unknown EDNS version, the metrics endpoint (checked by promtool), the
-# three examples, a start from a configuration file (and check-config), that SIGHUP, SIGUSR1 and SIGUSR2 leave dotproxy running, and that SIGTERM makes it exit 0. Run as root, it runs dotproxy as user 65534
+# four examples, a start from a configuration file (and check-config) with a blocklist and local names, that SIGHUP, SIGUSR1 and SIGUSR2 leave dotproxy running, and that SIGTERM makes it exit 0. Run as root, it runs dotproxy as user 65534
 # with no capabilities. Fails loudly if a tool is missing.
 #   scripts/e2e-clients.sh [path/to/dotproxy]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${1:-.build/debug/dotproxy}
 bin_dir=$(dirname "$binary")
-for tool in dig kdig python3 promtool "$binary" "$bin_dir/resolve" "$bin_dir/custom-cache" "$bin_dir/embedded-server"; do command -v "$tool" >/dev/null || { echo "e2e: $tool is missing" >&2; exit 69; }; done
+for tool in dig kdig python3 promtool "$binary" "$bin_dir/resolve" "$bin_dir/custom-cache" "$bin_dir/embedded-server" "$bin_dir/type-filter"; do command -v "$tool" >/dev/null || { echo "e2e: $tool is missing" >&2; exit 69; }; done
 work=$(mktemp -d)
 proxy_pid=""
 example_pids=()
@@ -40,11 +40,15 @@ cache_port=$(free_port)
 "$bin_dir/custom-cache" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" \
   --port "$cache_port" > "$work/custom-cache.log" 2>&1 &
 example_pids+=($!)
+filter_port=$(free_port)
+"$bin_dir/type-filter" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" \
+  --port "$filter_port" --refuse ANY > "$work/type-filter.log" 2>&1 &
+example_pids+=($!)
 embedded_port=$(free_port)
 "$bin_dir/embedded-server" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" \
   --port "$embedded_port" > "$work/embedded-server.log" 2>&1 &
 example_pids+=($!)
-for listener in "$port" "$cache_port" "$embedded_port"; do
+for listener in "$port" "$cache_port" "$embedded_port" "$filter_port"; do
   for _ in $(seq 100); do dig @127.0.0.1 -p "$listener" a.test +short +time=1 +tries=1 >/dev/null 2>&1 && break; sleep 0.1; done
 done
 http_get() { python3 -c "
@@ -81,6 +85,8 @@ check "custom-cache example answers, then from its cache" "^A\.TeSt\.\s+29[0-9]\
   "dig @127.0.0.1 -p $cache_port a.test +short >/dev/null; sleep 1.1; dig @127.0.0.1 -p $cache_port A.TeSt +noall +answer"
 check "resolve example answers over DoT" "^a\.test\.\s+300\s+IN\s+A\s+192\.0\.2\." "$bin_dir/resolve" a.test A \
   --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA"
+check "type-filter example refuses ANY and answers A" "status: REFUSED.*192\.0\.2\." bash -c \
+  "{ dig @127.0.0.1 -p $filter_port a.test ANY | grep status; dig @127.0.0.1 -p $filter_port a.test +short; } | tr '\n' ' '"
 check "embedded-server example answers over TCP" "^192\.0\.2\.[0-9]+$" dig @127.0.0.1 -p "$embedded_port" a.test +tcp +short
 for pid in "${example_pids[@]}"; do kill -INT "$pid"; done
 for pid in "${example_pids[@]}"; do wait "$pid" 2>/dev/null || { echo "FAIL an example exited with an error"; failures=$((failures+1)); }; done
@@ -107,9 +113,12 @@ upstreams:
 cache: {size: 100}
 log: {level: warning}
 metrics: {listen: "127.0.0.1:$file_metrics_port"}
+filter: {blocklists: ["$work/ads.txt"], local-records: "$work/local.txt"}
 YAML
-chmod 644 "$work/dotproxy.yaml"
-check "check-config accepts the file" "ok, 4 settings, 1 upstreams" "$binary" check-config "$work/dotproxy.yaml"
+printf '0.0.0.0 ads.test\n||tracker.test^\n' > "$work/ads.txt"
+printf 'zone lan\n192.168.1.1 router.lan\n' > "$work/local.txt"
+chmod 644 "$work/dotproxy.yaml" "$work/ads.txt" "$work/local.txt"
+check "check-config accepts the file" "ok, 6 settings, 1 upstreams" "$binary" check-config "$work/dotproxy.yaml"
 printf 'upstreams: {rig: {address: 127.0.0.1}}\ncache:\n  size: lots\n' > "$work/bad.yaml"
 check "check-config refuses a bad file with its line, exit 78" "bad.yaml:3: cache.size: must be a whole number status=78" \
   bash -c "out=\$('$binary' check-config '$work/bad.yaml' 2>&1); echo \"\$out status=\$?\""
@@ -120,6 +129,11 @@ proxy_pid=$!
 for _ in $(seq 100); do dig @127.0.0.1 -p "$file_port" a.test +short +time=1 +tries=1 >/dev/null 2>&1 && break; sleep 0.1; done
 check "dig A through the proxy started from the file" "^192\.0\.2\.1$" dig @127.0.0.1 -p "$file_port" a.test +short
 metrics_port=$file_metrics_port
+check "a blocklisted name gets NXDOMAIN with EDE 15 (Blocked)" "status: NXDOMAIN.*EDE: 15" bash -c \
+  "dig @127.0.0.1 -p $file_port www.tracker.test | tr '\n' ' '"
+check "a local name is answered authoritatively, never forwarded" "flags: qr aa.*192\.168\.1\.1" bash -c \
+  "dig @127.0.0.1 -p $file_port router.lan | tr '\n' ' '"
+check "an unlisted name in a local zone is NXDOMAIN" "status: NXDOMAIN" dig @127.0.0.1 -p "$file_port" ghost.lan
 check "/metrics names the upstream as the file does" '^dotproxy_upstream_queries_total\{upstream="rig"\} [1-9]' http_get /metrics
 # A reload on SIGHUP: the new access list turns the client away; a broken file then changes nothing.
 printf 'access: {allow: [10.0.0.0/8]}\n' >> "$work/dotproxy.yaml"
@@ -131,6 +145,6 @@ check "a broken file at SIGHUP is logged with its line and changes nothing" "dot
 check "/metrics counts the reloads" 'dotproxy_config_reloads_total\{result="failure"\} 1' http_get /metrics
 kill -TERM "$proxy_pid"; wait "$proxy_pid" || true
 proxy_pid=""
-total=28
+total=33
 echo "$((total - failures)) passed, $failures failed"
 [ "$failures" = 0 ]

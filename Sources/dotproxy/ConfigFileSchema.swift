@@ -63,6 +63,7 @@ enum ConfigFileSchema {
         Setting(key: "rate-limit.slip", option: "rate-limit-slip", kind: .integer),
         Setting(key: "filter.blocklists", option: "blocklist", kind: .list),
         Setting(key: "filter.allowlists", option: "allowlist", kind: .list),
+        Setting(key: "filter.local-records", option: "local-records", kind: .text),
         Setting(key: "filter.action", option: "block-action", kind: .text),
         Setting(key: "filter.ttl", option: "block-ttl", kind: .integer),
         Setting(key: "access.allow", option: "allow", kind: .list),

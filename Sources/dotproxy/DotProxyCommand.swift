@@ -238,6 +238,13 @@ struct DotProxyCommand: AsyncParsableCommand {
     var allowlists: [String] = []
 
     @Option(
+        name: .customLong("local-records"),
+        help:
+            "A file of names answered locally, never forwarded: NAME TYPE VALUE lines (A, AAAA, CNAME, TXT, PTR), hosts lines, and zone NAME for local zones."
+    )
+    var localRecords: String?
+
+    @Option(
         name: .customLong("block-action"),
         help: "What a blocked query gets: nxdomain, refused, null (0.0.0.0 and ::), or addresses, comma-separated."
     )
@@ -447,7 +454,9 @@ struct DotProxyCommand: AsyncParsableCommand {
         guard (0...86_400).contains(blockTTL) else {
             throw ValidationError("--block-ttl: \(blockTTL) must be 0 to 86400 seconds")
         }
-        for (option, paths) in [("blocklist", blocklists), ("allowlist", allowlists)] {
+        for (option, paths) in [
+            ("blocklist", blocklists), ("allowlist", allowlists), ("local-records", localRecords.map { [$0] } ?? []),
+        ] {
             for path in paths where !FileManager.default.isReadableFile(atPath: path) {
                 throw ValidationError("--\(option): cannot read \(path)")
             }
@@ -456,13 +465,14 @@ struct DotProxyCommand: AsyncParsableCommand {
             throw ValidationError("--allowlist: needs a --blocklist to make exceptions to")
         }
         let filter: FilterSettings? =
-            blocklists.isEmpty
+            blocklists.isEmpty && localRecords == nil
             ? nil
             : FilterSettings(
                 blocklists: blocklists,
                 allowlists: allowlists,
                 action: blockAction.action,
-                ttl: UInt32(blockTTL)
+                ttl: UInt32(blockTTL),
+                localRecords: localRecords
             )
         let cache: InMemoryDNSResponseCache.Configuration? =
             cacheSize == 0

@@ -15,6 +15,8 @@ struct FilterSettings: Hashable, Sendable {
     var allowlists: [String]
     var action: BlockAction
     var ttl: UInt32
+    /// A file of names answered locally.
+    var localRecords: String?
 }
 
 /// Reads the filter's list files and builds the filter, at start and at each reload. A list that
@@ -25,6 +27,7 @@ final class FilterListLoader: Sendable {
     private let metrics: DNSProxyMetrics
     /// The lists read last, by path.
     private let loaded = NIOLockedValueBox([String: DomainList]())
+    private let loadedRecords = NIOLockedValueBox([String: LocalRecords]())
 
     init(metrics: DNSProxyMetrics, logger: Logger) {
         self.metrics = metrics
@@ -45,8 +48,33 @@ final class FilterListLoader: Sendable {
             blocklists: blocklists,
             allowlists: allowlists,
             action: settings.action,
-            ttl: settings.ttl
+            ttl: settings.ttl,
+            localRecords: try settings.localRecords.map { try records(at: $0) }
         )
+    }
+
+    /// The local records in the file at `path`; an unreadable file at a reload keeps the copy before.
+    private func records(at path: String) throws -> LocalRecords {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if let previous = loadedRecords.withLockedValue({ $0[path] }) {
+                logger.error("local records unreadable, the previous copy is kept", metadata: ["file": "\(path)"])
+                return previous
+            }
+            throw ValidationError("--local-records: cannot read \(path)")
+        }
+        let records = LocalRecords(parsing: String(decoding: data, as: UTF8.self))
+        if records.rejectedLineCount > 0 {
+            logger.warning(
+                "local records lines skipped: not NAME TYPE VALUE, a hosts line or zone NAME",
+                metadata: [
+                    "file": "\(path)", "skipped": .stringConvertible(records.rejectedLineCount),
+                    "first": .array(records.rejectedLines.map { .string("\(path):\($0.line): \($0.text)") }),
+                ]
+            )
+        }
+        metrics.recordFilterLists([("local-records", records.count)], loadedAt: Date().timeIntervalSince1970)
+        loadedRecords.withLockedValue { $0[path] = records }
+        return records
     }
 
     private func list(at path: String) throws -> DomainList {
