@@ -10,22 +10,7 @@ binary=${1:-.build/debug/dotproxy}
 max_loss=${2:-0.5}
 rate=2000 seconds=14 stop_at=3 start_at=6
 for tool in dnsperf dig python3 "$binary"; do command -v "$tool" >/dev/null || { echo "e2e-failover: $tool is missing" >&2; exit 69; }; done
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  scripts/unbound-rig.sh stop "$work/a" >/dev/null 2>&1 || true
-  scripts/unbound-rig.sh stop "$work/b" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-# Two Unbounds sharing one CA.
-scripts/unbound-rig.sh start "$work/a" >/dev/null
-mkdir -p "$work/b" && cp "$work/a/ca.key" "$work/a/ca.pem" "$work/b/"
-scripts/unbound-rig.sh start "$work/b" >/dev/null
-a_port=$(. "$work/a/rig.env"; echo "$RIG_DOT_PORT")
-b_port=$(. "$work/b/rig.env"; echo "$RIG_DOT_PORT")
+. scripts/lib/two-upstreams.sh
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$binary" --upstream "127.0.0.1:$a_port#dns.test" --upstream "127.0.0.1:$b_port#dns.test" --ca-file "$work/a/ca.pem" \
   --cache-size 0 --listen "127.0.0.1:$port" --log-level notice > "$work/proxy.log" 2>&1 &
