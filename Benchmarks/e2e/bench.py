@@ -11,6 +11,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import re
 import shutil
 import signal
@@ -743,6 +744,8 @@ def start_ready(system, port, args, work, rig, purpose):
     argv = SYSTEMS[system](work, port, rig, binary, args.threads)
     if purpose == "fill" and system in ("dotproxy", "baseline"):
         argv += DOTPROXY_FILL_FLAGS
+    if system == "dotproxy" and args.dotproxy_args:
+        argv += shlex.split(args.dotproxy_args)
     process = start(system, argv, log)
     if wait_ready(port):
         return process
@@ -815,6 +818,9 @@ def main():
     parser.add_argument("--systems", default="dotproxy,dnsdist,unbound,kresd,stubby",
                         help="which systems to measure; add baseline (with --baseline) to compare two dotproxy builds")
     parser.add_argument("--baseline", metavar="BIN", help="another dotproxy binary, measured as the system baseline")
+    parser.add_argument("--dotproxy-args", default="", metavar="ARGS",
+                        help="flags added to dotproxy's command line (not the baseline's), said in every table: "
+                             "with --baseline set to the same binary, what a setting costs")
     parser.add_argument("--transports", default="udp,tcp")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--settle", type=float, default=5,
@@ -842,7 +848,9 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     rig_dir = os.path.join(work, "upstream")
     results = {"seconds": args.seconds, "rounds_run": args.rounds, "settle_seconds": args.settle, "cpus": os.cpu_count(), "runs": [], "rounds": [], "fill": [], "fill_rounds": [], "idle_rss_mib": {},
-               "client": args.client, "configurations": [configuration_line(system, args.threads) for system in systems]}
+               "client": args.client, "configurations": [configuration_line(system, args.threads)
+                                                      + (f"; with {args.dotproxy_args}" if system == "dotproxy" and args.dotproxy_args else "")
+                                                      for system in systems]}
     run_tag = f"r{int(time.time())}"
     try:
         out = subprocess.run([os.path.join(ROOT, "scripts/unbound-rig.sh"), "start", rig_dir], capture_output=True, text=True, check=True).stdout
