@@ -2,6 +2,7 @@ import CoreMetrics
 import DoTCore
 import Logging
 import NIOCore
+import NIOPosix
 
 /// Applies the configuration file again to the running proxy, on SIGHUP (and, with `--watch-config`,
 /// when the file changes).
@@ -82,7 +83,7 @@ actor ConfigReloader {
         }
         let outcome: Outcome
         do {
-            outcome = try apply(next)
+            outcome = try await apply(next)
         } catch {
             failed.increment()
             logger.error("configuration reload failed, the running configuration is kept: \(error)")
@@ -103,7 +104,7 @@ actor ConfigReloader {
 
     /// Applies the parts of `next` that differ from the running configuration and can change while
     /// serving; returns what changed and what needs a restart.
-    private func apply(_ next: ProxyConfiguration) throws -> Outcome {
+    private func apply(_ next: ProxyConfiguration) async throws -> Outcome {
         var changed: [String] = []
         var needRestart: [String] = []
         let before = Self.aspects(of: running)
@@ -120,14 +121,21 @@ actor ConfigReloader {
         // The lists are read again at every reload (their files may change under the same names), and
         // the new filter is built aside, before anything changes: a list that was never readable fails
         // the reload whole.
-        let filter = try next.filter.map { try services.filterLoader.filter(for: $0) }
+        // Reading a list of a million names, or a trust store, takes a CPU for a while: on the blocking
+        // pool, not on an event loop (Swift's tasks run on the loops), which would stall its queries.
+        let loader = services.filterLoader
+        let filter = try await NIOThreadPool.singleton.runIfActive {
+            try next.filter.map { try loader.filter(for: $0) }
+        }
         if !Self.upstreamAspects.isDisjoint(with: changed) {
             // Built first: a member that cannot be built (an unreadable CA file) fails the reload
             // before anything changed.
-            var upstreams = next
-            upstreams.bootstrap = running.bootstrap
-            upstreams.idleTimeout = running.idleTimeout
-            let members = try services.upstreamFactory.members(for: upstreams)
+            var built = next
+            built.bootstrap = running.bootstrap
+            built.idleTimeout = running.idleTimeout
+            let upstreams = built
+            let factory = services.upstreamFactory
+            let members = try await NIOThreadPool.singleton.runIfActive { try factory.members(for: upstreams) }
             let removed = services.pool.update(members: members, configuration: next.pool)
             running.upstreams = next.upstreams
             running.upstreamSettings = next.upstreamSettings
