@@ -12,6 +12,10 @@ public struct DomainNameSet: Sendable {
     private let storage: [UInt8]
     /// Open addressing, linear probing; 0 is an empty slot.
     private let table: [UInt64]
+    /// A Bloom filter of the names' hashes, two bits a name in eight: a suffix the set cannot hold is
+    /// turned away here, in a bit array a few hundred times smaller than the table that stays in the
+    /// processor's caches, instead of by a probe into the table that does not.
+    private let bloom: [UInt64]
     /// How many names the set holds.
     public let count: Int
 
@@ -22,17 +26,28 @@ public struct DomainNameSet: Sendable {
     public init() {
         self.storage = []
         self.table = [0]
+        self.bloom = [0]
         self.count = 0
     }
 
-    init(storage: [UInt8], table: [UInt64], count: Int) {
+    init(storage: [UInt8], table: [UInt64], bloom: [UInt64], count: Int) {
         self.storage = storage
         self.table = table
+        self.bloom = bloom
         self.count = count
     }
 
-    /// The octets of the set's storage and table, for the memory a list costs.
-    public var footprint: Int { storage.capacity + table.capacity * 8 }
+    /// The octets of the set's storage, table and filter, for the memory a list costs.
+    public var footprint: Int { storage.capacity + table.capacity * 8 + bloom.capacity * 8 }
+
+    /// The two bits of `hash` in a Bloom filter of `words` 64-bit words (a power of two).
+    @inline(__always)
+    static func bloomBits(of hash: UInt64, words: Int) -> (word1: Int, bit1: UInt64, word2: Int, bit2: UInt64) {
+        let mask = words * 64 - 1
+        let first = Int(truncatingIfNeeded: hash >> 40) & mask
+        let second = Int(truncatingIfNeeded: (hash >> 20) ^ (hash >> 52)) & mask
+        return (first >> 6, 1 << UInt64(first & 63), second >> 6, 1 << UInt64(second & 63))
+    }
 
     /// Whether the set holds `name` (text, any case), or a name it is a subdomain of.
     public func matches(_ name: String) -> Bool {
@@ -81,6 +96,11 @@ public struct DomainNameSet: Sendable {
     /// The entry holding `suffix`, if its flags let it match here: a subdomains-only entry does not
     /// match the whole name.
     private func find(_ suffix: UnsafeRawBufferPointer, hash: UInt64, isWholeName: Bool) -> Int? {
+        let maybe = bloom.withUnsafeBufferPointer { bloom -> Bool in
+            let bits = Self.bloomBits(of: hash, words: bloom.count)
+            return bloom[bits.word1] & bits.bit1 != 0 && bloom[bits.word2] & bits.bit2 != 0
+        }
+        guard maybe else { return nil }
         let mask = table.count - 1
         var slot = Int(truncatingIfNeeded: hash) & mask
         let tag = hash & 0xFFFF_FFFF_0000_0000

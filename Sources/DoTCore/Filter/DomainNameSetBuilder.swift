@@ -63,6 +63,10 @@ public struct DomainNameSetBuilder: Sendable {
         var size = 1
         while size < max(2, offsets.count * 2) { size <<= 1 }
         var table = [UInt64](repeating: 0, count: size)
+        // Eight bits a name (a power of two of 64-bit words), two set for each.
+        var words = 1
+        while words * 64 < max(64, offsets.count * 8) { words <<= 1 }
+        var bloom = [UInt64](repeating: 0, count: words)
         var kept: [UInt8] = []
         kept.reserveCapacity(storage.count)
         var count = 0
@@ -96,13 +100,16 @@ public struct DomainNameSetBuilder: Sendable {
                 }
                 guard !duplicate else { continue }
                 table[slot] = tag | UInt64(kept.count + 1)
+                let bits = DomainNameSet.bloomBits(of: hash, words: words)
+                bloom[bits.word1] |= bits.bit1
+                bloom[bits.word2] |= bits.bit2
                 kept.append(header)
                 kept.append(contentsOf: wire)
                 count += 1
             }
         }
         kept.shrinkCapacity()
-        return DomainNameSet(storage: kept, table: table, count: count)
+        return DomainNameSet(storage: kept, table: table, bloom: bloom, count: count)
     }
 }
 
