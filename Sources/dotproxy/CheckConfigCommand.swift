@@ -17,11 +17,11 @@ struct CheckConfigCommand: AsyncParsableCommand {
     var path: String
 
     func run() async throws {
-        do {
+        do throws(ConfigFileError) {
             let file = try await ConfigFile.load(path: path)
             try Self.check(file)
             print("\(path): ok, \(file.values.count) settings, \(file.upstreams.count) upstreams")
-        } catch let error as ConfigFileError {
+        } catch {
             StandardError.write("\(error)\n")
             throw ExitCode(ConfigFileError.exitCode)
         }
