@@ -2,7 +2,7 @@
 # which need nothing but bash and Swift.
 ARGS ?= --upstream 1.1.1.1
 
-.PHONY: run test build fuzz bench clean
+.PHONY: run test build fuzz sanitize bench clean
 
 run:
 	scripts/run.sh $(ARGS)
@@ -19,6 +19,10 @@ fuzz:
 	scripts/setup.sh run
 	Fuzz/run.sh $(FUZZ_SECONDS)
 
+# The Swift tests under ThreadSanitizer and AddressSanitizer.
+sanitize:
+	scripts/sanitize.sh
+
 # Micro benchmarks (ordo-one/benchmark).
 bench:
 	scripts/setup.sh run
@@ -26,4 +30,4 @@ bench:
 	cd Benchmarks && swift package --disable-sandbox benchmark $(BENCH_ARGS)
 
 clean:
-	rm -rf .build Benchmarks/.build Fuzz/.build
+	rm -rf .build .build-tsan .build-asan Benchmarks/.build Fuzz/.build
