@@ -342,7 +342,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         let given = arguments
         arguments += file.arguments { option in
             given.contains { $0 == "--\(option)" || $0.hasPrefix("--\(option)=") }
-                || environment[EnvironmentArguments.variableName(option)] != nil
+                || !(environment[EnvironmentArguments.variableName(option)] ?? "").isEmpty
         }
         return (arguments, file)
     }

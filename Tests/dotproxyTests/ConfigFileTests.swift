@@ -78,6 +78,12 @@ import Testing
         #expect(configuration.cache?.serveStale == false, "a variable that turns a flag off")
         #expect(configuration.logLevel == .debug, "the file")
         #expect(configuration.upstreamSettings.values.map(\.name) == ["one"])
+        // An empty variable sets nothing, so the file's value stands.
+        let (withEmpty, _) = try await DotProxyCommand.resolveArguments(
+            commandLine: ["--config", path],
+            environment: ["DOTPROXY_LOG_LEVEL": ""]
+        )
+        #expect(try DotProxyCommand.parse(withEmpty).makeConfiguration().logLevel == .debug)
         // Upstreams on the command line replace the file's.
         let (replaced, _) = try await DotProxyCommand.resolveArguments(
             commandLine: ["--config", path, "--upstream", "192.0.2.9"],
