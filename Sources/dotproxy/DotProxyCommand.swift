@@ -21,7 +21,8 @@ struct DotProxyCommand: AsyncParsableCommand {
         discussion: """
             Listens for plain DNS on UDP and TCP and forwards each query over TLS (RFC 7858) to an upstream \
             resolver, verifying its certificate strictly. Every option can also be set with an environment \
-            variable DOTPROXY_<NAME> (for example DOTPROXY_UPSTREAM=9.9.9.9), and in a configuration file             (--config; Docs/configuration.md): a flag wins over a variable, a variable over the file.
+            variable DOTPROXY_<NAME> (for example DOTPROXY_UPSTREAM=9.9.9.9), and in a configuration file \
+            (--config; Docs/configuration.md): a flag wins over a variable, a variable over the file.
             """,
         version: "dotproxy \(DotProxyVersion.current), GnuTLS \(GnuTLSLibrary.version)",
         subcommands: [CheckConfigCommand.self]
@@ -288,8 +289,12 @@ struct DotProxyCommand: AsyncParsableCommand {
             // Parsed on its own: through the root, the root's checks (an upstream is required) would run
             // on the root's empty options first.
             guard commandLine.first != CheckConfigCommand.configuration.commandName else {
-                var check = try CheckConfigCommand.parse(Array(commandLine.dropFirst()))
-                try await check.run()
+                do {
+                    var check = try CheckConfigCommand.parse(Array(commandLine.dropFirst()))
+                    try await check.run()
+                } catch {
+                    CheckConfigCommand.exit(withError: error)
+                }
                 return
             }
             let arguments: [String]
