@@ -31,10 +31,8 @@ scripts/unbound-rig.sh restart "$work/b" >/dev/null
 echo "t=${start_at}s: started upstream 127.0.0.1:$b_port again"
 wait "$perf_pid"
 
-sent=$(awk '/Queries sent:/{print $3}' "$work/dnsperf.out")
-lost=$(awk '/Queries lost:/{print $3}' "$work/dnsperf.out")
-servfail=$(grep -oE 'SERVFAIL [0-9]+' "$work/dnsperf.out" | awk '{print $2}' || true)
-servfail=${servfail:-0}
+. scripts/lib/dnsperf-counts.sh
+dnsperf_counts "$work/dnsperf.out"
 loss=$(python3 -c "print(f'{100 * ($lost + $servfail) / max(1, $sent):.3f}')")
 echo "sent=$sent lost=$lost servfail=$servfail loss=${loss}% (threshold ${max_loss}%)"
 grep -E "Queries per second|Average Latency" "$work/dnsperf.out" | sed 's/^ */  /'

@@ -95,10 +95,8 @@ for i in $(seq 0 $((reloads - 1))); do
 done
 wait "$perf_pid"
 
-sent=$(awk '/Queries sent:/{print $3}' "$work/dnsperf.out")
-lost=$(awk '/Queries lost:/{print $3}' "$work/dnsperf.out")
-servfail=$(grep -oE 'SERVFAIL [0-9]+' "$work/dnsperf.out" | awk '{print $2}' || true)
-servfail=${servfail:-0}
+. scripts/lib/dnsperf-counts.sh
+dnsperf_counts "$work/dnsperf.out"
 applied=$(grep -c "configuration reloaded" "$work/proxy.log" || true)
 refused=$(grep -c "configuration reload failed" "$work/proxy.log" || true)
 echo "reloads=$reloads valid=$valid_count (applied $applied) broken=$broken_count (refused $refused, upstream unchanged after $unchanged_after_broken)"

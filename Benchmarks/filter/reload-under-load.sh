@@ -49,10 +49,8 @@ for _ in 1 2 3 4 5; do
   done
 done
 wait "$perf_pid"
-sent=$(awk '/Queries sent:/{print $3}' "$work/dnsperf.out")
-lost=$(awk '/Queries lost:/{print $3}' "$work/dnsperf.out")
-servfail=$(grep -oE 'SERVFAIL [0-9]+' "$work/dnsperf.out" | awk '{print $2}' || true)
-servfail=${servfail:-0}
+. scripts/lib/dnsperf-counts.sh
+dnsperf_counts "$work/dnsperf.out"
 applied=$(grep -c "configuration reloaded" "$work/proxy.log" || true)
 echo "sent=$sent lost=$lost servfail=$servfail reloads_applied=$applied/5 listed_name_blocked=$blocked/$checks"
 grep -E "Average Latency|Latency StdDev" "$work/dnsperf.out" | sed 's/^ */  /'

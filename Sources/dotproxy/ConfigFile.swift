@@ -210,6 +210,13 @@ struct ConfigFile: Sendable {
         }
     }
 
+    /// A value swift-configuration read but the setting's kind refuses; reported as the kind's
+    /// ``ConfigFileSchema/Kind/expected``, as a value it could not read is.
+    private struct NotOfItsKind: Error {}
+
+    /// The setting's values as the option takes them.
+    ///
+    /// - Throws: When the value is not of the setting's kind.
     private static func read(_ found: StructureWalker.Found, from reader: ConfigReader) throws -> [String] {
         let key = ConfigKey(found.setting.key.split(separator: ".").map(String.init))
         switch found.setting.kind {
@@ -217,13 +224,13 @@ struct ConfigFile: Sendable {
         case .choice(let type):
             let text = try reader.requiredString(forKey: key)
             guard type.init(argument: text) != nil else {
-                throw ConfigFileError.Problem(line: nil, key: nil, reason: "")
+                throw NotOfItsKind()
             }
             return [text]
         case .integer: return [String(try reader.requiredInt(forKey: key))]
         case .number:
             let number = try reader.requiredDouble(forKey: key)
-            guard number.isFinite else { throw ConfigFileError.Problem(line: nil, key: nil, reason: "") }
+            guard number.isFinite else { throw NotOfItsKind() }
             return [String(number)]
         case .flag: return [String(try reader.requiredBool(forKey: key))]
         case .list:

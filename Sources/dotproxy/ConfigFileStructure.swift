@@ -155,14 +155,15 @@ struct StructureWalker {
     private func distance(_ a: String, _ b: String) -> Int {
         let a = Array(a)
         let b = Array(b)
+        // One row of the edit-distance table at a time: row[j] is the distance from a[..<i] to b[..<j].
         var row = Array(0...b.count)
-        for i in 1...max(1, a.count) where !a.isEmpty {
-            var previous = row[0]
-            row[0] = i
-            for j in stride(from: 1, through: b.count, by: 1) {
-                let current = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                previous = current
+        for (i, character) in a.enumerated() {
+            var diagonal = row[0]
+            row[0] = i + 1
+            for j in b.indices {
+                let above = row[j + 1]
+                row[j + 1] = min(above + 1, row[j] + 1, diagonal + (character == b[j] ? 0 : 1))
+                diagonal = above
             }
         }
         return row[b.count]

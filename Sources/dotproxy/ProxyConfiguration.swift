@@ -75,10 +75,8 @@ struct ProxyServices: Sendable {
     let upstreamFactory: UpstreamMemberFactory
     /// Reads the filter's lists, and keeps them for a reload that cannot read one.
     let filterLoader: FilterListLoader
+    /// The upstreams; ``UpstreamPool/members`` are those in use now (a reload changes them).
     let pool: UpstreamPool
-    /// The pool's members, one per `--upstream`.
-    let upstreams: [any UpstreamTransport]
-    let rateLimiter: (any QueryRateLimiter)?
     let cache: any DNSResponseCache
     /// The Prometheus factory every component reports to, and its listener, with `--metrics-listen`.
     let metricsFactory: PrometheusMetricsFactory?
@@ -155,8 +153,6 @@ enum ProxyBuilder {
             upstreamFactory: upstreams,
             filterLoader: filters,
             pool: transport,
-            upstreams: members.map(\.transport),
-            rateLimiter: limiter,
             cache: cache,
             metricsFactory: metricsFactory,
             metricsServer: metricsServer

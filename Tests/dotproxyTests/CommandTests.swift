@@ -193,7 +193,7 @@ import Testing
             group: MultiThreadedEventLoopGroup.singleton,
             logger: .init(label: "test")
         )
-        #expect(services.rateLimiter is TokenBucketRateLimiter)
+        #expect(services.handler.admissionPolicy.rateLimiter is TokenBucketRateLimiter)
     }
 
     @Test func cacheOptions() throws {
@@ -386,7 +386,8 @@ import Testing
         )
         #expect(services.pool.members.map(\.name) == ["127.0.0.1:8853#dns.test"])
         #expect(
-            (services.upstreams.first as? DoTUpstreamTransport)?.configuration.upstream.authenticationName == "dns.test"
+            (services.pool.members.first?.transport as? DoTUpstreamTransport)?.configuration.upstream.authenticationName
+                == "dns.test"
         )
         #expect(services.server.configuration.listenAddresses == configuration.server.listenAddresses)
         services.pool.stopHealthChecks()
@@ -446,7 +447,7 @@ import Testing
             ]
         )
         // Building sends nothing: names are resolved only when the command runs.
-        #expect((services.upstreams[1] as? HostnameUpstreamTransport)?.lookupCount == 0)
+        #expect((services.pool.members[1].transport as? HostnameUpstreamTransport)?.lookupCount == 0)
         services.pool.stopHealthChecks()
     }
 }

@@ -33,17 +33,14 @@ public enum BlockAction: Hashable, Sendable, CustomStringConvertible {
         case .refused:
             return DNSResponseBuilder.reply(to: query.buffer, view: view, rcode: .refused, extendedError: reason)
         case .nullAddress:
-            return Self.answer(
-                query,
-                v4: [IPv4Address(0, 0, 0, 0)],
-                v6: [IPv6Address(octets: [UInt8](repeating: 0, count: 16))!],
-                ttl: ttl,
-                reason: reason
-            )
+            return Self.answer(query, v4: [Self.nullIPv4], v6: [Self.nullIPv6], ttl: ttl, reason: reason)
         case .addresses(let v4, let v6):
             return Self.answer(query, v4: v4, v6: v6, ttl: ttl, reason: reason)
         }
     }
+
+    private static let nullIPv4 = IPv4Address(0, 0, 0, 0)
+    private static let nullIPv6 = IPv6Address(octets: [UInt8](repeating: 0, count: 16))!
 
     /// NOERROR with the addresses of the query's type (none for other types: no data).
     private static func answer(

@@ -51,8 +51,10 @@ public struct DomainNameSet: Sendable {
 
     /// Whether the set holds `name` (text, any case), or a name it is a subdomain of.
     public func matches(_ name: String) -> Bool {
-        guard let wire = Self.wireForm(of: name) else { return false }
-        return wire.withUnsafeBufferPointer { match(UnsafeRawBufferPointer($0)) != nil }
+        var text = name
+        var wire: [UInt8] = []
+        guard text.withUTF8({ Self.appendWireForm(of: UnsafeRawBufferPointer($0), to: &wire) }) else { return false }
+        return wire.withUnsafeBytes { match($0) != nil }
     }
 
     /// Whether the set holds the name in `wireName` (its wire octets without the root label, any
@@ -190,27 +192,39 @@ public struct DomainNameSet: Sendable {
         return true
     }
 
-    /// `name` (text: `ads.example.com`, a trailing dot allowed) as lower-cased wire octets without the
-    /// root label; `nil` when it is not a usable domain name.
-    static func wireForm(of name: some StringProtocol) -> [UInt8]? {
-        var text = Substring(name)
-        if text.hasSuffix(".") { text = text.dropLast() }
-        guard !text.isEmpty, text.utf8.count <= 253 else { return nil }
-        var wire: [UInt8] = []
-        wire.reserveCapacity(text.utf8.count + 1)
-        for label in text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
-            guard !label.isEmpty, label.count < 64 else { return nil }
-            wire.append(UInt8(label.count))
-            for byte in label {
-                // Letters, digits, hyphen and underscore: what lists hold; anything else is a mistake.
-                let lower = DNSName.lowercase(byte)
-                guard
-                    (lower >= 0x61 && lower <= 0x7A) || (lower >= 0x30 && lower <= 0x39) || lower == 0x2D
-                        || lower == 0x5F
-                else { return nil }
-                wire.append(lower)
+    /// Appends `text` (a name's UTF-8 octets: `ads.example.com`, a trailing dot allowed) to `out` as
+    /// lower-cased wire octets without the root label. Letters, digits, hyphen and underscore only:
+    /// what lists hold; anything else is a mistake. Returns `false`, with `out` as it was, when `text`
+    /// is not such a name.
+    static func appendWireForm(of text: UnsafeRawBufferPointer, to out: inout [UInt8]) -> Bool {
+        let start = out.count
+        var end = text.count
+        if end > 0, text[end - 1] == UInt8(ascii: ".") { end -= 1 }
+        guard end > 0, end <= 253 else { return false }
+        var labelStart = out.count
+        out.append(0)  // the first label's length
+        var index = 0
+        while index < end {
+            let byte = DNSName.lowercase(text[index])
+            if byte == UInt8(ascii: ".") {
+                let length = out.count - labelStart - 1
+                guard length > 0, length < 64 else { break }
+                out[labelStart] = UInt8(length)
+                labelStart = out.count
+                out.append(0)
+            } else if (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x5F {
+                out.append(byte)
+            } else {
+                break
             }
+            index += 1
         }
-        return wire
+        let lastLength = out.count - labelStart - 1
+        guard index == end, lastLength > 0, lastLength < 64 else {
+            out.removeSubrange(start...)
+            return false
+        }
+        out[labelStart] = UInt8(lastLength)
+        return true
     }
 }

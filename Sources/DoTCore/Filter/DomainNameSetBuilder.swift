@@ -23,35 +23,13 @@ public struct DomainNameSetBuilder: Sendable {
     /// the storage in lower-cased wire form, with no array of its own.
     @discardableResult
     mutating func add(wire text: UnsafeRawBufferPointer, subdomainsOnly: Bool = false) -> Bool {
-        var end = text.count
-        if end > 0, text[end - 1] == UInt8(ascii: ".") { end -= 1 }
-        guard end > 0, end <= 253, storage.count + end + 2 < UInt32.max else { return false }
         let entry = storage.count
+        guard entry + text.count + 2 < UInt32.max else { return false }
         storage.append(0)  // the header, set below
-        var labelStart = storage.count
-        storage.append(0)  // the first label's length
-        var index = 0
-        while index < end {
-            let byte = DNSName.lowercase(text[index])
-            if byte == UInt8(ascii: ".") {
-                let length = storage.count - labelStart - 1
-                guard length > 0, length < 64 else { break }
-                storage[labelStart] = UInt8(length)
-                labelStart = storage.count
-                storage.append(0)
-            } else if (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x5F {
-                storage.append(byte)
-            } else {
-                break
-            }
-            index += 1
-        }
-        let lastLength = storage.count - labelStart - 1
-        guard index == end, lastLength > 0, lastLength < 64 else {
-            storage.removeSubrange(entry...)
+        guard DomainNameSet.appendWireForm(of: text, to: &storage) else {
+            storage.removeLast()
             return false
         }
-        storage[labelStart] = UInt8(lastLength)
         storage[entry] = UInt8(storage.count - entry - 1) | (subdomainsOnly ? DomainNameSet.subdomainsOnly : 0)
         offsets.append(UInt32(entry))
         return true

@@ -16,6 +16,10 @@ import NIOCore
 public struct LocalRecords: Sendable {
     private var records: [DNSName: [DNSResourceRecord]] = [:]
     private var zones: [DNSName] = []
+    /// The listed names and the zones, so that a query for anything else (nearly every query) is
+    /// turned away by one lookup that allocates nothing, before the query is decoded; `nil` when a
+    /// listed name has characters the set does not hold, and every query is decoded.
+    private var candidates: DomainNameSet?
     /// The TTL of the local answers.
     public let ttl: UInt32
     /// Lines that could not be read, with their numbers (the first few).
@@ -49,11 +53,15 @@ public struct LocalRecords: Sendable {
                 }
             }
         }
+        var builder = DomainNameSetBuilder()
+        let representable = (Array(records.keys) + zones).allSatisfy { builder.add($0.description) }
+        candidates = representable ? builder.build() : nil
     }
 
     private mutating func add(_ fields: [Substring], line: Substring) -> Bool {
         if fields.count == 2, fields[0].lowercased() == "zone" {
-            guard let zone = try? DNSName(parsing: String(fields[1])) else { return false }
+            // The root as a local zone would answer every name NXDOMAIN.
+            guard let zone = try? DNSName(parsing: String(fields[1])), zone != .root else { return false }
             zones.append(zone.lowercased())
             return true
         }
@@ -115,6 +123,15 @@ public struct LocalRecords: Sendable {
 
     /// The local answer to `query`, or `nil` when the name is neither listed nor under a local zone.
     public func answer(_ query: ParsedDNSMessage) -> ByteBuffer? {
+        guard let range = query.view.questionNameRange, range.count > 1,
+            query.buffer.withUnsafeReadableBytes({ bytes in
+                guard let candidates else { return true }
+                return range.upperBound <= bytes.count
+                    && candidates.matches(
+                        wireName: UnsafeRawBufferPointer(rebasing: bytes[range.lowerBound..<(range.upperBound - 1)])
+                    )
+            })
+        else { return nil }
         guard let message = try? DNSMessage(decoding: query.buffer), let question = message.questions.first else {
             return nil
         }

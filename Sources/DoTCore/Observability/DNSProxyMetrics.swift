@@ -167,7 +167,13 @@ public final class DNSProxyMetrics: Sendable {
     let clientConnections: Meter
     private let upstreams = NIOLockedValueBox([String: UpstreamMetrics]())
     /// Counters labelled with a name known only at run time (a filter list), created on first use.
-    private let named = NIOLockedValueBox([String: Counter]())
+    private let named = NIOLockedValueBox([NamedCounter: Counter]())
+
+    /// A metric and the value of its one label.
+    private struct NamedCounter: Hashable {
+        let name: String
+        let value: String
+    }
 
     /// Creates the handles.
     ///
@@ -262,7 +268,7 @@ public final class DNSProxyMetrics: Sendable {
         case .answered(_, let source): (name, label, value) = (Name.filterLocalAnswers, "source", source)
         }
         named.withLockedValue { counters in
-            let key = name + "\u{0}" + value
+            let key = NamedCounter(name: name, value: value)
             if let counter = counters[key] { return counter }
             let counter = Counter(label: name, dimensions: [(label, value)], factory: factory)
             counters[key] = counter

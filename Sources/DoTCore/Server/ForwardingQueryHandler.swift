@@ -36,13 +36,11 @@ import Synchronization
 /// - TTLs with the top bit set become 0 (RFC 2181 §8), and an answer from the upstream carries no
 ///   TTL above the cache's lifetime for it (``DNSResponseCache/longestTTL(for:)``).
 public final class ForwardingQueryHandler: DNSQueryHandler {
-    /// Replaced whole by ``updateAdmission(_:)``; each query reads it once.
-    /// A `Mutex` rather than a `NIOLockedValueBox`: every query reads it, and uncontended it is one
-    /// atomic exchange each way.
-    private let admission: Mutex<QueryAdmission>
+    /// The stages a reload may replace (``updateAdmission(_:)``, ``updateFilter(_:)``), read together
+    /// once per query: one lock and one reference. A `Mutex` rather than a `NIOLockedValueBox`:
+    /// uncontended it is one atomic exchange each way.
+    private let replaceable: Mutex<ReplaceableStages>
     private let parser: QueryParser
-    /// Replaced whole by ``updateFilter(_:)``; each query reads it once.
-    private let filter: Mutex<(any QueryFilter)?>
     private let cache: any DNSResponseCache
     private let coalescer = MissCoalescer()
     private let forwarder: UpstreamForwarder
@@ -85,16 +83,14 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         metrics: DNSProxyMetrics = DNSProxyMetrics(),
         logger: Logger = Logger(label: "dotproxy.handler")
     ) {
-        self.admission = Mutex(
-            QueryAdmission(
-                accessControl: accessControl,
-                deniedAction: deniedAction,
-                rateLimiter: rateLimiter,
-                metrics: metrics
-            )
+        let admission = QueryAdmission(
+            accessControl: accessControl,
+            deniedAction: deniedAction,
+            rateLimiter: rateLimiter,
+            metrics: metrics
         )
+        self.replaceable = Mutex(ReplaceableStages(admission: admission, filter: filter))
         self.parser = QueryParser(metrics: metrics, logger: logger)
-        self.filter = Mutex(filter)
         self.cache = cache
         self.forwarder = UpstreamForwarder(transport: transport, cache: cache, queryTimeout: queryTimeout)
         self.shaper = ReplyShaper(
@@ -115,12 +111,12 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     public static let defaultMaximumUDPReplySize = 1232
 
     /// Who may query, and how fast, now.
-    public var admissionPolicy: AdmissionPolicy { admission.withLock { $0.policy } }
+    public var admissionPolicy: AdmissionPolicy { replaceable.withLock { $0.admission.policy } }
 
     /// Replaces the filter while the handler serves (`nil`: none): queries that arrive afterwards meet
     /// the new one; build it aside first, so that no query meets a half-built one.
     public func updateFilter(_ filter: (any QueryFilter)?) {
-        self.filter.withLock { $0 = filter }
+        replaceable.withLock { $0 = ReplaceableStages(admission: $0.admission, filter: filter) }
     }
 
     /// Replaces who may query and how fast, while the handler serves: queries that arrive afterwards
@@ -128,7 +124,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     /// buckets; pass the current one (``admissionPolicy``) to keep its state.
     public func updateAdmission(_ policy: AdmissionPolicy) {
         let door = QueryAdmission(policy: policy, metrics: metrics)
-        admission.withLock { $0 = door }
+        replaceable.withLock { $0 = ReplaceableStages(admission: door, filter: $0.filter) }
     }
 
     public func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
@@ -147,7 +143,8 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
     }
 
     private func resolve(_ query: DNSClientQuery, now: NIODeadline, on eventLoop: any EventLoop) -> DNSQueryResponse {
-        if case .answered(let reply) = admission.withLock({ $0 }).admit(query, now: now) {
+        let stages = replaceable.withLock { $0 }
+        if case .answered(let reply) = stages.admission.admit(query, now: now) {
             return .now(reply)
         }
         let parsed: ParsedQuery
@@ -166,7 +163,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
                 ]
             )
         }
-        if let filter = filter.withLock({ $0 }) {
+        if let filter = stages.filter {
             let decision = filter.decide(parsed.message, client: parsed.client)
             switch decision {
             case .pass:
@@ -285,5 +282,16 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             result.succeed(reply)
         }
         return result.futureResult
+    }
+}
+
+/// The handler's stages that a reload replaces, as one value so that a query reads them together.
+private final class ReplaceableStages: Sendable {
+    let admission: QueryAdmission
+    let filter: (any QueryFilter)?
+
+    init(admission: QueryAdmission, filter: (any QueryFilter)?) {
+        self.admission = admission
+        self.filter = filter
     }
 }

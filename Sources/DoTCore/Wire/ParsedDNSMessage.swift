@@ -48,9 +48,4 @@ public struct ParsedDNSMessage: Sendable {
     mutating func capTTLs(ceiling: UInt32) {
         _ = view.capTTLs(in: &buffer, ceiling: ceiling)
     }
-
-    /// A short description of the question, for errors and logs: `name TYPE`.
-    var questionDescription: String {
-        "\(view.questionName(in: buffer)?.description ?? "?") \(view.questionType?.description ?? "?")"
-    }
 }
