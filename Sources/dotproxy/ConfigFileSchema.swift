@@ -33,6 +33,9 @@ enum ConfigFileSchema {
     /// Every key but the upstreams, in the order Docs/configuration.md lists them.
     static let settings: [Setting] = [
         Setting(key: "listen", option: "listen", kind: .list),
+        Setting(key: "listen-tls", option: "listen-tls", kind: .list),
+        Setting(key: "tls-listener.cert", option: "tls-cert", kind: .text),
+        Setting(key: "tls-listener.key", option: "tls-key", kind: .text),
         Setting(key: "threads", option: "threads", kind: .integer),
         Setting(key: "upstream-policy", option: "upstream-policy", kind: .choice(UpstreamPolicyArgument.self)),
         Setting(key: "bootstrap", option: "bootstrap", kind: .list),

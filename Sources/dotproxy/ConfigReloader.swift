@@ -111,8 +111,10 @@ actor ConfigReloader {
         let after = Self.aspects(of: next)
         // The cache's bounds and policy change in place; turning it on or off needs a restart.
         let cacheOnOff = (running.cache == nil) != (next.cache == nil)
+        // So does the TLS listener's pair; starting or stopping the listener is a change of `listen-tls`.
+        let tlsOnOff = (running.tlsListener == nil) != (next.tlsListener == nil)
         for (name, value) in after where before[name] != value {
-            if Self.reloadable.contains(name), !(name == "cache" && cacheOnOff) {
+            if Self.reloadable.contains(name), !(name == "cache" && cacheOnOff), !(name == "tls-listener" && tlsOnOff) {
                 changed.append(name)
             } else {
                 needRestart.append(name)
@@ -126,6 +128,15 @@ actor ConfigReloader {
         let loader = services.filterLoader
         let filter = try await NIOThreadPool.singleton.runIfActive {
             try next.filter.map { try loader.filter(for: $0) }
+        }
+        // The TLS listener's pair is read again too (a renewed certificate keeps its file names): a pair
+        // that cannot be used fails the reload, and the listener keeps the one it has.
+        let tlsContext: TLSServerContext?
+        if running.tlsListener != nil, let settings = next.tlsListener {
+            let logger = self.logger
+            tlsContext = try await NIOThreadPool.singleton.runIfActive { try settings.load(logger: logger) }
+        } else {
+            tlsContext = nil
         }
         if !Self.upstreamAspects.isDisjoint(with: changed) {
             // Built first: a member that cannot be built (an unreadable CA file) fails the reload
@@ -166,6 +177,11 @@ actor ConfigReloader {
             if !changed.contains("filter") { changed.append("filter") }
             running.filter = next.filter
         }
+        if let tlsContext, let settings = next.tlsListener {
+            services.server.replaceTLSContext(tlsContext)
+            if !changed.contains("tls-listener") { changed.append("tls-listener") }
+            running.tlsListener = settings
+        }
         if changed.contains("log.level") {
             logLevel.level = next.logLevel
             running.logLevel = next.logLevel
@@ -184,7 +200,7 @@ actor ConfigReloader {
     }
 
     /// The parts a reload applies while the proxy serves.
-    static let reloadable: Set<String> = Set(["access", "rate-limit", "log.level", "cache", "filter"])
+    static let reloadable: Set<String> = Set(["access", "rate-limit", "log.level", "cache", "filter", "tls-listener"])
         .union(upstreamAspects)
 
     /// The parts that change the upstream pool: its members or its configuration.
@@ -200,6 +216,8 @@ actor ConfigReloader {
         let pool = configuration.pool
         return [
             "listen": configuration.server.listenAddresses.map(\.endpointDescription).joined(separator: ","),
+            "listen-tls": configuration.server.tlsListenAddresses.map(\.endpointDescription).joined(separator: ","),
+            "tls-listener": configuration.tlsListener.map(\.description) ?? "off",
             "threads": "\(ThreadPlan(threads: configuration.threads, cores: System.coreCount).eventLoops)",
             "metrics.listen": configuration.metricsListen?.endpointDescription ?? "off",
             "log.format": configuration.logJSON ? "json" : "text",

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// How many file descriptors the proxy may use, and how many of them client TCP connections may take.
+/// How many file descriptors the proxy may use, and how many of them client connections (TCP and TLS)
+/// may take.
 ///
 /// A shell's usual soft limit is 1,024 descriptors, and 1,100 client connections used to exhaust it:
 /// the next upstream connection then failed with EMFILE and resolution stopped. So at start-up the
@@ -42,12 +43,20 @@ struct DescriptorBudget: Equatable {
     ///   - upstreams: Upstream members; each event loop may open `connectionsPerUpstream` to each.
     ///   - eventLoops: Event loops.
     ///   - listenAddresses: DNS listen addresses; each has a UDP socket per loop and a TCP listener.
+    ///   - tlsListenAddresses: DNS-over-TLS listen addresses; each has a TCP listener.
     ///   - connectionsPerUpstream: Connections one event loop may open to one upstream.
-    init(limit: Int, upstreams: Int, eventLoops: Int, listenAddresses: Int, connectionsPerUpstream: Int) {
+    init(
+        limit: Int,
+        upstreams: Int,
+        eventLoops: Int,
+        listenAddresses: Int,
+        tlsListenAddresses: Int = 0,
+        connectionsPerUpstream: Int
+    ) {
         self.limit = limit
         self.reserve =
             Self.fixedReserve + upstreams * eventLoops * connectionsPerUpstream + listenAddresses * (eventLoops + 1)
-            + Self.metricsConnections + 1
+            + tlsListenAddresses + Self.metricsConnections + 1
     }
 
     /// The most client TCP connections that fit: `configured`, or what the limit leaves after the

@@ -93,6 +93,22 @@ struct DotProxyCommand: AsyncParsableCommand {
     )
     var listen: [ListenArgument] = []
 
+    @Option(
+        name: .customLong("listen-tls"),
+        help:
+            "Address to serve DNS over TLS on, IP:PORT or [IPv6]:PORT, usually port 853 (repeatable, off by default); needs --tls-cert and --tls-key too."
+    )
+    var listenTLS: [ListenArgument] = []
+
+    @Option(
+        name: .customLong("tls-cert"),
+        help: "PEM certificate chain (leaf first, RSA or ECDSA) of the TLS listener; read again on reload."
+    )
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of the TLS listener's certificate.")
+    var tlsKey: String?
+
     @Option(name: .customLong("ca-file"), help: "PEM file of CAs to trust instead of the system store.")
     var caFile: String?
 
@@ -497,21 +513,24 @@ struct DotProxyCommand: AsyncParsableCommand {
             )
         }
         var server = DNSProxyServer.Configuration()
-        if !listen.isEmpty {
-            server.listenAddresses = try listen.map { argument in
+        func addresses(_ arguments: [ListenArgument], option: String) throws -> [SocketAddress] {
+            try arguments.map { argument in
                 do {
                     return try SocketAddress(ipAddress: argument.host, port: argument.port)
                 } catch {
-                    throw ValidationError("--listen: \(argument.description) is not a usable address")
+                    throw ValidationError("--\(option): \(argument.description) is not a usable address")
                 }
             }
         }
+        if !listen.isEmpty { server.listenAddresses = try addresses(listen, option: "listen") }
+        server.tlsListenAddresses = try addresses(listenTLS, option: "listen-tls")
+        let tlsListener = try makeTLSListenerSettings(plainListeners: server.listenAddresses)
         var metricsAddress: SocketAddress?
         if let metricsListen {
             guard let address = try? SocketAddress(ipAddress: metricsListen.host, port: metricsListen.port) else {
                 throw ValidationError("--metrics-listen: \(metricsListen.description) is not a usable address")
             }
-            guard !server.listenAddresses.contains(address) else {
+            guard !server.listenAddresses.contains(address), !server.tlsListenAddresses.contains(address) else {
                 throw ValidationError("--metrics-listen: \(metricsListen.description) is also a DNS listener")
             }
             metricsAddress = address
@@ -523,6 +542,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             bootstrap: bootstrapServers,
             tls: tls,
             server: server,
+            tlsListener: tlsListener,
             queryTimeout: .nanoseconds(Int64(timeout * 1e9)),
             maximumUDPReplySize: maxUDPSize,
             idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)),
@@ -536,6 +556,29 @@ struct DotProxyCommand: AsyncParsableCommand {
             metricsListen: metricsAddress,
             threads: threads
         )
+    }
+
+    /// The TLS listener's certificate and key, checked for readability, when `--listen-tls` is given.
+    private func makeTLSListenerSettings(plainListeners: [SocketAddress]) throws -> TLSListenerSettings? {
+        guard !listenTLS.isEmpty else {
+            if tlsCertificate != nil || tlsKey != nil {
+                throw ValidationError("--\(tlsCertificate != nil ? "tls-cert" : "tls-key"): needs --listen-tls")
+            }
+            return nil
+        }
+        guard let tlsCertificate else {
+            throw ValidationError("--listen-tls: needs --tls-cert, the certificate chain to serve")
+        }
+        guard let tlsKey else { throw ValidationError("--listen-tls: needs --tls-key, the certificate's private key") }
+        for (option, path) in [("tls-cert", tlsCertificate), ("tls-key", tlsKey)]
+        where !FileManager.default.isReadableFile(atPath: path) {
+            throw ValidationError("--\(option): cannot read \(path)")
+        }
+        for argument in listenTLS
+        where plainListeners.contains(where: { $0.port == argument.port && $0.ipAddress == argument.host }) {
+            throw ValidationError("--listen-tls: \(argument.description) is also a plain DNS listener")
+        }
+        return TLSListenerSettings(certificateChainFile: tlsCertificate, privateKeyFile: tlsKey)
     }
 
     /// The upstream list and the pool's policy, failover and health settings.
@@ -609,21 +652,29 @@ struct DotProxyCommand: AsyncParsableCommand {
             upstreams: configuration.upstreams.count,
             eventLoops: plan.eventLoops,
             listenAddresses: configuration.server.listenAddresses.count,
+            tlsListenAddresses: configuration.server.tlsListenAddresses.count,
             connectionsPerUpstream: DoTUpstreamTransport.Configuration.defaultMaximumConnectionsPerEventLoop
         )
-        let cap = budget.clientConnections(configured: configuration.server.maximumTCPConnections)
-        guard cap < configuration.server.maximumTCPConnections else { return }
+        let servesTLS = !configuration.server.tlsListenAddresses.isEmpty
+        let configuredTCP = configuration.server.maximumTCPConnections
+        let configuredTLS = servesTLS ? configuration.server.maximumTLSConnections : 0
+        let cap = budget.clientConnections(configured: configuredTCP + configuredTLS)
+        guard cap < configuredTCP + configuredTLS else { return }
+        // Shared in proportion to what was configured.
+        let tcp = max(16, cap * configuredTCP / (configuredTCP + configuredTLS))
+        let tls = servesTLS ? max(16, cap - tcp) : configuration.server.maximumTLSConnections
         logger.notice(
-            "fewer client TCP connections than configured, to keep descriptors for upstream connections",
+            "fewer client connections than configured, to keep descriptors for upstream connections",
             metadata: [
                 "descriptor_limit": .stringConvertible(budget.limit), "reserved": .stringConvertible(budget.reserve),
-                "tcp_connections": .stringConvertible(cap),
-            ]
+                "tcp_connections": .stringConvertible(tcp),
+            ].merging(servesTLS ? ["tls_connections": .stringConvertible(tls)] : [:]) { $1 }
         )
-        configuration.server.maximumTCPConnections = cap
+        configuration.server.maximumTCPConnections = tcp
+        configuration.server.maximumTLSConnections = tls
         configuration.server.maximumTCPConnectionsPerClient = min(
             configuration.server.maximumTCPConnectionsPerClient,
-            cap
+            min(tcp, tls)
         )
     }
 
@@ -689,7 +740,8 @@ struct DotProxyCommand: AsyncParsableCommand {
                 error.errnoCode == EADDRINUSE
                 ? "the address is already in use"
                 : "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            let listeners = configuration.server.listenAddresses.map(\.endpointDescription).joined(separator: ", ")
+            let listeners = (configuration.server.listenAddresses + configuration.server.tlsListenAddresses)
+                .map(\.endpointDescription).joined(separator: ", ")
             StandardError.write("dotproxy: cannot listen on \(listeners): \(reason)\n")
             throw ExitCode(71)
         }

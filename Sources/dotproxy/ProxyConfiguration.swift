@@ -16,6 +16,8 @@ struct ProxyConfiguration: Sendable {
     var bootstrap: [SocketAddress]
     var tls: TLSClientConfiguration
     var server: DNSProxyServer.Configuration
+    /// The TLS listener's certificate and key, with `--listen-tls`.
+    var tlsListener: TLSListenerSettings? = nil
     var queryTimeout: TimeAmount
     /// The largest UDP reply, whatever the client's EDNS size.
     var maximumUDPReplySize = ForwardingQueryHandler.defaultMaximumUDPReplySize
@@ -35,7 +37,10 @@ struct ProxyConfiguration: Sendable {
 
     /// One line for the start-up log.
     var summary: String {
-        let listeners = server.listenAddresses.map(\.endpointDescription).joined(separator: ",")
+        var listeners = server.listenAddresses.map(\.endpointDescription).joined(separator: ",")
+        if !server.tlsListenAddresses.isEmpty {
+            listeners += " listen-tls=" + server.tlsListenAddresses.map(\.endpointDescription).joined(separator: ",")
+        }
         let pins = tls.spkiPins.isEmpty ? "" : " pins=\(tls.spkiPins.count)"
         let upstreamList = upstreams.map(\.description).joined(separator: ",")
         return
@@ -132,6 +137,7 @@ enum ProxyBuilder {
             configuration: configuration.server,
             handler: handler,
             eventLoopGroup: group,
+            tlsContext: try configuration.tlsListener.map { try $0.load(logger: logger) },
             metrics: metrics,
             logger: logger
         )

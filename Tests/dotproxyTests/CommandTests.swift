@@ -322,6 +322,32 @@ import Testing
         expectRejected(["--upstream", "1.1.1.1", "--allow", "everyone"], mentioning: "--allow")
     }
 
+    @Test func theTLSListenerNeedsACertificateAndKeyThatCanBeRead() throws {
+        let base = ["--upstream", "1.1.1.1"]
+        let pair = [
+            "--tls-cert", TestCertificates.server.certificateFile, "--tls-key", TestCertificates.server.keyFile,
+        ]
+        expectRejected(base + ["--listen-tls", "127.0.0.1:8853"], mentioning: "--tls-cert")
+        expectRejected(
+            base + ["--listen-tls", "127.0.0.1:8853", "--tls-cert", TestCertificates.server.certificateFile],
+            mentioning: "--tls-key"
+        )
+        expectRejected(base + pair, mentioning: "needs --listen-tls")
+        expectRejected(
+            base + [
+                "--listen-tls", "127.0.0.1:8853", "--tls-cert", "/nonexistent.pem", "--tls-key",
+                TestCertificates.server.keyFile,
+            ],
+            mentioning: "--tls-cert: cannot read"
+        )
+        expectRejected(base + ["--listen-tls", "127.0.0.1:5053"] + pair, mentioning: "also a plain DNS listener")
+        expectRejected(base + ["--listen-tls", "localhost:853"] + pair, mentioning: "--listen-tls")
+        let configuration = try DotProxyCommand.parse(base + ["--listen-tls", "[::1]:8853"] + pair).makeConfiguration()
+        #expect(configuration.server.tlsListenAddresses == [try SocketAddress(ipAddress: "::1", port: 8853)])
+        #expect(configuration.tlsListener?.certificateChainFile == TestCertificates.server.certificateFile)
+        #expect(try DotProxyCommand.parse(base).makeConfiguration().server.tlsListenAddresses.isEmpty)
+    }
+
     static let names = EnvironmentArguments.names(of: DotProxyCommand.self)
 
     @Test func everyOptionAndFlagHasItsVariable() {

@@ -1,4 +1,5 @@
 import DoTCore
+import DoTCoreTesting
 import Foundation
 import Logging
 import NIOPosix
@@ -199,5 +200,42 @@ import Testing
             logger: Logger(label: "test")
         )
         #expect(await reloader.reload() == .noFile)
+    }
+}
+
+/// The TLS listener's pair is read again at every reload; one that cannot be used fails the reload and
+/// the listener keeps the pair it has.
+@Suite struct TLSListenerReloadTests {
+    @Test func aReloadReadsThePairAgainAndABadPairKeepsTheOldOne() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-tlsreload-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let certificate = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        try FileManager.default.copyItem(atPath: TestCertificates.server.certificateFile, toPath: certificate)
+        try FileManager.default.copyItem(atPath: TestCertificates.server.keyFile, toPath: key)
+        let path = directory.appendingPathComponent("dotproxy.yaml").path
+        try """
+        upstreams: {one: {address: 192.0.2.1}}
+        listen: 127.0.0.1:5353
+        listen-tls: 127.0.0.1:8853
+        tls-listener: {cert: \(certificate), key: \(key)}
+
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        let (reloader, services) = try await ConfigReloaderTests().start(path, level: LogLevelControl(.info))
+        let first = try #require(services.server.tlsContext)
+
+        #expect(await reloader.reload() == .applied(changed: ["tls-listener"], needRestart: []))
+        let second = try #require(services.server.tlsContext)
+        #expect(second !== first, "the pair is read again: a renewed certificate keeps its file name")
+
+        // A key that does not belong to the certificate.
+        try FileManager.default.removeItem(atPath: key)
+        try FileManager.default.copyItem(atPath: TestCertificates.wrongName.keyFile, toPath: key)
+        guard case .failed(let reason) = await reloader.reload() else {
+            Issue.record("a mismatched pair was accepted")
+            return
+        }
+        #expect(reason.contains("--tls-cert") || reason.contains("tls-listener.cert"), "\(reason)")
+        #expect(services.server.tlsContext === second, "the listener keeps the pair it had")
     }
 }

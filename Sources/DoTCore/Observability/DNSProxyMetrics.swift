@@ -15,7 +15,7 @@ import NIOCore
 public final class DNSProxyMetrics: Sendable {
     /// The metric names.
     public enum Name {
-        /// Counter: parsed client queries, labels `transport` (`udp`, `tcp`) and `qtype`.
+        /// Counter: parsed client queries, labels `transport` (`udp`, `tcp`, `tls`) and `qtype`.
         public static let queries = "dotproxy_queries_total"
         /// Counter: replies sent to clients, label `rcode`.
         public static let responses = "dotproxy_responses_total"
@@ -55,6 +55,20 @@ public final class DNSProxyMetrics: Sendable {
         public static let cacheBytes = "dotproxy_cache_bytes"
         /// Gauge: client TCP connections open.
         public static let clientConnections = "dotproxy_client_tcp_connections"
+        /// Gauge: client DNS-over-TLS connections open (handshaking or not).
+        public static let clientTLSConnections = "dotproxy_client_tls_connections"
+        /// Counter: client DNS-over-TLS connections accepted (past the connection limits).
+        public static let clientTLSAccepted = "dotproxy_client_tls_connections_accepted_total"
+        /// Counter: completed client TLS handshakes, labels `version` (`TLS1.3`, `TLS1.2`) and
+        /// `resumed` (`true`, `false`).
+        public static let clientTLSHandshakes = "dotproxy_client_tls_handshakes_total"
+        /// Counter: client TLS handshakes that failed, label `reason` (`timeout`: not done within the
+        /// handshake deadline; `closed`: the client left; `not_tls`: the first bytes were not a TLS
+        /// record, such as plain DNS; `protocol`: no common version or cipher, a bad message; `other`).
+        public static let clientTLSHandshakeFailures = "dotproxy_client_tls_handshake_failures_total"
+        /// Counter: client connections closed at accept, labels `transport` (`tcp`, `tls`) and `reason`
+        /// (`limit`: the total or per-client cap; `rate`: too many new connections from the client).
+        public static let clientConnectionsRefused = "dotproxy_client_connections_refused_total"
         /// Counter: queries sent to an upstream (each failover attempt counts), label `upstream`.
         public static let upstreamQueries = "dotproxy_upstream_queries_total"
         /// Counter: failed upstream attempts, labels `upstream` and `kind` (an
@@ -117,6 +131,11 @@ public final class DNSProxyMetrics: Sendable {
         Name.cacheEntries: "Replies held in the cache.",
         Name.cacheBytes: "Octets of replies held in the cache.",
         Name.clientConnections: "Client TCP connections open.",
+        Name.clientTLSConnections: "Client DNS-over-TLS connections open.",
+        Name.clientTLSAccepted: "Client DNS-over-TLS connections accepted.",
+        Name.clientTLSHandshakes: "Completed client TLS handshakes by version, resumed or not.",
+        Name.clientTLSHandshakeFailures: "Client TLS handshakes that failed, by reason.",
+        Name.clientConnectionsRefused: "Client connections closed at accept: over a connection limit or rate.",
         Name.upstreamQueries: "Queries sent to each upstream, failover attempts included.",
         Name.upstreamErrors: "Failed upstream attempts by kind.",
         Name.upstreamDuration: "Upstream reply time.",
@@ -141,10 +160,10 @@ public final class DNSProxyMetrics: Sendable {
     static let countedTypes: [DNSRecordType] = [
         .a, .aaaa, .cname, .mx, .ns, .ptr, .soa, .srv, .txt, .https, .svcb, .caa, .ds, .dnskey, .naptr, .any,
     ]
-    private static let transports: [ClientProtocol] = [.udp, .tcp]
+    private static let transports = ClientProtocol.all
 
     private let factory: any MetricsFactory
-    /// Indexed by transport (UDP 0, TCP 1) times the counted types (plus `other`), then the type.
+    /// Indexed by transport (UDP 0, TCP 1, TLS 2) times the counted types (plus `other`), then the type.
     private let queries: [Counter]
     /// Indexed by header RCODE 0-15, then BADVERS (16) and any other extended code (17, `other`).
     private let responses: [Counter]
@@ -165,6 +184,14 @@ public final class DNSProxyMetrics: Sendable {
     let cacheEntries: Meter
     let cacheBytes: Meter
     let clientConnections: Meter
+    let clientTLSConnections: Meter
+    let clientTLSAccepted: Counter
+    /// Indexed by version (TLS 1.3 0, TLS 1.2 1) times 2, plus 1 when resumed.
+    private let clientTLSHandshakes: [Counter]
+    /// Indexed by ``TLSHandshakeFailureReason`` order.
+    private let clientTLSHandshakeFailures: [Counter]
+    /// Indexed by transport (TCP 0, TLS 1) times 2, plus 1 for `rate`.
+    private let clientConnectionsRefused: [Counter]
     private let upstreams = NIOLockedValueBox([String: UpstreamMetrics]())
     /// Counters labelled with a name known only at run time (a filter list), created on first use.
     private let named = NIOLockedValueBox([NamedCounter: Counter]())
@@ -214,6 +241,19 @@ public final class DNSProxyMetrics: Sendable {
         cacheEntries = Meter(label: Name.cacheEntries, dimensions: [], factory: factory)
         cacheBytes = Meter(label: Name.cacheBytes, dimensions: [], factory: factory)
         clientConnections = Meter(label: Name.clientConnections, dimensions: [], factory: factory)
+        clientTLSConnections = Meter(label: Name.clientTLSConnections, dimensions: [], factory: factory)
+        clientTLSAccepted = counter(Name.clientTLSAccepted)
+        clientTLSHandshakes = ["TLS1.3", "TLS1.2"].flatMap { version in
+            ["false", "true"].map { counter(Name.clientTLSHandshakes, [("version", version), ("resumed", $0)]) }
+        }
+        clientTLSHandshakeFailures = TLSHandshakeFailureReason.allCases.map {
+            counter(Name.clientTLSHandshakeFailures, [("reason", $0.rawValue)])
+        }
+        clientConnectionsRefused = ["tcp", "tls"].flatMap { transport in
+            ["limit", "rate"].map {
+                counter(Name.clientConnectionsRefused, [("transport", transport), ("reason", $0)])
+            }
+        }
     }
 
     // MARK: Recording (internal: the library's components call these)
@@ -221,7 +261,7 @@ public final class DNSProxyMetrics: Sendable {
     /// Counts a parsed query.
     func recordQuery(type: DNSRecordType?, clientProtocol: ClientProtocol) {
         let slot = type.flatMap { Self.countedTypes.firstIndex(of: $0) } ?? Self.countedTypes.count
-        queries[(clientProtocol.isUDP ? 0 : 1) * (Self.countedTypes.count + 1) + slot].increment()
+        queries[clientProtocol.index * (Self.countedTypes.count + 1) + slot].increment()
     }
 
     /// Counts a reply by its response code: the header's four bits, joined with the extended bits
@@ -246,7 +286,22 @@ public final class DNSProxyMetrics: Sendable {
 
     /// Records the time since `start` of a reply that waited for an upstream.
     func recordForwardedDuration(clientProtocol: ClientProtocol, since start: NIODeadline) {
-        forwardedDurations[clientProtocol.isUDP ? 0 : 1].recordNanoseconds((NIODeadline.now() - start).nanoseconds)
+        forwardedDurations[clientProtocol.index].recordNanoseconds((NIODeadline.now() - start).nanoseconds)
+    }
+
+    /// Counts a completed client TLS handshake; `version` is GnuTLS's name (`TLS1.3`, `TLS1.2`).
+    func recordClientHandshake(version: String, resumed: Bool) {
+        clientTLSHandshakes[(version == "TLS1.3" ? 0 : 2) + (resumed ? 1 : 0)].increment()
+    }
+
+    /// Counts a client TLS handshake that failed.
+    func recordClientHandshakeFailure(_ reason: TLSHandshakeFailureReason) {
+        clientTLSHandshakeFailures[TLSHandshakeFailureReason.allCases.firstIndex(of: reason)!].increment()
+    }
+
+    /// Counts a client connection closed at accept.
+    func recordRefusedConnection(clientProtocol: ClientProtocol, rate: Bool) {
+        clientConnectionsRefused[(clientProtocol == .tls ? 2 : 0) + (rate ? 1 : 0)].increment()
     }
 
     /// Counts a rate-limiter decision.

@@ -9,12 +9,15 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// The plain-DNS side of the proxy: UDP and TCP listeners that pass every query to a
-/// ``DNSQueryHandler``, run as a swift-service-lifecycle `Service`.
+/// The client side of the proxy: UDP and TCP listeners for plain DNS, and DNS-over-TLS listeners
+/// (RFC 7858), that pass every query to a ``DNSQueryHandler``, run as a swift-service-lifecycle
+/// `Service`.
 ///
-/// Each listen address gets one UDP socket per event loop (SO_REUSEPORT spreads clients over them)
-/// and one TCP listener. On graceful shutdown (SIGTERM or SIGINT through a `ServiceGroup`) the server
-/// stops accepting and reading, answers what is in flight for up to the grace period, then closes.
+/// Each plain listen address gets one UDP socket per event loop (SO_REUSEPORT spreads clients over
+/// them) and one TCP listener; each TLS address one TCP listener whose connections run a GnuTLS server
+/// session (``TLSServerContext``) under the same framing, pipelining and limits as TCP. On graceful
+/// shutdown (SIGTERM or SIGINT through a `ServiceGroup`) the server stops accepting and reading,
+/// answers what is in flight for up to the grace period, then closes.
 public final class DNSProxyServer: Service {
     /// Listener behaviour.
     public struct Configuration: Sendable {
@@ -44,6 +47,14 @@ public final class DNSProxyServer: Service {
         public var maximumNewTCPConnectionsPerSecondPerClient: Double
         /// How long to keep answering queries in flight after shutdown begins.
         public var shutdownGracePeriod: TimeAmount
+        /// Where to listen for DNS over TLS; none by default. Needs a ``TLSServerContext``.
+        public var tlsListenAddresses: [SocketAddress] = []
+        /// A client's TLS handshake must be done within this long of its connection, or it is closed.
+        public var tlsHandshakeTimeout: TimeAmount = .seconds(5)
+        /// The most DNS-over-TLS connections open at once (handshaking or not). The per-client cap,
+        /// the rate of new connections, the timeouts and the in-flight and unsent-octet bounds are the
+        /// TCP ones.
+        public var maximumTLSConnections: Int = 1024
 
         /// Creates a configuration.
         ///
@@ -101,11 +112,16 @@ public final class DNSProxyServer: Service {
     private let bindTCP: TCPBinder
     private let metrics: DNSProxyMetrics
     private let limiter: TCPConnectionLimiter
+    private let tlsLimiter: TCPConnectionLimiter
     private let connectionRate: (any QueryRateLimiter)?
+    private let tls: NIOLockedValueBox<TLSServerContext?>
+    private let logThrottle = LogThrottle()
     private let connections = NIOLockedValueBox<[ObjectIdentifier: TCPConnection]>([:])
+    /// The addresses bound: plain DNS, then TLS.
+    private typealias Bound = (plain: [SocketAddress], tls: [SocketAddress])
     private enum ListeningState {
-        case waiting([CheckedContinuation<[SocketAddress], any Error>])
-        case listening([SocketAddress])
+        case waiting([CheckedContinuation<Bound, any Error>])
+        case listening(Bound)
         case failed(any Error)
     }
 
@@ -117,13 +133,16 @@ public final class DNSProxyServer: Service {
     ///   - configuration: Listeners and limits.
     ///   - handler: Answers each query; usually a ``ForwardingQueryHandler``.
     ///   - eventLoopGroup: The event loops to serve on.
-    ///   - metrics: Where open client TCP connections are reported (queries and replies are the
-    ///     handler's).
+    ///   - tlsContext: The certificate and key of the TLS listeners; needed when
+    ///     ``Configuration/tlsListenAddresses`` has any.
+    ///   - metrics: Where open client connections and TLS handshakes are reported (queries and replies
+    ///     are the handler's).
     ///   - logger: Receives start-up, shutdown and error messages.
     public convenience init(
         configuration: Configuration,
         handler: any DNSQueryHandler,
         eventLoopGroup: any EventLoopGroup,
+        tlsContext: TLSServerContext? = nil,
         metrics: DNSProxyMetrics = DNSProxyMetrics(),
         logger: Logger = Logger(label: "dotproxy.server")
     ) {
@@ -131,6 +150,7 @@ public final class DNSProxyServer: Service {
             configuration: configuration,
             handler: handler,
             eventLoopGroup: eventLoopGroup,
+            tlsContext: tlsContext,
             metrics: metrics,
             logger: logger,
             bindTCP: { bootstrap, address in try await bootstrap.bind(to: address).get() }
@@ -144,11 +164,17 @@ public final class DNSProxyServer: Service {
         configuration: Configuration,
         handler: any DNSQueryHandler,
         eventLoopGroup: any EventLoopGroup,
+        tlsContext: TLSServerContext? = nil,
         metrics: DNSProxyMetrics,
         logger: Logger,
         bindTCP: @escaping TCPBinder
     ) {
         self.bindTCP = bindTCP
+        self.tls = NIOLockedValueBox(tlsContext)
+        self.tlsLimiter = TCPConnectionLimiter(
+            maximumTotal: configuration.maximumTLSConnections,
+            maximumPerClient: configuration.maximumTCPConnectionsPerClient
+        )
         self.metrics = metrics
         self.configuration = configuration
         self.handler = handler
@@ -168,10 +194,30 @@ public final class DNSProxyServer: Service {
             ) : nil
     }
 
-    /// The addresses the server listens on, once it does (with the real port when 0 was asked for).
+    /// The certificate and key new TLS connections use.
+    public var tlsContext: TLSServerContext? { tls.withLockedValue { $0 } }
+
+    /// Makes new TLS connections use `context`; connections already open keep theirs.
+    public func replaceTLSContext(_ context: TLSServerContext) {
+        tls.withLockedValue { $0 = context }
+    }
+
+    /// The addresses the server listens on for plain DNS, once it does (with the real port when 0
+    /// was asked for).
     ///
     /// - Throws: The bind error, when the server could not start.
     public func listeningAddresses() async throws -> [SocketAddress] {
+        try await boundAddresses().plain
+    }
+
+    /// The addresses the server listens on for DNS over TLS, once it does.
+    ///
+    /// - Throws: The bind error, when the server could not start.
+    public func tlsListeningAddresses() async throws -> [SocketAddress] {
+        try await boundAddresses().tls
+    }
+
+    private func boundAddresses() async throws -> Bound {
         try await withCheckedThrowingContinuation { continuation in
             listening.withLockedValue { state in
                 switch state {
@@ -187,8 +233,8 @@ public final class DNSProxyServer: Service {
         }
     }
 
-    private func settleListening(_ result: Result<[SocketAddress], any Error>) {
-        let waiters: [CheckedContinuation<[SocketAddress], any Error>] = listening.withLockedValue { state in
+    private func settleListening(_ result: Result<Bound, any Error>) {
+        let waiters: [CheckedContinuation<Bound, any Error>] = listening.withLockedValue { state in
             guard case .waiting(let waiters) = state else { return [] }
             switch result {
             case .success(let addresses): state = .listening(addresses)
@@ -211,8 +257,21 @@ public final class DNSProxyServer: Service {
                 listeners += addressListeners
                 bound.append(address)
             }
-            settleListening(.success(bound))
-            logger.info("listening", metadata: ["addresses": .array(bound.map { .string($0.endpointDescription) })])
+            var boundTLS: [SocketAddress] = []
+            if !configuration.tlsListenAddresses.isEmpty {
+                guard tlsContext != nil else {
+                    throw GnuTLSError(message: "TLS listeners need a certificate and key", operation: "listen")
+                }
+                for address in configuration.tlsListenAddresses {
+                    let channel = try await bindTCP(makeStreamBootstrap(for: .tls), address)
+                    listeners.append(Listener(channel: channel, udpHandler: nil))
+                    boundTLS.append(channel.localAddress ?? address)
+                }
+            }
+            settleListening(.success((bound, boundTLS)))
+            var metadata: Logger.Metadata = ["addresses": .array(bound.map { .string($0.endpointDescription) })]
+            if !boundTLS.isEmpty { metadata["tls"] = .array(boundTLS.map { .string($0.endpointDescription) }) }
+            logger.info("listening", metadata: metadata)
         } catch {
             settleListening(.failure(error))
             for listener in listeners { try? await listener.channel.close() }
@@ -272,7 +331,7 @@ public final class DNSProxyServer: Service {
                     listeners.append(Listener(channel: channel, udpHandler: udpHandler))
                     if address.port == 0, let port = channel.localAddress?.port { address.port = port }
                 }
-                let tcp = try await bindTCP(makeTCPBootstrap(), address)
+                let tcp = try await bindTCP(makeStreamBootstrap(for: .tcp), address)
                 listeners.append(Listener(channel: tcp, udpHandler: nil))
                 return (address, listeners)
             } catch {
@@ -307,13 +366,21 @@ public final class DNSProxyServer: Service {
         }
     }
 
-    private func makeTCPBootstrap() -> ServerBootstrap {
-        let limiter = self.limiter
+    /// A listener for TCP (plain DNS) or TLS connections: both take the per-client rate of new
+    /// connections and their own connection cap, then frame queries alike; TLS connections run a
+    /// GnuTLS server session, with the context of the moment they are accepted, under that.
+    private func makeStreamBootstrap(for clientProtocol: ClientProtocol) -> ServerBootstrap {
+        let isTLS = clientProtocol == .tls
+        let limiter = isTLS ? self.tlsLimiter : self.limiter
         let connectionRate = self.connectionRate
         let connections = self.connections
         let handler = self.handler
         let configuration = self.configuration
-        let openConnections = metrics.clientConnections
+        let metrics = self.metrics
+        let openConnections = isTLS ? metrics.clientTLSConnections : metrics.clientConnections
+        let tls = self.tls
+        let throttle = self.logThrottle
+        let logger = self.logger
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -344,28 +411,67 @@ public final class DNSProxyServer: Service {
                     return channel.close()
                 }
                 if let connectionRate, connectionRate.decide(for: client, clientProtocol: .tcp, now: .now()) != .admit {
+                    metrics.recordRefusedConnection(clientProtocol: clientProtocol, rate: true)
+                    Self.logRefusal(remote, reason: "rate", clientProtocol, throttle: throttle, logger: logger)
                     return channel.close()
                 }
                 guard limiter.admit(client) else {
+                    metrics.recordRefusedConnection(clientProtocol: clientProtocol, rate: false)
+                    Self.logRefusal(remote, reason: "limit", clientProtocol, throttle: throttle, logger: logger)
                     return channel.close()
                 }
                 openConnections.increment()
+                if isTLS { metrics.clientTLSAccepted.increment() }
                 channel.closeFuture.whenComplete { _ in
                     limiter.release(client)
                     openConnections.decrement()
                     connections.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    let tcpHandler = try Self.addClientTCPHandlers(
-                        to: channel.pipeline.syncOperations,
+                    let pipeline = channel.pipeline.syncOperations
+                    if isTLS {
+                        guard let context = tls.withLockedValue({ $0 }) else { throw ChannelError.ioOnClosedChannel }
+                        try pipeline.addHandler(GnuTLSHandler(server: context))
+                        try pipeline.addHandler(
+                            TLSClientHandshakeHandler(
+                                deadline: configuration.tlsHandshakeTimeout,
+                                metrics: metrics,
+                                throttle: throttle,
+                                logger: logger
+                            )
+                        )
+                    }
+                    let streamHandler = try Self.addClientTCPHandlers(
+                        to: pipeline,
                         handler: handler,
                         configuration: configuration,
-                        slots: limiter
+                        slots: limiter,
+                        clientProtocol: clientProtocol
                     )
-                    let bound = NIOLoopBound(tcpHandler, eventLoop: channel.eventLoop)
+                    let bound = NIOLoopBound(streamHandler, eventLoop: channel.eventLoop)
                     connections.withLockedValue { $0[ObjectIdentifier(channel)] = (channel, bound) }
                 }
             }
+    }
+
+    /// Logs a connection closed at accept, at most once per interval for each reason.
+    private static func logRefusal(
+        _ remote: SocketAddress,
+        reason: String,
+        _ clientProtocol: ClientProtocol,
+        throttle: LogThrottle,
+        logger: Logger
+    ) {
+        guard let suppressed = throttle.admit("refused \(clientProtocol) \(reason)", now: .now()) else { return }
+        logger.notice(
+            reason == "rate"
+                ? "client connection refused: too many new connections from the client"
+                : "client connection refused: the connection limit is reached",
+            metadata: [
+                "client": "\(remote.endpointDescription)", "protocol": "\(clientProtocol)",
+                "not_logged_since_last": "\(suppressed)",
+            ]
+        )
     }
 
     /// The most octets one read from a client TCP connection takes.
@@ -377,7 +483,8 @@ public final class DNSProxyServer: Service {
         to pipeline: ChannelPipeline.SynchronousOperations,
         handler: any DNSQueryHandler,
         configuration: Configuration,
-        slots: TCPConnectionLimiter? = nil
+        slots: TCPConnectionLimiter? = nil,
+        clientProtocol: ClientProtocol = .tcp
     ) throws -> TCPClientConnectionHandler {
         let limits = TCPClientConnectionHandler.Limits(
             maximumInFlight: configuration.maximumQueriesInFlightPerTCPConnection,
@@ -386,7 +493,12 @@ public final class DNSProxyServer: Service {
             queryReadTimeout: configuration.tcpQueryReadTimeout,
             writeStallTimeout: configuration.tcpWriteStallTimeout
         )
-        let tcpHandler = TCPClientConnectionHandler(handler: handler, limits: limits, slots: slots)
+        let tcpHandler = TCPClientConnectionHandler(
+            handler: handler,
+            limits: limits,
+            slots: slots,
+            clientProtocol: clientProtocol
+        )
         try pipeline.addHandler(tcpHandler)
         return tcpHandler
     }

@@ -1,7 +1,9 @@
 import NIOCore
 
-/// Serves one client TCP connection: framed queries in, replies out as each completes (out of order,
-/// RFC 7766 §6.2.1.1). Replies are flushed in batches (see `ReadBatchedWriter`).
+/// Serves one client TCP connection, or one DNS-over-TLS connection behind the TLS handler: framed
+/// queries in, replies out as each completes (out of order, RFC 7766 §6.2.1.1). Replies are flushed in
+/// batches (see `ReadBatchedWriter`). A query's edns-tcp-keepalive is answered with the idle timeout
+/// and, over TLS, a padded query gets a padded reply (``StreamQueryOptions``).
 ///
 /// It reads the connection's bytes and does the two-octet framing itself (``DNSStreamFraming``), as
 /// the upstream connection does, rather than behind NIO's generic decoder and encoder handlers: those
@@ -44,6 +46,8 @@ final class TCPClientConnectionHandler: ChannelDuplexHandler {
 
     private let handler: any DNSQueryHandler
     private let limits: Limits
+    /// TCP, or TLS under a TLS handler.
+    private let clientProtocol: ClientProtocol
     /// Whether more than half of the server's TCP slots are taken; `nil` when nobody keeps count.
     private let slots: TCPConnectionLimiter?
     /// Queries waiting for the upstream.
@@ -65,10 +69,23 @@ final class TCPClientConnectionHandler: ChannelDuplexHandler {
     private let writer = ReadBatchedWriter()
     let drain = DrainTracker()
 
-    init(handler: any DNSQueryHandler, limits: Limits, slots: TCPConnectionLimiter? = nil) {
+    init(
+        handler: any DNSQueryHandler,
+        limits: Limits,
+        slots: TCPConnectionLimiter? = nil,
+        clientProtocol: ClientProtocol = .tcp
+    ) {
         self.handler = handler
         self.limits = limits
         self.slots = slots
+        self.clientProtocol = clientProtocol
+    }
+
+    /// The idle timeout as edns-tcp-keepalive says it, in units of 100 ms: the shorter one while the
+    /// server is busy, as the connection will then be closed sooner.
+    private var keepaliveTimeout: UInt16 {
+        let idle = slots?.isBusy == true ? min(limits.busyIdleTimeout, limits.idleTimeout) : limits.idleTimeout
+        return UInt16(clamping: idle.nanoseconds / 100_000_000)
     }
 
     /// Whether another query may be taken now.
@@ -193,10 +210,11 @@ final class TCPClientConnectionHandler: ChannelDuplexHandler {
     /// One query from the client.
     private func received(_ message: ByteBuffer, context: ChannelHandlerContext) {
         guard let client = clientAddress ?? context.remoteAddress else { return }
-        let query = DNSClientQuery(message: message, client: client, clientProtocol: .tcp)
+        let query = DNSClientQuery(message: message, client: client, clientProtocol: clientProtocol)
+        let options = StreamQueryOptions(query: message)
         switch handler.respond(to: query, on: context.eventLoop) {
         case .now(let reply):
-            if let reply { write(reply, context: context) }
+            if let reply { write(reply, options: options, context: context) }
         case .later(let reply):
             waiting += 1
             drain.started()
@@ -206,7 +224,7 @@ final class TCPClientConnectionHandler: ChannelDuplexHandler {
                 drain.finished()
                 let context = bound.value
                 if case .success(let reply?) = result, context.channel.isActive {
-                    write(reply, context: context)
+                    write(reply, options: options, context: context)
                 } else {
                     resumeIfRoom(context: context)
                 }
@@ -217,7 +235,10 @@ final class TCPClientConnectionHandler: ChannelDuplexHandler {
     /// Writes `reply` behind its two-octet length, in one buffer. A reply too long for a frame (a
     /// query handler's bug: the proxy's own are at most 65,535 octets) closes the connection, as the
     /// encoder handler did, rather than leaving the client waiting.
-    private func write(_ reply: ByteBuffer, context: ChannelHandlerContext) {
+    private func write(_ reply: ByteBuffer, options: StreamQueryOptions, context: ChannelHandlerContext) {
+        let reply =
+            options.isEmpty
+            ? reply : options.amend(reply, keepaliveTimeout: keepaliveTimeout, pads: clientProtocol == .tls)
         var framed = context.channel.allocator.buffer(capacity: reply.readableBytes + 2)
         do {
             try DNSStreamFraming.writeFrame(reply, into: &framed)

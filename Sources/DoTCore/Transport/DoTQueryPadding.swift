@@ -74,7 +74,7 @@ enum DoTQueryPadding {
 
     /// Calls `body` with the code and absolute range (header included) of each option in the OPT
     /// RDATA at `rdata`; stops at an option that runs past the RDATA.
-    private static func forEachOption(in message: ByteBuffer, rdata: Range<Int>, _ body: (UInt16, Range<Int>) -> Void) {
+    static func forEachOption(in message: ByteBuffer, rdata: Range<Int>, _ body: (UInt16, Range<Int>) -> Void) {
         var position = rdata.lowerBound
         while position + optionHeaderLength <= rdata.upperBound,
             let (code, length) = message.getMultipleIntegers(at: position, as: (UInt16, UInt16).self)

@@ -37,7 +37,7 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.plaintext = ByteBuffer()
     }
 
-    /// A server handler, for the in-process test server.
+    /// A server handler: the listener's, and the in-process test server's.
     package init(server context: TLSServerContext) throws(GnuTLSError) {
         self.session = try GnuTLSSession(server: context)
         self.pins = []
@@ -115,7 +115,8 @@ package final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
                 TLSHandshakeCompleted(
                     protocolName: session.protocolName,
                     cipherName: session.cipherName,
-                    resumed: session.isResumed
+                    resumed: session.isResumed,
+                    applicationProtocol: session.negotiatedProtocol
                 )
             )
             waitingForFlush.append(contentsOf: waitingForHandshake)

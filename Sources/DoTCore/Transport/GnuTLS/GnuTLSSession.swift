@@ -127,7 +127,8 @@ final class GnuTLSSession {
         }
     }
 
-    /// Creates a server session, for the in-process test server.
+    /// Creates a server session: the context's certificate, ALPN "dot" offered (not required) and,
+    /// when the context issues them, session tickets under its rotating key.
     convenience init(server context: TLSServerContext) throws(GnuTLSError) {
         try self.init(
             flags: dotproxy_gnutls_server_init_flags(),
@@ -138,7 +139,15 @@ final class GnuTLSSession {
         )
         if let ticketKey = context.ticketKey {
             try check(gnutls_session_ticket_enable_server(session, ticketKey), "enable session tickets")
+            gnutls_db_set_cache_expiration(session, Int32(TLSServerContext.sessionTicketLifetimeSeconds))
         }
+        // GnuTLS copies the protocol names into the session.
+        var name = Array(TLSServerContext.alpnProtocol.utf8)
+        let status = name.withUnsafeMutableBufferPointer { bytes in
+            var datum = gnutls_datum_t(data: bytes.baseAddress, size: UInt32(bytes.count))
+            return gnutls_alpn_set_protocols(session, &datum, 1, 0)
+        }
+        try check(status, "set ALPN")
     }
 
     private func configureTransport() throws(GnuTLSError) {
@@ -292,6 +301,15 @@ final class GnuTLSSession {
     var protocolName: String {
         guard let name = gnutls_protocol_get_name(gnutls_protocol_get_version(session)) else { return "unknown" }
         return String(cString: name)
+    }
+
+    /// The ALPN protocol both sides agreed on, if any.
+    var negotiatedProtocol: String? {
+        var datum = gnutls_datum_t(data: nil, size: 0)
+        guard gnutls_alpn_get_selected_protocol(session, &datum) == GNUTLS_E_SUCCESS, let data = datum.data else {
+            return nil
+        }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(datum.size)), as: UTF8.self)
     }
 
     var cipherName: String {

@@ -19,6 +19,8 @@ package struct TLSHandshakeCompleted: Sendable {
     package var protocolName: String
     package var cipherName: String
     package var resumed: Bool
+    /// The ALPN protocol agreed on, if any.
+    package var applicationProtocol: String?
 }
 
 /// Sent as a user event when a session ticket arrived, carrying data to resume the session later.
