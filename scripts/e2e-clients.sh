@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end with real clients: dig and kdig -> dotproxy (the built binary) -> Unbound over DoT, all on
-# loopback. Checks answers over UDP and TCP, a padded query, truncation of a large reply, NXDOMAIN, a FORMERR for a
+# loopback. Checks answers over UDP, TCP and TLS (kdig, gnutls-cli, Unbound forwarding over TLS, Stubby), a padded query, truncation of a large reply, NXDOMAIN, a FORMERR for a
 # malformed packet, BADVERS for an unknown EDNS version, the metrics endpoint (checked by promtool), the
 # four examples, a start from a configuration file (and check-config) with a blocklist and local names, that SIGHUP, SIGUSR1 and SIGUSR2 leave dotproxy running, and that SIGTERM makes it exit 0. Run as root, it runs dotproxy as user 65534
 # with no capabilities. Fails loudly if a tool is missing.
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${1:-.build/debug/dotproxy}
 bin_dir=$(dirname "$binary")
-for tool in dig kdig python3 promtool "$binary" "$bin_dir/resolve" "$bin_dir/custom-cache" "$bin_dir/embedded-server" "$bin_dir/type-filter"; do command -v "$tool" >/dev/null || { echo "e2e: $tool is missing" >&2; exit 69; }; done
+for tool in dig kdig gnutls-cli unbound stubby python3 promtool "$binary" "$bin_dir/resolve" "$bin_dir/custom-cache" "$bin_dir/embedded-server" "$bin_dir/type-filter"; do command -v "$tool" >/dev/null || { echo "e2e: $tool is missing" >&2; exit 69; }; done
 work=$(mktemp -d)
 proxy_pid=""
 example_pids=()
@@ -24,7 +24,12 @@ scripts/unbound-rig.sh start "$work/rig" >/dev/null
 . "$work/rig/rig.env"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
+tls_port=$(free_port)
 metrics_port=$(free_port)
+# The TLS listener serves the rig's certificate (dns.test and 127.0.0.1, from the rig's CA), copied where
+# the unprivileged user can read it.
+cp "$work/rig/server.pem" "$work/listener.pem"; cp "$work/rig/server.key" "$work/listener.key"
+chmod 644 "$work/listener.pem" "$work/listener.key"
 # dotproxy runs as it is deployed, as an unprivileged user (the container's 65534, the systemd unit's
 # DynamicUser), so that a socket option or a file that needs root fails here rather than in production.
 proxy=("$binary")
@@ -34,7 +39,8 @@ if [ "$(id -u)" = 0 ]; then
   proxy=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all "$work/dotproxy")
 fi
 "${proxy[@]}" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" --pin-sha256 "$RIG_SPKI_SHA256" \
-  --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --log-level warning > "$work/proxy.log" 2>&1 &
+  --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --log-level warning \
+  --listen-tls "127.0.0.1:$tls_port" --tls-cert "$work/listener.pem" --tls-key "$work/listener.key" > "$work/proxy.log" 2>&1 &
 proxy_pid=$!
 cache_port=$(free_port)
 "$bin_dir/custom-cache" --upstream "127.0.0.1:$RIG_DOT_PORT#$RIG_NAME" --ca-file "$RIG_CA" \
@@ -92,6 +98,82 @@ for pid in "${example_pids[@]}"; do kill -INT "$pid"; done
 for pid in "${example_pids[@]}"; do wait "$pid" 2>/dev/null || { echo "FAIL an example exited with an error"; failures=$((failures+1)); }; done
 example_pids=()
 
+# DNS over TLS to the proxy: kdig, gnutls-cli, Unbound forwarding over TLS and Stubby, each verifying
+# the certificate against the rig's CA.
+tls_kdig=(kdig @127.0.0.1 -p "$tls_port" +tls-ca="$RIG_CA" +tls-hostname="$RIG_NAME")
+check "kdig over TLS, name verified, SNI sent" "^192\.0\.2\.1$" "${tls_kdig[@]}" +tls-sni="$RIG_NAME" a.test +short
+check "kdig over TLS, name verified, no SNI" "^192\.0\.2\.1$" "${tls_kdig[@]}" +notls-sni a.test +short
+check "kdig over TLS, a padded query gets a reply padded to 468 octets" "Received 468 B" \
+  "${tls_kdig[@]}" +padding a.test
+check "kdig +tls +keepopen: three queries (four records) on one TLS connection" "^4 answers, 1 connection$" bash -c "
+  before=\$($(declare -f http_get); metrics_port=$metrics_port; http_get /metrics | grep -E '^dotproxy_client_tls_connections_accepted_total ' | cut -d' ' -f2)
+  answers=\$(kdig @127.0.0.1 -p $tls_port +tls +keepopen a.test A +short www.test CNAME +short mail.test MX +short | grep -c .)
+  after=\$($(declare -f http_get); metrics_port=$metrics_port; http_get /metrics | grep -E '^dotproxy_client_tls_connections_accepted_total ' | cut -d' ' -f2)
+  echo \"\$answers answers, \$((after - before)) connection\""
+check "gnutls-cli verifies the name, agrees ALPN dot, and gets the answer" "Application protocol: dot.*reply id=abcd rcode=0 answers=2" bash -c "
+  { python3 -c 'import struct,sys; q=bytes.fromhex(\"abcd01000001000000000000016104746573740000010001\"); sys.stdout.buffer.write(struct.pack(\">H\",len(q))+q)'; sleep 1; } |
+    timeout 10 gnutls-cli --x509cafile='$RIG_CA' --verify-hostname='$RIG_NAME' --alpn=dot --port=$tls_port 127.0.0.1 > '$work/gnutls-cli.out' 2>&1
+  grep -a 'Application protocol' '$work/gnutls-cli.out' | tr '\\n' ' '
+  python3 -c '
+import sys
+data = open(\"$work/gnutls-cli.out\", \"rb\").read()
+m = data[data.find(b\"Simple Client Mode\"):]
+m = m[m.find(bytes.fromhex(\"abcd\")):]
+print(\"reply id=%s rcode=%d answers=%d\" % (m[:2].hex(), m[3] & 15, int.from_bytes(m[6:8], \"big\")))' | tr '\n' ' '"
+forwarder_port=$(free_port)
+mkdir -p "$work/forwarder"
+cat > "$work/forwarder/unbound.conf" <<CONF
+server:
+  username: ""
+  chroot: ""
+  directory: "$work/forwarder"
+  pidfile: "$work/forwarder/unbound.pid"
+  use-syslog: no
+  logfile: "$work/forwarder/unbound.log"
+  num-threads: 1
+  interface: 127.0.0.1@$forwarder_port
+  do-ip6: no
+  do-not-query-localhost: no
+  module-config: "iterator"
+  # Unbound answers test. itself (RFC 6761) unless told not to.
+  local-zone: "test." nodefault
+  tls-cert-bundle: "$RIG_CA"
+forward-zone:
+  name: "."
+  forward-tls-upstream: yes
+  forward-addr: 127.0.0.1@$tls_port#$RIG_NAME
+CONF
+unbound -c "$work/forwarder/unbound.conf"
+check "Unbound forwarding over TLS to the proxy, certificate verified" "^192\.0\.2\.1$" bash -c "
+  for _ in \$(seq 50); do dig @127.0.0.1 -p $forwarder_port a.test +short +time=1 +tries=1 2>/dev/null | grep . && exit; sleep 0.1; done"
+kill "$(cat "$work/forwarder/unbound.pid")" 2>/dev/null || true
+stubby_port=$(free_port)
+cat > "$work/stubby.yml" <<YAML
+resolution_type: GETDNS_RESOLUTION_STUB
+dns_transport_list: [GETDNS_TRANSPORT_TLS]
+tls_authentication: GETDNS_AUTHENTICATION_REQUIRED
+tls_query_padding_blocksize: 128
+tls_ca_file: "$RIG_CA"
+idle_timeout: 5000
+round_robin_upstreams: 0
+listen_addresses: [127.0.0.1@$stubby_port]
+upstream_recursive_servers:
+  - address_data: 127.0.0.1
+    tls_port: $tls_port
+    tls_auth_name: "$RIG_NAME"
+YAML
+stubby -C "$work/stubby.yml" > "$work/stubby.log" 2>&1 &
+example_pids+=($!)
+check "Stubby with strict authentication through the proxy" "^192\.0\.2\.1$" bash -c "
+  for _ in \$(seq 50); do dig @127.0.0.1 -p $stubby_port a.test +short +time=1 +tries=1 2>/dev/null | grep . && exit; sleep 0.1; done"
+kill "${example_pids[@]}" 2>/dev/null || true; example_pids=()
+check "plain DNS sent to the TLS port gets no answer and is counted" 'reason="not_tls"\} [1-9]' bash -c "
+  dig @127.0.0.1 -p $tls_port +tcp +time=2 +tries=1 a.test >/dev/null 2>&1
+  $(declare -f http_get); metrics_port=$metrics_port; http_get /metrics | grep dotproxy_client_tls_handshake_failures_total"
+check "/metrics counts TLS handshakes and TLS queries" 'client_tls_handshakes_total\{version="TLS1.3",resumed="false"\} [1-9] .*transport="tls",qtype="A"\} [1-9]' bash -c "
+  $(declare -f http_get); metrics_port=$metrics_port; http_get /metrics > '$work/metrics.txt'
+  grep -E '^dotproxy_client_tls_handshakes_total' '$work/metrics.txt' | tr '\n' ' '; grep -E 'transport=\"tls\",qtype=\"A\"' '$work/metrics.txt'"
+
 check "SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored" "^192\.0\.2\." bash -c \
   "kill -HUP $proxy_pid; kill -USR1 $proxy_pid; kill -USR2 $proxy_pid; sleep 0.3; kill -0 $proxy_pid && dig @127.0.0.1 -p $port a.test +short"
 kill -TERM "$proxy_pid"
@@ -145,6 +227,6 @@ check "a broken file at SIGHUP is logged with its line and changes nothing" "dot
 check "/metrics counts the reloads" 'dotproxy_config_reloads_total\{result="failure"\} 1' http_get /metrics
 kill -TERM "$proxy_pid"; wait "$proxy_pid" || true
 proxy_pid=""
-total=33
+total=44
 echo "$((total - failures)) passed, $failures failed"
 [ "$failures" = 0 ]

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages dotproxy needs, only when some are missing.
 #   scripts/setup.sh run     what building and running the proxy needs
-#   scripts/setup.sh test    that, plus the tools the test suite drives (Unbound, certtool, dig, kdig, dnsperf,
-#                            promtool from the prometheus package)
+#   scripts/setup.sh test    that, plus the tools the test suite drives (Unbound, certtool, gnutls-cli, dig, kdig,
+#                            dnsperf, Stubby, promtool from the prometheus package)
 #   scripts/setup.sh bench   that, plus the peers the end-to-end benchmark compares against (dnsdist,
-#                            Knot Resolver, Stubby) and valgrind (Benchmarks/footprint/run.sh)
+#                            Knot Resolver) and valgrind (Benchmarks/footprint/run.sh)
 set -euo pipefail
 
 run_packages=(libgnutls28-dev libmimalloc-dev pkg-config ca-certificates)
-test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf python3 prometheus)
-bench_packages=("${test_packages[@]}" dnsdist knot-resolver stubby valgrind)
+test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf stubby python3 prometheus)
+bench_packages=("${test_packages[@]}" dnsdist knot-resolver valgrind)
 
 case "${1:-run}" in
   run) wanted=("${run_packages[@]}") ;;
