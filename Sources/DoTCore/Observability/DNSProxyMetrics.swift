@@ -66,6 +66,9 @@ public final class DNSProxyMetrics: Sendable {
         /// handshake deadline; `closed`: the client left; `not_tls`: the first bytes were not a TLS
         /// record, such as plain DNS; `protocol`: no common version or cipher, a bad message; `other`).
         public static let clientTLSHandshakeFailures = "dotproxy_client_tls_handshake_failures_total"
+        /// Counter: client DNS-over-TLS connections closed after the handshake because a record could not
+        /// be decrypted or the TLS session broke (garbage, a tampered record).
+        public static let clientTLSRecordFailures = "dotproxy_client_tls_record_failures_total"
         /// Counter: client connections closed at accept, labels `transport` (`tcp`, `tls`) and `reason`
         /// (`limit`: the total or per-client cap; `rate`: too many new connections from the client).
         public static let clientConnectionsRefused = "dotproxy_client_connections_refused_total"
@@ -135,6 +138,7 @@ public final class DNSProxyMetrics: Sendable {
         Name.clientTLSAccepted: "Client DNS-over-TLS connections accepted.",
         Name.clientTLSHandshakes: "Completed client TLS handshakes by version, resumed or not.",
         Name.clientTLSHandshakeFailures: "Client TLS handshakes that failed, by reason.",
+        Name.clientTLSRecordFailures: "Client DNS-over-TLS connections closed after the handshake on a broken record.",
         Name.clientConnectionsRefused: "Client connections closed at accept: over a connection limit or rate.",
         Name.upstreamQueries: "Queries sent to each upstream, failover attempts included.",
         Name.upstreamErrors: "Failed upstream attempts by kind.",
@@ -186,6 +190,7 @@ public final class DNSProxyMetrics: Sendable {
     let clientConnections: Meter
     let clientTLSConnections: Meter
     let clientTLSAccepted: Counter
+    let clientTLSRecordFailures: Counter
     /// Indexed by version (TLS 1.3 0, TLS 1.2 1) times 2, plus 1 when resumed.
     private let clientTLSHandshakes: [Counter]
     /// Indexed by ``TLSHandshakeFailureReason`` order.
@@ -243,6 +248,7 @@ public final class DNSProxyMetrics: Sendable {
         clientConnections = Meter(label: Name.clientConnections, dimensions: [], factory: factory)
         clientTLSConnections = Meter(label: Name.clientTLSConnections, dimensions: [], factory: factory)
         clientTLSAccepted = counter(Name.clientTLSAccepted)
+        clientTLSRecordFailures = counter(Name.clientTLSRecordFailures)
         clientTLSHandshakes = ["TLS1.3", "TLS1.2"].flatMap { version in
             ["false", "true"].map { counter(Name.clientTLSHandshakes, [("version", version), ("resumed", $0)]) }
         }

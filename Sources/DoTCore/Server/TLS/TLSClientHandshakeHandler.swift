@@ -1,10 +1,10 @@
 import Logging
 import NIOCore
 
-/// Watches the TLS handshake of one client connection, behind the TLS handler: closes the connection
-/// when the handshake is not done within its deadline, counts handshakes (by version, resumed or not)
-/// and their failures (by ``TLSHandshakeFailureReason``), and logs a failure at most once per interval
-/// for each reason.
+/// Watches the TLS session of one client connection, behind the TLS handler: closes the connection
+/// when the handshake is not done within its deadline, counts handshakes (by version, resumed or not),
+/// their failures (by ``TLSHandshakeFailureReason``) and broken records after them, and logs each kind
+/// of failure at most once per interval.
 ///
 /// The deadline runs on the event loop's clock, so tests drive it with an `EmbeddedEventLoop`.
 final class TLSClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -17,6 +17,7 @@ final class TLSClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
     private let logger: Logger
     private var timer: Scheduled<Void>?
     private var settled = false
+    private var recordFailed = false
 
     /// - Parameters:
     ///   - deadline: Time from the connection's start to the handshake's end.
@@ -74,6 +75,15 @@ final class TLSClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if !settled {
             failed(TLSHandshakeFailureReason(error), error: error, context: context)
+        } else if error is GnuTLSError, !recordFailed {
+            recordFailed = true
+            metrics.clientTLSRecordFailures.increment()
+            if let suppressed = throttle.admit("record", now: context.eventLoop.now) {
+                var metadata: Logger.Metadata = ["error": "\(error)"]
+                if let remote = context.remoteAddress { metadata["client"] = "\(remote.endpointDescription)" }
+                if suppressed > 0 { metadata["not_logged_since_last"] = "\(suppressed)" }
+                logger.notice("client TLS connection closed on a broken record", metadata: metadata)
+            }
         }
         // The TLS handler closes the connection after any error it reports.
         context.close(promise: nil)
