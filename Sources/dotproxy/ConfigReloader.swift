@@ -217,6 +217,11 @@ actor ConfigReloader {
         return [
             "listen": configuration.server.listenAddresses.map(\.endpointDescription).joined(separator: ","),
             "listen-tls": configuration.server.tlsListenAddresses.map(\.endpointDescription).joined(separator: ","),
+            "limits": [
+                configuration.server.maximumTCPConnections, configuration.server.maximumTLSConnections,
+                configuration.server.maximumTCPConnectionsPerClient,
+            ].map(String.init).joined(separator: ",")
+                + " \(configuration.server.maximumNewTCPConnectionsPerSecondPerClient)",
             "tls-listener": configuration.tlsListener.map(\.description) ?? "off",
             "threads": "\(ThreadPlan(threads: configuration.threads, cores: System.coreCount).eventLoops)",
             "metrics.listen": configuration.metricsListen?.endpointDescription ?? "off",

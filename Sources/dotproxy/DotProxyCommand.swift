@@ -109,6 +109,34 @@ struct DotProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key of the TLS listener's certificate.")
     var tlsKey: String?
 
+    @Option(
+        name: .customLong("max-tcp-connections"),
+        parsing: .unconditional,
+        help: "Client TCP connections open at once."
+    )
+    var maxTCPConnections = 1024
+
+    @Option(
+        name: .customLong("max-tls-connections"),
+        parsing: .unconditional,
+        help: "Client DNS-over-TLS connections open at once, handshaking or not."
+    )
+    var maxTLSConnections = 1024
+
+    @Option(
+        name: .customLong("max-connections-per-client"),
+        parsing: .unconditional,
+        help: "TCP connections, and TLS connections, one client address (IPv6: one /64) may hold open."
+    )
+    var maxConnectionsPerClient = 16
+
+    @Option(
+        name: .customLong("max-new-connections-per-second"),
+        parsing: .unconditional,
+        help: "New TCP and TLS connections per second from one client address (twice that at once); 0 for no limit."
+    )
+    var maxNewConnectionsPerSecond: Double = 50
+
     @Option(name: .customLong("ca-file"), help: "PEM file of CAs to trust instead of the system store.")
     var caFile: String?
 
@@ -513,6 +541,21 @@ struct DotProxyCommand: AsyncParsableCommand {
             )
         }
         var server = DNSProxyServer.Configuration()
+        for (option, value) in [
+            ("max-tcp-connections", maxTCPConnections), ("max-tls-connections", maxTLSConnections),
+            ("max-connections-per-client", maxConnectionsPerClient),
+        ] where !(1...1_000_000).contains(value) {
+            throw ValidationError("--\(option): \(value) must be 1 to 1000000")
+        }
+        guard maxNewConnectionsPerSecond >= 0, maxNewConnectionsPerSecond.isFinite else {
+            throw ValidationError(
+                "--max-new-connections-per-second: \(maxNewConnectionsPerSecond) must be 0 (off) or more"
+            )
+        }
+        server.maximumTCPConnections = maxTCPConnections
+        server.maximumTLSConnections = maxTLSConnections
+        server.maximumTCPConnectionsPerClient = maxConnectionsPerClient
+        server.maximumNewTCPConnectionsPerSecondPerClient = maxNewConnectionsPerSecond
         func addresses(_ arguments: [ListenArgument], option: String) throws -> [SocketAddress] {
             try arguments.map { argument in
                 do {

@@ -469,7 +469,7 @@ public final class DNSProxyServer: Service {
                 : "client connection refused: the connection limit is reached",
             metadata: [
                 "client": "\(remote.endpointDescription)", "protocol": "\(clientProtocol)",
-                "not_logged_since_last": "\(suppressed)",
+                "unlogged_since_last": .stringConvertible(suppressed),
             ]
         )
     }

@@ -32,7 +32,10 @@ struct StreamQueryOptions: Equatable {
         }
     }
 
-    init() {}
+    init(keepalive: Bool = false, padding: Bool = false) {
+        self.keepalive = keepalive
+        self.padding = padding
+    }
 
     /// Whether ``amend(_:keepaliveTimeout:pads:)`` changes anything.
     var isEmpty: Bool { !keepalive && !padding }

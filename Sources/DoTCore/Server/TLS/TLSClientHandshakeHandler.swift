@@ -81,7 +81,7 @@ final class TLSClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
             if let suppressed = throttle.admit("record", now: context.eventLoop.now) {
                 var metadata: Logger.Metadata = ["error": "\(error)"]
                 if let remote = context.remoteAddress { metadata["client"] = "\(remote.endpointDescription)" }
-                if suppressed > 0 { metadata["not_logged_since_last"] = "\(suppressed)" }
+                if suppressed > 0 { metadata["unlogged_since_last"] = .stringConvertible(suppressed) }
                 logger.notice("client TLS connection closed on a broken record", metadata: metadata)
             }
         }
@@ -99,7 +99,7 @@ final class TLSClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
         var metadata: Logger.Metadata = ["reason": "\(reason.rawValue)"]
         if let remote = context.remoteAddress { metadata["client"] = "\(remote.endpointDescription)" }
         if let error { metadata["error"] = "\(Self.describe(error))" }
-        if suppressed > 0 { metadata["not_logged_since_last"] = "\(suppressed)" }
+        if suppressed > 0 { metadata["unlogged_since_last"] = .stringConvertible(suppressed) }
         logger.notice("client TLS handshake failed", metadata: metadata)
     }
 
