@@ -61,10 +61,10 @@ import Testing
         return connection
     }
 
-    func startClient(_ connection: Connection) throws {
+    func startClient(_ connection: Connection, resumptionData: [UInt8]? = nil) throws {
         let context = try TLSClientContext(configuration: TestCertificates.clientConfiguration())
         try connection.client.pipeline.syncOperations.addHandler(
-            GnuTLSHandler(client: context, serverName: TestCertificates.serverName, resumptionData: nil)
+            GnuTLSHandler(client: context, serverName: TestCertificates.serverName, resumptionData: resumptionData)
         )
         try connection.client.pipeline.syncOperations.addHandler(connection.clientEvents)
         try connection.client.connect(to: TCPIdleTimeoutTests.client).wait()
@@ -134,6 +134,31 @@ import Testing
         let plain = try DNSMessage(decoding: unpadded)
         #expect(plain.header.id == 8)
         #expect(plain.edns?.options.isEmpty == true)
+    }
+
+    @Test func aSecondConnectionResumesWithTheTicketOfTheFirst() throws {
+        let context = try TLSServerContext(
+            certificateChainFile: TestCertificates.server.certificateFile,
+            privateKeyFile: TestCertificates.server.keyFile
+        )
+        let first = try Self.connect(context: context)
+        try startClient(first)
+        first.client.writeAndFlush(try Self.framedQuery(id: 1, options: []), promise: nil)
+        try GnuTLSHandlerTests.interactInMemory(first.client, first.server)
+        let ticket = try #require(first.clientEvents.tickets.first?.resumptionData)
+
+        let second = try Self.connect(context: context)
+        try startClient(second, resumptionData: ticket)
+        second.client.writeAndFlush(try Self.framedQuery(id: 2, options: []), promise: nil)
+        try GnuTLSHandlerTests.interactInMemory(second.client, second.server)
+        #expect(try Self.replies(second.clientEvents).map(\.header.id) == [2])
+        #expect(second.clientEvents.completed.first?.resumed == true)
+        #expect(
+            second.recorded.count(
+                DNSProxyMetrics.Name.clientTLSHandshakes,
+                [("version", "TLS1.3"), ("resumed", "true")]
+            ) == 1
+        )
     }
 
     @Test func aClientThatNeverSpeaksIsClosedAtTheHandshakeDeadline() throws {
