@@ -1,5 +1,6 @@
 import ArgumentParser
 import DoTCore
+import Logging
 
 /// `dotproxy check-config PATH`: reads and checks a configuration file as a start would, and starts
 /// nothing. Exits 0 when the file is usable, 78 (EX_CONFIG) with `file:line: key: reason` for each
@@ -28,13 +29,17 @@ struct CheckConfigCommand: AsyncParsableCommand {
     }
 
     /// Checks what the file sets as the options it stands for would be checked, and loads the trust
-    /// roots each upstream would use.
+    /// roots each upstream would use and the TLS listener's certificate and key.
     static func check(_ file: ConfigFile) throws(ConfigFileError) {
         do {
             let command = try DotProxyCommand.parse(file.arguments { _ in false })
             var configuration = try command.makeConfiguration()
             file.applyUpstreamSettings(to: &configuration)
             _ = try TLSClientContext(configuration: configuration.tls)
+            // The listener's pair as a start would load it: a key that is not the certificate's fails here.
+            var logger = Logger(label: "dotproxy.check-config")
+            logger.logLevel = .warning  // an expired or expiring certificate is worth saying
+            _ = try configuration.tlsListener?.load(logger: logger)
             for upstream in file.upstreams {
                 do {
                     _ = try TLSClientContext(configuration: upstream.tls(from: configuration.tls))

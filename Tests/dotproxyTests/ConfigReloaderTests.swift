@@ -237,5 +237,13 @@ import Testing
         }
         #expect(reason.contains("--tls-cert") || reason.contains("tls-listener.cert"), "\(reason)")
         #expect(services.server.tlsContext === second, "the listener keeps the pair it had")
+
+        // check-config loads the pair as a start would, and says which key is wrong, at its line.
+        let file = try await ConfigFile.load(path: path)
+        #expect {
+            try CheckConfigCommand.check(file)
+        } throws: { error in
+            "\(error)".contains("dotproxy.yaml:4: tls-listener.cert:")
+        }
     }
 }
