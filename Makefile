@@ -14,10 +14,11 @@ build:
 	scripts/setup.sh run
 	swift build
 
-# A bounded libFuzzer run over the wire format (FUZZ_SECONDS, default 60).
+# Bounded libFuzzer runs of every target: the wire format, the DoT reply path, the query pipeline
+# (FUZZ_SECONDS each, default 60).
 fuzz:
 	scripts/setup.sh run
-	Fuzz/run.sh $(FUZZ_SECONDS)
+	Fuzz/run.sh $(or $(FUZZ_SECONDS),60) all
 
 # The Swift tests under ThreadSanitizer and AddressSanitizer.
 sanitize:

@@ -1,5 +1,5 @@
 // swift-tools-version:6.1
-// The libFuzzer target for the DNS wire format. It lives in its own package because it is built with
+// The libFuzzer targets: the DNS wire format, a DoT connection's reply path, and the query pipeline. It lives in its own package because it is built with
 // `-sanitize=fuzzer,address` and has no `main`; see Fuzz/run.sh.
 import PackageDescription
 
@@ -10,6 +10,8 @@ let package = Package(
         // whatever the clone directory is called.
         .package(path: "dotproxy"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
     ],
     targets: [
         .executableTarget(
@@ -19,6 +21,29 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
-        )
+        ),
+        // The next two reach DoTCore's internals (the connection, the TCP handler) with @testable, so
+        // Fuzz/run.sh builds with -enable-testing.
+        .executableTarget(
+            name: "DoTReplyFuzzer",
+            dependencies: [
+                .product(name: "DoTCore", package: "dotproxy"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "PipelineFuzzer",
+            dependencies: [
+                .product(name: "DoTCore", package: "dotproxy"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
     ]
 )
