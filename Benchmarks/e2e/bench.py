@@ -207,7 +207,8 @@ getPool(""):setCache(pc)
     return ["dnsdist", "--supervised", "--disable-syslog", "-C", path]
 
 
-def config_unbound(work, port, rig, _, threads):
+def config_unbound(work, port, rig, _, threads, extra=""):
+    """Unbound as a forwarder over TLS; `extra` adds lines to its server section (a TLS listener)."""
     directory = os.path.join(work, "unbound-forwarder")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "unbound.conf")
@@ -234,7 +235,7 @@ def config_unbound(work, port, rig, _, threads):
   incoming-num-tcp: 1024
   # test. is one of Unbound's built-in empty zones (RFC 6761); forward it like any other name.
   local-zone: "test." nodefault
-forward-zone:
+{extra}forward-zone:
   name: "."
   forward-tls-upstream: yes
   forward-addr: 127.0.0.1@{rig['RIG_DOT_PORT']}#dns.test

@@ -10,7 +10,8 @@ certificate (ECDSA P-256), started afresh for each run:
             --max-connections-per-client 256 --max-new-connections-per-second 0 (the defaults, 16 and
             50 per client address, refuse most of dnsperf's 200 connections from one address)
   dnsdist   addTLSLocal (OpenSSL provider), packet cache of 100,000 entries, its default TCP workers
-  unbound   forwarder with tls-service-key/pem and tls-port, num-threads 1
+  unbound   the end-to-end benchmark's forwarder (num-threads 1, its caches) plus tls-service-key/pem
+            and tls-port
 
 Runs, in this order for every system in every round (the medians are reported):
   hit        long-lived connections: dnsperf 4 clients x 100 outstanding on 2 threads, one name cached
@@ -69,38 +70,11 @@ getPool(""):setCache(pc)
 """)
         return ["dnsdist", "--supervised", "--disable-syslog", "-C", path]
     if system == "unbound":
-        directory = os.path.join(work, "unbound-dot")
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "unbound.conf")
-        with open(path, "w") as f:
-            f.write(f"""server:
-  username: ""
-  chroot: ""
-  directory: "{directory}"
-  pidfile: "{directory}/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  num-threads: 1
-  interface: 127.0.0.1@{plain_port}
-  interface: 127.0.0.1@{tls_port}
+        return bench.config_unbound(work, plain_port, rig, None, 1, extra=f"""  interface: 127.0.0.1@{tls_port}
   tls-port: {tls_port}
   tls-service-key: "{key}"
   tls-service-pem: "{certificate}"
-  access-control: 127.0.0.0/8 allow
-  do-ip6: no
-  do-not-query-localhost: no
-  module-config: "iterator"
-  qname-minimisation: no
-  tls-cert-bundle: "{rig['RIG_CA']}"
-  incoming-num-tcp: 1024
-  local-zone: "test." nodefault
-forward-zone:
-  name: "."
-  forward-tls-upstream: yes
-  forward-addr: 127.0.0.1@{upstream}#dns.test
 """)
-        return ["unbound", "-d", "-c", path]
     raise ValueError(system)
 
 

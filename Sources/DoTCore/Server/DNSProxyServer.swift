@@ -55,6 +55,11 @@ public final class DNSProxyServer: Service {
         /// the rate of new connections, the timeouts and the in-flight and unsent-octet bounds are the
         /// TCP ones.
         public var maximumTLSConnections: Int = 1024
+        /// The receive buffer of each UDP socket, in octets (`SO_RCVBUF`; the kernel caps it at
+        /// `net.core.rmem_max` and doubles it for its bookkeeping); 0 keeps the system's default. A
+        /// burst that arrives while the event loop is busy waits here instead of being dropped: the
+        /// system's usual 208 KiB holds about 5 ms of 40,000 queries a second, 4 MiB about 100 ms.
+        public var udpReceiveBufferSize: Int = 4 << 20
 
         /// Creates a configuration.
         ///
@@ -294,6 +299,7 @@ public final class DNSProxyServer: Service {
     /// connection's local port, for one); then the UDP sockets are closed and another port is tried.
     private func bindListeners(for requested: SocketAddress) async throws -> (SocketAddress, [Listener]) {
         let segmentsReplies = segmentsUDPReplies(listeningOn: requested)
+        let receiveBuffer = configuration.udpReceiveBufferSize
         var attempt = 1
         while true {
             var address = requested
@@ -303,7 +309,15 @@ public final class DNSProxyServer: Service {
                     let udpHandler = try await loop.submit {
                         NIOLoopBound(UDPListenerHandler(handler: self.handler), eventLoop: loop)
                     }.get()
-                    let channel = try await DatagramBootstrap(group: loop)
+                    var bootstrap = DatagramBootstrap(group: loop)
+                    if receiveBuffer > 0 {
+                        bootstrap = bootstrap.channelOption(
+                            .socketOption(.so_rcvbuf),
+                            value: SocketOptionValue(clamping: receiveBuffer)
+                        )
+                    }
+                    let channel =
+                        try await bootstrap
                         .channelOption(.socketOption(.so_reuseaddr), value: 1)
                         .channelOption(
                             ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)),

@@ -161,6 +161,21 @@ import Testing
         )
     }
 
+    /// Found by scripts/tls_attacks.py: garbage after the handshake closed the connection but was
+    /// counted nowhere.
+    @Test func aRecordThatDoesNotDecryptClosesTheConnectionAndIsCounted() throws {
+        let connection = try Self.connect()
+        try startClient(connection)
+        connection.client.writeAndFlush(try Self.framedQuery(id: 1, options: []), promise: nil)
+        try GnuTLSHandlerTests.interactInMemory(connection.client, connection.server)
+        #expect(connection.server.isActive)
+        let garbage: [UInt8] = [0x17, 0x03, 0x03, 0x00, 0x20] + (0..<32).map { UInt8($0 &* 37) }
+        try? connection.server.writeInbound(ByteBuffer(bytes: garbage))
+        #expect(!connection.server.isActive)
+        #expect(connection.recorded.count(DNSProxyMetrics.Name.clientTLSRecordFailures) == 1)
+        #expect(connection.recorded.count(DNSProxyMetrics.Name.clientTLSHandshakeFailures, [("reason", "other")]) == 0)
+    }
+
     @Test func aClientThatNeverSpeaksIsClosedAtTheHandshakeDeadline() throws {
         let connection = try Self.connect(handshakeTimeout: .seconds(5))
         connection.server.embeddedEventLoop.advanceTime(by: .seconds(4))
