@@ -169,7 +169,7 @@ import Testing
         connection.client.writeAndFlush(try Self.framedQuery(id: 1, options: []), promise: nil)
         try GnuTLSHandlerTests.interactInMemory(connection.client, connection.server)
         #expect(connection.server.isActive)
-        let garbage: [UInt8] = [0x17, 0x03, 0x03, 0x00, 0x20] + (0..<32).map { UInt8($0 &* 37) }
+        let garbage: [UInt8] = [0x17, 0x03, 0x03, 0x00, 0x20] + (0..<32).map { UInt8(truncatingIfNeeded: $0 &* 37) }
         try? connection.server.writeInbound(ByteBuffer(bytes: garbage))
         #expect(!connection.server.isActive)
         #expect(connection.recorded.count(DNSProxyMetrics.Name.clientTLSRecordFailures) == 1)
