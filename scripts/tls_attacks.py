@@ -35,22 +35,8 @@ import threading
 import time
 import urllib.request
 
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def query(name, qtype=1, qid=0x1234, padded=False):
-    wire = b"".join(bytes([len(label)]) + label.encode() for label in name.strip(".").split(".")) + b"\x00"
-    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + wire + struct.pack(">HH", qtype, 1)
-
-
-def framed(message):
-    return struct.pack(">H", len(message)) + message
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tcp_attacks import framed, query, rss_mb  # noqa: E402  (the same helpers as the TCP attacks)
 
 
 def metric(args, name, labels=""):

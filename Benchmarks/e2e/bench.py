@@ -189,7 +189,8 @@ def configuration_line(system, threads):
     }[system]
 
 
-def config_dnsdist(work, port, rig, _, threads):
+def config_dnsdist(work, port, rig, _, threads, extra=""):
+    """dnsdist with its packet cache; `extra` adds configuration lines (a TLS listener)."""
     path = os.path.join(work, "dnsdist.conf")
     # One UDP listener (and its receiving thread) per worker thread, all on the port (SO_REUSEPORT).
     listeners = "\n".join([f'setLocal("127.0.0.1:{port}", {{reusePort=true}})']
@@ -203,7 +204,7 @@ newServer({{address="127.0.0.1:{rig['RIG_DOT_PORT']}", tls="openssl", subjectNam
            validateCertificates=true}})
 pc = newPacketCache(1100000, {{maxTTL=86400}})
 getPool(""):setCache(pc)
-""")
+{extra}""")
     return ["dnsdist", "--supervised", "--disable-syslog", "-C", path]
 
 

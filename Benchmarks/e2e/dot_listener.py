@@ -9,7 +9,8 @@ certificate (ECDSA P-256), started afresh for each run:
   dotproxy  default flags plus --listen-tls, --tls-cert, --tls-key; for the handshake run only,
             --max-connections-per-client 256 --max-new-connections-per-second 0 (the defaults, 16 and
             50 per client address, refuse most of dnsperf's 200 connections from one address)
-  dnsdist   addTLSLocal (OpenSSL provider), packet cache of 100,000 entries, its default TCP workers
+  dnsdist   the end-to-end benchmark's (packet cache, one UDP listener) plus addTLSLocal (OpenSSL
+            provider), its default TCP workers
   unbound   the end-to-end benchmark's forwarder (num-threads 1, its caches) plus tls-service-key/pem
             and tls-port
 
@@ -56,19 +57,8 @@ def config(system, work, plain_port, tls_port, rig, binary, run):
                 "--tls-cert", certificate, "--tls-key", key, "--log-level", "warning"] + (
                     HANDSHAKE_FLAGS if run == "handshake" else [])
     if system == "dnsdist":
-        path = os.path.join(work, "dnsdist-dot.conf")
-        with open(path, "w") as f:
-            f.write(f"""
-setLocal("127.0.0.1:{plain_port}")
-addTLSLocal("127.0.0.1:{tls_port}", "{certificate}", "{key}", {{provider="openssl"}})
-setACL({{"127.0.0.0/8"}})
-setSecurityPollSuffix("")
-newServer({{address="127.0.0.1:{upstream}", tls="openssl", subjectName="dns.test", caStore="{rig['RIG_CA']}",
-           validateCertificates=true}})
-pc = newPacketCache(100000, {{maxTTL=86400}})
-getPool(""):setCache(pc)
+        return bench.config_dnsdist(work, plain_port, rig, None, 1, extra=f"""addTLSLocal("127.0.0.1:{tls_port}", "{certificate}", "{key}", {{provider="openssl"}})
 """)
-        return ["dnsdist", "--supervised", "--disable-syslog", "-C", path]
     if system == "unbound":
         return bench.config_unbound(work, plain_port, rig, None, 1, extra=f"""  interface: 127.0.0.1@{tls_port}
   tls-port: {tls_port}
