@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "DoTCore", targets: ["DoTCore"]),
         .library(name: "DoTCoreTesting", targets: ["DoTCoreTesting"]),
+        .library(name: "DoTRedisCache", targets: ["DoTRedisCache"]),
         .executable(name: "dotproxy", targets: ["dotproxy"]),
     ],
     dependencies: [
@@ -48,6 +49,28 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // hiredis (Debian's libhiredis-dev): RESP parsing and command formatting for the Redis tier.
+        // Its headers are in the default include path; its pkg-config file only adds a flag SwiftPM
+        // refuses (-D_FILE_OFFSET_BITS=64), so it is not used.
+        .systemLibrary(
+            name: "CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // The second cache tier on Redis, beside DoTCore so that an embedder of DoTCore alone needs
+        // no hiredis.
+        .target(
+            name: "DoTRedisCache",
+            dependencies: [
+                "DoTCore",
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "DoTCoreTesting",
             dependencies: [
@@ -64,6 +87,7 @@ let package = Package(
             name: "dotproxy",
             dependencies: [
                 "DoTCore",
+                "DoTRedisCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -144,6 +168,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "DoTRedisCacheTests",
+            dependencies: [
+                "DoTCore", "DoTCoreTesting", "DoTRedisCache",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(
             name: "DoTCoreTestingTests",

@@ -240,6 +240,7 @@ actor ConfigReloader {
             "access": "\(configuration.accessControl)",
             "rate-limit": "\(String(describing: configuration.rateLimit))",
             "cache": "\(String(describing: configuration.cache))",
+            "redis": configuration.redis.map { "\($0) \($0.client.hashValue)" } ?? "off",
             "filter": "\(String(describing: configuration.filter))",
         ]
     }

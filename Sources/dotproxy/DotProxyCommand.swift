@@ -1,5 +1,6 @@
 import ArgumentParser
 import DoTCore
+import DoTRedisCache
 import Logging
 import Metrics
 import NIOCore
@@ -219,6 +220,30 @@ struct DotProxyCommand: AsyncParsableCommand {
     var prefetch = false
 
     @Option(
+        name: .customLong("redis"),
+        help: ArgumentHelp(
+            "A Redis shared by replicas as a second cache tier: redis://[[user]:password@]host[:port][/db], or rediss:// for TLS.",
+            discussion:
+                "Asked after an in-memory miss, before the upstream. Prefer DOTPROXY_REDIS or the file's redis.url for a password: a command line is visible to every local user.",
+            valueName: "url"
+        )
+    )
+    var redis: String?
+
+    @Option(
+        name: .customLong("redis-timeout"),
+        parsing: .unconditional,
+        help: "How long a Redis lookup may take, in milliseconds, before it counts as a miss."
+    )
+    var redisTimeout: Double = 2
+
+    @Option(
+        name: .customLong("redis-key-prefix"),
+        help: "What every Redis key starts with; replicas that share answers share a prefix."
+    )
+    var redisKeyPrefix: String = "dotproxy:"
+
+    @Option(
         name: .customLong("rate-limit"),
         parsing: .unconditional,
         help: "Queries per second allowed per client prefix; 0 disables the limit."
@@ -334,7 +359,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             // on the root's empty options first.
             guard commandLine.first != CheckConfigCommand.configuration.commandName else {
                 do {
-                    var check = try CheckConfigCommand.parse(Array(commandLine.dropFirst()))
+                    let check = try CheckConfigCommand.parse(Array(commandLine.dropFirst()))
                     try await check.run()
                 } catch {
                     CheckConfigCommand.exit(withError: error)
@@ -540,6 +565,7 @@ struct DotProxyCommand: AsyncParsableCommand {
                 "--\(serveStale ? "serve-stale" : "prefetch"): needs the cache (--cache-size above 0)"
             )
         }
+        let redisSettings = try makeRedisSettings(cacheOn: cache != nil)
         var server = DNSProxyServer.Configuration()
         for (option, value) in [
             ("max-tcp-connections", maxTCPConnections), ("max-tls-connections", maxTLSConnections),
@@ -592,6 +618,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             accessControl: accessControl,
             rateLimit: rateLimiter,
             cache: cache,
+            redis: redisSettings,
             filter: filter,
             logLevel: logLevel.level,
             logJSON: logFormat == .json,
@@ -599,6 +626,28 @@ struct DotProxyCommand: AsyncParsableCommand {
             metricsListen: metricsAddress,
             threads: threads
         )
+    }
+
+    /// The Redis tier's client settings, when `--redis` is given. Messages never repeat the URL, which
+    /// may hold a password.
+    private func makeRedisSettings(cacheOn: Bool) throws -> RedisSettings? {
+        guard let redis else { return nil }
+        guard cacheOn else { throw ValidationError("--redis: needs the cache (--cache-size above 0)") }
+        let endpoint: RedisEndpoint
+        do {
+            endpoint = try RedisEndpoint(url: redis)
+        } catch {
+            throw ValidationError("--redis: \(error.message)")
+        }
+        guard redisTimeout > 0, redisTimeout <= 10_000 else {
+            throw ValidationError("--redis-timeout: \(redisTimeout) must be above 0 and at most 10000 (ms)")
+        }
+        guard !redisKeyPrefix.isEmpty, redisKeyPrefix.utf8.count <= 64 else {
+            throw ValidationError("--redis-key-prefix: must be 1 to 64 octets")
+        }
+        var client = RedisClient.Configuration(endpoint: endpoint)
+        client.timeout = .nanoseconds(Int64(redisTimeout * 1e6))
+        return RedisSettings(client: client, keyPrefix: redisKeyPrefix)
     }
 
     /// The TLS listener's certificate and key, checked for readability, when `--listen-tls` is given.

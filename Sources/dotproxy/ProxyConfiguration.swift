@@ -1,4 +1,5 @@
 import DoTCore
+import DoTRedisCache
 import Logging
 import NIOCore
 import Prometheus
@@ -25,6 +26,8 @@ struct ProxyConfiguration: Sendable {
     var accessControl: AccessControlList
     var rateLimit: TokenBucketRateLimiter.Configuration?
     var cache: InMemoryDNSResponseCache.Configuration?
+    /// The shared second cache tier, with `--redis`.
+    var redis: RedisSettings? = nil
     /// The filter lists and what a blocked query gets; no filter when `nil`.
     var filter: FilterSettings? = nil
     var logLevel: Logger.Level
@@ -45,7 +48,7 @@ struct ProxyConfiguration: Sendable {
         let upstreamList = upstreams.map(\.description).joined(separator: ",")
         return
             "listen=\(listeners) upstream=\(upstreamList) policy=\(upstreamPolicy.rawValue) max-fails=\(pool.maximumFailures) tls=\(tls.verification),min \(tls.minimumVersion),\(tls.trustRoots)\(pins) "
-            + "timeout=\(queryTimeout) max-udp-size=\(maximumUDPReplySize) idle-timeout=\(idleTimeout) \(cacheSummary) allow=\(accessControl) "
+            + "timeout=\(queryTimeout) max-udp-size=\(maximumUDPReplySize) idle-timeout=\(idleTimeout) \(cacheSummary) \(redisSummary) allow=\(accessControl) "
             + rateLimitSummary + filterSummary
             + " threads=\(threads.map(String.init) ?? "default")"
     }
@@ -55,6 +58,8 @@ struct ProxyConfiguration: Sendable {
         return
             "cache=\(cache.maximumEntries) entries/\(cache.maximumBytes >> 20) MiB ttl=\(cache.minimumTTL)-\(cache.maximumTTL)s negative<=\(cache.maximumNegativeTTL)s"
     }
+
+    private var redisSummary: String { redis.map { "redis=\($0)" } ?? "redis=off" }
 
     private var filterSummary: String {
         guard let filter else { return " filter=off" }
@@ -83,15 +88,19 @@ struct ProxyServices: Sendable {
     /// The upstreams; ``UpstreamPool/members`` are those in use now (a reload changes them).
     let pool: UpstreamPool
     let cache: any DNSResponseCache
+    /// The second cache tier's client, with `--redis`.
+    let redis: RedisClient?
     /// The Prometheus factory every component reports to, and its listener, with `--metrics-listen`.
     let metricsFactory: PrometheusMetricsFactory?
     let metricsServer: MetricsHTTPServer?
 
     /// The services to run in one group, in the order they start: the upstream pool (it starts
-    /// resolving `tls://` names), the metrics listener if configured, the DNS server. A group stops
+    /// resolving `tls://` names), the Redis client and the metrics listener if configured, the DNS server. A group stops
     /// them in reverse: the server drains its queries while the pool still forwards them, and
     /// `/ready` answers until the server is gone.
-    var all: [any Service] { [pool] + (metricsServer.map { [$0] } ?? []) + [server] }
+    var all: [any Service] {
+        [pool] + (redis.map { [$0] } ?? []) + (metricsServer.map { [$0] } ?? []) + [server]
+    }
 }
 
 enum ProxyBuilder {
@@ -116,9 +125,28 @@ enum ProxyBuilder {
         let limiter: (any QueryRateLimiter)? = configuration.rateLimit.map {
             TokenBucketRateLimiter(configuration: $0, metrics: metrics)
         }
-        let cache: any DNSResponseCache =
-            configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) }
-            ?? NoOpDNSResponseCache()
+        let memory = configuration.cache.map { InMemoryDNSResponseCache(configuration: $0, metrics: metrics) }
+        var redis: RedisClient?
+        var cache: any DNSResponseCache = memory ?? NoOpDNSResponseCache()
+        if let memory, let settings = configuration.redis {
+            let redisMetrics = metricsFactory.map { RedisCacheMetrics(factory: $0) } ?? RedisCacheMetrics()
+            let tlsContext =
+                try settings.client.endpoint.usesTLS ? TLSClientContext(configuration: configuration.tls) : nil
+            let client = try RedisClient(
+                configuration: settings.client,
+                eventLoopGroup: group,
+                tlsContext: tlsContext,
+                metrics: redisMetrics,
+                logger: logger
+            )
+            cache = TieredDNSResponseCache(
+                memory: memory,
+                redis: client,
+                keyPrefix: settings.keyPrefix,
+                metrics: redisMetrics
+            )
+            redis = client
+        }
         let filters = FilterListLoader(metrics: metrics, logger: logger)
         let filter = try configuration.filter.map { try filters.filter(for: $0) }
         let handler = ForwardingQueryHandler(
@@ -160,6 +188,7 @@ enum ProxyBuilder {
             filterLoader: filters,
             pool: transport,
             cache: cache,
+            redis: redis,
             metricsFactory: metricsFactory,
             metricsServer: metricsServer
         )

@@ -35,6 +35,13 @@ public protocol DNSResponseCache: Sendable {
     /// limit (the default). The handler lowers the reply's TTLs to it, so that a client never holds an
     /// answer longer than the cache would (the cache's TTL policy applies to the first answer too).
     func longestTTL(for reply: ParsedDNSMessage) -> UInt32?
+
+    /// Looks for `key` in a slower tier after ``lookup(_:key:now:)`` missed (a cache shared by
+    /// replicas, such as Redis), and copies what it finds into this cache, so that the next `lookup`
+    /// finds it. The handler calls it once per miss, before the upstream, and waits for the future; it
+    /// must never fail, and must complete within the tier's own deadline. `nil` (the default) when
+    /// there is no such tier.
+    func fetch(_ query: ParsedDNSMessage, key: DNSCacheKey, on eventLoop: any EventLoop) -> EventLoopFuture<Void>?
 }
 
 extension DNSResponseCache {
@@ -49,6 +56,15 @@ extension DNSResponseCache {
 
     /// No limit.
     public func longestTTL(for reply: ParsedDNSMessage) -> UInt32? { nil }
+
+    /// No slower tier.
+    public func fetch(
+        _ query: ParsedDNSMessage,
+        key: DNSCacheKey,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<Void>? {
+        nil
+    }
 }
 
 /// The opt-out: stores nothing, finds nothing.

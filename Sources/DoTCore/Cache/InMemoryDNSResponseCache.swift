@@ -469,6 +469,16 @@ public final class InMemoryDNSResponseCache: DNSResponseCache {
         return Self.lifetime(of: reply.buffer, view: reply.view, under: configuration) ?? configuration.maximumTTL
     }
 
+    /// How long this cache would keep `reply`, in seconds, and how long after that it may still serve
+    /// it stale; `nil` when it would not store it. A second tier stores it for as long.
+    package func retention(of reply: ParsedDNSMessage) -> (lifetime: UInt32, staleWindow: UInt32)? {
+        let configuration = self.configuration
+        guard configuration.maximumEntries > 0, !reply.view.isTruncated, reply.view.questionCount == 1,
+            let lifetime = Self.lifetime(of: reply.buffer, view: reply.view, under: configuration), lifetime > 0
+        else { return nil }
+        return (lifetime, configuration.serveStale ? configuration.staleWindow : 0)
+    }
+
     /// How long a reply may be cached, in seconds, or `nil` when it must not be. TTLs with the top bit
     /// set count as 0 (RFC 2181 §8).
     static func lifetime(of reply: ByteBuffer, view: DNSMessageView, under configuration: Configuration) -> UInt32? {

@@ -202,23 +202,58 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         let role = coalescer.join(miss)
         if case .follower = role {
             metrics.coalesced.increment()
-        } else {
-            forwarder.forward(parsed.message, key: parsed.key, on: eventLoop) { [self] result in
-                // Only a leader is in the table; it takes its followers out with it.
-                let followers = role == .leader ? coalescer.finish(miss) : []
-                complete(miss, with: result)
-                for follower in followers {
-                    let loop = follower.replied.futureResult.eventLoop
-                    if loop.inEventLoop {
-                        complete(follower, with: result)
-                    } else {
-                        loop.execute { self.complete(follower, with: result) }
+        } else if let fetching = cache.fetch(parsed.message, key: parsed.key, on: eventLoop) {
+            // A slower tier first (Redis shared by replicas); the upstream only if it had nothing.
+            fetching.whenComplete { [self] _ in
+                if let hit = cache.lookup(miss.query.message, key: miss.query.key, now: .now()) {
+                    answer(miss, role: role) { waiting in
+                        waiting === miss
+                            ? hit : self.cache.lookup(waiting.query.message, key: waiting.query.key, now: .now())
                     }
+                } else {
+                    forwardUpstream(miss, role: role, on: eventLoop)
                 }
             }
+        } else {
+            forwardUpstream(miss, role: role, on: eventLoop)
         }
         guard racing else { return miss.replied.futureResult }
         return raceWithStaleAnswer(miss.replied.futureResult, query: parsed, on: eventLoop)
+    }
+
+    /// Sends a leader's (or a lone) miss upstream, and answers it and its followers with the outcome.
+    private func forwardUpstream(_ miss: PendingMiss, role: MissCoalescer.Role, on eventLoop: any EventLoop) {
+        forwarder.forward(miss.query.message, key: miss.query.key, on: eventLoop) { [self] result in
+            answer(miss, role: role, upstream: result) { _ in nil }
+        }
+    }
+
+    /// Completes a leader's (or a lone) miss and its followers, each on its own event loop: from the
+    /// cache where `cached` finds a reply for it (a hit a slower tier brought in), otherwise with the
+    /// upstream's outcome (`upstream`; a miss with neither goes upstream alone).
+    private func answer(
+        _ miss: PendingMiss,
+        role: MissCoalescer.Role,
+        upstream: Result<ParsedDNSMessage, UpstreamError>? = nil,
+        cached: @escaping @Sendable (PendingMiss) -> ByteBuffer?
+    ) {
+        // Only a leader is in the table; it takes its followers out with it.
+        let followers = role == .leader ? coalescer.finish(miss) : []
+        for waiting in [miss] + followers {
+            let finish: @Sendable () -> Void = { [self] in
+                if let hit = cached(waiting) {
+                    let reply = shaper.reply(to: waiting.query, cached: hit)
+                    if waiting.counted { recordForwarded(reply, query: waiting.query) }
+                    waiting.replied.succeed(reply)
+                } else if let upstream {
+                    complete(waiting, with: upstream)
+                } else {
+                    forwardUpstream(waiting, role: .alone, on: waiting.replied.futureResult.eventLoop)
+                }
+            }
+            let loop = waiting.replied.futureResult.eventLoop
+            if loop.inEventLoop { finish() } else { loop.execute(finish) }
+        }
     }
 
     /// Completes a miss with the client's reply for the upstream outcome; call on its event loop.

@@ -34,7 +34,7 @@ public struct ParsedDNSMessage: Sendable {
     }
 
     /// Whether this message is a response to `query`'s question, whatever its ID.
-    func answersQuestion(of query: ParsedDNSMessage) -> Bool {
+    package func answersQuestion(of query: ParsedDNSMessage) -> Bool {
         view.isResponse && view.questionMatches(query.view, in: buffer, otherBuffer: query.buffer)
     }
 

@@ -1,0 +1,69 @@
+import NIOCore
+
+/// Decides whether a lookup may go to Redis: after `threshold` failures in a row (timeouts, errors),
+/// Redis is skipped for a back-off; then one probe goes through, and its outcome closes the breaker
+/// or opens it again for twice as long (up to a maximum).
+///
+/// A value; its owner keeps it on one event loop and passes the instants in.
+struct RedisCircuitBreaker: Sendable {
+    enum State: Equatable, Sendable {
+        case closed(failures: Int)
+        case open(until: NIODeadline, backoff: TimeAmount)
+        /// One probe is in flight.
+        case probing(backoff: TimeAmount)
+    }
+
+    private(set) var state = State.closed(failures: 0)
+    let threshold: Int
+    let minimumBackoff: TimeAmount
+    let maximumBackoff: TimeAmount
+
+    init(threshold: Int, minimumBackoff: TimeAmount, maximumBackoff: TimeAmount) {
+        self.threshold = max(1, threshold)
+        self.minimumBackoff = minimumBackoff
+        self.maximumBackoff = max(minimumBackoff, maximumBackoff)
+    }
+
+    /// Whether Redis is being skipped (open, or waiting for a probe's outcome).
+    var isOpen: Bool {
+        if case .closed = state { return false }
+        return true
+    }
+
+    /// Whether a lookup at `now` may go to Redis; a `true` after the back-off makes it the probe.
+    mutating func admit(now: NIODeadline) -> Bool {
+        switch state {
+        case .closed: return true
+        case .probing: return false
+        case .open(let until, let backoff):
+            guard now >= until else { return false }
+            state = .probing(backoff: backoff)
+            return true
+        }
+    }
+
+    /// A lookup got its answer. Returns whether the breaker closed.
+    mutating func recordSuccess() -> Bool {
+        defer { state = .closed(failures: 0) }
+        return isOpen
+    }
+
+    /// A lookup failed at `now`. Returns whether the breaker opened.
+    mutating func recordFailure(now: NIODeadline) -> Bool {
+        switch state {
+        case .closed(let failures):
+            guard failures + 1 >= threshold else {
+                state = .closed(failures: failures + 1)
+                return false
+            }
+            state = .open(until: now + minimumBackoff, backoff: minimumBackoff)
+            return true
+        case .probing(let backoff):
+            let next = min(backoff * 2, maximumBackoff)
+            state = .open(until: now + next, backoff: next)
+            return false
+        case .open:
+            return false
+        }
+    }
+}

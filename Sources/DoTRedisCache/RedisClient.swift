@@ -1,0 +1,363 @@
+import DoTCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// A non-blocking Redis client for the second cache tier: one long-lived, pipelined connection per
+/// event loop, so a lookup is written and answered on the loop that asked, with no lock or hop.
+///
+/// Every lookup has a deadline (``Configuration/timeout``); a timeout or error is the caller's miss,
+/// and ``Configuration/failureThreshold`` failures in a row open a breaker that skips Redis for a
+/// back-off (1 s, doubling to 30 s), then lets one probe through. A closed connection is reconnected
+/// with back-off (100 ms, doubling to 5 s); meanwhile requests fail at once. Writes never wait for
+/// their reply. Waiting requests per connection are bounded (``Configuration/maximumInFlight``), so
+/// a stalled Redis holds at most that many.
+///
+/// A swift-service-lifecycle `Service`: `run()` connects at start and closes the connections on
+/// graceful shutdown. It also connects on first use, for embedders that do not run it.
+public final class RedisClient: Service, Sendable {
+    /// Where Redis is and how patient to be with it.
+    public struct Configuration: Hashable, Sendable {
+        /// Where Redis is.
+        public var endpoint: RedisEndpoint
+        /// How long a lookup waits for its reply; 2 ms.
+        public var timeout: TimeAmount = .milliseconds(2)
+        /// How long a connection attempt (TCP, TLS, `AUTH`, `SELECT`) may take; 1 s.
+        public var connectTimeout: TimeAmount = .seconds(1)
+        /// Requests waiting for a reply on one connection before more are refused; 1,024.
+        public var maximumInFlight: Int = 1024
+        /// Failed lookups in a row that open the breaker; 5.
+        public var failureThreshold: Int = 5
+        /// The first and the longest time the breaker stays open; 1 s and 30 s.
+        public var breakerBackoff: (minimum: TimeAmount, maximum: TimeAmount) {
+            get { (minimumBreakerBackoff, maximumBreakerBackoff) }
+            set { (minimumBreakerBackoff, maximumBreakerBackoff) = newValue }
+        }
+        /// The first and the longest wait before reconnecting; 100 ms and 5 s.
+        public var reconnectBackoff: (minimum: TimeAmount, maximum: TimeAmount) {
+            get { (minimumReconnectBackoff, maximumReconnectBackoff) }
+            set { (minimumReconnectBackoff, maximumReconnectBackoff) = newValue }
+        }
+        var minimumBreakerBackoff: TimeAmount = .seconds(1)
+        var maximumBreakerBackoff: TimeAmount = .seconds(30)
+        var minimumReconnectBackoff: TimeAmount = .milliseconds(100)
+        var maximumReconnectBackoff: TimeAmount = .seconds(5)
+
+        /// The defaults, for `endpoint`.
+        public init(endpoint: RedisEndpoint) { self.endpoint = endpoint }
+    }
+
+    /// What a request is for: a lookup has a deadline and feeds the breaker; a store has neither.
+    enum Purpose: Sendable { case lookup, store }
+
+    /// The configuration in use.
+    public let configuration: Configuration
+    private let slots: [ObjectIdentifier: RedisConnectionSlot]
+    private let firstSlot: RedisConnectionSlot
+    private let logger: Logger
+
+    /// Creates a client; nothing connects until ``run()`` or the first request.
+    ///
+    /// - Parameters:
+    ///   - configuration: Where Redis is, and the deadlines.
+    ///   - eventLoopGroup: The loops that will ask; one connection each.
+    ///   - tlsContext: Trust roots and TLS settings for `rediss://`; required for it, unused otherwise.
+    ///   - metrics: Where connections and breaker changes are counted.
+    ///   - logger: Where to log; the password never appears.
+    /// - Throws: ``RedisError`` with ``RedisError/Code/invalidURL`` for `rediss://` without a
+    ///   `tlsContext`.
+    public init(
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup,
+        tlsContext: TLSClientContext? = nil,
+        metrics: RedisCacheMetrics = RedisCacheMetrics(),
+        logger: Logger = Logger(label: "dotproxy.redis")
+    ) throws(RedisError) {
+        guard !configuration.endpoint.usesTLS || tlsContext != nil else {
+            throw RedisError(.invalidURL, "rediss:// needs TLS trust roots")
+        }
+        self.configuration = configuration
+        self.logger = logger
+        var slots: [ObjectIdentifier: RedisConnectionSlot] = [:]
+        var first: RedisConnectionSlot?
+        for loop in eventLoopGroup.makeIterator() {
+            let slot = RedisConnectionSlot(
+                loop: loop,
+                configuration: configuration,
+                tlsContext: tlsContext,
+                metrics: metrics,
+                logger: logger
+            )
+            slots[ObjectIdentifier(loop)] = slot
+            first = first ?? slot
+        }
+        guard let first else { preconditionFailure("an EventLoopGroup without event loops") }
+        self.slots = slots
+        self.firstSlot = first
+    }
+
+    /// Sends `commands` (each its name and arguments) as one pipelined request; the future gives one
+    /// reply per command, on `eventLoop`. An error reply fails it with ``RedisError/Code/serverError``.
+    func execute(_ commands: [[[UInt8]]], purpose: Purpose, on eventLoop: any EventLoop) -> EventLoopFuture<[RESPValue]>
+    {
+        var formatted = ByteBuffer()
+        for command in commands { RESPReader.format(command, into: &formatted) }
+        let bytes = formatted
+        let slot = slots[ObjectIdentifier(eventLoop)] ?? firstSlot
+        if slot.loop.inEventLoop {
+            return slot.send(bytes, replyCount: commands.count, purpose: purpose)
+        }
+        return slot.loop.flatSubmit {
+            slot.send(bytes, replyCount: commands.count, purpose: purpose)
+        }.hop(to: eventLoop)
+    }
+
+    /// A loop for requests made off every event loop.
+    var anyEventLoop: any EventLoop { firstSlot.loop }
+
+    /// Connects every loop's connection, then waits for graceful shutdown and closes them.
+    public func run() async throws {
+        logger.info("redis second cache tier", metadata: ["redis": "\(configuration.endpoint)"])
+        for slot in slots.values { slot.loop.execute { slot.connect() } }
+        try? await gracefulShutdown()
+        for slot in slots.values { try? await slot.loop.flatSubmit { slot.stop() }.get() }
+    }
+}
+
+/// One event loop's connection, its reconnect back-off and its breaker. Confined to its loop: every
+/// method runs there.
+final class RedisConnectionSlot: @unchecked Sendable {
+    private enum State {
+        case idle
+        case connecting
+        case connected(any Channel)
+        case waiting
+    }
+
+    let loop: any EventLoop
+    private let configuration: RedisClient.Configuration
+    private let tlsContext: TLSClientContext?
+    private let metrics: RedisCacheMetrics
+    private let logger: Logger
+    private var state = State.idle
+    private var reconnectBackoff: TimeAmount
+    private var breaker: RedisCircuitBreaker
+    private var inFlight = 0
+    private var stopped = false
+    /// Whether the last attempt failed, so that a Redis that stays down is logged once.
+    private var failing = false
+
+    init(
+        loop: any EventLoop,
+        configuration: RedisClient.Configuration,
+        tlsContext: TLSClientContext?,
+        metrics: RedisCacheMetrics,
+        logger: Logger
+    ) {
+        self.loop = loop
+        self.configuration = configuration
+        self.tlsContext = tlsContext
+        self.metrics = metrics
+        self.logger = logger
+        self.reconnectBackoff = configuration.minimumReconnectBackoff
+        self.breaker = RedisCircuitBreaker(
+            threshold: configuration.failureThreshold,
+            minimumBackoff: configuration.minimumBreakerBackoff,
+            maximumBackoff: configuration.maximumBreakerBackoff
+        )
+    }
+
+    func send(_ bytes: ByteBuffer, replyCount: Int, purpose: RedisClient.Purpose) -> EventLoopFuture<[RESPValue]> {
+        loop.preconditionInEventLoop()
+        guard !stopped else { return loop.makeFailedFuture(RedisError(.shutdown)) }
+        guard case .connected(let channel) = state else {
+            if case .idle = state { connect() }
+            return loop.makeFailedFuture(RedisError(.notConnected))
+        }
+        guard inFlight < configuration.maximumInFlight else {
+            return loop.makeFailedFuture(RedisError(.overloaded))
+        }
+        if purpose == .lookup, !breaker.admit(now: .now()) {
+            return loop.makeFailedFuture(RedisError(.breakerOpen))
+        }
+        inFlight += 1
+        let replied = loop.makePromise(of: [RESPValue].self)
+        channel.writeAndFlush(RedisConnectionHandler.Request(bytes: bytes, replyCount: replyCount, promise: replied))
+            .cascadeFailure(to: replied)
+        let checked = replied.futureResult.flatMapThrowing { replies -> [RESPValue] in
+            for case .error(let message) in replies { throw RedisError(.serverError, message) }
+            return replies
+        }
+        checked.whenComplete { _ in self.inFlight -= 1 }
+        guard purpose == .lookup else { return checked }
+        // The deadline: whichever of the reply and the timer comes first answers; a late reply is
+        // dropped (its request stays counted until it arrives or the connection closes).
+        let answered = loop.makePromise(of: [RESPValue].self)
+        let claimed = NIOLockedValueBox(false)
+        let claim: @Sendable () -> Bool = {
+            claimed.withLockedValue { done in
+                defer { done = true }
+                return !done
+            }
+        }
+        let timer = loop.scheduleTask(in: configuration.timeout) {
+            guard claim() else { return }
+            self.recordLookup(failed: true)
+            answered.fail(RedisError(.timeout))
+        }
+        checked.whenComplete { result in
+            guard claim() else { return }
+            timer.cancel()
+            switch result {
+            case .success: self.recordLookup(failed: false)
+            case .failure: self.recordLookup(failed: true)
+            }
+            answered.completeWith(result)
+        }
+        return answered.futureResult
+    }
+
+    private func recordLookup(failed: Bool) {
+        if failed {
+            if breaker.recordFailure(now: .now()) {
+                metrics.breakerOpen.increment()
+                logger.warning(
+                    "redis breaker open: skipping the second cache tier",
+                    metadata: ["after_failures": "\(configuration.failureThreshold)"]
+                )
+            }
+        } else if breaker.recordSuccess() {
+            metrics.breakerOpen.decrement()
+            logger.info("redis breaker closed: the second cache tier is used again")
+        }
+    }
+
+    func connect() {
+        loop.preconditionInEventLoop()
+        guard !stopped, case .idle = state else { return }
+        state = .connecting
+        let endpoint = configuration.endpoint
+        let tlsContext = self.tlsContext
+        let loop = self.loop
+        // The name is resolved off the event loop: getaddrinfo blocks.
+        NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+            try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
+        }.flatMap { address in
+            ClientBootstrap(group: loop)
+                .connectTimeout(self.configuration.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    do {
+                        if let tlsContext {
+                            try channel.pipeline.syncOperations.addHandler(
+                                GnuTLSHandler(client: tlsContext, serverName: endpoint.host, resumptionData: nil)
+                            )
+                        }
+                        try channel.pipeline.syncOperations.addHandler(RedisConnectionHandler())
+                        return channel.eventLoop.makeSucceededVoidFuture()
+                    } catch {
+                        return channel.eventLoop.makeFailedFuture(error)
+                    }
+                }
+                .connect(to: address)
+        }.flatMap { channel in
+            self.logIn(channel).map { channel }
+        }.whenComplete { result in
+            switch result {
+            case .success(let channel): self.connected(channel)
+            case .failure(let error): self.connectFailed(error)
+            }
+        }
+    }
+
+    /// `AUTH` and `SELECT` when the URL asks for them, within the connect timeout.
+    private func logIn(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let endpoint = configuration.endpoint
+        var commands: [[[UInt8]]] = []
+        if let password = endpoint.password {
+            commands.append(
+                [Array("AUTH".utf8)] + (endpoint.username.map { [Array($0.utf8)] } ?? []) + [Array(password.utf8)]
+            )
+        }
+        if endpoint.database != 0 { commands.append([Array("SELECT".utf8), Array(String(endpoint.database).utf8)]) }
+        commands.append([Array("PING".utf8)])
+        var bytes = ByteBuffer()
+        for command in commands { RESPReader.format(command, into: &bytes) }
+        let replied = loop.makePromise(of: [RESPValue].self)
+        channel.writeAndFlush(
+            RedisConnectionHandler.Request(bytes: bytes, replyCount: commands.count, promise: replied)
+        ).cascadeFailure(to: replied)
+        let timer = loop.scheduleTask(in: configuration.connectTimeout) {
+            replied.fail(RedisError(.timeout, "no answer to AUTH/SELECT/PING"))
+        }
+        return replied.futureResult.flatMapThrowing { replies in
+            timer.cancel()
+            for case .error(let message) in replies {
+                // The message is Redis's (`WRONGPASS …`), never the password.
+                throw RedisError(.serverError, message)
+            }
+        }.flatMapErrorThrowing { error in
+            channel.close(promise: nil)
+            throw error
+        }
+    }
+
+    private func connected(_ channel: any Channel) {
+        guard !stopped else {
+            channel.close(promise: nil)
+            return
+        }
+        state = .connected(channel)
+        reconnectBackoff = configuration.minimumReconnectBackoff
+        metrics.connects.increment()
+        metrics.connections.increment()
+        if failing {
+            logger.info("redis connected again", metadata: ["redis": "\(configuration.endpoint)"])
+            failing = false
+        }
+        channel.closeFuture.whenComplete { _ in
+            self.metrics.connections.decrement()
+            guard case .connected(let current) = self.state, current === channel else { return }
+            self.state = .idle
+            if !self.stopped {
+                self.logger.warning("redis connection closed", metadata: ["redis": "\(self.configuration.endpoint)"])
+                self.failing = true
+                self.scheduleReconnect()
+            }
+        }
+    }
+
+    private func connectFailed(_ error: any Error) {
+        metrics.connectFailures.increment()
+        state = .idle
+        guard !stopped else { return }
+        if !failing {
+            logger.warning(
+                "redis unreachable; the second cache tier is skipped until it answers",
+                metadata: ["redis": "\(configuration.endpoint)", "error": "\(error)"]
+            )
+            failing = true
+        }
+        scheduleReconnect()
+    }
+
+    private func scheduleReconnect() {
+        state = .waiting
+        let delay = reconnectBackoff
+        reconnectBackoff = min(reconnectBackoff * 2, configuration.maximumReconnectBackoff)
+        loop.scheduleTask(in: delay) {
+            guard case .waiting = self.state else { return }
+            self.state = .idle
+            self.connect()
+        }
+    }
+
+    func stop() -> EventLoopFuture<Void> {
+        stopped = true
+        guard case .connected(let channel) = state else { return loop.makeSucceededVoidFuture() }
+        state = .idle
+        return channel.close().recover { _ in }
+    }
+}
