@@ -9,13 +9,17 @@ import Testing
     @Test func commandsAreFormattedBinarySafe() {
         var bytes = ByteBuffer()
         RESPReader.format([Array("SET".utf8), [0, 13, 10], Array("PX".utf8)], into: &bytes)
-        #expect(Array(bytes.readableBytesView) == Array("*3\r\n$3\r\nSET\r\n$3\r\n".utf8) + [0, 13, 10] + Array("\r\n$2\r\nPX\r\n".utf8))
+        #expect(
+            Array(bytes.readableBytesView) == Array("*3\r\n$3\r\nSET\r\n$3\r\n".utf8) + [0, 13, 10]
+                + Array("\r\n$2\r\nPX\r\n".utf8)
+        )
     }
 
     @Test func repliesAreReadInAnyPieces() throws {
         let wire = Array("+OK\r\n-ERR wrong\r\n:-42\r\n$3\r\na\r\n\r\n$-1\r\n*2\r\n:1\r\n*-1\r\n".utf8)
         let expected: [RESPValue] = [
-            .simpleString("OK"), .error("ERR wrong"), .integer(-42), .bulkString(ByteBuffer(bytes: Array("a\r\n".utf8))),
+            .simpleString("OK"), .error("ERR wrong"), .integer(-42),
+            .bulkString(ByteBuffer(bytes: Array("a\r\n".utf8))),
             .null, .array([.integer(1), .null]),
         ]
         for piece in [1, 2, 7, wire.count] {

@@ -17,7 +17,9 @@ import Testing
         let passwordOnly = try RedisEndpoint(url: "redis://:hunter2@127.0.0.1:7000")
         #expect(passwordOnly.username == nil && passwordOnly.password == "hunter2")
         #expect(!passwordOnly.description.contains("hunter2"))
-        for bad in ["http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h/x", "redis://[::1", "redis://:pw@"] {
+        for bad in [
+            "http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h/x", "redis://[::1", "redis://:pw@",
+        ] {
             #expect(throws: RedisError.self, "\(bad)") { try RedisEndpoint(url: bad) }
         }
         do {
@@ -64,7 +66,12 @@ import Testing
         #expect(!breaker.isOpen)
     }
 
-    func message(_ name: DNSName, type: DNSRecordType = .a, dnssecOK: Bool = false, checkingDisabled: Bool = false)
+    func message(
+        _ name: DNSName,
+        type: DNSRecordType = .a,
+        dnssecOK: Bool = false,
+        checkingDisabled: Bool = false
+    )
         throws -> ParsedDNSMessage
     {
         var query = DNSMessage.query(name: name, type: type, id: 1, edns: EDNSRecord(dnssecOK: dnssecOK))
@@ -78,9 +85,14 @@ import Testing
 
     @Test func keysIgnoreCaseAndKeepTypeClassAndDNSSECBits() throws {
         #expect(key(try message("WwW.Example.COM.")) == "p:v1:www.example.com.:1:1:")
-        #expect(key(try message("www.example.com.", type: .aaaa, dnssecOK: true, checkingDisabled: true)) == "p:v1:www.example.com.:28:1:dc")
+        #expect(
+            key(try message("www.example.com.", type: .aaaa, dnssecOK: true, checkingDisabled: true))
+                == "p:v1:www.example.com.:28:1:dc"
+        )
         #expect(key(try message(".", type: .ns)) == "p:v1:.:2:1:")
-        let odd = try DNSName(labels: [[UInt8(ascii: "a"), UInt8(ascii: "."), 0xFF, UInt8(ascii: "\\")], Array("test".utf8)])
+        let odd = try DNSName(labels: [
+            [UInt8(ascii: "a"), UInt8(ascii: "."), 0xFF, UInt8(ascii: "\\")], Array("test".utf8),
+        ])
         #expect(key(try message(odd)) == "p:v1:a\\.\\255\\\\.test.:1:1:")
     }
 
@@ -95,6 +107,10 @@ import Testing
         #expect(RedisCacheEntry(ByteBuffer(bytes: [2] + encoded.dropFirst())) == nil)
         #expect(RedisCacheEntry(ByteBuffer(bytes: encoded.prefix(20))) == nil)
         let query = try ParsedDNSMessage(try DNSMessage.query(name: "a.test.", type: .a, id: 1, edns: nil).encoded())
-        #expect(RedisCacheEntry(ByteBuffer(bytes: [1] + Array(repeating: 0, count: 7) + [1] + Array(query.buffer.readableBytesView))) == nil)
+        #expect(
+            RedisCacheEntry(
+                ByteBuffer(bytes: [1] + Array(repeating: 0, count: 7) + [1] + Array(query.buffer.readableBytesView))
+            ) == nil
+        )
     }
 }
