@@ -7,8 +7,8 @@
 #                            Knot Resolver) and valgrind (Benchmarks/footprint/run.sh)
 set -euo pipefail
 
-run_packages=(libgnutls28-dev libmimalloc-dev pkg-config ca-certificates)
-test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf stubby python3 prometheus)
+run_packages=(libgnutls28-dev libmimalloc-dev libhiredis-dev pkg-config ca-certificates)
+test_packages=("${run_packages[@]}" unbound gnutls-bin knot-dnsutils bind9-dnsutils dnsperf stubby redis-server python3 prometheus)
 bench_packages=("${test_packages[@]}" dnsdist knot-resolver valgrind)
 
 case "${1:-run}" in

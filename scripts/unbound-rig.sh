@@ -171,6 +171,12 @@ $root_zone
   # Every name below unique.test answers 192.0.2.99, for cache-miss load with unique names.
   local-zone: "unique.test." redirect
   local-data: "unique.test. 60 IN A 192.0.2.99"
+# unbound-control -c $dir/unbound.conf stats_noreset: what the upstream was asked (the Redis tests
+# count its queries).
+remote-control:
+  control-enable: yes
+  control-interface: "$dir/control.sock"
+  control-use-cert: no
 CONF
 }
 
