@@ -200,8 +200,13 @@ def check_faults(replicas, redis, rig, work, rate, seconds=40):
             hits.append((time.time(), sum(r.metric("dotproxy_redis_lookups_total", 'result="hit"') for r in replicas)))
             time.sleep(0.5)
 
+    def lookups():
+        return {result: sum(r.metric("dotproxy_redis_lookups_total", f'result="{result}"') for r in replicas)
+                for result in ("hit", "miss", "stale", "timeout", "error", "skipped")}
+
     begun = time.time()
     sample_until(begun + 10)
+    before_faults = lookups()
     paused = (time.time(), None)
     redis.signal(19)  # SIGSTOP
     sample_until(paused[0] + 6)
@@ -234,8 +239,8 @@ def check_faults(replicas, redis, rig, work, rate, seconds=40):
         "probe_counts": {"baseline": baseline_n, "paused": pause_n, "down": down_n, "after": after_n},
         "bound_ms": round(REDIS_DEADLINE_MS + baseline_p99, 3),
         "hits_resumed_after_restart_s": None if resumed is None else round(resumed, 1),
-        "redis_lookups": {result: sum(r.metric("dotproxy_redis_lookups_total", f'result="{result}"') for r in replicas)
-                          for result in ("hit", "miss", "stale", "timeout", "error", "skipped")},
+        "redis_lookups_first_10s": before_faults,
+        "redis_lookups": lookups(),
     }
     if figures["load"]["lost"]:
         fail(f"{figures['load']['lost']} queries lost: {json.dumps(figures)}")
