@@ -1,5 +1,6 @@
 // swift-tools-version:6.1
-// The libFuzzer targets: the DNS wire format, a DoT connection's reply path, and the query pipeline. It lives in its own package because it is built with
+// The libFuzzer targets: the DNS wire format, a DoT connection's reply path, the query pipeline, and
+// the filter and local-records lists. It lives in its own package because it is built with
 // `-sanitize=fuzzer,address` and has no `main`; see Fuzz/run.sh.
 import PackageDescription
 
@@ -42,6 +43,14 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "ListFuzzer",
+            dependencies: [
+                .product(name: "DoTCore", package: "dotproxy"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),

@@ -8,6 +8,8 @@
 #             matching, out-of-order, short and oversized frames, the close after
 #   pipeline  client datagrams and TCP streams through the whole query pipeline, with a scripted
 #             upstream: every reply parses and answers its query
+#   lists     filter lists (hosts, plain, Adblock) and local-records files: every plain name listed is
+#             blocked with its subdomains, every local answer parses and answers its query
 #   all       each of them for SECONDS
 # (SwiftPM passes each --sanitize as its own -sanitize flag and the last one wins, so the combined
 # flag goes through -Xswiftc; --sanitize=fuzzer stays so that SwiftPM links libFuzzer's main. The
@@ -19,14 +21,15 @@ seconds=${1:-60}
 target=${2:-wire}
 shift $(( $# > 2 ? 2 : $# ))
 if [ "$target" = all ]; then
-  for each in wire reply pipeline; do "$0" "$seconds" "$each" "$@"; done
+  for each in wire reply pipeline lists; do "$0" "$seconds" "$each" "$@"; done
   exit 0
 fi
 case "$target" in
   wire) product=WireFuzzer ;;
   reply) product=DoTReplyFuzzer ;;
   pipeline) product=PipelineFuzzer ;;
-  *) echo "usage: $0 [SECONDS] [wire|reply|pipeline|all] [libFuzzer flags]" >&2; exit 64 ;;
+  lists) product=ListFuzzer ;;
+  *) echo "usage: $0 [SECONDS] [wire|reply|pipeline|lists|all] [libFuzzer flags]" >&2; exit 64 ;;
 esac
 export SWIFT_BACKTRACE=enable=no  # a crash exits at once instead of symbolicating
 ln -sfn .. dotproxy

@@ -1,6 +1,5 @@
 import DoTCore
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -98,20 +97,31 @@ public final class RedisClient: Service, Sendable {
         self.firstSlot = first
     }
 
-    /// Sends `commands` (each its name and arguments) as one pipelined request; the future gives one
-    /// reply per command, on `eventLoop`. An error reply fails it with ``RedisError/Code/serverError``.
-    func execute(_ commands: [[[UInt8]]], purpose: Purpose, on eventLoop: any EventLoop) -> EventLoopFuture<[RESPValue]>
-    {
+    /// Sends `commands` (each its name and arguments) as one pipelined request; `completion` gets one
+    /// reply per command, on the connection's event loop (`eventLoop`'s own when it is one of the
+    /// group's). An error reply is a failure with ``RedisError/Code/serverError``.
+    func execute(
+        _ commands: [[[UInt8]]],
+        purpose: Purpose,
+        on eventLoop: any EventLoop,
+        completion: @escaping RedisConnectionHandler.Completion
+    ) {
         var formatted = ByteBuffer()
         for command in commands { RESPReader.format(command, into: &formatted) }
         let bytes = formatted
         let slot = slots[ObjectIdentifier(eventLoop)] ?? firstSlot
         if slot.loop.inEventLoop {
-            return slot.send(bytes, replyCount: commands.count, purpose: purpose)
+            slot.send(bytes, replyCount: commands.count, purpose: purpose, completion: completion)
+        } else {
+            slot.loop.execute { slot.send(bytes, replyCount: commands.count, purpose: purpose, completion: completion) }
         }
-        return slot.loop.flatSubmit {
-            slot.send(bytes, replyCount: commands.count, purpose: purpose)
-        }.hop(to: eventLoop)
+    }
+
+    /// ``execute(_:purpose:on:completion:)`` with a future, on `eventLoop`.
+    func execute(_ commands: [[[UInt8]]], purpose: Purpose, on eventLoop: any EventLoop) -> EventLoopFuture<[RESPValue]> {
+        let promise = eventLoop.makePromise(of: [RESPValue].self)
+        execute(commands, purpose: purpose, on: eventLoop) { promise.completeWith($0.mapError { $0 }) }
+        return promise.futureResult
     }
 
     /// A loop for requests made off every event loop.
@@ -123,6 +133,19 @@ public final class RedisClient: Service, Sendable {
         for slot in slots.values { slot.loop.execute { slot.connect() } }
         try? await gracefulShutdown()
         for slot in slots.values { try? await slot.loop.flatSubmit { slot.stop() }.get() }
+    }
+}
+
+/// A lookup waiting for its reply or its deadline; on its slot's loop.
+final class PendingLookup: @unchecked Sendable {
+    let deadline: NIODeadline
+    let completion: RedisConnectionHandler.Completion
+    /// Whether the reply or the deadline has answered it.
+    var done = false
+
+    init(deadline: NIODeadline, completion: @escaping RedisConnectionHandler.Completion) {
+        self.deadline = deadline
+        self.completion = completion
     }
 }
 
@@ -169,54 +192,81 @@ final class RedisConnectionSlot: @unchecked Sendable {
         )
     }
 
-    func send(_ bytes: ByteBuffer, replyCount: Int, purpose: RedisClient.Purpose) -> EventLoopFuture<[RESPValue]> {
+    func send(
+        _ bytes: ByteBuffer,
+        replyCount: Int,
+        purpose: RedisClient.Purpose,
+        completion: @escaping RedisConnectionHandler.Completion
+    ) {
         loop.preconditionInEventLoop()
-        guard !stopped else { return loop.makeFailedFuture(RedisError(.shutdown)) }
+        guard !stopped else { return completion(.failure(RedisError(.shutdown))) }
         guard case .connected(let channel) = state else {
             if case .idle = state { connect() }
-            return loop.makeFailedFuture(RedisError(.notConnected))
+            return completion(.failure(RedisError(.notConnected)))
         }
-        guard inFlight < configuration.maximumInFlight else {
-            return loop.makeFailedFuture(RedisError(.overloaded))
-        }
-        if purpose == .lookup, !breaker.admit(now: .now()) {
-            return loop.makeFailedFuture(RedisError(.breakerOpen))
-        }
+        guard inFlight < configuration.maximumInFlight else { return completion(.failure(RedisError(.overloaded))) }
+        if purpose == .lookup, !breaker.admit(now: .now()) { return completion(.failure(RedisError(.breakerOpen))) }
         inFlight += 1
-        let replied = loop.makePromise(of: [RESPValue].self)
-        channel.writeAndFlush(RedisConnectionHandler.Request(bytes: bytes, replyCount: replyCount, promise: replied))
-            .cascadeFailure(to: replied)
-        let checked = replied.futureResult.flatMapThrowing { replies -> [RESPValue] in
-            for case .error(let message) in replies { throw RedisError(.serverError, message) }
-            return replies
-        }
-        checked.whenComplete { _ in self.inFlight -= 1 }
-        guard purpose == .lookup else { return checked }
-        // The deadline: whichever of the reply and the timer comes first answers; a late reply is
-        // dropped (its request stays counted until it arrives or the connection closes).
-        let answered = loop.makePromise(of: [RESPValue].self)
-        let claimed = NIOLockedValueBox(false)
-        let claim: @Sendable () -> Bool = {
-            claimed.withLockedValue { done in
-                defer { done = true }
-                return !done
+        let replied: RedisConnectionHandler.Completion
+        if purpose == .lookup {
+            // The deadline: whichever of the reply and the sweep comes first answers; a late reply is
+            // dropped (its request stays counted until it arrives or the connection closes).
+            let pending = PendingLookup(deadline: .now() + configuration.timeout, completion: completion)
+            while deadlines.first?.done == true { deadlines.removeFirst() }
+            deadlines.append(pending)
+            armDeadlineSweep()
+            replied = { result in
+                self.inFlight -= 1
+                guard !pending.done else { return }
+                pending.done = true
+                let checked = Self.checked(result)
+                if case .failure = checked { self.recordLookup(failed: true) } else { self.recordLookup(failed: false) }
+                completion(checked)
+            }
+        } else {
+            replied = { result in
+                self.inFlight -= 1
+                completion(Self.checked(result))
             }
         }
-        let timer = loop.scheduleTask(in: configuration.timeout) {
-            guard claim() else { return }
-            self.recordLookup(failed: true)
-            answered.fail(RedisError(.timeout))
+        channel.write(RedisConnectionHandler.Request(bytes: bytes, replyCount: replyCount, completion: replied), promise: nil)
+        // One flush (one system call) for every request written in this turn of the loop: the lookups
+        // of a batch of queries read together leave together.
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        loop.execute {
+            self.flushScheduled = false
+            channel.flush()
         }
-        checked.whenComplete { result in
-            guard claim() else { return }
-            timer.cancel()
-            switch result {
-            case .success: self.recordLookup(failed: false)
-            case .failure: self.recordLookup(failed: true)
+    }
+
+    /// An error reply fails the request.
+    private static func checked(_ result: Result<[RESPValue], RedisError>) -> Result<[RESPValue], RedisError> {
+        guard case .success(let replies) = result else { return result }
+        for case .error(let message) in replies { return .failure(RedisError(.serverError, message)) }
+        return result
+    }
+
+    /// Lookups waiting for a reply, in the order of their deadlines (all have the same timeout).
+    private var deadlines = CircularBuffer<PendingLookup>()
+    private var deadlineSweep: Scheduled<Void>?
+    private var flushScheduled = false
+
+    /// One timer for every waiting lookup: at the first deadline, fails those whose time is up.
+    private func armDeadlineSweep() {
+        guard deadlineSweep == nil, let first = deadlines.first else { return }
+        deadlineSweep = loop.scheduleTask(deadline: first.deadline) {
+            self.deadlineSweep = nil
+            let now = NIODeadline.now()
+            while let head = self.deadlines.first, head.done || head.deadline <= now {
+                self.deadlines.removeFirst()
+                guard !head.done else { continue }
+                head.done = true
+                self.recordLookup(failed: true)
+                head.completion(.failure(RedisError(.timeout)))
             }
-            answered.completeWith(result)
+            self.armDeadlineSweep()
         }
-        return answered.futureResult
     }
 
     private func recordLookup(failed: Bool) {
@@ -287,8 +337,9 @@ final class RedisConnectionSlot: @unchecked Sendable {
         for command in commands { RESPReader.format(command, into: &bytes) }
         let replied = loop.makePromise(of: [RESPValue].self)
         channel.writeAndFlush(
-            RedisConnectionHandler.Request(bytes: bytes, replyCount: commands.count, promise: replied)
-        ).cascadeFailure(to: replied)
+            RedisConnectionHandler.Request(bytes: bytes, replyCount: commands.count) { replied.completeWith($0.mapError { $0 }) },
+            promise: nil
+        )
         let timer = loop.scheduleTask(in: configuration.connectTimeout) {
             replied.fail(RedisError(.timeout, "no answer to AUTH/SELECT/PING"))
         }

@@ -11,17 +11,20 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     typealias OutboundIn = Request
     typealias OutboundOut = ByteBuffer
 
+    /// What is called with a request's replies, or the error that ended the wait; on the loop.
+    typealias Completion = @Sendable (Result<[RESPValue], RedisError>) -> Void
+
     /// Commands to send, and where their replies go.
     struct Request {
         var bytes: ByteBuffer
         var replyCount: Int
-        var promise: EventLoopPromise<[RESPValue]>
+        var completion: Completion
     }
 
     private struct Waiting {
         var remaining: Int
         var replies: [RESPValue]
-        let promise: EventLoopPromise<[RESPValue]>
+        let completion: Completion
     }
 
     private var waiting = CircularBuffer<Waiting>()
@@ -29,7 +32,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
-        waiting.append(Waiting(remaining: request.replyCount, replies: [], promise: request.promise))
+        waiting.append(Waiting(remaining: request.replyCount, replies: [], completion: request.completion))
         context.write(wrapOutboundOut(request.bytes), promise: promise)
     }
 
@@ -42,7 +45,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
                 waiting[waiting.startIndex].remaining -= 1
                 if waiting[waiting.startIndex].remaining == 0 {
                     let done = waiting.removeFirst()
-                    done.promise.succeed(done.replies)
+                    done.completion(.success(done.replies))
                 }
             }
         } catch {
@@ -62,6 +65,6 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     }
 
     private func failAll(_ error: RedisError) {
-        while let next = waiting.popFirst() { next.promise.fail(error) }
+        while let next = waiting.popFirst() { next.completion(.failure(error)) }
     }
 }

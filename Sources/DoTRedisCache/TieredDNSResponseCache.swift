@@ -71,18 +71,23 @@ public final class TieredDNSResponseCache: DNSResponseCache {
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? redis.anyEventLoop
         let metrics = self.metrics
         redis.execute(
-            [[Array("SET".utf8), name, value, Array("PX".utf8), Array(String(keptFor).utf8)]],
+            [[Self.set, name, value, Self.expiryInMilliseconds, Array(String(keptFor).utf8)]],
             purpose: .store,
             on: loop
-        ).whenComplete { result in
+        ) { result in
             switch result {
             case .success: metrics.storesSent.increment()
-            case .failure(let error as RedisError) where error.code == .notConnected || error.code == .overloaded:
+            case .failure(let error) where error.code == .notConnected || error.code == .overloaded:
                 metrics.storesSkipped.increment()
             case .failure: metrics.storeErrors.increment()
             }
         }
     }
+
+    private static let get = Array("GET".utf8)
+    private static let timeToLive = Array("PTTL".utf8)
+    private static let set = Array("SET".utf8)
+    private static let expiryInMilliseconds = Array("PX".utf8)
 
     /// Asks Redis for `query`'s reply and copies it into the first tier, aged by the time it spent in
     /// Redis; completes within the client's deadline, and never fails.
@@ -94,12 +99,21 @@ public final class TieredDNSResponseCache: DNSResponseCache {
         guard let name = RedisCacheKey.make(prefix: keyPrefix, for: query) else { return nil }
         let started = NIODeadline.now()
         let (memory, metrics) = (self.memory, self.metrics)
-        return redis.execute(
-            [[Array("GET".utf8), name], [Array("PTTL".utf8), name]],
-            purpose: .lookup,
-            on: eventLoop
-        )
-        .map { replies in
+        let fetched = eventLoop.makePromise(of: Void.self)
+        redis.execute([[Self.get, name], [Self.timeToLive, name]], purpose: .lookup, on: eventLoop) { result in
+            defer { fetched.succeed() }
+            let replies: [RESPValue]
+            switch result {
+            case .success(let values):
+                replies = values
+            case .failure(let error):
+                switch error.code {
+                case .timeout: metrics.timeouts.increment()
+                case .breakerOpen, .notConnected, .overloaded, .shutdown: metrics.skipped.increment()
+                default: metrics.errors.increment()
+                }
+                return
+            }
             let now = NIODeadline.now()
             metrics.lookupDuration.recordNanoseconds((now - started).nanoseconds)
             guard replies.count == 2, case .bulkString(let value) = replies[0],
@@ -117,12 +131,6 @@ public final class TieredDNSResponseCache: DNSResponseCache {
             let lifetime = Int64(memory.retention(of: entry.reply)?.lifetime ?? 0) * 1000
             (age < lifetime ? metrics.hits : metrics.stale).increment()
         }
-        .recover { error in
-            switch (error as? RedisError)?.code {
-            case .timeout?: metrics.timeouts.increment()
-            case .breakerOpen?, .notConnected?, .overloaded?, .shutdown?: metrics.skipped.increment()
-            default: metrics.errors.increment()
-            }
-        }
+        return fetched.futureResult
     }
 }

@@ -59,7 +59,9 @@ import Testing
     func request(_ channel: EmbeddedChannel, replies: Int) throws -> EventLoopFuture<[RESPValue]> {
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
         try channel.writeOutbound(
-            RedisConnectionHandler.Request(bytes: ByteBuffer(string: "x"), replyCount: replies, promise: promise)
+            RedisConnectionHandler.Request(bytes: ByteBuffer(string: "x"), replyCount: replies) {
+                promise.completeWith($0.mapError { $0 })
+            }
         )
         return promise.futureResult
     }
