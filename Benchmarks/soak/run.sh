@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A soak of dotproxy under load with a fault every minute: upstreams killed, paused, slowed and
-# replaced by a liar, floods, idle and trickling TCP connections, reloads. Not part of CI.
+# replaced by a liar, floods, idle and trickling TCP connections, reloads, the shared Redis paused and
+# killed. Not part of CI.
 #   Benchmarks/soak/run.sh [--minutes 30] [--rate QPS] [--out DIR]
 # Builds dotproxy as it ships, installs what it needs (Unbound, dnsperf, certtool; matplotlib from
 # PyPI for the plot), then runs Benchmarks/soak/soak.py; its docstring lists the faults and the

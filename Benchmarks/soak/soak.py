@@ -3,7 +3,7 @@
 
     Benchmarks/soak/soak.py --dotproxy BINARY [--minutes 30] [--rate N] [--out DIR]
 
-dotproxy (its default flags, from a configuration file) forwards to two Unbound rigs over TLS: upstream
+dotproxy (its default flags, from a configuration file, with a local Redis as the shared cache tier) forwards to two Unbound rigs over TLS: upstream
 "one" directly, upstream "two" through a relay this script runs (Python, in this process), which can
 add delay and stalls or send new connections to a fake upstream. dnsperf sends a mixed workload (60%
 cached names, 30% unique names, 10% NXDOMAIN) at half the capacity measured first (or --rate) for the
@@ -22,7 +22,8 @@ From minute 1, every minute starts one fault from this rotation, for 20 s:
   tcp        2,000 TCP connections that send nothing and 200 that send one octet a second, from 125
              addresses (127.0.9.x)
   reload     the configuration file rewritten (its cache size changed) and SIGHUP sent, twice
-(The shared-cache fault, Redis paused then killed, waits for the Redis tier.)
+  redis      the shared cache's Redis (dotproxy runs with `redis.url` set to a local redis-server)
+             paused (SIGSTOP) for 8 s, resumed, then killed and started again 6 s later, empty
 
 Writes DIR/soak.csv (one row a second), DIR/soak.png (the series with the fault windows shaded) and
 DIR/summary.json, and prints the summary: queries lost outside fault windows (must be 0; a window
@@ -48,7 +49,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import bench  # noqa: E402  (process, dnsperf and workload helpers)
 
 ROOT = bench.ROOT
-FAULTS = ["kill", "pause", "impair", "fake", "flood", "tcp", "reload"]
+FAULTS = ["kill", "pause", "impair", "fake", "flood", "tcp", "reload", "redis"]
 FAULT_SECONDS = 20
 GRACE_SECONDS = 5
 
@@ -255,7 +256,38 @@ def process_figures(pid):
     return rss, descriptors, threads
 
 
-def write_config(path, rig_one, relay_port, ca, port, cache_size):
+class Redis:
+    """The shared cache's redis-server, on a free port, without persistence."""
+
+    def __init__(self, work):
+        self.port = bench.free_port()
+        self.log = open(os.path.join(work, "redis.log"), "a")
+        self.start()
+
+    def start(self):
+        self.process = bench.start("redis", ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                             "--appendonly", "no"], self.log)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        sys.exit("redis-server did not start")
+
+    def fault(self):
+        self.process.send_signal(signal.SIGSTOP)
+        time.sleep(8)
+        self.process.send_signal(signal.SIGCONT)
+        time.sleep(2)
+        self.process.kill()
+        self.process.wait()
+        bench.started[:] = [(n, p) for n, p in bench.started if p is not self.process]
+        time.sleep(6)
+        self.start()
+
+
+def write_config(path, rig_one, relay_port, ca, port, cache_size, redis_port):
     with open(path, "w") as f:
         f.write(f"""listen: ["127.0.0.1:{port}"]
 upstreams:
@@ -263,6 +295,7 @@ upstreams:
   two: {{address: "127.0.0.1:{relay_port}", auth-name: dns.test}}
 tls: {{ca-file: "{ca}"}}
 cache: {{size: {cache_size}}}
+redis: {{url: "redis://127.0.0.1:{redis_port}"}}
 log: {{level: notice}}
 """)
 
@@ -290,8 +323,10 @@ def main():
     fake = FakeUpstream(os.path.join(rigs[1], "server.pem"), os.path.join(rigs[1], "server.key"))
     relay.fake_port = fake.port
     port = bench.free_port()
+    redis = Redis(work)
+    relay.redis = redis
     config = os.path.join(work, "dotproxy.yaml")
-    write_config(config, env[0]["RIG_DOT_PORT"], relay.port, env[0]["RIG_CA"], port, 10000)
+    write_config(config, env[0]["RIG_DOT_PORT"], relay.port, env[0]["RIG_CA"], port, 10000, redis.port)
     log = open(os.path.join(args.out, "dotproxy.log"), "w")
     proxy = bench.start("dotproxy", [args.dotproxy, "--config", config], log)
     try:
@@ -366,9 +401,11 @@ def run_fault(name, rigs, env, relay, proxy, port, config):
         tcp_hold(port, FAULT_SECONDS)
     elif name == "reload":
         for size in (20000, 10000):
-            write_config(config, env[0]["RIG_DOT_PORT"], relay.port, env[0]["RIG_CA"], port, size)
+            write_config(config, env[0]["RIG_DOT_PORT"], relay.port, env[0]["RIG_CA"], port, size, relay.redis.port)
             proxy.send_signal(signal.SIGHUP)
             time.sleep(FAULT_SECONDS / 2)
+    elif name == "redis":
+        relay.redis.fault()
 
 
 def report(args, sampler, figures, windows, rate, total):
