@@ -118,7 +118,8 @@ public final class RedisClient: Service, Sendable {
     }
 
     /// ``execute(_:purpose:on:completion:)`` with a future, on `eventLoop`.
-    func execute(_ commands: [[[UInt8]]], purpose: Purpose, on eventLoop: any EventLoop) -> EventLoopFuture<[RESPValue]> {
+    func execute(_ commands: [[[UInt8]]], purpose: Purpose, on eventLoop: any EventLoop) -> EventLoopFuture<[RESPValue]>
+    {
         let promise = eventLoop.makePromise(of: [RESPValue].self)
         execute(commands, purpose: purpose, on: eventLoop) { promise.completeWith($0.mapError { $0 }) }
         return promise.futureResult
@@ -229,7 +230,10 @@ final class RedisConnectionSlot: @unchecked Sendable {
                 completion(Self.checked(result))
             }
         }
-        channel.write(RedisConnectionHandler.Request(bytes: bytes, replyCount: replyCount, completion: replied), promise: nil)
+        channel.write(
+            RedisConnectionHandler.Request(bytes: bytes, replyCount: replyCount, completion: replied),
+            promise: nil
+        )
         // One flush (one system call) for every request written in this turn of the loop: the lookups
         // of a batch of queries read together leave together.
         guard !flushScheduled else { return }
@@ -337,7 +341,9 @@ final class RedisConnectionSlot: @unchecked Sendable {
         for command in commands { RESPReader.format(command, into: &bytes) }
         let replied = loop.makePromise(of: [RESPValue].self)
         channel.writeAndFlush(
-            RedisConnectionHandler.Request(bytes: bytes, replyCount: commands.count) { replied.completeWith($0.mapError { $0 }) },
+            RedisConnectionHandler.Request(bytes: bytes, replyCount: commands.count) {
+                replied.completeWith($0.mapError { $0 })
+            },
             promise: nil
         )
         let timer = loop.scheduleTask(in: configuration.connectTimeout) {

@@ -11,12 +11,16 @@ public func fuzzLists(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
     let list = DomainList(parsing: bytes, name: "fuzz")
     let text = String(decoding: bytes, as: UTF8.self)
-    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    // Lines by octet, as the parsers read them ("\r\n" is one Character to String).
+    let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map {
+        Substring(String(decoding: $0, as: UTF8.self))
+    }
     precondition(list.rejectedLineCount <= lines.count)
     precondition(list.rejectedLines.count <= min(DomainList.keptRejectedLines, list.rejectedLineCount))
     for line in lines.prefix(64) {
         let token = line.trimmingCharacters(in: " \t\r")
-        guard !token.isEmpty, token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }),
+        guard !token.isEmpty,
+            token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }),
             !token.hasPrefix("."), token.contains("."), !DomainListFuzzing.hostsNames.contains(token.lowercased())
         else { continue }
         var probe = DomainNameSetBuilder()
@@ -42,10 +46,15 @@ public func fuzzLists(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             let name = try? DNSName(parsing: String(first))
         else { continue }
         for type in [DNSRecordType.a, .aaaa, .ptr, .txt, .cname] {
-            guard let query = try? ParsedDNSMessage(DNSMessage.query(name: name, type: type, id: 77, edns: nil).encoded()),
+            guard
+                let query = try? ParsedDNSMessage(
+                    DNSMessage.query(name: name, type: type, id: 77, edns: nil).encoded()
+                ),
                 let answer = local.answer(query)
             else { continue }
-            guard let reply = try? ParsedDNSMessage(answer) else { preconditionFailure("a local answer does not parse") }
+            guard let reply = try? ParsedDNSMessage(answer) else {
+                preconditionFailure("a local answer does not parse")
+            }
             precondition(reply.answers(query), "a local answer does not answer its query")
             precondition(reply.view.flags & 0x0400 != 0, "a local answer is not authoritative")
         }
