@@ -191,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "dotproxyTests",
             dependencies: [
-                "dotproxy", "DoTCore", "DoTCoreTesting",
+                "dotproxy", "DoTCore", "DoTCoreTesting", "DoTRedisCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

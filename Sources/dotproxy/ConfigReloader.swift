@@ -167,8 +167,7 @@ actor ConfigReloader {
             services.handler.updateAdmission(policy)
             running.accessControl = next.accessControl
         }
-        if changed.contains("cache"), let cache = services.cache as? InMemoryDNSResponseCache, let settings = next.cache
-        {
+        if changed.contains("cache"), let cache = services.memoryCache, let settings = next.cache {
             cache.update(configuration: settings)
             running.cache = next.cache
         }

@@ -88,6 +88,8 @@ struct ProxyServices: Sendable {
     /// The upstreams; ``UpstreamPool/members`` are those in use now (a reload changes them).
     let pool: UpstreamPool
     let cache: any DNSResponseCache
+    /// The in-memory cache (alone, or the first tier under Redis), whose bounds a reload changes.
+    let memoryCache: InMemoryDNSResponseCache?
     /// The second cache tier's client, with `--redis`.
     let redis: RedisClient?
     /// The Prometheus factory every component reports to, and its listener, with `--metrics-listen`.
@@ -95,9 +97,9 @@ struct ProxyServices: Sendable {
     let metricsServer: MetricsHTTPServer?
 
     /// The services to run in one group, in the order they start: the upstream pool (it starts
-    /// resolving `tls://` names), the Redis client and the metrics listener if configured, the DNS server. A group stops
-    /// them in reverse: the server drains its queries while the pool still forwards them, and
-    /// `/ready` answers until the server is gone.
+    /// resolving `tls://` names), the Redis client and the metrics listener if configured, the DNS
+    /// server. A group stops them in reverse: the server drains its queries while the pool still
+    /// forwards them, and `/ready` answers until the server is gone.
     var all: [any Service] {
         [pool] + (redis.map { [$0] } ?? []) + (metricsServer.map { [$0] } ?? []) + [server]
     }
@@ -188,6 +190,7 @@ enum ProxyBuilder {
             filterLoader: filters,
             pool: transport,
             cache: cache,
+            memoryCache: memory,
             redis: redis,
             metricsFactory: metricsFactory,
             metricsServer: metricsServer

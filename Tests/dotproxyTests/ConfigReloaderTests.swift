@@ -1,5 +1,6 @@
 import DoTCore
 import DoTCoreTesting
+import DoTRedisCache
 import Foundation
 import Logging
 import NIOPosix
@@ -31,6 +32,43 @@ import Testing
         return (reloader, services)
     }
 
+    @Test func withRedisTheMemoryTierStillReloadsAndRedisNeedsARestartAndThePasswordStaysHidden() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("dotproxy.yaml").path
+        let base = "upstreams: {one: {address: 192.0.2.1}}\nlisten: 127.0.0.1:5353\n"
+        try (base + "redis: {url: \"redis://:pa55word@127.0.0.1:6390/1\", timeout: 3}\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let (reloader, services) = try await start(path, level: LogLevelControl(.info))
+        #expect(services.cache is TieredDNSResponseCache)
+        #expect(services.redis?.configuration.timeout == .milliseconds(3))
+        try (base + "redis: {url: \"redis://:pa55word@127.0.0.1:6390/1\", timeout: 3}\ncache: {size: 200}\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(await reloader.reload() == .applied(changed: ["cache"], needRestart: []))
+        #expect(services.memoryCache?.configuration.maximumEntries == 200)
+        try (base + "redis: {url: \"redis://:other@127.0.0.1:6390/1\", timeout: 3}\ncache: {size: 200}\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(await reloader.reload() == .applied(changed: [], needRestart: ["redis"]))
+
+        let (arguments, _) = try await DotProxyCommand.resolveArguments(
+            commandLine: ["--config", path],
+            environment: [:]
+        )
+        let summary = try DotProxyCommand.parse(arguments).makeConfiguration().summary
+        #expect(summary.contains("redis=redis://:***@127.0.0.1:6390/1"))
+        #expect(!summary.contains("other"))
+        #expect(throws: (any Error).self) {
+            try DotProxyCommand.parse(["--upstream", "192.0.2.1", "--redis", "redis://:secret@h:nope"])
+                .makeConfiguration()
+        }
+        do {
+            _ = try DotProxyCommand.parse(["--upstream", "192.0.2.1", "--redis", "redis://:secret@h:nope"])
+                .makeConfiguration()
+        } catch {
+            #expect(!"\(error)".contains("secret"))
+        }
+    }
+
     @Test func whatChangedIsAppliedAndABadFileChangesNothing() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -53,7 +91,7 @@ import Testing
         try (base + "log: {level: debug}\naccess: {allow: [10.0.0.0/8]}\nrate-limit: {qps: 5}\ncache: {size: 100}\n")
             .write(toFile: path, atomically: true, encoding: .utf8)
         #expect(await reloader.reload() == .applied(changed: ["cache"], needRestart: []))
-        #expect((services.cache as? InMemoryDNSResponseCache)?.configuration.maximumEntries == 100)
+        #expect(services.memoryCache?.configuration.maximumEntries == 100)
         try (base + "log: {level: debug}\naccess: {allow: [10.0.0.0/8]}\nrate-limit: {qps: 5}\ncache: {size: 0}\n")
             .write(toFile: path, atomically: true, encoding: .utf8)
         #expect(await reloader.reload() == .applied(changed: [], needRestart: ["cache"]))
