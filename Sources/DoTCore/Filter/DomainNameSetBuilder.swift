@@ -35,7 +35,8 @@ public struct DomainNameSetBuilder: Sendable {
         return true
     }
 
-    /// The set, with each name once (the first spelling of a name wins).
+    /// The set, with each name once (the first spelling of a name wins; a name given both alone and as
+    /// `*.name` blocks the name and its subdomains, whichever came first).
     public func build() -> DomainNameSet {
         // At most half full, a power of two so a slot is a mask away.
         var size = 1
@@ -71,6 +72,11 @@ public struct DomainNameSetBuilder: Sendable {
                             })
                         {
                             duplicate = true
+                            // The name itself covers its subdomains too: `a.example` after
+                            // `*.a.example` widens the entry rather than being dropped.
+                            if header & DomainNameSet.subdomainsOnly == 0 {
+                                kept[other] &= ~DomainNameSet.subdomainsOnly
+                            }
                             break
                         }
                     }

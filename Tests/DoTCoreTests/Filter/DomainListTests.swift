@@ -30,6 +30,16 @@ import Testing
         #expect(!DomainNameSet().matches("ads.example"))
     }
 
+    /// Found by the lists fuzz target: `*.name` then `name` kept only the first, and `name` itself
+    /// was not blocked.
+    @Test func aNameListedAloneAndAsWildcardBlocksItselfWhicheverComesFirst() {
+        for order in [["*.wild.test", "WILD.test"], ["wild.test", "*.wild.test"]] {
+            let list = DomainList(parsing: order.joined(separator: "\n"), name: "both")
+            #expect(list.blocked.count == 1)
+            #expect(list.blocked.matches("wild.test") && list.blocked.matches("a.wild.test"), "\(order)")
+        }
+    }
+
     @Test func aMillionNamesCostAFewDozenOctetsEach() {
         var builder = DomainNameSetBuilder()
         for index in 0..<100_000 { builder.add("host-\(index).ads\(index % 97).example.com") }
