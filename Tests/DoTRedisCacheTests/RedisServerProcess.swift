@@ -15,13 +15,21 @@ final class RedisServerProcess: @unchecked Sendable {
     private(set) var pid: pid_t
     private let arguments: [String]
 
-    /// Starts Redis with `extra` arguments (`--requirepass x`) and waits until it accepts connections.
-    init(_ extra: [String] = []) throws {
+    /// Starts Redis with `extra` arguments (`--requirepass x`) and waits until it accepts connections;
+    /// with `tls`, on a TLS port only, with that certificate and key.
+    init(_ extra: [String] = [], tls: (certificateFile: String, keyFile: String)? = nil) throws {
         var lastError = "no attempt"
         for _ in 0..<5 {
             let port = Self.freePort()
+            let listen =
+                tls.map {
+                    [
+                        "--port", "0", "--tls-port", "\(port)", "--tls-cert-file", $0.certificateFile, "--tls-key-file",
+                        $0.keyFile, "--tls-auth-clients", "no",
+                    ]
+                } ?? ["--port", "\(port)"]
             let arguments =
-                ["redis-server", "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] + extra
+                ["redis-server"] + listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] + extra
             do {
                 let pid = try Self.spawn(arguments)
                 if Self.waitUntilListening(port: port, pid: pid) {

@@ -1,4 +1,5 @@
 import DoTCore
+import DoTCoreTesting
 import Logging
 import MetricsTestKit
 import NIOCore
@@ -20,13 +21,19 @@ import Testing
         init(
             port: Int,
             memory: InMemoryDNSResponseCache.Configuration = .init(),
+            tlsContext: TLSClientContext? = nil,
             tune: (inout RedisClient.Configuration) -> Void = { _ in }
         ) throws {
             var configuration = RedisClient.Configuration(endpoint: try RedisEndpoint(url: "redis://127.0.0.1:\(port)"))
             configuration.timeout = .milliseconds(200)  // generous: the test machine is shared
             tune(&configuration)
             let metrics = RedisCacheMetrics(factory: test)
-            client = try RedisClient(configuration: configuration, eventLoopGroup: group, metrics: metrics)
+            client = try RedisClient(
+                configuration: configuration,
+                eventLoopGroup: group,
+                tlsContext: tlsContext,
+                metrics: metrics
+            )
             cache = TieredDNSResponseCache(
                 memory: InMemoryDNSResponseCache(configuration: memory),
                 redis: client,
@@ -225,6 +232,42 @@ import Testing
             back = try await fresh.fetch(try Self.query("fault.test.", id: 4)) != nil
         }
         #expect(back && fresh.lookups("hit") >= 1)
+    }
+
+    @Test func redissVerifiesTheServerCertificateByName() async throws {
+        let redis = try RedisServerProcess(
+            tls: (TestCertificates.server.certificateFile, TestCertificates.server.keyFile)
+        )
+        defer { redis.stop() }
+        let context = try TLSClientContext(configuration: TestCertificates.clientConfiguration())
+        let good = try Replica(port: redis.port, tlsContext: context) {
+            $0.endpoint = try! RedisEndpoint(url: "rediss://127.0.0.1:\(redis.port)")
+        }
+        defer { good.shutdown() }
+        try await good.waitUntilConnected()
+        let query = try Self.query("tls.test.")
+        try await store(try Self.reply(to: query), for: query, through: good)
+
+        // "localhost" is not on the certificate (dns.test, 127.0.0.1, ::1): never connected.
+        let wrong = try Replica(port: redis.port, tlsContext: context) {
+            $0.endpoint = try! RedisEndpoint(url: "rediss://localhost:\(redis.port)")
+        }
+        defer { wrong.shutdown() }
+        for _ in 0..<20 {
+            _ = try? await wrong.command("PING")
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect((try? await wrong.command("PING")) == nil)
+        #expect(try await wrong.fetch(query) == nil)
+        #expect(
+            (try? wrong.test.expectCounter("dotproxy_redis_connects_total", [("result", "failed")]).totalValue) ?? 0 > 0
+        )
+        #expect(throws: RedisError.self) {
+            try RedisClient(
+                configuration: .init(endpoint: try RedisEndpoint(url: "rediss://127.0.0.1:1")),
+                eventLoopGroup: good.group
+            )
+        }
     }
 
     @Test func aPasswordLogsInAndAWrongOneIsRefusedWithoutBeingShown() async throws {
