@@ -3,7 +3,8 @@
 # tier, in front of one Unbound over DoT: a name or an NXDOMAIN first asked through replica 1 is
 # answered by replicas 2 and 3 with no new upstream query and TTLs aged; then, under dnsperf load on all
 # three, Redis is paused, killed and restarted, and no query may be lost and Redis hits must resume; the
-# p99 during each fault is printed (with a release build, pass --assert-latency to fail above the
+# p99 during each fault is printed. Last, scripts/redis_attacks.py puts a hostile Redis behind one
+# replica: every query must still be answered, correctly, with memory and reconnects bounded. The (with a release build, pass --assert-latency to fail above the
 # second-tier deadline plus the miss p99; Docs/performance.md). See Benchmarks/redis/replicas.py. Fails
 # loudly if a tool is missing.
 #   scripts/e2e-redis.sh [path/to/dotproxy] [queries per second per replica] [--assert-latency]
@@ -19,4 +20,6 @@ work=$(mktemp -d)
 trap 'scripts/unbound-rig.sh stop "$work/rig" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT INT TERM
 scripts/unbound-rig.sh start "$work/rig" >/dev/null
 python3 Benchmarks/redis/replicas.py check --binary "$binary" --rig "$work/rig" --rate "$rate" "$@"
+# Then a hostile or broken Redis: silent, slow, garbage, huge, unsolicited, poisoned, refusing.
+python3 scripts/redis_attacks.py --binary "$binary" --rig "$work/rig"
 echo "e2e-redis: passed"

@@ -233,24 +233,41 @@ final class RedisConnectionSlot: @unchecked Sendable {
             return
         }
         state = .connected(channel)
-        reconnectBackoff = configuration.minimumReconnectBackoff
+        let connectedAt = NIODeadline.now()
         metrics.connects.increment()
         metrics.connections.increment()
-        if failing {
-            logger.info("redis connected again", metadata: ["redis": "\(configuration.endpoint)"])
-            failing = false
+        if failing, let unlogged = logThrottle.admit("connected", now: connectedAt) {
+            logger.info(
+                "redis connected again",
+                metadata: ["redis": "\(configuration.endpoint)", "unlogged_since_last": "\(unlogged)"]
+            )
         }
+        failing = false
         channel.closeFuture.whenComplete { _ in
             self.metrics.connections.decrement()
             guard case .connected(let current) = self.state, current === channel else { return }
             self.state = .idle
-            if !self.stopped {
-                self.logger.warning("redis connection closed", metadata: ["redis": "\(self.configuration.endpoint)"])
-                self.failing = true
-                self.scheduleReconnect()
+            guard !self.stopped else { return }
+            // The back-off starts over only after a connection that lasted: one that Redis (or
+            // something posing as it) breaks right after the handshake keeps doubling it.
+            let now = NIODeadline.now()
+            if now - connectedAt >= Self.healthyConnection {
+                self.reconnectBackoff = self.configuration.minimumReconnectBackoff
             }
+            if let unlogged = self.logThrottle.admit("closed", now: now) {
+                self.logger.warning(
+                    "redis connection closed",
+                    metadata: ["redis": "\(self.configuration.endpoint)", "unlogged_since_last": "\(unlogged)"]
+                )
+            }
+            self.failing = true
+            self.scheduleReconnect()
         }
     }
+
+    /// How long a connection must last for the reconnect back-off to start over.
+    static let healthyConnection = TimeAmount.seconds(10)
+    private let logThrottle = LogThrottle()
 
     private func connectFailed(_ error: any Error) {
         metrics.connectFailures.increment()
