@@ -3,10 +3,10 @@
 # tier, in front of one Unbound over DoT: a name or an NXDOMAIN first asked through replica 1 is
 # answered by replicas 2 and 3 with no new upstream query and TTLs aged; then, under dnsperf load on all
 # three, Redis is paused, killed and restarted, and no query may be lost and Redis hits must resume; the
-# p99 during each fault is printed. Last, scripts/redis_attacks.py puts a hostile Redis behind one
-# replica: every query must still be answered, correctly, with memory and reconnects bounded. The (with a release build, pass --assert-latency to fail above the
-# second-tier deadline plus the miss p99; Docs/performance.md). See Benchmarks/redis/replicas.py. Fails
-# loudly if a tool is missing.
+# p99 during each fault is printed (with a release build, pass --assert-latency to fail above the
+# second-tier deadline plus the miss p99; Docs/performance.md). See Benchmarks/redis/replicas.py. Last,
+# scripts/redis_attacks.py puts a hostile Redis behind one replica: every query must still be answered,
+# correctly, with memory and reconnections bounded. Fails loudly if a tool is missing.
 #   scripts/e2e-redis.sh [path/to/dotproxy] [queries per second per replica] [--assert-latency]
 set -euo pipefail
 cd "$(dirname "$0")/.."
