@@ -66,7 +66,8 @@ failures=0
 check() { # description, expected (grep -E pattern), command...
   local description=$1 pattern=$2; shift 2
   local output; output=$("$@" 2>&1 || true)
-  if echo "$output" | grep -qE "$pattern"; then echo "ok   $description"; else echo "FAIL $description"; echo "$output" | sed 's/^/     /'; failures=$((failures+1)); fi
+  # (A here-string, not a pipe: with pipefail, grep -q leaving early can fail the echo with SIGPIPE.)
+  if grep -qE "$pattern" <<< "$output"; then echo "ok   $description"; else echo "FAIL $description"; echo "$output" | sed 's/^/     /'; failures=$((failures+1)); fi
 }
 check "dig A over UDP" "^192\.0\.2\.1$" dig @127.0.0.1 -p "$port" a.test +short
 check "dig query padded to 468 octets over UDP" "^192\.0\.2\.99$" dig @127.0.0.1 -p "$port" padded.unique.test +padding=468 +short
