@@ -8,7 +8,8 @@
 /// the slot it finds: a hash collision costs a comparison, never a wrong match. What a name costs in
 /// memory and time: Docs/performance.md, "Filter lists".
 public struct DomainNameSet: Sendable {
-    /// Entries: a flags-and-length octet, then the name's wire octets (labels with their lengths).
+    /// Entries: a flags octet, a length octet, then the name's wire octets (labels with their lengths;
+    /// up to 254 octets, so the length has an octet of its own).
     private let storage: [UInt8]
     /// Open addressing, linear probing; 0 is an empty slot.
     private let table: [UInt64]
@@ -21,6 +22,9 @@ public struct DomainNameSet: Sendable {
 
     /// The flag on a name that matches its subdomains only (`*.example.com`), not itself.
     static let subdomainsOnly: UInt8 = 0x80
+
+    /// The octets before an entry's name: its flags and its length.
+    static let headerSize = 2
 
     /// An empty set.
     public init() {
@@ -113,15 +117,17 @@ public struct DomainNameSet: Sendable {
                     if value == 0 { return nil }
                     if value & 0xFFFF_FFFF_0000_0000 == tag {
                         let offset = Int(value & 0xFFFF_FFFF) - 1
-                        let header = storage[offset]
-                        let length = Int(header & ~Self.subdomainsOnly)
+                        let flags = storage[offset]
+                        let length = Int(storage[offset + 1])
                         if length == suffix.count,
                             Self.equalLowercased(
-                                UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[(offset + 1)...]),
+                                UnsafeRawBufferPointer(
+                                    rebasing: UnsafeRawBufferPointer(storage)[(offset + Self.headerSize)...]
+                                ),
                                 suffix
                             )
                         {
-                            if header & Self.subdomainsOnly != 0 && isWholeName { return nil }
+                            if flags & Self.subdomainsOnly != 0 && isWholeName { return nil }
                             return offset
                         }
                     }
@@ -133,10 +139,10 @@ public struct DomainNameSet: Sendable {
 
     /// The name of the entry at `offset`, in text, for logs.
     func name(at offset: Int) -> String {
-        let length = Int(storage[offset] & ~Self.subdomainsOnly)
+        let length = Int(storage[offset + 1])
         var labels: [String] = []
-        var position = offset + 1
-        while position < offset + 1 + length {
+        var position = offset + Self.headerSize
+        while position < offset + Self.headerSize + length {
             let labelLength = Int(storage[position])
             labels.append(String(decoding: storage[(position + 1)..<(position + 1 + labelLength)], as: UTF8.self))
             position += 1 + labelLength

@@ -24,13 +24,14 @@ public struct DomainNameSetBuilder: Sendable {
     @discardableResult
     mutating func add(wire text: UnsafeRawBufferPointer, subdomainsOnly: Bool = false) -> Bool {
         let entry = storage.count
-        guard entry + text.count + 2 < UInt32.max else { return false }
-        storage.append(0)  // the header, set below
+        guard entry + text.count + 3 < UInt32.max else { return false }
+        storage.append(subdomainsOnly ? DomainNameSet.subdomainsOnly : 0)
+        storage.append(0)  // the length, set below
         guard DomainNameSet.appendWireForm(of: text, to: &storage) else {
-            storage.removeLast()
+            storage.removeLast(DomainNameSet.headerSize)
             return false
         }
-        storage[entry] = UInt8(storage.count - entry - 1) | (subdomainsOnly ? DomainNameSet.subdomainsOnly : 0)
+        storage[entry + 1] = UInt8(storage.count - entry - DomainNameSet.headerSize)
         offsets.append(UInt32(entry))
         return true
     }
@@ -53,9 +54,10 @@ public struct DomainNameSetBuilder: Sendable {
         storage.withUnsafeBytes { storage in
             for offset in offsets {
                 let start = Int(offset)
-                let header = storage[start]
-                let length = Int(header & ~DomainNameSet.subdomainsOnly)
-                let wire = UnsafeRawBufferPointer(rebasing: storage[(start + 1)..<(start + 1 + length)])
+                let flags = storage[start]
+                let length = Int(storage[start + 1])
+                let nameStart = start + DomainNameSet.headerSize
+                let wire = UnsafeRawBufferPointer(rebasing: storage[nameStart..<(nameStart + length)])
                 let hash = DomainNameSet.hash(ofWireName: wire)
                 let tag = hash & 0xFFFF_FFFF_0000_0000
                 var slot = Int(truncatingIfNeeded: hash) & mask
@@ -63,10 +65,10 @@ public struct DomainNameSetBuilder: Sendable {
                 while table[slot] != 0 {
                     if table[slot] & 0xFFFF_FFFF_0000_0000 == tag {
                         let other = Int(table[slot] & 0xFFFF_FFFF) - 1
-                        if Int(kept[other] & ~DomainNameSet.subdomainsOnly) == length,
+                        if Int(kept[other + 1]) == length,
                             kept.withUnsafeBytes({ kept in
                                 DomainNameSet.equalLowercased(
-                                    UnsafeRawBufferPointer(rebasing: kept[(other + 1)...]),
+                                    UnsafeRawBufferPointer(rebasing: kept[(other + DomainNameSet.headerSize)...]),
                                     wire
                                 )
                             })
@@ -74,7 +76,7 @@ public struct DomainNameSetBuilder: Sendable {
                             duplicate = true
                             // The name itself covers its subdomains too: `a.example` after
                             // `*.a.example` widens the entry rather than being dropped.
-                            if header & DomainNameSet.subdomainsOnly == 0 {
+                            if flags & DomainNameSet.subdomainsOnly == 0 {
                                 kept[other] &= ~DomainNameSet.subdomainsOnly
                             }
                             break
@@ -87,7 +89,8 @@ public struct DomainNameSetBuilder: Sendable {
                 let bits = DomainNameSet.bloomBits(of: hash, words: words)
                 bloom[bits.word1] |= bits.bit1
                 bloom[bits.word2] |= bits.bit2
-                kept.append(header)
+                kept.append(flags)
+                kept.append(UInt8(length))
                 kept.append(contentsOf: wire)
                 count += 1
             }

@@ -40,6 +40,30 @@ import Testing
         }
     }
 
+    /// Found by the lists fuzz target: a name of more than 127 wire octets overflowed the entry's
+    /// length into its subdomains-only flag, and was neither blocked nor found.
+    @Test func longNamesUpToTheLimitAreBlockedWithTheirSubdomains() {
+        let label = String(repeating: "a", count: 63)
+        for labels in 2...4 {
+            // 2 labels: 127 octets; 3: 191; 4: 253 characters, the longest a name can be.
+            let name = Array(repeating: label, count: labels).joined(separator: ".").prefix(253)
+            let list = DomainList(parsing: "*.other.test\n\(name)\n", name: "long")
+            #expect(list.rejectedLineCount == 0, "\(name.count) characters")
+            #expect(list.blocked.matches(String(name)) && list.blocked.matches(String(name).uppercased()))
+            if name.count < 250 { #expect(list.blocked.matches("x." + name)) }
+            #expect(!list.blocked.matches("other.test") && list.blocked.matches("a.other.test"))
+        }
+        #expect(
+            DomainList(
+                parsing:
+                    "444444444444444metrics.exam5ple.org.44444444444444444444444444444444444xm4444444444444444444metrics.exam5ple.org.444444444444444444444444444444444444444",
+                name: "fuzz"
+            ).blocked.matches(
+                "444444444444444metrics.exam5ple.org.44444444444444444444444444444444444xm4444444444444444444metrics.exam5ple.org.444444444444444444444444444444444444444"
+            )
+        )
+    }
+
     @Test func aMillionNamesCostAFewDozenOctetsEach() {
         var builder = DomainNameSetBuilder()
         for index in 0..<100_000 { builder.add("host-\(index).ads\(index % 97).example.com") }
