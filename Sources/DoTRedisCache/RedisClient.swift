@@ -11,9 +11,9 @@ import ServiceLifecycle
 /// and ``Configuration/failureThreshold`` failures in a row open a breaker that skips Redis for a
 /// back-off (1 s, doubling to 30 s), then lets one probe through. A closed connection is reconnected
 /// with back-off (100 ms, doubling to 5 s, starting over after a connection that lasted 10 s);
-/// meanwhile requests fail at once. Writes never wait for
-/// their reply. Waiting requests per connection are bounded (``Configuration/maximumInFlight``), so
-/// a stalled Redis holds at most that many.
+/// meanwhile requests fail at once. Writes never wait for their reply. Waiting requests per
+/// connection are bounded (``Configuration/maximumInFlight``), so a stalled Redis holds at most that
+/// many.
 ///
 /// A swift-service-lifecycle `Service`: `run()` connects at start and closes the connections on
 /// graceful shutdown. It also connects on first use, for embedders that do not run it.
