@@ -42,10 +42,21 @@ struct RedisCircuitBreaker: Sendable {
         }
     }
 
-    /// A lookup got its answer. Returns whether the breaker closed.
+    /// A lookup got its answer. Returns whether the breaker closed: only a probe's answer (or one that
+    /// arrives while a probe is out) closes it; answers to lookups sent before it opened, arriving
+    /// while it is open, change nothing (they made it flap, open and closed several times a second,
+    /// under a load that kept missing the deadline).
     mutating func recordSuccess() -> Bool {
-        defer { state = .closed(failures: 0) }
-        return isOpen
+        switch state {
+        case .closed:
+            state = .closed(failures: 0)
+            return false
+        case .probing:
+            state = .closed(failures: 0)
+            return true
+        case .open:
+            return false
+        }
     }
 
     /// A lookup failed at `now`. Returns whether the breaker opened.

@@ -5,7 +5,8 @@ import NIOPosix
 
 /// A lookup waiting for its reply or its deadline; on its slot's loop.
 final class PendingLookup: @unchecked Sendable {
-    let deadline: NIODeadline
+    /// When it times out: a provisional one when written, the real one (from the flush) soon after.
+    var deadline: NIODeadline
     let completion: RedisConnectionHandler.Completion
     /// Whether the reply or the deadline has answered it.
     var done = false
@@ -73,6 +74,9 @@ final class RedisConnectionSlot: @unchecked Sendable {
         }
         guard inFlight < configuration.maximumInFlight else { return completion(.failure(RedisError(.overloaded))) }
         if purpose == .lookup, !breaker.admit(now: .now()) { return completion(.failure(RedisError(.breakerOpen))) }
+        // Stores wait for the breaker too: a Redis that does not answer lookups would otherwise
+        // collect up to maximumInFlight of them (a paused Redis raised RSS by 2 MiB in the soak).
+        if purpose == .store, breaker.isOpen { return completion(.failure(RedisError(.breakerOpen))) }
         inFlight += 1
         let replied: RedisConnectionHandler.Completion
         if purpose == .lookup {
@@ -81,6 +85,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
             let pending = PendingLookup(deadline: .now() + configuration.timeout, completion: completion)
             while deadlines.first?.done == true { deadlines.removeFirst() }
             deadlines.append(pending)
+            awaitingFlush.append(pending)
             armDeadlineSweep()
             replied = { result in
                 self.inFlight -= 1
@@ -107,6 +112,11 @@ final class RedisConnectionSlot: @unchecked Sendable {
         loop.execute {
             self.flushScheduled = false
             channel.flush()
+            // A lookup's time starts when it leaves: the rest of the loop's turn (a batch of queries
+            // read together) is the proxy's own time, not Redis's, and must not open the breaker.
+            let deadline = NIODeadline.now() + self.configuration.timeout
+            for pending in self.awaitingFlush { pending.deadline = deadline }
+            self.awaitingFlush.removeAll(keepingCapacity: true)
         }
     }
 
@@ -120,6 +130,8 @@ final class RedisConnectionSlot: @unchecked Sendable {
     /// Lookups waiting for a reply, in the order of their deadlines (all have the same timeout).
     private var deadlines = CircularBuffer<PendingLookup>()
     private var deadlineSweep: Scheduled<Void>?
+    /// Lookups written in this turn of the loop, whose deadline starts at the flush.
+    private var awaitingFlush: [PendingLookup] = []
     private var flushScheduled = false
 
     /// One timer for every waiting lookup: at the first deadline, fails those whose time is up.

@@ -77,7 +77,8 @@ public final class TieredDNSResponseCache: DNSResponseCache {
         ) { result in
             switch result {
             case .success: metrics.storesSent.increment()
-            case .failure(let error) where error.code == .notConnected || error.code == .overloaded:
+            case .failure(let error)
+            where error.code == .notConnected || error.code == .overloaded || error.code == .breakerOpen:
                 metrics.storesSkipped.increment()
             case .failure: metrics.storeErrors.increment()
             }

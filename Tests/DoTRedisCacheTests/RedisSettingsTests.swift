@@ -42,6 +42,7 @@ import Testing
             .admit(0, true), .fail(0, opens: false), .fail(0, opens: false),
             .succeed(closes: false),  // a success resets the count
             .fail(0, opens: false), .fail(0, opens: false), .fail(0, opens: true),  // three in a row
+            .succeed(closes: false),  // a late answer to a lookup sent before it opened
             .admit(999, false), .admit(1000, true),  // the probe after 1 s
             .admit(1000, false),  // only one
             .fail(1000, opens: false),  // the probe failed: open for 2 s
