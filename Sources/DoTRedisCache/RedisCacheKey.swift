@@ -53,12 +53,7 @@ enum RedisCacheKey {
             key.append(byte)
         default:
             key.append(UInt8(ascii: "\\"))
-            key += Array(String(format3(byte)).utf8)
+            key += [byte / 100, byte / 10 % 10, byte % 10].map { UInt8(ascii: "0") + $0 }
         }
-    }
-
-    private static func format3(_ byte: UInt8) -> String {
-        let digits = String(byte)
-        return String(repeating: "0", count: 3 - digits.count) + digits
     }
 }

@@ -68,12 +68,32 @@ public final class RedisClient: Service, Sendable {
     ///   - logger: Where to log; the password never appears.
     /// - Throws: ``RedisError`` with ``RedisError/Code/invalidURL`` for `rediss://` without a
     ///   `tlsContext`.
-    public init(
+    public convenience init(
         configuration: Configuration,
         eventLoopGroup: any EventLoopGroup,
         tlsContext: TLSClientContext? = nil,
         metrics: RedisCacheMetrics = RedisCacheMetrics(),
         logger: Logger = Logger(label: "dotproxy.redis")
+    ) throws(RedisError) {
+        try self.init(
+            configuration: configuration,
+            eventLoopGroup: eventLoopGroup,
+            tlsContext: tlsContext,
+            metrics: metrics,
+            logger: logger,
+            clock: { .now() }
+        )
+    }
+
+    /// ``init(configuration:eventLoopGroup:tlsContext:metrics:logger:)`` with the breaker's clock
+    /// given, for tests that move time past a back-off instead of waiting for it.
+    init(
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup,
+        tlsContext: TLSClientContext?,
+        metrics: RedisCacheMetrics,
+        logger: Logger,
+        clock: @escaping @Sendable () -> NIODeadline
     ) throws(RedisError) {
         guard !configuration.endpoint.usesTLS || tlsContext != nil else {
             throw RedisError(.invalidURL, "rediss:// needs TLS trust roots")
@@ -88,7 +108,8 @@ public final class RedisClient: Service, Sendable {
                 configuration: configuration,
                 tlsContext: tlsContext,
                 metrics: metrics,
-                logger: logger
+                logger: logger,
+                clock: clock
             )
             slots[ObjectIdentifier(loop)] = slot
             first = first ?? slot
@@ -124,6 +145,13 @@ public final class RedisClient: Service, Sendable {
         let promise = eventLoop.makePromise(of: [RESPValue].self)
         execute(commands, purpose: purpose, on: eventLoop) { promise.completeWith($0.mapError { $0 }) }
         return promise.futureResult
+    }
+
+    /// Waits for `eventLoop`'s connection: succeeds once it is up, fails with the next failed
+    /// attempt's error. (Tests wait on it instead of polling.)
+    func nextConnection(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        let slot = slots[ObjectIdentifier(eventLoop)] ?? firstSlot
+        return slot.loop.flatSubmit { slot.nextConnection() }.hop(to: eventLoop)
     }
 
     /// A loop for requests made off every event loop.

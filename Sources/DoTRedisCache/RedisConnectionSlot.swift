@@ -39,15 +39,21 @@ final class RedisConnectionSlot: @unchecked Sendable {
     private var stopped = false
     /// Whether the last attempt failed, so that a Redis that stays down is logged once.
     private var failing = false
+    /// The breaker's clock (the real one but in tests); lookups' deadlines are the loop's timers.
+    private let clock: @Sendable () -> NIODeadline
+    /// Who waits for the next connection attempt's outcome (``nextConnection()``).
+    private var attemptWaiters: [EventLoopPromise<Void>] = []
 
     init(
         loop: any EventLoop,
         configuration: RedisClient.Configuration,
         tlsContext: TLSClientContext?,
         metrics: RedisCacheMetrics,
-        logger: Logger
+        logger: Logger,
+        clock: @escaping @Sendable () -> NIODeadline
     ) {
         self.loop = loop
+        self.clock = clock
         self.configuration = configuration
         self.tlsContext = tlsContext
         self.metrics = metrics
@@ -73,7 +79,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
             return completion(.failure(RedisError(.notConnected)))
         }
         guard inFlight < configuration.maximumInFlight else { return completion(.failure(RedisError(.overloaded))) }
-        if purpose == .lookup, !breaker.admit(now: .now()) { return completion(.failure(RedisError(.breakerOpen))) }
+        if purpose == .lookup, !breaker.admit(now: clock()) { return completion(.failure(RedisError(.breakerOpen))) }
         // Stores wait for the breaker too: a Redis that does not answer lookups would otherwise
         // collect up to maximumInFlight of them (a paused Redis raised RSS by 2 MiB in the soak).
         if purpose == .store, breaker.isOpen { return completion(.failure(RedisError(.breakerOpen))) }
@@ -153,7 +159,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
 
     private func recordLookup(failed: Bool) {
         if failed {
-            if breaker.recordFailure(now: .now()) {
+            if breaker.recordFailure(now: clock()) {
                 metrics.breakerOpen.increment()
                 logger.warning(
                     "redis breaker open: skipping the second cache tier",
@@ -239,10 +245,26 @@ final class RedisConnectionSlot: @unchecked Sendable {
         }
     }
 
+    /// Succeeds as soon as the connection is up, at once if it is; fails with the error of the next
+    /// attempt that fails (one is started if none is under way or scheduled).
+    func nextConnection() -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        if case .connected = state { return loop.makeSucceededVoidFuture() }
+        guard !stopped else { return loop.makeFailedFuture(RedisError(.shutdown)) }
+        let promise = loop.makePromise(of: Void.self)
+        attemptWaiters.append(promise)
+        if case .idle = state { connect() }
+        return promise.futureResult
+    }
+
     private func connected(_ channel: any Channel) {
         guard !stopped else {
             channel.close(promise: nil)
             return
+        }
+        defer {
+            for waiter in attemptWaiters { waiter.succeed() }
+            attemptWaiters.removeAll()
         }
         state = .connected(channel)
         let connectedAt = NIODeadline.now()
@@ -284,6 +306,8 @@ final class RedisConnectionSlot: @unchecked Sendable {
     private func connectFailed(_ error: any Error) {
         metrics.connectFailures.increment()
         state = .idle
+        for waiter in attemptWaiters { waiter.fail(error) }
+        attemptWaiters.removeAll()
         guard !stopped else { return }
         if !failing {
             logger.warning(

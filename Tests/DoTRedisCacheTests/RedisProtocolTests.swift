@@ -80,7 +80,7 @@ import Testing
 
     @Test func aReplyNobodyAskedForClosesTheConnectionAndACloseFailsWhatWaits() throws {
         let channel = try connectedChannel()
-        try? channel.writeInbound(ByteBuffer(string: "+OK\r\n"))
+        _ = try? channel.writeInbound(ByteBuffer(string: "+OK\r\n"))
         #expect(!channel.isActive)
 
         let other = try connectedChannel()

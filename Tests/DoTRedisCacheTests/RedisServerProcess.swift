@@ -31,8 +31,8 @@ final class RedisServerProcess: @unchecked Sendable {
             let arguments =
                 ["redis-server"] + listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] + extra
             do {
-                let pid = try Self.spawn(arguments)
-                if Self.waitUntilListening(port: port, pid: pid) {
+                let (pid, ready) = try Self.spawn(arguments)
+                if ready {
                     self.port = port
                     self.pid = pid
                     self.arguments = arguments
@@ -41,7 +41,7 @@ final class RedisServerProcess: @unchecked Sendable {
                 kill(pid, SIGKILL)
                 var status: Int32 = 0
                 waitpid(pid, &status, 0)
-                lastError = "redis-server did not listen on \(port)"
+                lastError = "redis-server exited before it was ready on \(port)"
             } catch {
                 lastError = "\(error)"
             }
@@ -62,51 +62,45 @@ final class RedisServerProcess: @unchecked Sendable {
 
     /// Starts it again on the same port (after ``stop()``).
     func restart() throws {
-        pid = try Self.spawn(arguments)
-        guard Self.waitUntilListening(port: port, pid: pid) else {
-            throw StartError(description: "redis-server did not listen on \(port) again")
-        }
+        let (pid, ready) = try Self.spawn(arguments)
+        self.pid = pid
+        guard ready else { throw StartError(description: "redis-server did not start again on \(port)") }
     }
 
-    private static func spawn(_ arguments: [String]) throws -> pid_t {
+    /// Starts redis-server with its log (standard output) on a pipe, and reads it until Redis says it
+    /// accepts connections (`true`) or exits (`false`): an event, not a poll. The rest of the log is
+    /// drained by a thread until Redis exits, so Redis never blocks on a full pipe.
+    private static func spawn(_ arguments: [String]) throws -> (pid_t, ready: Bool) {
+        var pipe: [Int32] = [0, 0]
+        guard Glibc.pipe(&pipe) == 0 else { throw StartError(description: "pipe: errno \(errno)") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        posix_spawn_file_actions_addclose(&actions, pipe[1])
         let argv = arguments.map { strdup($0) }
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let spawned = posix_spawnp(&pid, "redis-server", &actions, nil, argv + [nil], environ)
+        close(pipe[1])
         guard spawned == 0 else {
+            close(pipe[0])
             throw StartError(description: "cannot run redis-server (errno \(spawned)); install redis-server")
         }
-        return pid
-    }
-
-    private static func waitUntilListening(port: Int, pid: pid_t) -> Bool {
-        for _ in 0..<500 {
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid { return false }
-            if canConnect(port: port) { return true }
-            usleep(10_000)
+        let log = FileHandle(fileDescriptor: pipe[0], closeOnDealloc: true)
+        var seen = Data()
+        var ready = false
+        while !ready {
+            let chunk = log.availableData  // blocks until Redis writes or exits
+            if chunk.isEmpty { break }
+            seen.append(chunk)
+            ready = String(decoding: seen, as: UTF8.self).contains("Ready to accept connections")
         }
-        return false
-    }
-
-    private static func canConnect(port: Int) -> Bool {
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
+        if ready { Thread { while !log.availableData.isEmpty {} }.start() }
+        return (pid, ready)
     }
 
     private static func freePort() -> Int {

@@ -206,10 +206,7 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
             // A slower tier first (Redis shared by replicas); the upstream only if it had nothing.
             fetching.whenComplete { [self] _ in
                 if let hit = cache.lookup(miss.query.message, key: miss.query.key, now: .now()) {
-                    answer(miss, role: role) { waiting in
-                        waiting === miss
-                            ? hit : self.cache.lookup(waiting.query.message, key: waiting.query.key, now: .now())
-                    }
+                    answer(miss, role: role, with: .cached(hit))
                 } else {
                     forwardUpstream(miss, role: role, on: eventLoop)
                 }
@@ -221,38 +218,51 @@ public final class ForwardingQueryHandler: DNSQueryHandler {
         return raceWithStaleAnswer(miss.replied.futureResult, query: parsed, on: eventLoop)
     }
 
+    /// What a leader's miss found: the upstream's outcome, or its own reply from the cache (a hit that
+    /// a slower tier brought in; followers look theirs up).
+    private enum MissOutcome: Sendable {
+        case upstream(Result<ParsedDNSMessage, UpstreamError>)
+        case cached(ByteBuffer)
+    }
+
     /// Sends a leader's (or a lone) miss upstream, and answers it and its followers with the outcome.
     private func forwardUpstream(_ miss: PendingMiss, role: MissCoalescer.Role, on eventLoop: any EventLoop) {
         forwarder.forward(miss.query.message, key: miss.query.key, on: eventLoop) { [self] result in
-            answer(miss, role: role, upstream: result) { _ in nil }
+            answer(miss, role: role, with: .upstream(result))
         }
     }
 
-    /// Completes a leader's (or a lone) miss and its followers, each on its own event loop: from the
-    /// cache where `cached` finds a reply for it (a hit a slower tier brought in), otherwise with the
-    /// upstream's outcome (`upstream`; a miss with neither goes upstream alone).
-    private func answer(
-        _ miss: PendingMiss,
-        role: MissCoalescer.Role,
-        upstream: Result<ParsedDNSMessage, UpstreamError>? = nil,
-        cached: @escaping @Sendable (PendingMiss) -> ByteBuffer?
-    ) {
+    /// Completes a leader's (or a lone) miss, on the loop it is called on, and its followers, each on
+    /// its own event loop.
+    private func answer(_ miss: PendingMiss, role: MissCoalescer.Role, with outcome: MissOutcome) {
         // Only a leader is in the table; it takes its followers out with it.
         let followers = role == .leader ? coalescer.finish(miss) : []
-        for waiting in [miss] + followers {
-            let finish: @Sendable () -> Void = { [self] in
-                if let hit = cached(waiting) {
-                    let reply = shaper.reply(to: waiting.query, cached: hit)
-                    if waiting.counted { recordForwarded(reply, query: waiting.query) }
-                    waiting.replied.succeed(reply)
-                } else if let upstream {
-                    complete(waiting, with: upstream)
-                } else {
-                    forwardUpstream(waiting, role: .alone, on: waiting.replied.futureResult.eventLoop)
-                }
+        deliver(outcome, to: miss, leader: miss)
+        for follower in followers {
+            let loop = follower.replied.futureResult.eventLoop
+            if loop.inEventLoop {
+                deliver(outcome, to: follower, leader: miss)
+            } else {
+                loop.execute { self.deliver(outcome, to: follower, leader: miss) }
             }
-            let loop = waiting.replied.futureResult.eventLoop
-            if loop.inEventLoop { finish() } else { loop.execute(finish) }
+        }
+    }
+
+    /// Completes one waiting miss with its leader's outcome; call on its event loop. A follower of a
+    /// cached outcome whose lookup no longer finds the entry goes upstream alone.
+    private func deliver(_ outcome: MissOutcome, to waiting: PendingMiss, leader: PendingMiss) {
+        switch outcome {
+        case .upstream(let result):
+            complete(waiting, with: result)
+        case .cached(let hit):
+            let found =
+                waiting === leader ? hit : cache.lookup(waiting.query.message, key: waiting.query.key, now: .now())
+            guard let found else {
+                return forwardUpstream(waiting, role: .alone, on: waiting.replied.futureResult.eventLoop)
+            }
+            let reply = shaper.reply(to: waiting.query, cached: found)
+            if waiting.counted { recordForwarded(reply, query: waiting.query) }
+            waiting.replied.succeed(reply)
         }
     }
 
