@@ -1,25 +1,32 @@
 import NIOCore
 
-/// Decides whether a lookup may go to Redis: after `threshold` failures in a row (timeouts, errors),
-/// Redis is skipped for a back-off; then one probe goes through, and its outcome closes the breaker
-/// or opens it again for twice as long (up to a maximum).
+/// Decides whether a lookup may go to Redis: after `threshold` failures in a row (timeouts, errors)
+/// that span at least `span`, Redis is skipped for a back-off; then one probe goes through, and its
+/// outcome closes the breaker or opens it again for twice as long (up to a maximum).
+///
+/// The span tells a Redis that is down from a host that stalled: one stall of the proxy's loop or of
+/// Redis fails every lookup in flight at once, which is many failures in a row in no time; a Redis
+/// that is down or paused fails every lookup for as long as it lasts.
 ///
 /// A value; its owner keeps it on one event loop and passes the instants in.
 struct RedisCircuitBreaker: Sendable {
     enum State: Equatable, Sendable {
-        case closed(failures: Int)
+        /// `since`: when the first of the failures in a row was recorded.
+        case closed(failures: Int, since: NIODeadline?)
         case open(until: NIODeadline, backoff: TimeAmount)
         /// One probe is in flight.
         case probing(backoff: TimeAmount)
     }
 
-    private(set) var state = State.closed(failures: 0)
+    private(set) var state = State.closed(failures: 0, since: nil)
     let threshold: Int
+    let span: TimeAmount
     let minimumBackoff: TimeAmount
     let maximumBackoff: TimeAmount
 
-    init(threshold: Int, minimumBackoff: TimeAmount, maximumBackoff: TimeAmount) {
+    init(threshold: Int, span: TimeAmount = .zero, minimumBackoff: TimeAmount, maximumBackoff: TimeAmount) {
         self.threshold = max(1, threshold)
+        self.span = max(.zero, span)
         self.minimumBackoff = minimumBackoff
         self.maximumBackoff = max(minimumBackoff, maximumBackoff)
     }
@@ -49,10 +56,10 @@ struct RedisCircuitBreaker: Sendable {
     mutating func recordSuccess() -> Bool {
         switch state {
         case .closed:
-            state = .closed(failures: 0)
+            state = .closed(failures: 0, since: nil)
             return false
         case .probing:
-            state = .closed(failures: 0)
+            state = .closed(failures: 0, since: nil)
             return true
         case .open:
             return false
@@ -62,9 +69,10 @@ struct RedisCircuitBreaker: Sendable {
     /// A lookup failed at `now`. Returns whether the breaker opened.
     mutating func recordFailure(now: NIODeadline) -> Bool {
         switch state {
-        case .closed(let failures):
-            guard failures + 1 >= threshold else {
-                state = .closed(failures: failures + 1)
+        case .closed(let failures, let since):
+            let first = since ?? now
+            guard failures + 1 >= threshold, now - first >= span else {
+                state = .closed(failures: failures + 1, since: first)
                 return false
             }
             state = .open(until: now + minimumBackoff, backoff: minimumBackoff)

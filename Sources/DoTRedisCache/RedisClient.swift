@@ -8,8 +8,9 @@ import ServiceLifecycle
 /// event loop, so a lookup is written and answered on the loop that asked, with no lock or hop.
 ///
 /// Every lookup has a deadline (``Configuration/timeout``); a timeout or error is the caller's miss,
-/// and ``Configuration/failureThreshold`` failures in a row open a breaker that skips Redis for a
-/// back-off (1 s, doubling to 30 s), then lets one probe through. A closed connection is reconnected
+/// and ``Configuration/failureThreshold`` failures in a row, over at least
+/// ``Configuration/failureSpan``, open a breaker that skips Redis for a back-off (1 s, doubling to
+/// 30 s), then lets one probe through. A closed connection is reconnected
 /// with back-off (100 ms, doubling to 5 s, starting over after a connection that lasted 10 s);
 /// meanwhile requests fail at once. Writes never wait for their reply. Waiting requests per
 /// connection are bounded (``Configuration/maximumInFlight``), so a stalled Redis holds at most that
@@ -30,6 +31,11 @@ public final class RedisClient: Service, Sendable {
         public var maximumInFlight: Int = 1024
         /// Failed lookups in a row that open the breaker; 5.
         public var failureThreshold: Int = 5
+        /// How long lookups must have been failing, from the first of the failures in a row, before
+        /// the breaker opens; 100 ms. One stall of a busy host fails every lookup in flight at once,
+        /// and is not Redis down. A paused Redis costs at most this long of lookups that wait out
+        /// their deadline.
+        public var failureSpan: TimeAmount = .milliseconds(100)
         /// The first and the longest time the breaker stays open; 1 s and 30 s.
         public var breakerBackoff: (minimum: TimeAmount, maximum: TimeAmount) {
             get { (minimumBreakerBackoff, maximumBreakerBackoff) }

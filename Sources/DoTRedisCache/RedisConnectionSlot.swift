@@ -61,6 +61,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
         self.reconnectBackoff = configuration.minimumReconnectBackoff
         self.breaker = RedisCircuitBreaker(
             threshold: configuration.failureThreshold,
+            span: configuration.failureSpan,
             minimumBackoff: configuration.minimumBreakerBackoff,
             maximumBackoff: configuration.maximumBreakerBackoff
         )

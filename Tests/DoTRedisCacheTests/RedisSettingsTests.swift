@@ -67,6 +67,37 @@ import Testing
         #expect(!breaker.isOpen)
     }
 
+    @Test func failuresInNoTimeDoNotOpenTheBreakerUntilTheySpanItsWindow() {
+        func breaker() -> RedisCircuitBreaker {
+            RedisCircuitBreaker(
+                threshold: 3,
+                span: .milliseconds(100),
+                minimumBackoff: .seconds(1),
+                maximumBackoff: .seconds(3)
+            )
+        }
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        // Failures at these offsets (ms); whether the last one opened the breaker.
+        func opens(_ offsets: [Int64], succeedingAfter: Int? = nil) -> Bool {
+            var subject = breaker()
+            var opened = false
+            for (index, offset) in offsets.enumerated() {
+                opened = subject.recordFailure(now: start + .milliseconds(offset))
+                if index == succeedingAfter { _ = subject.recordSuccess() }
+            }
+            return opened
+        }
+        // A stall: twenty lookups time out together.
+        #expect(!opens(Array(repeating: 0, count: 20)))
+        // Still failing 100 ms after the first: Redis is down.
+        #expect(!opens(Array(repeating: 0, count: 20) + [99]))
+        #expect(opens(Array(repeating: 0, count: 20) + [100]))
+        #expect(opens([0, 50, 100]))
+        // A success in between starts the count and the window over.
+        #expect(!opens([0, 50, 100, 150], succeedingAfter: 1))
+        #expect(opens([0, 50, 100, 150, 200], succeedingAfter: 1))
+    }
+
     func message(
         _ name: DNSName,
         type: DNSRecordType = .a,

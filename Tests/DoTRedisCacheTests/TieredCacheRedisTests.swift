@@ -183,6 +183,9 @@ import Testing
         let replica = try Replica(port: redis.port) { configuration in
             configuration.timeout = .milliseconds(50)
             configuration.failureThreshold = 3
+            // Three lookups one after the other, each failing at its 50 ms deadline or later: the third
+            // fails at least 100 ms after the first.
+            configuration.failureSpan = .milliseconds(50)
             configuration.reconnectBackoff = (.milliseconds(20), .milliseconds(100))
         }
         defer { replica.shutdown() }
