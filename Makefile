@@ -14,8 +14,8 @@ build:
 	scripts/setup.sh run
 	swift build
 
-# Bounded libFuzzer runs of every target: the wire format, the DoT reply path, the query pipeline
-# (FUZZ_SECONDS each, default 60).
+# Bounded libFuzzer runs of every target: the wire format, the DoT reply path, the query pipeline,
+# filter lists, the configuration file (FUZZ_SECONDS each, default 60).
 fuzz:
 	scripts/setup.sh run
 	Fuzz/run.sh $(or $(FUZZ_SECONDS),60) all

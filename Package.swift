@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "DoTCore", targets: ["DoTCore"]),
         .library(name: "DoTCoreTesting", targets: ["DoTCoreTesting"]),
         .library(name: "DoTRedisCache", targets: ["DoTRedisCache"]),
+        // For the fuzz package (Fuzz/), which reaches the server's configuration reader; not an API.
+        .library(name: "DotProxyServer", targets: ["DotProxyServer"]),
         .executable(name: "dotproxy", targets: ["dotproxy"]),
     ],
     dependencies: [
@@ -83,8 +85,11 @@ let package = Package(
             ],
             exclude: ["make-test-certificates.sh"]
         ),
-        .executableTarget(
-            name: "dotproxy",
+        // The server: the command line, the configuration file and its reload, metrics, logging, and
+        // the composition of DoTCore's parts. A library so that tests and fuzz targets reach it; the
+        // executable below is its `main`.
+        .target(
+            name: "DotProxyServer",
             dependencies: [
                 "DoTCore",
                 "DoTRedisCache",
@@ -98,7 +103,11 @@ let package = Package(
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
-            ],
+            ]
+        ),
+        .executableTarget(
+            name: "dotproxy",
+            dependencies: ["DotProxyServer"],
             // mimalloc (Debian's libmimalloc-dev) replaces glibc's allocator in the server: each query
             // allocates and frees a few small objects, and glibc's small per-thread cache sends them to
             // its slow path (Docs/performance.md, "The allocator"). Only the executable links it; an
@@ -191,9 +200,9 @@ let package = Package(
             ]
         ),
         .testTarget(
-            name: "dotproxyTests",
+            name: "DotProxyServerTests",
             dependencies: [
-                "dotproxy", "DoTCore", "DoTCoreTesting", "DoTRedisCache",
+                "DotProxyServer", "DoTCore", "DoTCoreTesting", "DoTRedisCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -10,10 +10,12 @@
 #             upstream: every reply parses and answers its query
 #   lists     filter lists (hosts, plain, Adblock) and local-records files: every plain name listed is
 #             blocked with its subdomains, every local answer parses and answers its query
+#   config    configuration files, read as a start reads them: every refusal has lines of the file,
+#             a complaint about an option is said of the key that set it, what passes keeps its upstreams
 #   all       each of them for SECONDS
 # (SwiftPM passes each --sanitize as its own -sanitize flag and the last one wins, so the combined
 # flag goes through -Xswiftc; --sanitize=fuzzer stays so that SwiftPM links libFuzzer's main. The
-# reply and pipeline targets reach DoTCore's internals with @testable, hence -enable-testing.)
+# reply, pipeline and config targets reach internals with @testable, hence -enable-testing.)
 # A crash leaves its input as Fuzz/crash-* and fails the run; new inputs are kept in Fuzz/corpus-run.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,7 +23,7 @@ seconds=${1:-60}
 target=${2:-wire}
 shift $(( $# > 2 ? 2 : $# ))
 if [ "$target" = all ]; then
-  for each in wire reply pipeline lists; do "$0" "$seconds" "$each" "$@"; done
+  for each in wire reply pipeline lists config; do "$0" "$seconds" "$each" "$@"; done
   exit 0
 fi
 case "$target" in
@@ -29,7 +31,8 @@ case "$target" in
   reply) product=DoTReplyFuzzer ;;
   pipeline) product=PipelineFuzzer ;;
   lists) product=ListFuzzer ;;
-  *) echo "usage: $0 [SECONDS] [wire|reply|pipeline|lists|all] [libFuzzer flags]" >&2; exit 64 ;;
+  config) product=ConfigFuzzer ;;
+  *) echo "usage: $0 [SECONDS] [wire|reply|pipeline|lists|config|all] [libFuzzer flags]" >&2; exit 64 ;;
 esac
 export SWIFT_BACKTRACE=enable=no  # a crash exits at once instead of symbolicating
 ln -sfn .. dotproxy

@@ -140,10 +140,14 @@ struct ConfigFile: Sendable {
 
     /// `message`, a complaint about an option, said of the file key that set it, at its line; `nil`
     /// when no setting of this file is the option it names.
+    ///
+    /// The option the message starts with (`--redis-timeout: …`) wins over one it quotes later, and an
+    /// option counts only whole: `--redis` is not named by `--redis-timeout`.
     func locate(_ message: String) -> ConfigFileError? {
-        for value in values {
-            let option = "--\(value.setting.option)"
-            guard let range = message.range(of: option) else { continue }
+        let mentions = values.compactMap { value in
+            Self.range(ofOption: "--\(value.setting.option)", in: message).map { (value, $0) }
+        }
+        if let (value, range) = mentions.min(by: { $0.1.lowerBound < $1.1.lowerBound }) {
             var reason = String(message[range.upperBound...])
             // "--cache-size: 5 must be…" becomes "cache.size: 5 must be…"; a parser's message that
             // quotes the option is kept whole.
@@ -168,6 +172,18 @@ struct ConfigFile: Sendable {
         }
     }
 
+    /// Where `option` first appears in `message` as a whole option, not as the start of a longer one.
+    private static func range(ofOption option: String, in message: String) -> Range<String.Index>? {
+        var rest = message.startIndex..<message.endIndex
+        while let range = message.range(of: option, range: rest) {
+            guard let next = message[range.upperBound...].first,
+                next.isLetter || next.isNumber || next == "-"
+            else { return range }
+            rest = range.upperBound..<message.endIndex
+        }
+        return nil
+    }
+
     /// The value of `--config` in `arguments`, if there is one.
     static func path(in arguments: [String]) -> String? {
         for (index, argument) in arguments.enumerated() {
@@ -179,15 +195,43 @@ struct ConfigFile: Sendable {
 
     // MARK: Reading
 
+    /// The largest configuration file read: 1 MiB, a thousand times the complete example.
+    static let maximumSize = 1 << 20
+
     private static func readText(_ path: String) throws(ConfigFileError) -> String {
-        guard FileManager.default.fileExists(atPath: path) else { throw ConfigFileError(path: path, "no such file") }
-        guard FileManager.default.isReadableFile(atPath: path) else {
-            throw ConfigFileError(path: path, "cannot read it: permission denied")
+        func refuse(_ error: any Error) -> ConfigFileError {
+            switch error as? Errno {
+            case .noSuchFileOrDirectory?: ConfigFileError(path: path, "no such file")
+            case .permissionDenied?: ConfigFileError(path: path, "cannot read it: permission denied")
+            case .isDirectory?: ConfigFileError(path: path, "cannot read it (a directory?)")
+            default: ConfigFileError(path: path, "cannot read it: \(error)")
+            }
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigFileError(path: path, "cannot read it (a directory?)")
+        let bytes: [UInt8]
+        do {
+            let descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec)
+            defer { try? descriptor.close() }
+            var read: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 64 << 10)
+            while true {
+                let count = try chunk.withUnsafeMutableBytes { try descriptor.read(into: $0) }
+                if count == 0 { break }
+                read += chunk[..<count]
+                // /dev/zero, a log file named by mistake: said, not read until memory runs out.
+                guard read.count <= maximumSize else {
+                    throw ConfigFileError(
+                        path: path,
+                        "is larger than \(maximumSize >> 20) MiB: not a configuration file"
+                    )
+                }
+            }
+            bytes = read
+        } catch let error as ConfigFileError {
+            throw error
+        } catch {
+            throw refuse(error)
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigFileError(path: path, "is not UTF-8 text")
         }
         return text
@@ -199,10 +243,11 @@ struct ConfigFile: Sendable {
             .composer(_, let problem, let mark, _):
             return .init(line: mark.line, key: nil, reason: "not valid YAML: \(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            // The mark is the first of the keys given twice.
+            // The mark is the first of the keys given twice. An empty key (`"": 1` twice) is named so.
+            let keys = duplicates.sorted().map { $0.isEmpty ? "an empty key" : $0 }
             return .init(
                 line: context.mark.line,
-                key: duplicates.sorted().joined(separator: ", "),
+                key: keys.joined(separator: ", "),
                 reason: "given more than once, first here"
             )
         default:

@@ -60,7 +60,8 @@ struct StructureWalker {
         }
     }
 
-    /// The text keys of `mapping`, with their values and lines; a key that is not text is a problem.
+    /// The text keys of `mapping`, with their values and lines; a key that is not text, or is empty,
+    /// is a problem.
     /// (Yams refuses a key given twice before the walk.)
     private mutating func entries(of mapping: Node.Mapping, in parent: String?) -> [(String, Node, Int)] {
         var result: [(String, Node, Int)] = []
@@ -68,6 +69,10 @@ struct StructureWalker {
             let line = keyNode.mark?.line ?? 0
             guard let key = keyNode.scalar?.string else {
                 problems.append(.init(line: line, key: parent, reason: "a key must be text"))
+                continue
+            }
+            guard !key.isEmpty else {
+                problems.append(.init(line: line, key: parent, reason: "a key is empty"))
                 continue
             }
             result.append((key, value, line))

@@ -14,7 +14,6 @@ import Foundation
 #endif
 
 /// `dotproxy`: plain DNS over UDP and TCP in, DNS over TLS out.
-@main
 struct DotProxyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dotproxy",

@@ -8,7 +8,7 @@ import NIOCore
 import NIOPosix
 import Testing
 
-@testable import dotproxy
+@testable import DotProxyServer
 
 @Suite struct CommandTests {
     func configuration(_ arguments: [String]) throws -> ProxyConfiguration {

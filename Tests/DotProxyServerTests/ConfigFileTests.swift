@@ -4,7 +4,7 @@ import DoTCoreTesting
 import Foundation
 import Testing
 
-@testable import dotproxy
+@testable import DotProxyServer
 
 /// The configuration file: what it sets, what wins over it, and a clear message with the line for
 /// everything wrong in it.
@@ -138,6 +138,10 @@ import Testing
         await #expect { try await ConfigFile.load(path: directory) } throws: { error in
             "\(error)".hasPrefix("\(directory): cannot read it")
         }
+        // A device or a log file named by mistake is refused after 1 MiB, not read until memory runs out.
+        await #expect { try await ConfigFile.load(path: "/dev/zero") } throws: { error in
+            "\(error)" == "/dev/zero: is larger than 1 MiB: not a configuration file"
+        }
         #expect(ConfigFileError.exitCode == 78)
     }
 
@@ -169,6 +173,13 @@ import Testing
                 "10: listen: must be a list of values, or one value",
             ]
         )
+        // An empty key (the fuzz target's first find) is said as such, not as ": unknown key".
+        #expect(
+            try await problems("upstreams: {a: {address: 1.1.1.1}}\n\"\": 1\ncache: {\"\": 2}\n") == [
+                "2: -: a key is empty", "3: cache: a key is empty",
+            ]
+        )
+        #expect(try await problems("!x : 1\n!x : 2\n") == ["1: an empty key: given more than once, first here"])
         #expect(
             try await problems("upstreams: {a: {address: 1.1.1.1}}\nthreads: 1\nthreads: 2\n")
                 == ["2: threads: given more than once, first here"]
@@ -178,6 +189,20 @@ import Testing
             try await problems("upstreams: {a: {address: 1.1.1.1}}\nrate-limit:\n  ipv4-prefix: 40\n")
                 == ["3: rate-limit.ipv4-prefix: 40 is not between 1 and 32"]
         )
+    }
+
+    @Test func aComplaintIsSaidOfTheKeyWhoseOptionItNamesNotOfAPrefix() async throws {
+        // --rate-limit is the start of --rate-limit-slip, --redis of --redis-timeout, --listen of
+        // --listen-tls: each complaint goes to the key that set the option it names.
+        #expect(
+            try await problems(
+                "upstreams: {a: {address: 1.1.1.1}}\nrate-limit:\n  qps: 10\n  slip: 0\n"
+            ) == ["4: rate-limit.slip: 0 must be 1 or more"]
+        )
+        let redis = try await problems(
+            "upstreams: {a: {address: 1.1.1.1}}\nredis:\n  url: redis://127.0.0.1\n  timeout: 0\n"
+        )
+        #expect(redis.count == 1 && redis.first?.hasPrefix("4: redis.timeout: ") == true, "\(redis)")
     }
 
     @Test func upstreamsMustBeThereDistinctAndWellFormed() async throws {

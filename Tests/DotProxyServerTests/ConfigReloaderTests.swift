@@ -6,7 +6,7 @@ import Logging
 import NIOPosix
 import Testing
 
-@testable import dotproxy
+@testable import DotProxyServer
 
 /// A reload applies what changed in the file, all or nothing, to the running proxy.
 @Suite struct ConfigReloaderTests {

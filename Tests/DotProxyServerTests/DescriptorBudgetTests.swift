@@ -1,6 +1,6 @@
 import Testing
 
-@testable import dotproxy
+@testable import DotProxyServer
 
 #if canImport(Glibc)
 import Glibc

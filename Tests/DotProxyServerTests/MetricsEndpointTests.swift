@@ -6,7 +6,7 @@ import NIOPosix
 import ServiceLifecycle
 import Testing
 
-@testable import dotproxy
+@testable import DotProxyServer
 
 /// `--metrics-listen` end to end on loopback: the proxy in front of an in-process GnuTLS upstream,
 /// scraped over HTTP, its output checked by a parser and by `promtool check metrics`.

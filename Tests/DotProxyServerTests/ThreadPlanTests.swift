@@ -1,6 +1,6 @@
 import Testing
 
-@testable import dotproxy
+@testable import DotProxyServer
 
 /// The default number of event loops, and the check against a task limit.
 @Suite struct ThreadPlanTests {

@@ -1,0 +1,3 @@
+import DotProxyServer
+
+await DotProxyMain.main()
