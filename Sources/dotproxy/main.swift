@@ -1,3 +1,0 @@
-import DotProxyServer
-
-await DotProxyMain.main()
