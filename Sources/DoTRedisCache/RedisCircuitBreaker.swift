@@ -51,8 +51,8 @@ struct RedisCircuitBreaker: Sendable {
 
     /// A lookup got its answer. Returns whether the breaker closed: only a probe's answer (or one that
     /// arrives while a probe is out) closes it; answers to lookups sent before it opened, arriving
-    /// while it is open, change nothing (they made it flap, open and closed several times a second,
-    /// under a load that kept missing the deadline).
+    /// while it is open, change nothing: a late answer says nothing about whether Redis answers now,
+    /// and letting it close the breaker would make the breaker flap under a load that misses deadlines.
     mutating func recordSuccess() -> Bool {
         switch state {
         case .closed:

@@ -82,7 +82,7 @@ final class RedisConnectionSlot: @unchecked Sendable {
         guard inFlight < configuration.maximumInFlight else { return completion(.failure(RedisError(.overloaded))) }
         if purpose == .lookup, !breaker.admit(now: clock()) { return completion(.failure(RedisError(.breakerOpen))) }
         // Stores wait for the breaker too: a Redis that does not answer lookups would otherwise
-        // collect up to maximumInFlight of them (a paused Redis raised RSS by 2 MiB in the soak).
+        // collect up to maximumInFlight of them, held in memory until it answers or the connection drops.
         if purpose == .store, breaker.isOpen { return completion(.failure(RedisError(.breakerOpen))) }
         inFlight += 1
         let replied: RedisConnectionHandler.Completion
