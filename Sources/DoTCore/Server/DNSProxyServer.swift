@@ -291,6 +291,8 @@ public final class DNSProxyServer: Service {
     static let ephemeralPortAttempts = 8
     /// Datagrams read per `recvmmsg`.
     static let datagramsPerRead = 16
+    /// UDP reads per wake-up while reads come back full (see ``DatagramReadBudget``).
+    static let readsPerWakeUpUnderLoad: UInt = 16
     /// The largest UDP query read whole; longer datagrams are cut there and answered FORMERR.
     static let maximumUDPQuerySize = 2048
 
@@ -323,7 +325,9 @@ public final class DNSProxyServer: Service {
                             ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)),
                             value: 1
                         )
-                        .channelOption(.maxMessagesPerRead, value: 16)
+                        // One read per wake-up until reads come back full (UDPListenerHandler
+                        // raises it, see DatagramReadBudget).
+                        .channelOption(.maxMessagesPerRead, value: 1)
                         // recvmmsg: up to 16 datagrams per system call, each in its own slice of one
                         // buffer. NIO's default buffer (2,048 bytes) would give each slice 128 bytes.
                         .channelOption(.datagramVectorReadMessageCount, value: Self.datagramsPerRead)

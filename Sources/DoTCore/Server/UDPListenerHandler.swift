@@ -7,8 +7,8 @@ import NIOCore
 /// one `sendmmsg`. Under load (``lingerThreshold`` or more queries waiting for the upstream) an
 /// upstream answer lingers up to ``replyLinger`` for the answers of the next upstream reads: every
 /// batch wakes the client's receiving thread, and on a loaded machine those wake-ups were the largest
-/// single cost of a miss. At light load answers leave at once. Counts queries in flight so the server
-/// can drain on shutdown.
+/// single cost of a miss. At light load answers leave at once. Sets how many reads the socket gets per
+/// wake-up (``DatagramReadBudget``). Counts queries in flight so the server can drain on shutdown.
 final class UDPListenerHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -22,6 +22,10 @@ final class UDPListenerHandler: ChannelInboundHandler {
     private let handler: any DNSQueryHandler
     let drain = DrainTracker()
     private let writer = ReadBatchedWriter()
+    private var readBudget = DatagramReadBudget(
+        datagramsPerRead: DNSProxyServer.datagramsPerRead,
+        readsUnderLoad: DNSProxyServer.readsPerWakeUpUnderLoad
+    )
 
     init(handler: any DNSQueryHandler) {
         self.handler = handler
@@ -30,6 +34,7 @@ final class UDPListenerHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let query = DNSClientQuery(message: envelope.data, client: envelope.remoteAddress, clientProtocol: .udp)
+        readBudget.datagramRead()
         writer.readStarted()
         switch handler.respond(to: query, on: context.eventLoop) {
         case .now(let reply):
@@ -59,6 +64,10 @@ final class UDPListenerHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         writer.readComplete(context: context)
+        if let reads = readBudget.wakeUpEnded() {
+            // Only a closed channel refuses; it reads no more anyway.
+            try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: reads)
+        }
         context.fireChannelReadComplete()
     }
 
