@@ -26,6 +26,16 @@ python3 -c "for i in range($queries): print(f'a{i % 5}.unique.test A')" > "$work
 python3 -c "for i in range($queries): print(f'footprint{i}.unique.test A')" > "$work/misses.txt"
 dnsperf -s 127.0.0.1 -p "$port" -d "$work/hits.txt" -n 1 -c 1 -q 1 >/dev/null  # caches the names
 dig +short @127.0.0.1 -p "$port" warm-up.unique.test A >/dev/null
+# The threads that ran start-up's async work exit after 5 s idle (libdispatch); one that exits while a
+# kind is measured adds its teardown (mimalloc's heap, ~1.8 million instructions) to that kind's count.
+# Wait until the thread count has held for 6 s (20 s at most).
+threads= held=0
+for _ in $(seq 40); do
+  now=$(ls "/proc/$proxy_pid/task" | wc -l)
+  if [ "$now" = "$threads" ]; then held=$((held + 1)); else held=0 threads=$now; fi
+  [ "$held" -ge 12 ] && break
+  sleep 0.5
+done
 
 answered=()
 callgrind_control --instr=on "$proxy_pid" >/dev/null 2>&1
