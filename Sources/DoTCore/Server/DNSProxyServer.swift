@@ -327,7 +327,7 @@ public final class DNSProxyServer: Service {
                         )
                         // One read per wake-up until reads come back full (UDPListenerHandler
                         // raises it, see DatagramReadBudget).
-                        .channelOption(.maxMessagesPerRead, value: 1)
+                        .channelOption(.maxMessagesPerRead, value: DatagramReadBudget.singleRead)
                         // recvmmsg: up to 16 datagrams per system call, each in its own slice of one
                         // buffer. NIO's default buffer (2,048 bytes) would give each slice 128 bytes.
                         .channelOption(.datagramVectorReadMessageCount, value: Self.datagramsPerRead)

@@ -18,9 +18,11 @@ struct DatagramReadBudget {
     let readsUnderLoad: UInt
     /// Wake-ups in a row without a full read before the listener goes back to one read per wake-up.
     static let quietWakeUpsBeforeSingleRead = 32
+    /// Reads per wake-up while reads come back short, and at the start: what a listener is bound with.
+    static let singleRead: UInt = 1
 
     /// The reads per wake-up in force: what `maxMessagesPerRead` is set to.
-    private(set) var readsPerWakeUp: UInt = 1
+    private(set) var readsPerWakeUp = singleRead
     private var datagramsThisWakeUp = 0
     private var quietWakeUps = 0
 
@@ -45,11 +47,11 @@ struct DatagramReadBudget {
             readsPerWakeUp = readsUnderLoad
             return readsPerWakeUp
         }
-        guard readsPerWakeUp != 1 else { return nil }
+        guard readsPerWakeUp != Self.singleRead else { return nil }
         quietWakeUps += 1
         guard quietWakeUps >= Self.quietWakeUpsBeforeSingleRead else { return nil }
         quietWakeUps = 0
-        readsPerWakeUp = 1
+        readsPerWakeUp = Self.singleRead
         return readsPerWakeUp
     }
 }
