@@ -1,5 +1,3 @@
-import NIOCore
-
 /// How many vector reads (`recvmmsg`, ``datagramsPerRead`` datagrams each) a UDP listener makes each
 /// time its socket wakes the event loop: NIO's `maxMessagesPerRead`.
 ///

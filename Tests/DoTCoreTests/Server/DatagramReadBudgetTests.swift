@@ -38,8 +38,9 @@ import Testing
     }
 
     @Test func theListenerSetsTheChannelsReadsPerWakeUp() throws {
-        let channel = EmbeddedChannel(handler: UDPListenerHandler(handler: EchoQueryHandler()))
-        let client = try SocketAddress(ipAddress: "192.0.2.7", port: 5300)
+        // Queries with IDs under 100 are answered at once.
+        let channel = EmbeddedChannel(handler: UDPListenerHandler(handler: ReplyBatchingTests.HeldQueryHandler()))
+        let client = ReplyBatchingTests.client
         let query = try DNSMessage.query(name: "a.test.", type: .a, id: 1).encoded()
         for _ in 0..<DNSProxyServer.datagramsPerRead {
             channel.pipeline.syncOperations.fireChannelRead(
@@ -56,16 +57,5 @@ import Testing
         let lowered: UInt? = try channel.syncOptions?.getOption(ChannelOptions.maxMessagesPerRead)
         #expect(lowered == 1)
         _ = try channel.finish(acceptAlreadyClosed: true)
-    }
-
-    /// Answers every query at once with its own bytes.
-    struct EchoQueryHandler: DNSQueryHandler {
-        func handle(_ query: DNSClientQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {
-            eventLoop.makeSucceededFuture(query.message)
-        }
-
-        func respond(to query: DNSClientQuery, on eventLoop: any EventLoop) -> DNSQueryResponse {
-            .now(query.message)
-        }
     }
 }
