@@ -41,6 +41,27 @@ import Testing
             Issue.record("a 256-octet name was accepted")
         } catch { #expect(error.code == .nameTooLong) }
         #expect(throws: DNSWireError.self) { try DNSName(labels: [[UInt8]()]) }
+        // A label over 255 octets is refused for its length, and a malformed text for its form first.
+        do {
+            _ = try DNSName(parsing: String(repeating: "c", count: 300) + ".d")
+            Issue.record("a 300-octet label was accepted")
+        } catch { #expect(error.code == .labelTooLong) }
+        do {
+            _ = try DNSName(parsing: label63 + "a..b")
+            Issue.record("an empty label was accepted")
+        } catch { #expect(error.code == .invalidPresentation) }
+    }
+
+    @Test func parsingAgreesWithTheLabels() throws {
+        for labels in [["a"], ["www", "example", "com"], [String(repeating: "x", count: 63), "y"], ["a.b", "c"]] {
+            let wire = try DNSName(labels: labels.map { Array($0.utf8) })
+            let text = labels.map {
+                $0.split(separator: ".", omittingEmptySubsequences: false).joined(separator: "\\.")
+            }.joined(separator: ".")
+            #expect(try DNSName(parsing: text).wireBytes == wire.wireBytes)
+            #expect(try DNSName(parsing: text + ".").wireBytes == wire.wireBytes)
+            #expect(try DNSName(parsing: wire.description).wireBytes == wire.wireBytes)
+        }
     }
 
     @Test func equalityAndHashingIgnoreCaseButKeepIt() {
