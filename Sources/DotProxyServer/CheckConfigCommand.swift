@@ -19,7 +19,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
 
     func run() async throws {
         do throws(ConfigFileError) {
-            let file = try await ConfigFile.load(path: path)
+            let file = try ConfigFile.load(path: path)
             try Self.check(file)
             print("\(path): ok, \(file.values.count) settings, \(file.upstreams.count) upstreams")
         } catch {

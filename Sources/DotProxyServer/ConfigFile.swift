@@ -13,8 +13,8 @@ import Foundation
 /// A configuration file, read and checked: the settings it holds, the line each is on, and its
 /// upstreams with their own TLS settings.
 ///
-/// Values are read through swift-configuration (`FileProvider<YAMLSnapshot>`, which also reads
-/// JSON, a subset of YAML); the file's structure is walked with Yams first, for what a flat
+/// Values are read through swift-configuration (a `YAMLSnapshot` of the file's text, which also
+/// reads JSON, a subset of YAML); the file's structure is walked with Yams first, for what a flat
 /// key-value view cannot say: the line of each key, keys that are not settings (a typo must not pass
 /// silently), keys given twice, and values of the wrong shape.
 ///
@@ -64,7 +64,7 @@ struct ConfigFile: Sendable {
     /// Reads and checks the file at `path`.
     ///
     /// - Throws: ``ConfigFileError`` with every problem found, each with its line where it has one.
-    static func load(path: String) async throws(ConfigFileError) -> ConfigFile {
+    static func load(path: String) throws(ConfigFileError) -> ConfigFile {
         let text = try readText(path)
         let root: Node?
         do {
@@ -80,9 +80,16 @@ struct ConfigFile: Sendable {
         // The values are read even after a problem with the structure (an unknown key, say), so that
         // one run reports them all; only a file that swift-configuration cannot read stops here.
         var problems = walker.problems
+        // From the text already read: the walk and the values come from the same bytes, even if the
+        // file is rewritten meanwhile (a reload while an editor saves it).
         let reader: ConfigReader
         do {
-            reader = ConfigReader(provider: try await FileProvider<YAMLSnapshot>(filePath: FilePath(path)))
+            let snapshot = try YAMLSnapshot(
+                data: Array(text.utf8).span.bytes,
+                providerName: "FileProvider<YAMLSnapshot>",
+                parsingOptions: .default
+            )
+            reader = ConfigReader(provider: SnapshotProvider(snapshot: snapshot))
         } catch {
             throw ConfigFileError(
                 path: path,
@@ -383,5 +390,45 @@ extension ConfigFileSchema.Kind {
         case .flag: "must be true or false"
         case .list: "must be a list of values, or one value"
         }
+    }
+}
+
+/// swift-configuration's provider over one snapshot that never changes: the file as ``ConfigFile``
+/// read it, so that reading it needs no second read of the file and no suspension.
+private struct SnapshotProvider: ConfigProvider {
+    let file: YAMLSnapshot
+
+    init(snapshot: YAMLSnapshot) { self.file = snapshot }
+
+    var providerName: String { file.providerName }
+
+    func value(forKey key: AbsoluteConfigKey, type: ConfigType) throws -> LookupResult {
+        try file.value(forKey: key, type: type)
+    }
+
+    func fetchValue(forKey key: AbsoluteConfigKey, type: ConfigType) async throws -> LookupResult {
+        try value(forKey: key, type: type)
+    }
+
+    nonisolated(nonsending) func watchValue<Return: ~Copyable>(
+        forKey key: AbsoluteConfigKey,
+        type: ConfigType,
+        updatesHandler:
+            nonisolated(nonsending) (
+                _ updates: ConfigUpdatesAsyncSequence<Result<LookupResult, any Error>, Never>
+            ) async throws -> Return
+    ) async throws -> Return {
+        try await watchValueFromValue(forKey: key, type: type, updatesHandler: updatesHandler)
+    }
+
+    func snapshot() -> any ConfigSnapshot { file }
+
+    nonisolated(nonsending) func watchSnapshot<Return: ~Copyable>(
+        updatesHandler:
+            nonisolated(nonsending) (
+                _ updates: ConfigUpdatesAsyncSequence<any ConfigSnapshot, Never>
+            ) async throws -> Return
+    ) async throws -> Return {
+        try await watchSnapshotFromSnapshot(updatesHandler: updatesHandler)
     }
 }

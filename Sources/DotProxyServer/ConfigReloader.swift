@@ -57,7 +57,7 @@ actor ConfigReloader {
     func reload() async -> Outcome {
         let next: ProxyConfiguration
         do {
-            let (arguments, file) = try await DotProxyCommand.resolveArguments(
+            let (arguments, file) = try DotProxyCommand.resolveArguments(
                 commandLine: commandLine,
                 environment: environment
             )

@@ -366,7 +366,7 @@ struct DotProxyCommand: AsyncParsableCommand {
                 return
             }
             let arguments: [String]
-            (arguments, file) = try await resolveArguments(
+            (arguments, file) = try resolveArguments(
                 commandLine: commandLine,
                 environment: ProcessInfo.processInfo.environment
             )
@@ -402,7 +402,7 @@ struct DotProxyCommand: AsyncParsableCommand {
     static func resolveArguments(
         commandLine: [String],
         environment: [String: String]
-    ) async throws -> (arguments: [String], file: ConfigFile?) {
+    ) throws -> (arguments: [String], file: ConfigFile?) {
         let names = EnvironmentArguments.names(of: Self.self)
         var arguments = try EnvironmentArguments.merge(
             arguments: commandLine,
@@ -411,7 +411,7 @@ struct DotProxyCommand: AsyncParsableCommand {
             flags: names.flags
         )
         guard let path = ConfigFile.path(in: arguments) else { return (arguments, nil) }
-        let file = try await ConfigFile.load(path: path)
+        let file = try ConfigFile.load(path: path)
         let given = arguments
         arguments += file.arguments { option in
             given.contains { $0 == "--\(option)" || $0.hasPrefix("--\(option)=") }

@@ -22,7 +22,7 @@ import Testing
     func problems(_ text: String) async throws -> [String] {
         let path = try file(text)
         do {
-            try CheckConfigCommand.check(try await ConfigFile.load(path: path))
+            try CheckConfigCommand.check(try ConfigFile.load(path: path))
             return []
         } catch {
             return error.problems.map { problem in
@@ -35,7 +35,7 @@ import Testing
         .deletingLastPathComponent().appendingPathComponent("Docs/deploy/dotproxy.yaml").path
 
     @Test func theShippedExampleIsValidAndSetsTheDefaults() async throws {
-        let file = try await ConfigFile.load(path: Self.sample)
+        let file = try ConfigFile.load(path: Self.sample)
         try CheckConfigCommand.check(file)
         #expect(file.upstreams.map(\.name) == ["cloudflare", "quad9"])
         #expect(file.upstreams[1].minimumVersion == .tls13 && file.upstreams[0].minimumVersion == nil)
@@ -67,7 +67,7 @@ import Testing
               level: debug
             """
         )
-        let (arguments, file) = try await DotProxyCommand.resolveArguments(
+        let (arguments, file) = try DotProxyCommand.resolveArguments(
             commandLine: ["--config", path, "--cache-size", "700"],
             environment: ["DOTPROXY_RATE_LIMIT": "30", "DOTPROXY_SERVE_STALE": "0"]
         )
@@ -79,13 +79,13 @@ import Testing
         #expect(configuration.logLevel == .debug, "the file")
         #expect(configuration.upstreamSettings.values.map(\.name) == ["one"])
         // An empty variable sets nothing, so the file's value stands.
-        let (withEmpty, _) = try await DotProxyCommand.resolveArguments(
+        let (withEmpty, _) = try DotProxyCommand.resolveArguments(
             commandLine: ["--config", path],
             environment: ["DOTPROXY_LOG_LEVEL": ""]
         )
         #expect(try DotProxyCommand.parse(withEmpty).makeConfiguration().logLevel == .debug)
         // Upstreams on the command line replace the file's.
-        let (replaced, _) = try await DotProxyCommand.resolveArguments(
+        let (replaced, _) = try DotProxyCommand.resolveArguments(
             commandLine: ["--config", path, "--upstream", "192.0.2.9"],
             environment: [:]
         )
@@ -111,8 +111,8 @@ import Testing
                 address: "[2001:db8::1]:8853"
             """
         )
-        let file = try await ConfigFile.load(path: path)
-        let (arguments, _) = try await DotProxyCommand.resolveArguments(
+        let file = try ConfigFile.load(path: path)
+        let (arguments, _) = try DotProxyCommand.resolveArguments(
             commandLine: ["--config", path],
             environment: [:]
         )
@@ -131,15 +131,15 @@ import Testing
     }
 
     @Test func aMissingOrUnreadableFileIsNamed() async throws {
-        await #expect { try await ConfigFile.load(path: "/nonexistent/dotproxy.yaml") } throws: { error in
+        #expect { try ConfigFile.load(path: "/nonexistent/dotproxy.yaml") } throws: { error in
             "\(error)" == "/nonexistent/dotproxy.yaml: no such file"
         }
         let directory = FileManager.default.temporaryDirectory.path
-        await #expect { try await ConfigFile.load(path: directory) } throws: { error in
+        #expect { try ConfigFile.load(path: directory) } throws: { error in
             "\(error)".hasPrefix("\(directory): cannot read it")
         }
         // A device or a log file named by mistake is refused after 1 MiB, not read until memory runs out.
-        await #expect { try await ConfigFile.load(path: "/dev/zero") } throws: { error in
+        #expect { try ConfigFile.load(path: "/dev/zero") } throws: { error in
             "\(error)" == "/dev/zero: is larger than 1 MiB: not a configuration file"
         }
         #expect(ConfigFileError.exitCode == 78)
@@ -240,7 +240,7 @@ import Testing
         try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 &+ 13) }).write(
             to: URL(fileURLWithPath: garbage)
         )
-        await #expect { try await ConfigFile.load(path: garbage) } throws: { "\($0)".hasSuffix("is not UTF-8 text") }
+        #expect { try ConfigFile.load(path: garbage) } throws: { "\($0)".hasSuffix("is not UTF-8 text") }
         // A billion laughs: nine levels of ten aliases, 10^9 strings if expanded; aliases stay references.
         var laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
         for level in 1...8 {

@@ -13,7 +13,7 @@ import Testing
     /// A proxy built (not started) from the file at `path`, and its reloader.
     func start(_ path: String, level: LogLevelControl) async throws -> (ConfigReloader, ProxyServices) {
         let commandLine = ["--config", path]
-        let (arguments, file) = try await DotProxyCommand.resolveArguments(commandLine: commandLine, environment: [:])
+        let (arguments, file) = try DotProxyCommand.resolveArguments(commandLine: commandLine, environment: [:])
         var configuration = try DotProxyCommand.parse(arguments).makeConfiguration()
         file?.applyUpstreamSettings(to: &configuration)
         let services = try ProxyBuilder.build(
@@ -50,7 +50,7 @@ import Testing
             .write(toFile: path, atomically: true, encoding: .utf8)
         #expect(await reloader.reload() == .applied(changed: [], needRestart: ["redis"]))
 
-        let (arguments, _) = try await DotProxyCommand.resolveArguments(
+        let (arguments, _) = try DotProxyCommand.resolveArguments(
             commandLine: ["--config", path],
             environment: [:]
         )
@@ -277,7 +277,7 @@ import Testing
         #expect(services.server.tlsContext === second, "the listener keeps the pair it had")
 
         // check-config loads the pair as a start would, and says which key is wrong, at its line.
-        let file = try await ConfigFile.load(path: path)
+        let file = try ConfigFile.load(path: path)
         #expect {
             try CheckConfigCommand.check(file)
         } throws: { error in

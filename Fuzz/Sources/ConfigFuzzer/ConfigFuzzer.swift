@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import DoTCore
 
 @testable import DotProxyServer
@@ -32,22 +31,17 @@ public func fuzzConfigFile(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: bytes, as: UTF8.self)
     let breaks = text.unicodeScalars.count { ["\n", "\r", "\u{85}", "\u{2028}", "\u{2029}"].contains($0) }
     let lineCount = breaks + 2
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        await ConfigFuzzing.check(path: path, lineCount: lineCount)
-        done.signal()
-    }
-    done.wait()
+    ConfigFuzzing.check(path: path, lineCount: lineCount)
     return 0
 }
 
 enum ConfigFuzzing {
     static let path = "/tmp/dotproxy-config-fuzz-\(getpid()).yaml"
 
-    static func check(path: String, lineCount: Int) async {
+    static func check(path: String, lineCount: Int) {
         let file: ConfigFile
         do {
-            file = try await ConfigFile.load(path: path)
+            file = try ConfigFile.load(path: path)
         } catch {
             checkRefusal(error, path: path, lineCount: lineCount)
             return
@@ -63,7 +57,7 @@ enum ConfigFuzzing {
 
         let arguments: [String]
         do {
-            (arguments, _) = try await DotProxyCommand.resolveArguments(
+            (arguments, _) = try DotProxyCommand.resolveArguments(
                 commandLine: ["--config", path],
                 environment: [:]
             )
