@@ -24,6 +24,7 @@ import random
 import re
 import socket
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -367,6 +368,8 @@ def main():
         print(json.dumps(result, indent=1))
     finally:
         bench.stop_all()
+    # Kept when the run failed: the replicas' and Redis's logs are in it.
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import Testing
 
     @Test func filterListsAreCheckedAndTheirActionRead() throws {
         let list = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-list-\(UUID()).txt").path
+        defer { try? FileManager.default.removeItem(atPath: list) }
         try "ads.example\n".write(toFile: list, atomically: true, encoding: .utf8)
         let base = ["--upstream", "1.1.1.1"]
         #expect(try configuration(base).filter == nil, "no filter by default")

@@ -8,12 +8,17 @@ import Testing
 
 /// The configuration file: what it sets, what wins over it, and a clear message with the line for
 /// everything wrong in it.
-@Suite struct ConfigFileTests {
-    /// A file with `text` in a fresh temporary directory.
+@Suite final class ConfigFileTests {
+    /// The test's own temporary directory, removed with the test.
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-config-\(UUID())")
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    /// A file with `text` in a fresh directory of the test's temporary directory.
     func file(_ text: String, name: String = "dotproxy.yaml") throws -> String {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-config-\(UUID())")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let path = directory.appendingPathComponent(name).path
+        let folder = directory.appendingPathComponent("\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let path = folder.appendingPathComponent(name).path
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }

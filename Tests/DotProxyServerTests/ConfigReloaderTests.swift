@@ -34,6 +34,7 @@ import Testing
 
     @Test func withRedisTheMemoryTierStillReloadsAndRedisNeedsARestartAndThePasswordStaysHidden() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("dotproxy.yaml").path
         let base = "upstreams: {one: {address: 192.0.2.1}}\nlisten: 127.0.0.1:5353\n"
@@ -71,6 +72,7 @@ import Testing
 
     @Test func whatChangedIsAppliedAndABadFileChangesNothing() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("dotproxy.yaml").path
         let base = "upstreams: {one: {address: 192.0.2.1}}\nlisten: 127.0.0.1:5353\n"
@@ -126,6 +128,7 @@ import Testing
 
     @Test func upstreamsThatStayKeepTheirTransportsAndTheOthersAreReplaced() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("dotproxy.yaml").path
         try "upstreams:\n  one: {address: 192.0.2.1}\n  two: {address: 192.0.2.2}\n"
@@ -156,6 +159,7 @@ import Testing
     @Test func theWatcherSeesAConfigMapUpdateAndAnEditInPlace() throws {
         // A ConfigMap mount: file -> ..data/file, ..data -> a directory per version.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-watch-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
         for version in ["..v1", "..v2"] {
             let folder = directory.appendingPathComponent(version)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -201,6 +205,7 @@ import Testing
     )
     func aBadFileAtReloadIsLoggedAndChangesNothing(_ case: String, text: String?, reason: String) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-reload-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("dotproxy.yaml").path
         try "upstreams: {one: {address: 192.0.2.1}}\naccess: {allow: [10.0.0.0/8]}\n"
@@ -246,6 +251,7 @@ import Testing
 @Suite struct TLSListenerReloadTests {
     @Test func aReloadReadsThePairAgainAndABadPairKeepsTheOldOne() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dotproxy-tlsreload-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let certificate = directory.appendingPathComponent("cert.pem").path
         let key = directory.appendingPathComponent("key.pem").path
