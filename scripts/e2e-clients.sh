@@ -146,7 +146,7 @@ forward-zone:
 CONF
 unbound -c "$work/forwarder/unbound.conf"
 check "Unbound forwarding over TLS to the proxy, certificate verified" "^192\.0\.2\.1$" bash -c "
-  for _ in \$(seq 50); do dig @127.0.0.1 -p $forwarder_port a.test +short +time=1 +tries=1 2>/dev/null | grep . && exit; sleep 0.1; done"
+  for _ in \$(seq 50); do dig @127.0.0.1 -p $forwarder_port a.test +short +time=1 +tries=1 2>/dev/null | grep -E '^[0-9.]+\$' && exit; sleep 0.1; done"
 kill "$(cat "$work/forwarder/unbound.pid")" 2>/dev/null || true
 stubby_port=$(free_port)
 cat > "$work/stubby.yml" <<YAML
@@ -167,7 +167,7 @@ stubby -C "$work/stubby.yml" > "$work/stubby.log" 2>&1 &
 example_pids+=($!)
 # Stubby may take seconds to listen on a loaded machine: up to 20 s, then its log if it never answers.
 check "Stubby with strict authentication through the proxy" "^192\.0\.2\.1$" bash -c "
-  for _ in \$(seq 200); do dig @127.0.0.1 -p $stubby_port a.test +short +time=1 +tries=1 2>/dev/null | grep . && exit; sleep 0.1; done
+  for _ in \$(seq 200); do dig @127.0.0.1 -p $stubby_port a.test +short +time=1 +tries=1 2>/dev/null | grep -E '^[0-9.]+\$' && exit; sleep 0.1; done
   tail -5 '$work/stubby.log'"
 kill "${example_pids[@]}" 2>/dev/null || true; example_pids=()
 check "plain DNS sent to the TLS port gets no answer and is counted" 'reason="not_tls"\} [1-9]' bash -c "
