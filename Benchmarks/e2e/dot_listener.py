@@ -26,6 +26,7 @@ divided by the queries answered) for each, and the ratios of dotproxy to each pe
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,8 @@ def main():
     finally:
         bench.stop_all()
         subprocess.run([os.path.join(ROOT, "scripts/unbound-rig.sh"), "stop", rig_dir], capture_output=True)
+    # Kept when a run failed: the systems' logs are in it.
+    shutil.rmtree(work, ignore_errors=True)
 
     def median(system, run, key):
         return statistics.median(sample[key] for sample in samples[(system, run)])
