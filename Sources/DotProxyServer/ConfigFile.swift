@@ -86,7 +86,7 @@ struct ConfigFile: Sendable {
         do {
             let snapshot = try YAMLSnapshot(
                 data: Array(text.utf8).span.bytes,
-                providerName: "FileProvider<YAMLSnapshot>",
+                providerName: path,
                 parsingOptions: .default
             )
             reader = ConfigReader(provider: SnapshotProvider(snapshot: snapshot))
