@@ -24,7 +24,7 @@ import Testing
     }
 
     /// The problems `text` has, as `line: key: reason`, from loading and then checking it.
-    func problems(_ text: String) async throws -> [String] {
+    func problems(_ text: String) throws -> [String] {
         let path = try file(text)
         do {
             try CheckConfigCommand.check(try ConfigFile.load(path: path))
@@ -39,7 +39,7 @@ import Testing
     static let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Docs/deploy/dotproxy.yaml").path
 
-    @Test func theShippedExampleIsValidAndSetsTheDefaults() async throws {
+    @Test func theShippedExampleIsValidAndSetsTheDefaults() throws {
         let file = try ConfigFile.load(path: Self.sample)
         try CheckConfigCommand.check(file)
         #expect(file.upstreams.map(\.name) == ["cloudflare", "quad9"])
@@ -58,7 +58,7 @@ import Testing
         #expect(ConfigFileSchema.settings.count == options.count, "one key per option")
     }
 
-    @Test func flagsWinOverVariablesWhichWinOverTheFile() async throws {
+    @Test func flagsWinOverVariablesWhichWinOverTheFile() throws {
         let path = try file(
             """
             upstreams:
@@ -99,7 +99,7 @@ import Testing
         )
     }
 
-    @Test func eachUpstreamKeepsItsOwnTLSSettings() async throws {
+    @Test func eachUpstreamKeepsItsOwnTLSSettings() throws {
         let pin = String(repeating: "A", count: 43) + "="
         let path = try file(
             """
@@ -135,7 +135,7 @@ import Testing
         )
     }
 
-    @Test func aMissingOrUnreadableFileIsNamed() async throws {
+    @Test func aMissingOrUnreadableFileIsNamed() throws {
         #expect { try ConfigFile.load(path: "/nonexistent/dotproxy.yaml") } throws: { error in
             "\(error)" == "/nonexistent/dotproxy.yaml: no such file"
         }
@@ -150,14 +150,14 @@ import Testing
         #expect(ConfigFileError.exitCode == 78)
     }
 
-    @Test func eachProblemHasItsLineAndKey() async throws {
+    @Test func eachProblemHasItsLineAndKey() throws {
         #expect(
-            try await problems("upstreams: {a: {address: 1.1.1.1}}\ncache: [\n") == [
+            try problems("upstreams: {a: {address: 1.1.1.1}}\ncache: [\n") == [
                 "3: -: not valid YAML: did not find expected node content"
             ]
         )
         #expect(
-            try await problems(
+            try problems(
                 """
                 upstreams: {a: {address: 1.1.1.1}}
                 cache:
@@ -180,45 +180,45 @@ import Testing
         )
         // An empty key (the fuzz target's first find) is said as such, not as ": unknown key".
         #expect(
-            try await problems("upstreams: {a: {address: 1.1.1.1}}\n\"\": 1\ncache: {\"\": 2}\n") == [
+            try problems("upstreams: {a: {address: 1.1.1.1}}\n\"\": 1\ncache: {\"\": 2}\n") == [
                 "2: -: a key is empty", "3: cache: a key is empty",
             ]
         )
-        #expect(try await problems("!x : 1\n!x : 2\n") == ["1: an empty key: given more than once, first here"])
+        #expect(try problems("!x : 1\n!x : 2\n") == ["1: an empty key: given more than once, first here"])
         #expect(
-            try await problems("upstreams: {a: {address: 1.1.1.1}}\nthreads: 1\nthreads: 2\n")
+            try problems("upstreams: {a: {address: 1.1.1.1}}\nthreads: 1\nthreads: 2\n")
                 == ["2: threads: given more than once, first here"]
         )
         // A value the option's own check refuses is reported at the file's line, under the file's key.
         #expect(
-            try await problems("upstreams: {a: {address: 1.1.1.1}}\nrate-limit:\n  ipv4-prefix: 40\n")
+            try problems("upstreams: {a: {address: 1.1.1.1}}\nrate-limit:\n  ipv4-prefix: 40\n")
                 == ["3: rate-limit.ipv4-prefix: 40 is not between 1 and 32"]
         )
     }
 
-    @Test func aComplaintIsSaidOfTheKeyWhoseOptionItNamesNotOfAPrefix() async throws {
+    @Test func aComplaintIsSaidOfTheKeyWhoseOptionItNamesNotOfAPrefix() throws {
         // --rate-limit is the start of --rate-limit-slip, --redis of --redis-timeout, --listen of
         // --listen-tls: each complaint goes to the key that set the option it names.
         #expect(
-            try await problems(
+            try problems(
                 "upstreams: {a: {address: 1.1.1.1}}\nrate-limit:\n  qps: 10\n  slip: 0\n"
             ) == ["4: rate-limit.slip: 0 must be 1 or more"]
         )
-        let redis = try await problems(
+        let redis = try problems(
             "upstreams: {a: {address: 1.1.1.1}}\nredis:\n  url: redis://127.0.0.1\n  timeout: 0\n"
         )
         #expect(redis.count == 1 && redis.first?.hasPrefix("4: redis.timeout: ") == true, "\(redis)")
     }
 
-    @Test func upstreamsMustBeThereDistinctAndWellFormed() async throws {
+    @Test func upstreamsMustBeThereDistinctAndWellFormed() throws {
         #expect(
-            try await problems("log: {level: info}\n") == [
+            try problems("log: {level: info}\n") == [
                 "-: upstreams: give at least one upstream resolver, for example --upstream 1.1.1.1"
             ]
         )
-        #expect(try await problems("upstreams: {}\n").first?.hasPrefix("1: upstreams: must map a name") == true)
+        #expect(try problems("upstreams: {}\n").first?.hasPrefix("1: upstreams: must map a name") == true)
         #expect(
-            try await problems(
+            try problems(
                 """
                 upstreams:
                   first: {address: 1.1.1.1}
@@ -239,7 +239,7 @@ import Testing
         )
     }
 
-    @Test func hostileFilesGetAnAnswerNotACrashOrAMemoryBlowUp() async throws {
+    @Test func hostileFilesGetAnAnswerNotACrashOrAMemoryBlowUp() throws {
         // Binary garbage.
         let garbage = try file("")
         try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 &+ 13) }).write(
@@ -254,16 +254,16 @@ import Testing
                 + "]\n"
         }
         laughs += "listen: *a8\n"
-        let found = try await problems(laughs)
+        let found = try problems(laughs)
         #expect(
             found.first == "1: a0: unknown key" && found.last == "10: listen: must be a list of values, or one value"
         )
         // Deep nesting.
-        #expect(try await problems(String(repeating: "[", count: 5000)).first?.contains("not valid YAML") == true)
+        #expect(try problems(String(repeating: "[", count: 5000)).first?.contains("not valid YAML") == true)
     }
 
-    @Test func aKeyWithNoValueIsNotSet() async throws {
-        #expect(try await problems("upstreams: {a: {address: 1.1.1.1}}\nmetrics:\nthreads:\n").isEmpty)
+    @Test func aKeyWithNoValueIsNotSet() throws {
+        #expect(try problems("upstreams: {a: {address: 1.1.1.1}}\nmetrics:\nthreads:\n").isEmpty)
     }
 }
 
