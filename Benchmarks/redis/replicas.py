@@ -22,9 +22,9 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
-import shutil
 import sys
 import tempfile
 import threading
