@@ -62,6 +62,17 @@ import sys, urllib.request, urllib.error
 try: r = urllib.request.urlopen('http://127.0.0.1:$metrics_port$1', timeout=3); print(r.status); print(r.read().decode())
 except urllib.error.HTTPError as e: print(e.code)"; }
 
+# Prints a.test's address once the resolver on PORT answers with one: up to TRIES attempts 0.1 s apart
+# (dig prints "connection refused" on standard output, so only an address counts), then LOG's tail.
+address_once_up() { # port tries [log]
+  for _ in $(seq "$2"); do
+    dig @127.0.0.1 -p "$1" a.test +short +time=1 +tries=1 2>/dev/null | grep -E '^[0-9.]+$' && return 0
+    sleep 0.1
+  done
+  [ -n "${3:-}" ] && tail -5 "$3"
+  return 1
+}
+
 failures=0
 check() { # description, expected (grep -E pattern), command...
   local description=$1 pattern=$2; shift 2
@@ -145,8 +156,7 @@ forward-zone:
   forward-addr: 127.0.0.1@$tls_port#$RIG_NAME
 CONF
 unbound -c "$work/forwarder/unbound.conf"
-check "Unbound forwarding over TLS to the proxy, certificate verified" "^192\.0\.2\.1$" bash -c "
-  for _ in \$(seq 50); do dig @127.0.0.1 -p $forwarder_port a.test +short +time=1 +tries=1 2>/dev/null | grep -E '^[0-9.]+\$' && exit; sleep 0.1; done"
+check "Unbound forwarding over TLS to the proxy, certificate verified" "^192\.0\.2\.1$" address_once_up "$forwarder_port" 50
 kill "$(cat "$work/forwarder/unbound.pid")" 2>/dev/null || true
 stubby_port=$(free_port)
 cat > "$work/stubby.yml" <<YAML
@@ -165,10 +175,8 @@ upstream_recursive_servers:
 YAML
 stubby -C "$work/stubby.yml" > "$work/stubby.log" 2>&1 &
 example_pids+=($!)
-# Stubby may take seconds to listen on a loaded machine: up to 20 s, then its log if it never answers.
-check "Stubby with strict authentication through the proxy" "^192\.0\.2\.1$" bash -c "
-  for _ in \$(seq 200); do dig @127.0.0.1 -p $stubby_port a.test +short +time=1 +tries=1 2>/dev/null | grep -E '^[0-9.]+\$' && exit; sleep 0.1; done
-  tail -5 '$work/stubby.log'"
+# Stubby may take seconds to listen on a loaded machine: up to 20 s.
+check "Stubby with strict authentication through the proxy" "^192\.0\.2\.1$" address_once_up "$stubby_port" 200 "$work/stubby.log"
 kill "${example_pids[@]}" 2>/dev/null || true; example_pids=()
 check "plain DNS sent to the TLS port gets no answer and is counted" 'reason="not_tls"\} [1-9]' bash -c "
   dig @127.0.0.1 -p $tls_port +tcp +time=2 +tries=1 a.test >/dev/null 2>&1
