@@ -394,6 +394,10 @@ struct DotProxyCommand: AsyncParsableCommand {
         }
     }
 
+    /// The long names of the options and flags, read once: deriving them encodes and decodes the
+    /// command's whole definition, and every start and reload needs them.
+    static let optionNames = EnvironmentArguments.names(of: DotProxyCommand.self)
+
     /// The arguments to parse: the command line, then the options `DOTPROXY_*` variables set, then
     /// those the configuration file (`--config`) sets that neither sets; and the file, if there is one.
     ///
@@ -403,7 +407,7 @@ struct DotProxyCommand: AsyncParsableCommand {
         commandLine: [String],
         environment: [String: String]
     ) throws -> (arguments: [String], file: ConfigFile?) {
-        let names = EnvironmentArguments.names(of: Self.self)
+        let names = Self.optionNames
         var arguments = try EnvironmentArguments.merge(
             arguments: commandLine,
             environment: environment,

@@ -349,7 +349,7 @@ import Testing
         #expect(try DotProxyCommand.parse(base).makeConfiguration().server.tlsListenAddresses.isEmpty)
     }
 
-    static let names = EnvironmentArguments.names(of: DotProxyCommand.self)
+    static let names = DotProxyCommand.optionNames
 
     @Test func everyOptionAndFlagHasItsVariable() {
         let help = DotProxyCommand.helpMessage(columns: 1_000)

@@ -52,7 +52,7 @@ import Testing
     }
 
     @Test func everyOptionHasAFileKey() {
-        let names = EnvironmentArguments.names(of: DotProxyCommand.self)
+        let names = DotProxyCommand.optionNames
         let options = Set(names.options + names.flags).subtracting(ConfigFileSchema.optionsWithoutKey)
         #expect(options == Set(ConfigFileSchema.settings.map(\.option)))
         #expect(ConfigFileSchema.settings.count == options.count, "one key per option")
