@@ -4,9 +4,17 @@
 # time. scripts/run.sh, the end-to-end benchmark and the container image all build through here, so
 # what is measured is what runs.
 #
+# The one setting beyond Swift's release defaults: the run-time half of Swift's exclusivity checking is
+# off (`-enforce-exclusivity=unchecked`, for dotproxy and its dependencies; the compile-time half
+# stays). On every query SwiftNIO's ByteBuffer writes and event-loop tick, and the proxy's own state,
+# paid for a check that looks for a conflicting access already in progress: about a fifth of a
+# query's instructions. Debug builds, the test suite, the sanitizer runs and the fuzz targets keep
+# the checks, so a violation is found there. Docs/performance.md ("Run-time exclusivity checks") has
+# the side-by-side measurement that keeps it.
+#
 #   scripts/build-release.sh [SWIFT BUILD ARGUMENTS...]   extra arguments go to `swift build` as they are
 set -euo pipefail
 cd "$(dirname "$0")/.."
-args=(-c release --static-swift-stdlib --product dotproxy)
+args=(-c release --static-swift-stdlib --product dotproxy -Xswiftc -enforce-exclusivity=unchecked)
 swift build "${args[@]}" "$@" >&2
 echo "$(swift build "${args[@]}" --show-bin-path)/dotproxy"
