@@ -6,11 +6,10 @@
 #
 # The one setting beyond Swift's release defaults: the run-time half of Swift's exclusivity checking is
 # off (`-enforce-exclusivity=unchecked`, for dotproxy and its dependencies; the compile-time half
-# stays). On every query SwiftNIO's ByteBuffer writes and event-loop tick, and the proxy's own state,
-# paid for a check that looks for a conflicting access already in progress: about a fifth of a
-# query's instructions. Debug builds, the test suite, the sanitizer runs and the fuzz targets keep
-# the checks, so a violation is found there. Docs/performance.md ("Run-time exclusivity checks") has
-# the side-by-side measurement that keeps it.
+# stays), because SwiftNIO's ByteBuffer writes and event-loop tick pay for it on every query. Debug
+# builds, the test suite, the sanitizer runs and the fuzz targets keep the checks, so a violation is
+# found there. Docs/performance.md ("Run-time exclusivity checks") has the side-by-side measurement
+# that keeps it.
 #
 #   scripts/build-release.sh [SWIFT BUILD ARGUMENTS...]   extra arguments go to `swift build` as they are
 set -euo pipefail
