@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
-export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+# Suppressions: only reports in dependencies, each with its reason (scripts/tsan-suppressions.txt).
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan-suppressions.txt"
 export ASAN_OPTIONS="halt_on_error=1 detect_leaks=0"
 for sanitizer in "${@:-thread address}"; do
   for name in $sanitizer; do
